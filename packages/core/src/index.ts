@@ -1,4 +1,7 @@
 /**
  * @since 0.1.0
  */
+export * as ExtendedSequenceNumber from "./ExtendedSequenceNumber.ts"
+export * as HashKey from "./HashKey.ts"
 export * as SequenceNumber from "./SequenceNumber.ts"
+export * as ShardMap from "./ShardMap.ts"
