@@ -1,0 +1,37 @@
+import { KinesisClient } from "@aws-sdk/client-kinesis"
+import { NodeHttp2Handler, NodeHttpHandler } from "@smithy/node-http-handler"
+import { Redacted } from "effect"
+import { Agent as HttpAgent } from "node:http"
+import { Agent as HttpsAgent } from "node:https"
+import type { ClientConfig } from "../Client.ts"
+
+const reveal = (value: string | Redacted.Redacted<string>): string =>
+  Redacted.isRedacted(value) ? Redacted.value(value) : value
+
+/** Builds the AWS SDK client for a {@link ClientConfig}. */
+export const makeSdkClient = (config: ClientConfig): KinesisClient => {
+  const maxSockets = config.maxSockets ?? 50
+  const requestHandler = config.httpHandler === "http1"
+    ? new NodeHttpHandler({
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets })
+    })
+    : new NodeHttp2Handler({ disableConcurrentStreams: false })
+  const credentials = config.credentials === undefined ? undefined : {
+    accessKeyId: config.credentials.accessKeyId,
+    secretAccessKey: reveal(config.credentials.secretAccessKey),
+    ...(config.credentials.sessionToken === undefined ? {} : { sessionToken: reveal(config.credentials.sessionToken) })
+  }
+  return new KinesisClient({
+    ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
+    // An endpoint override usually means an emulator, where the region only has to be well-formed.
+    ...(config.region !== undefined
+      ? { region: config.region }
+      : config.endpoint !== undefined
+      ? { region: "us-east-1" }
+      : {}),
+    ...(credentials === undefined ? {} : { credentials }),
+    maxAttempts: config.maxAttempts ?? 1,
+    requestHandler
+  })
+}
