@@ -193,7 +193,10 @@ export class Client extends Context.Service<Client, {
     options: ShardIteratorOptions
   ) => Effect.Effect<string, KinesisError.KinesisError>
   readonly getRecords: (input: GetRecordsInput) => Effect.Effect<GetRecordsOutput, KinesisError.KinesisError>
-  readonly listShards: (stream: StreamId, options?: ListShardsOptions) => Stream.Stream<Shard, KinesisError.KinesisError>
+  readonly listShards: (
+    stream: StreamId,
+    options?: ListShardsOptions
+  ) => Stream.Stream<Shard, KinesisError.KinesisError>
   readonly listStreams: (options?: { readonly pageSize?: number }) => Stream.Stream<
     StreamListing,
     KinesisError.KinesisError
@@ -264,11 +267,15 @@ export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
   return Client.of({
     sdk,
     putRecord: (stream, input) =>
-      call("PutRecord", (abortSignal) =>
-        sdk.send(new PutRecordCommand({ ...input, ...streamParams(stream) }), { abortSignal })),
+      call(
+        "PutRecord",
+        (abortSignal) => sdk.send(new PutRecordCommand({ ...input, ...streamParams(stream) }), { abortSignal })
+      ),
     putRecords: (stream, records) =>
-      call("PutRecords", (abortSignal) =>
-        sdk.send(new PutRecordsCommand({ Records: records, ...streamParams(stream) }), { abortSignal })),
+      call(
+        "PutRecords",
+        (abortSignal) => sdk.send(new PutRecordsCommand({ Records: records, ...streamParams(stream) }), { abortSignal })
+      ),
     getShardIterator: (stream, options) =>
       call("GetShardIterator", (abortSignal) =>
         sdk.send(
@@ -281,8 +288,7 @@ export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
           }),
           { abortSignal }
         )).pipe(Effect.map((out) => out.ShardIterator!)),
-    getRecords: (input) =>
-      call("GetRecords", (abortSignal) => sdk.send(new GetRecordsCommand(input), { abortSignal })),
+    getRecords: (input) => call("GetRecords", (abortSignal) => sdk.send(new GetRecordsCommand(input), { abortSignal })),
     listShards: (stream, options = {}) =>
       Stream.paginate(undefined as string | undefined, (nextToken) =>
         call("ListShards", (abortSignal) =>
@@ -303,21 +309,29 @@ export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
             Effect.map((out) => [out.Shards ?? [], Option.fromNullishOr(out.NextToken)] as const)
           )),
     listStreams: (options = {}) =>
-      Stream.paginate(undefined as string | undefined, (nextToken) =>
-        call("ListStreams", (abortSignal) =>
-          sdk.send(new ListStreamsCommand({ NextToken: nextToken, Limit: options.pageSize }), { abortSignal })).pipe(
-            Effect.map((out) => {
-              const listings: Array<StreamListing> = out.StreamSummaries !== undefined && out.StreamSummaries.length > 0
-                ? out.StreamSummaries.map((s) => ({
-                  streamName: s.StreamName!,
-                  streamARN: s.StreamARN,
-                  status: s.StreamStatus
-                }))
-                : (out.StreamNames ?? []).map((name) => ({ streamName: name, streamARN: undefined, status: undefined }))
-              const more = out.HasMoreStreams === true && out.NextToken !== undefined
-              return [listings, more ? Option.some(out.NextToken) : Option.none()] as const
-            })
-          )),
+      Stream.paginate(
+        undefined as string | undefined,
+        (nextToken) =>
+          call("ListStreams", (abortSignal) =>
+            sdk.send(new ListStreamsCommand({ NextToken: nextToken, Limit: options.pageSize }), { abortSignal })).pipe(
+              Effect.map((out) => {
+                const listings: Array<StreamListing> =
+                  out.StreamSummaries !== undefined && out.StreamSummaries.length > 0
+                    ? out.StreamSummaries.map((s) => ({
+                      streamName: s.StreamName!,
+                      streamARN: s.StreamARN,
+                      status: s.StreamStatus
+                    }))
+                    : (out.StreamNames ?? []).map((name) => ({
+                      streamName: name,
+                      streamARN: undefined,
+                      status: undefined
+                    }))
+                const more = out.HasMoreStreams === true && out.NextToken !== undefined
+                return [listings, more ? Option.some(out.NextToken) : Option.none()] as const
+              })
+            )
+      ),
     describeStreamSummary,
     streamArn,
     subscribeToShard: (input) =>
@@ -351,28 +365,45 @@ export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
         )
       })),
     registerStreamConsumer: (stream, consumerName) =>
-      Effect.flatMap(streamArn(stream), (arn) =>
-        call("RegisterStreamConsumer", (abortSignal) =>
-          sdk.send(new RegisterStreamConsumerCommand({ StreamARN: arn, ConsumerName: consumerName }), {
-            abortSignal
-          }))).pipe(Effect.map((out) => out.Consumer!)),
+      Effect.flatMap(
+        streamArn(stream),
+        (arn) =>
+          call("RegisterStreamConsumer", (abortSignal) =>
+            sdk.send(new RegisterStreamConsumerCommand({ StreamARN: arn, ConsumerName: consumerName }), {
+              abortSignal
+            }))
+      ).pipe(Effect.map((out) =>
+        out.Consumer!
+      )),
     describeStreamConsumer: (consumer) =>
-      Effect.flatMap(consumerParams(consumer), (params) =>
-        call("DescribeStreamConsumer", (abortSignal) =>
-          sdk.send(new DescribeStreamConsumerCommand(params), { abortSignal }))).pipe(
-          Effect.map((out) => out.ConsumerDescription!)
-        ),
+      Effect.flatMap(
+        consumerParams(consumer),
+        (params) =>
+          call("DescribeStreamConsumer", (abortSignal) =>
+            sdk.send(new DescribeStreamConsumerCommand(params), { abortSignal }))
+      ).pipe(
+        Effect.map((out) =>
+          out.ConsumerDescription!
+        )
+      ),
     deregisterStreamConsumer: (consumer) =>
-      Effect.flatMap(consumerParams(consumer), (params) =>
-        call("DeregisterStreamConsumer", (abortSignal) =>
-          sdk.send(new DeregisterStreamConsumerCommand(params), { abortSignal }))).pipe(Effect.asVoid),
+      Effect.flatMap(
+        consumerParams(consumer),
+        (params) =>
+          call("DeregisterStreamConsumer", (abortSignal) =>
+            sdk.send(new DeregisterStreamConsumerCommand(params), { abortSignal }))
+      ).pipe(Effect.asVoid),
     listStreamConsumers: (stream) =>
-      Stream.unwrap(Effect.map(streamArn(stream), (arn) =>
-        Stream.paginate(undefined as string | undefined, (nextToken) =>
-          call("ListStreamConsumers", (abortSignal) =>
-            sdk.send(new ListStreamConsumersCommand({ StreamARN: arn, NextToken: nextToken }), { abortSignal })).pipe(
-              Effect.map((out) => [out.Consumers ?? [], Option.fromNullishOr(out.NextToken)] as const)
-            ))))
+      Stream.unwrap(
+        Effect.map(streamArn(stream), (arn) =>
+          Stream.paginate(undefined as string | undefined, (nextToken) =>
+            call("ListStreamConsumers", (abortSignal) =>
+              sdk.send(new ListStreamConsumersCommand({ StreamARN: arn, NextToken: nextToken }), { abortSignal })).pipe(
+                Effect.map((out) =>
+                  [out.Consumers ?? [], Option.fromNullishOr(out.NextToken)] as const
+                )
+              )))
+      )
   })
 }
 

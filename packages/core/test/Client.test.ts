@@ -1,6 +1,6 @@
-import { assert, describe, layer } from "@effect/vitest"
 import { AdminClient, Client, ShardMap } from "@effect-kinesis/core"
 import { KinesisEmulator } from "@effect-kinesis/testing"
+import { assert, describe, layer } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Result, Stream } from "effect"
 import * as Net from "node:net"
 
@@ -111,7 +111,10 @@ describe("Client against the embedded kinesis-mock", () => {
             server.listen(0, "127.0.0.1", () =>
               resume(Effect.succeed({ server, port: (server.address() as Net.AddressInfo).port, closed })))
           }),
-          ({ server }) => Effect.sync(() => server.close())
+          ({ server }) =>
+            Effect.sync(() =>
+              server.close()
+            )
         )
         const silent = yield* Layer.build(Client.layer({
           endpoint: `http://127.0.0.1:${closed.port}`,

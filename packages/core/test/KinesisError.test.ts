@@ -1,5 +1,5 @@
-import { assert, describe, it } from "@effect/vitest"
 import { Client, KinesisError } from "@effect-kinesis/core"
+import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect } from "effect"
 
 const sdkError = (name: string, status: number, extra: Record<string, unknown> = {}) => ({
