@@ -1,9 +1,10 @@
 /**
- * Kinesis sequence numbers: decimal strings of up to 128 bits, ordered as integers.
+ * Kinesis sequence numbers: decimal strings (the API allows `0|([1-9]\d{0,128})`; real ones are 56 digits today),
+ * ordered as integers.
  *
  * Sequence numbers stay plain `string`s, exactly as the AWS SDK returns them, so records flow through the producer
  * and consumer without conversion. Never compare them with `<` on strings or as JS numbers: `"9" > "10"` as strings
- * and 128-bit values lose precision as numbers. Use {@link compare} / {@link Order}.
+ * and such values lose precision as numbers. Use {@link compare} / {@link Order}.
  *
  * @since 0.1.0
  */
@@ -11,7 +12,7 @@ import type * as order from "effect/Order"
 import type { Ordering } from "effect/Ordering"
 
 /**
- * A Kinesis sequence number: a canonical decimal string (no leading zeros) whose value is at most 2^128 − 1.
+ * A Kinesis sequence number: a canonical decimal string (no leading zeros) of at most 129 digits.
  *
  * A plain alias rather than a brand, so values from the SDK need no conversion on hot paths.
  *
@@ -26,12 +27,14 @@ import type { Ordering } from "effect/Ordering"
  */
 export type SequenceNumber = string
 
-const MAX_DECIMAL = "340282366920938463463374607431768211455" // 2^128 − 1
+// The API's pattern for sequence numbers is 0|([1-9]\d{0,128}). Sequence numbers are not
+// bounded by 2^128: AWS issues 56-digit ones.
+const MAX_DIGITS = 129
 const ZERO = 48 // "0"
 const NINE = 57 // "9"
 
 /**
- * Whether `s` is a valid sequence number: `0` or a decimal without leading zeros, at most 2^128 − 1.
+ * Whether `s` is a valid sequence number: `0` or a decimal without leading zeros, at most 129 digits.
  *
  * Use it on untrusted input (a checkpoint read from a lease table, a user-supplied starting position) before
  * relying on {@link compare}.
@@ -41,7 +44,7 @@ const NINE = 57 // "9"
  * import { SequenceNumber } from "@effect-kinesis/core"
  * SequenceNumber.isValid("49590338271490256608559692538361571095921575989136588898") // true
  * SequenceNumber.isValid("007") // false
- * SequenceNumber.isValid("340282366920938463463374607431768211456") // false: 2^128
+ * SequenceNumber.isValid("1".repeat(130)) // false: more than 129 digits
  * ```
  *
  * @since 0.1.0
@@ -49,14 +52,13 @@ const NINE = 57 // "9"
  */
 export const isValid = (s: string): boolean => {
   const n = s.length
-  if (n === 0 || n > MAX_DECIMAL.length) return false
+  if (n === 0 || n > MAX_DIGITS) return false
   if (s.charCodeAt(0) === ZERO) return n === 1
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i)
     if (c < ZERO || c > NINE) return false
   }
-  // Equal-length canonical decimals order like strings, so no BigInt is needed for the bound.
-  return n < MAX_DECIMAL.length || s <= MAX_DECIMAL
+  return true
 }
 
 /**
