@@ -4,13 +4,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Result, Stream } from "effect"
 import * as Net from "node:net"
 
-const ClientLive = Layer.unwrap(
-  Effect.map(Effect.service(KinesisEmulator.KinesisEmulator), (emulator) => Client.layer(emulator.clientConfig))
-)
-const Live = AdminClient.layer.pipe(
-  Layer.provideMerge(ClientLive),
-  Layer.provideMerge(KinesisEmulator.layer())
-)
+const Live = KinesisEmulator.layerClient.pipe(Layer.provideMerge(KinesisEmulator.layer()))
 
 const uniqueName = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 10)}`
 const encode = (s: string) => new TextEncoder().encode(s)

@@ -1,0 +1,53 @@
+/**
+ * A lease: the right of one worker to process one shard, and the shard's checkpoint. The shape
+ * is the KCL lease table's (see `LeaseRepository`), so leases written by this library and by a
+ * KCL 2.x worker are interchangeable.
+ *
+ * @since 0.1.0
+ */
+import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
+
+/**
+ * One lease.
+ *
+ * @example
+ * ```ts
+ * import { ExtendedSequenceNumber } from "@effect-kinesis/core"
+ * import type { Lease } from "@effect-kinesis/consumer"
+ *
+ * const fresh: Lease.Lease = {
+ *   leaseKey: "shardId-000000000000",
+ *   leaseOwner: undefined,
+ *   leaseCounter: 0,
+ *   checkpoint: ExtendedSequenceNumber.trimHorizon,
+ *   pendingCheckpoint: undefined,
+ *   ownerSwitchesSinceCheckpoint: 0,
+ *   parentShardIds: [],
+ *   childShardIds: [],
+ *   hashKeyRange: undefined
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Lease {
+  /** The shard id, e.g. `shardId-000000000042` (KCL: `leaseKey`). */
+  readonly leaseKey: string
+  /** The worker holding the lease; `undefined` when unowned (the KCL removes the attribute). */
+  readonly leaseOwner: string | undefined
+  /** Optimistic lock: every take, renew, checkpoint and release increments it. */
+  readonly leaseCounter: number
+  /** Processed up to and including this position (or a sentinel: where to start). */
+  readonly checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber
+  /** A two-phase checkpoint in progress (KCL `pendingCheckpoint`); kept, never written by us. */
+  readonly pendingCheckpoint: ExtendedSequenceNumber.ExtendedSequenceNumber | undefined
+  /** +1 on every change of owner, reset to 0 on checkpoint. */
+  readonly ownerSwitchesSinceCheckpoint: number
+  /** Parent shards (one after a split, two after a merge, none for an original shard). */
+  readonly parentShardIds: ReadonlyArray<string>
+  /** Children, written when the shard has been consumed to its end. */
+  readonly childShardIds: ReadonlyArray<string>
+  /** The shard's hash key range, as decimal strings. */
+  readonly hashKeyRange: { readonly startingHashKey: string; readonly endingHashKey: string } | undefined
+}

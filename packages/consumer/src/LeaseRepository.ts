@@ -1,0 +1,198 @@
+/**
+ * Where leases live. The consumer talks to leases only through this service, so swapping the
+ * store (in memory for tests, DynamoDB in production, or a backend of your own) changes nothing
+ * else. Every write is conditional on the lease counter the caller last saw, so two workers can
+ * never both believe they own a shard.
+ *
+ * @since 0.1.0
+ */
+import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { Context, Data, Effect, Layer } from "effect"
+import * as internal from "./internal/memoryLeaseRepository.ts"
+import type { Lease } from "./Lease.ts"
+
+/**
+ * A conditional write failed because the lease changed since it was read: another worker took,
+ * renewed, checkpointed or released it (or it was deleted). The caller no longer owns it.
+ *
+ * @example
+ * ```ts
+ * import type { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const text = (e: LeaseRepository.LeaseConflict) => `${e.leaseKey}: ${e.operation} lost the race`
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LeaseConflict extends Data.TaggedError("LeaseConflict")<{
+  readonly leaseKey: string
+  readonly operation: "take" | "renew" | "checkpoint" | "release" | "update" | "delete"
+}> {}
+
+/**
+ * `create` found a lease with that key already.
+ *
+ * @example
+ * ```ts
+ * import type { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const text = (e: LeaseRepository.LeaseExists) => `${e.leaseKey} exists`
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LeaseExists extends Data.TaggedError("LeaseExists")<{ readonly leaseKey: string }> {}
+
+/**
+ * The store itself failed (network, throttling, missing table…). `retryable` says whether trying
+ * again can help.
+ *
+ * @example
+ * ```ts
+ * import type { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const text = (e: LeaseRepository.LeaseStoreError) => `${e.operation}: ${e.message}`
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LeaseStoreError extends Data.TaggedError("LeaseStoreError")<{
+  readonly operation: string
+  readonly message: string
+  readonly retryable: boolean
+  readonly cause?: unknown
+}> {}
+
+/**
+ * The lease store operations. Each write returns the lease as stored afterwards (with its new
+ * counter), which the caller uses for its next conditional write.
+ *
+ * - `take`: owner := `owner`, counter + 1, ownerSwitchesSinceCheckpoint + 1 when the owner
+ *   changes; conditional on the counter of `lease`.
+ * - `renew`: counter + 1; conditional on counter and owner.
+ * - `checkpoint`: checkpoint := `checkpoint`, ownerSwitchesSinceCheckpoint := 0, counter + 1,
+ *   `childShardIds` written when given (shard end); conditional on counter and owner.
+ * - `release`: owner removed, counter + 1; conditional on counter and owner.
+ * - `delete`: removes the lease; conditional on counter.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const owners = Effect.gen(function*() {
+ *   const repo = yield* LeaseRepository.LeaseRepository
+ *   const leases = yield* repo.list
+ *   return leases.map((lease) => [lease.leaseKey, lease.leaseOwner] as const)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class LeaseRepository extends Context.Service<LeaseRepository, {
+  /** Every lease, read consistently. */
+  readonly list: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError>
+  readonly get: (leaseKey: string) => Effect.Effect<Lease | undefined, LeaseStoreError>
+  /** Creates an unowned lease with counter 0; fails with `LeaseExists` if the key exists. */
+  readonly create: (lease: Lease) => Effect.Effect<Lease, LeaseExists | LeaseStoreError>
+  readonly take: (lease: Lease, owner: string) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
+  readonly renew: (lease: Lease) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
+  readonly checkpoint: (
+    lease: Lease,
+    checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber,
+    childShardIds?: ReadonlyArray<string>
+  ) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
+  readonly release: (lease: Lease) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
+  readonly delete: (lease: Lease) => Effect.Effect<void, LeaseConflict | LeaseStoreError>
+}>()("@effect-kinesis/consumer/LeaseRepository") {}
+
+/**
+ * Options of {@link makeMemory}.
+ *
+ * @example
+ * ```ts
+ * import { ExtendedSequenceNumber } from "@effect-kinesis/core"
+ * import { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * let failures = 2
+ * const options: LeaseRepository.MemoryOptions = {
+ *   leases: [{
+ *     leaseKey: "shardId-000000000000",
+ *     leaseOwner: undefined,
+ *     leaseCounter: 0,
+ *     checkpoint: ExtendedSequenceNumber.trimHorizon,
+ *     pendingCheckpoint: undefined,
+ *     ownerSwitchesSinceCheckpoint: 0,
+ *     parentShardIds: [],
+ *     childShardIds: [],
+ *     hashKeyRange: undefined
+ *   }],
+ *   // the next two renewals fail as if the store were throttling
+ *   fault: (operation) =>
+ *     operation === "renew" && failures-- > 0
+ *       ? new LeaseRepository.LeaseStoreError({ operation, message: "throttled", retryable: true })
+ *       : undefined
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryOptions {
+  /** Leases the store starts with, stored as given. */
+  readonly leases?: Iterable<Lease> | undefined
+  /**
+   * Consulted before every operation; returning an error fails that operation with it, leaving the store untouched.
+   * For tests of how callers handle an unavailable store.
+   */
+  readonly fault?:
+    | ((
+      operation: "list" | "get" | "create" | "take" | "renew" | "checkpoint" | "release" | "delete",
+      leaseKey: string | undefined
+    ) => LeaseStoreError | undefined)
+    | undefined
+}
+
+/**
+ * An in-memory lease store with the same conditional semantics as the DynamoDB one: for tests, and for a single
+ * process that needs no durable checkpoints. Operations are linearizable.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const program = Effect.gen(function*() {
+ *   const repo = yield* LeaseRepository.makeMemory()
+ *   return yield* repo.list
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LeaseRepository["Service"]> =>
+  Effect.sync(() => LeaseRepository.of(internal.make(options)))
+
+/**
+ * A fresh, empty in-memory {@link LeaseRepository} per layer build.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const count = Effect.gen(function*() {
+ *   const repo = yield* LeaseRepository.LeaseRepository
+ *   return (yield* repo.list).length
+ * }).pipe(Effect.provide(LeaseRepository.layerMemory))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<LeaseRepository> = Layer.effect(LeaseRepository, makeMemory())

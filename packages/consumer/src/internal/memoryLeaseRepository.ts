@@ -1,0 +1,95 @@
+import { Effect } from "effect"
+import type { Lease } from "../Lease.ts"
+import type { LeaseRepository, MemoryOptions } from "../LeaseRepository.ts"
+import { LeaseConflict, LeaseExists, type LeaseStoreError } from "../LeaseRepository.ts"
+
+type Service = LeaseRepository["Service"]
+type Operation = "list" | "get" | "create" | "take" | "renew" | "checkpoint" | "release" | "delete"
+
+/** @internal */
+export const make = (options: MemoryOptions = {}): Service => {
+  const leases = new Map<string, Lease>()
+  for (const lease of options.leases ?? []) leases.set(lease.leaseKey, lease)
+
+  // Each operation reads, checks and writes in one synchronous step, so the store is linearizable without locks.
+  const atomically = <A, E>(
+    operation: Operation,
+    leaseKey: string | undefined,
+    body: () => Effect.Effect<A, E>
+  ): Effect.Effect<A, E | LeaseStoreError> =>
+    Effect.suspend((): Effect.Effect<A, E | LeaseStoreError> => {
+      const fault = options.fault?.(operation, leaseKey)
+      return fault === undefined ? body() : Effect.fail(fault)
+    })
+
+  // The conditional write of every operation but `create`: the stored lease must still be the one the caller read.
+  const conditional = (
+    operation: "take" | "renew" | "checkpoint" | "release" | "delete",
+    lease: Lease,
+    owner: "owned" | "asRead" | "any",
+    update: (stored: Lease) => Lease | undefined
+  ): Effect.Effect<Lease | undefined, LeaseConflict | LeaseStoreError> =>
+    atomically(operation, lease.leaseKey, () => {
+      const stored = leases.get(lease.leaseKey)
+      if (
+        stored === undefined || stored.leaseCounter !== lease.leaseCounter ||
+        (owner === "owned" && lease.leaseOwner === undefined) ||
+        (owner !== "any" && stored.leaseOwner !== lease.leaseOwner)
+      ) {
+        return Effect.fail(new LeaseConflict({ leaseKey: lease.leaseKey, operation }))
+      }
+      const next = update(stored)
+      if (next === undefined) leases.delete(lease.leaseKey)
+      else leases.set(lease.leaseKey, next)
+      return Effect.succeed(next)
+    })
+
+  const written = Effect.map((lease: Lease | undefined) => lease!)
+
+  return {
+    list: atomically("list", undefined, () => Effect.succeed(Array.from(leases.values()))),
+    get: (leaseKey) => atomically("get", leaseKey, () => Effect.succeed(leases.get(leaseKey))),
+    create: (lease) =>
+      atomically("create", lease.leaseKey, () => {
+        if (leases.has(lease.leaseKey)) return Effect.fail(new LeaseExists({ leaseKey: lease.leaseKey }))
+        const stored: Lease = {
+          ...lease,
+          leaseOwner: undefined,
+          leaseCounter: 0,
+          pendingCheckpoint: undefined,
+          ownerSwitchesSinceCheckpoint: 0
+        }
+        leases.set(lease.leaseKey, stored)
+        return Effect.succeed(stored)
+      }),
+    take: (lease, owner) =>
+      conditional("take", lease, "asRead", (stored) => ({
+        ...stored,
+        leaseOwner: owner,
+        leaseCounter: stored.leaseCounter + 1,
+        // As the KCL counts it: taking an unowned lease is not a switch.
+        ownerSwitchesSinceCheckpoint: stored.ownerSwitchesSinceCheckpoint +
+          (stored.leaseOwner !== undefined && stored.leaseOwner !== owner ? 1 : 0)
+      })).pipe(written),
+    renew: (lease) =>
+      conditional("renew", lease, "owned", (stored) => ({ ...stored, leaseCounter: stored.leaseCounter + 1 })).pipe(
+        written
+      ),
+    checkpoint: (lease, checkpoint, childShardIds) =>
+      conditional("checkpoint", lease, "owned", (stored) => ({
+        ...stored,
+        leaseCounter: stored.leaseCounter + 1,
+        checkpoint,
+        pendingCheckpoint: undefined,
+        ownerSwitchesSinceCheckpoint: 0,
+        childShardIds: childShardIds !== undefined && childShardIds.length > 0 ? childShardIds : stored.childShardIds
+      })).pipe(written),
+    release: (lease) =>
+      conditional("release", lease, "owned", (stored) => ({
+        ...stored,
+        leaseOwner: undefined,
+        leaseCounter: stored.leaseCounter + 1
+      })).pipe(written),
+    delete: (lease) => conditional("delete", lease, "any", () => undefined).pipe(Effect.asVoid)
+  }
+}

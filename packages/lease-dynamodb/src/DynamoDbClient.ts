@@ -1,0 +1,168 @@
+/**
+ * The DynamoDB client the lease store uses: an AWS SDK `DynamoDBClient` configured like the Kinesis client of
+ * `@effect-kinesis/core` (same endpoint, region and credential settings), living as long as its layer.
+ *
+ * @since 0.1.0
+ */
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb"
+import type { Client } from "@effect-kinesis/core"
+import { NodeHttpHandler } from "@smithy/node-http-handler"
+import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
+import { Agent as HttpAgent } from "node:http"
+import { Agent as HttpsAgent } from "node:https"
+
+/**
+ * How to reach DynamoDB: the fields of core's `Client.ClientConfig` except the HTTP handler (DynamoDB speaks
+ * HTTP/1.1 only). With nothing set the client uses the region and credentials the AWS SDK's default chain finds.
+ * An object built for the Kinesis client (or an emulator's `clientConfig`) can be passed as is.
+ *
+ * @example
+ * ```ts
+ * import type { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const local: DynamoDbClient.DynamoDbClientConfig = {
+ *   endpoint: "http://127.0.0.1:4568",
+ *   region: "us-east-1",
+ *   credentials: { accessKeyId: "local", secretAccessKey: "local" }
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DynamoDbClientConfig = Omit<Client.ClientConfig, "httpHandler">
+
+/**
+ * The DynamoDB client service.
+ *
+ * @example
+ * ```ts
+ * import { ListTablesCommand } from "@aws-sdk/client-dynamodb"
+ * import { Effect } from "effect"
+ * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const tables = Effect.gen(function*() {
+ *   const { sdk } = yield* DynamoDbClient.DynamoDbClient
+ *   return yield* Effect.promise((signal) => sdk.send(new ListTablesCommand({}), { abortSignal: signal }))
+ * }).pipe(Effect.provide(DynamoDbClient.layer({ region: "eu-west-1" })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class DynamoDbClient extends Context.Service<DynamoDbClient, {
+  readonly sdk: DynamoDBClient
+}>()("@effect-kinesis/lease-dynamodb/DynamoDbClient") {}
+
+const reveal = (value: string | Redacted.Redacted<string>): string =>
+  Redacted.isRedacted(value) ? Redacted.value(value) : value
+
+/**
+ * Builds the AWS SDK client for a configuration. The caller owns it and must `destroy()` it.
+ *
+ * @example
+ * ```ts
+ * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const sdk = DynamoDbClient.makeSdkClient({ region: "eu-west-1" })
+ * sdk.destroy()
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeSdkClient = (config: DynamoDbClientConfig = {}): DynamoDBClient => {
+  const maxSockets = config.maxSockets ?? 50
+  const credentials = config.credentials === undefined ? undefined : {
+    accessKeyId: config.credentials.accessKeyId,
+    secretAccessKey: reveal(config.credentials.secretAccessKey),
+    ...(config.credentials.sessionToken === undefined ? {} : { sessionToken: reveal(config.credentials.sessionToken) })
+  }
+  return new DynamoDBClient({
+    ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
+    // An endpoint override usually means an emulator, where the region only has to be well-formed.
+    ...(config.region !== undefined
+      ? { region: config.region }
+      : config.endpoint !== undefined
+      ? { region: "us-east-1" }
+      : {}),
+    ...(credentials === undefined ? {} : { credentials }),
+    // Retries belong to the lease store, which bounds them by lease expiry; SDK retries would multiply them.
+    maxAttempts: config.maxAttempts ?? 1,
+    requestHandler: new NodeHttpHandler({
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets })
+    })
+  })
+}
+
+/**
+ * A layer from an explicit configuration; the SDK client is destroyed when the layer's scope closes.
+ *
+ * @example
+ * ```ts
+ * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const DynamoLive = DynamoDbClient.layer({ region: "eu-west-1" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (config: DynamoDbClientConfig = {}): Layer.Layer<DynamoDbClient> =>
+  Layer.effect(
+    DynamoDbClient,
+    Effect.map(
+      Effect.acquireRelease(Effect.sync(() => makeSdkClient(config)), (sdk) => Effect.sync(() => sdk.destroy())),
+      (sdk) => DynamoDbClient.of({ sdk })
+    )
+  )
+
+/**
+ * The client configuration read from Effect `Config` (environment variables by default):
+ *
+ * | variable | meaning |
+ * |---|---|
+ * | `DYNAMODB_ENDPOINT` | endpoint override (unset: AWS) |
+ * | `AWS_REGION` | region (unset: the SDK's chain) |
+ * | `DYNAMODB_MAX_ATTEMPTS` | SDK attempts per call (default 1) |
+ *
+ * Credentials always come from the SDK's default chain.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const config = Effect.runSync(DynamoDbClient.clientConfig)
+ * ```
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const clientConfig: Config.Config<DynamoDbClientConfig> = Config.all({
+  endpoint: Config.option(Config.String("DYNAMODB_ENDPOINT")),
+  region: Config.option(Config.String("AWS_REGION")),
+  maxAttempts: Config.Int("DYNAMODB_MAX_ATTEMPTS").pipe(Config.withDefault(1))
+}).pipe(Config.map((c) => ({
+  endpoint: Option.getOrUndefined(c.endpoint),
+  region: Option.getOrUndefined(c.region),
+  maxAttempts: c.maxAttempts
+})))
+
+/**
+ * A layer configured from the environment, see {@link clientConfig}.
+ *
+ * @example
+ * ```ts
+ * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const DynamoLive = DynamoDbClient.layerConfig
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<DynamoDbClient, Config.ConfigError> = Layer.unwrap(
+  Effect.map(clientConfig, layer)
+)

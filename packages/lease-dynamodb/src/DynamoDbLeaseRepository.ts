@@ -1,0 +1,535 @@
+/**
+ * The consumer's `LeaseRepository` on a DynamoDB table in the KCL's format: same table name (the application name),
+ * same key, same attribute names and types, same conditional-write discipline. A KCL 2.x worker and this library can
+ * share one table, and a consumer moving from the KCL resumes from the KCL's checkpoints.
+ *
+ * @since 0.1.0
+ */
+import {
+  type AttributeValue,
+  DeleteItemCommand,
+  GetItemCommand,
+  PutItemCommand,
+  ScanCommand,
+  UpdateItemCommand
+} from "@aws-sdk/client-dynamodb"
+import type { Lease } from "@effect-kinesis/consumer"
+import { LeaseRepository } from "@effect-kinesis/consumer"
+import { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { type Config, Data, Duration, Effect, Layer } from "effect"
+import * as DynamoDbClient from "./DynamoDbClient.ts"
+import {
+  A,
+  isLeaseItem,
+  type Item,
+  LEASE_ENTITY,
+  MalformedItem,
+  N,
+  newLeaseItem,
+  S,
+  SS,
+  toLease
+} from "./internal/leaseItem.ts"
+import { call, type ConditionFailed, type RetryPolicy } from "./internal/sdkCall.ts"
+import { ensureTable } from "./internal/table.ts"
+
+/**
+ * The lease table does not exist and `createTableIfMissing` is `false`.
+ *
+ * @example
+ * ```ts
+ * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const text = (e: DynamoDbLeaseRepository.LeaseTableNotFound) => `create ${e.tableName} first`
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LeaseTableNotFound extends Data.TaggedError("LeaseTableNotFound")<{ readonly tableName: string }> {}
+
+/**
+ * How a missing lease table is created. Applied only when this library creates the table; an existing table is
+ * used as it is.
+ *
+ * @example
+ * ```ts
+ * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const table: DynamoDbLeaseRepository.TableOptions = {
+ *   billing: { mode: "PROVISIONED", readCapacityUnits: 10, writeCapacityUnits: 10 },
+ *   tags: { team: "payments" },
+ *   deletionProtection: true,
+ *   pointInTimeRecovery: true
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TableOptions {
+  /** Default on-demand (`PAY_PER_REQUEST`), as the KCL creates it. */
+  readonly billing?:
+    | { readonly mode: "PAY_PER_REQUEST" }
+    | { readonly mode: "PROVISIONED"; readonly readCapacityUnits: number; readonly writeCapacityUnits: number }
+    | undefined
+  /** Resource tags. Default none. */
+  readonly tags?: Readonly<Record<string, string>> | undefined
+  /** Deletion protection. Default: DynamoDB's (off). */
+  readonly deletionProtection?: boolean | undefined
+  /** Point-in-time recovery. Default off. Skipped with a warning where the endpoint does not implement it. */
+  readonly pointInTimeRecovery?: boolean | undefined
+  /** How long to wait for a new table to become ACTIVE. Default 5 minutes. */
+  readonly activeTimeout?: Duration.Input | undefined
+}
+
+/**
+ * Retry of throttled and failed requests. The defaults keep a renewal well inside the KCL's 10 s failover time, so a
+ * worker never believes it holds a lease that has already expired for its peers.
+ *
+ * @example
+ * ```ts
+ * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const retry: DynamoDbLeaseRepository.RetryOptions = { budget: "1 second", attemptTimeout: "500 millis" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryOptions {
+  /** Longest one operation (or one page of `list`) may take, retries included. Default 2 seconds. */
+  readonly budget?: Duration.Input | undefined
+  /** Longest one request may take before it is abandoned and retried. Default 1 second. */
+  readonly attemptTimeout?: Duration.Input | undefined
+  /** First backoff delay; it doubles per retry, with jitter. Default 25 millis. */
+  readonly baseDelay?: Duration.Input | undefined
+}
+
+/**
+ * Options of {@link layer} and {@link make}.
+ *
+ * @example
+ * ```ts
+ * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const options: DynamoDbLeaseRepository.Options = { applicationName: "order-processor" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The consumer application's name; the KCL names the lease table after it. */
+  readonly applicationName: string
+  /** The lease table. Default: `applicationName`, as the KCL. */
+  readonly tableName?: string | undefined
+  /** Create the table when it does not exist. Default `true`; when `false` a missing table is a `LeaseTableNotFound`. */
+  readonly createTableIfMissing?: boolean | undefined
+  /** How a missing table is created. */
+  readonly table?: TableOptions | undefined
+  /** Retry of data-plane requests (reads and lease writes). */
+  readonly retry?: RetryOptions | undefined
+}
+
+const duration = (input: Duration.Input | undefined, fallback: Duration.Input): Duration.Duration =>
+  Duration.fromInputUnsafe(input ?? fallback)
+
+// Table creation and description are rare and not on a lease's clock, so they get a longer budget.
+const controlPolicy: RetryPolicy = {
+  budget: Duration.seconds(30),
+  attemptTimeout: Duration.seconds(10),
+  baseDelay: Duration.millis(100)
+}
+
+type Service = LeaseRepository.LeaseRepository["Service"]
+
+// An UpdateExpression/ConditionExpression with placeholders registered as they are used: DynamoDB rejects
+// ExpressionAttributeNames or ExpressionAttributeValues that no expression mentions.
+class Expressions {
+  readonly names: Record<string, string> = {}
+  readonly values: Record<string, AttributeValue> = {}
+  private count = 0
+  name(attribute: string): string {
+    this.names[`#${attribute}`] = attribute
+    return `#${attribute}`
+  }
+  value(value: AttributeValue): string {
+    const placeholder = `:v${this.count++}`
+    this.values[placeholder] = value
+    return placeholder
+  }
+  get params() {
+    return {
+      ExpressionAttributeNames: this.names,
+      ...(this.count === 0 ? {} : { ExpressionAttributeValues: this.values })
+    }
+  }
+}
+
+type OwnerCondition = "owned" | "asRead" | "any"
+
+// The item is the lease the caller read: same counter (and owner), and a lease rather than another KCL entity.
+const leaseCondition = (x: Expressions, lease: Lease.Lease, owner: OwnerCondition): string => {
+  const parts = [
+    `attribute_exists(${x.name(A.leaseKey)})`,
+    `(attribute_not_exists(${x.name(A.entityType)}) OR ${x.name(A.entityType)} = ${x.value(S(LEASE_ENTITY))})`,
+    `${x.name(A.leaseCounter)} = ${x.value(N(lease.leaseCounter))}`
+  ]
+  if (owner !== "any") {
+    parts.push(
+      lease.leaseOwner === undefined
+        ? `attribute_not_exists(${x.name(A.leaseOwner)})`
+        : `${x.name(A.leaseOwner)} = ${x.value(S(lease.leaseOwner))}`
+    )
+  }
+  return parts.join(" AND ")
+}
+
+/**
+ * The lease store on an existing `DynamoDBClient`, after making sure the table exists (creating it if allowed) and
+ * is ACTIVE.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const leases = Effect.gen(function*() {
+ *   const repo = yield* DynamoDbLeaseRepository.make({ applicationName: "order-processor" })
+ *   return yield* repo.list
+ * }).pipe(Effect.provide(DynamoDbClient.layer({ region: "eu-west-1" })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(options: Options) {
+  const { sdk } = yield* DynamoDbClient.DynamoDbClient
+  const tableName = options.tableName ?? options.applicationName
+  const policy: RetryPolicy = {
+    budget: duration(options.retry?.budget, "2 seconds"),
+    attemptTimeout: duration(options.retry?.attemptTimeout, "1 second"),
+    baseDelay: duration(options.retry?.baseDelay, "25 millis")
+  }
+
+  yield* ensureTable({
+    sdk,
+    tableName,
+    createIfMissing: options.createTableIfMissing ?? true,
+    table: options.table ?? {},
+    policy: controlPolicy,
+    notFound: () => new LeaseTableNotFound({ tableName })
+  })
+
+  const read = (operation: string, item: Item): Effect.Effect<Lease.Lease, LeaseRepository.LeaseStoreError> => {
+    const lease = toLease(item)
+    return lease instanceof MalformedItem
+      ? Effect.fail(
+        new LeaseRepository.LeaseStoreError({
+          operation,
+          message: `malformed lease item in ${tableName}: ${lease.message}`,
+          retryable: false
+        })
+      )
+      : Effect.succeed(lease)
+  }
+
+  const list: Service["list"] = Effect.gen(function*() {
+    const leases: Array<Lease.Lease> = []
+    let startKey: Item | undefined = undefined
+    do {
+      const page = yield* call(policy, "Scan", (abortSignal) =>
+        sdk.send(
+          new ScanCommand({ TableName: tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
+          { abortSignal }
+        )).pipe(Effect.catchTag("ConditionFailed", conditionOnRead("Scan")))
+      for (const item of page.Items ?? []) {
+        if (isLeaseItem(item)) leases.push(yield* read("Scan", item))
+      }
+      startKey = page.LastEvaluatedKey
+    } while (startKey !== undefined)
+    return leases
+  })
+
+  const get: Service["get"] = (leaseKey) =>
+    call(policy, "GetItem", (abortSignal) =>
+      sdk.send(
+        new GetItemCommand({ TableName: tableName, Key: { [A.leaseKey]: S(leaseKey) }, ConsistentRead: true }),
+        { abortSignal }
+      )).pipe(
+        Effect.catchTag("ConditionFailed", conditionOnRead("GetItem")),
+        Effect.flatMap((out) =>
+          out.Item === undefined || !isLeaseItem(out.Item) ? Effect.succeed(undefined) : read("GetItem", out.Item)
+        )
+      )
+
+  const create: Service["create"] = (lease) =>
+    Effect.gen(function*() {
+      const item = newLeaseItem(lease)
+      const created = yield* read("PutItem", item)
+      const ambiguous = { value: false }
+      yield* call(policy, "PutItem", (abortSignal) =>
+        sdk.send(
+          new PutItemCommand({
+            TableName: tableName,
+            Item: item,
+            ConditionExpression: "attribute_not_exists(#leaseKey)",
+            ExpressionAttributeNames: { "#leaseKey": A.leaseKey }
+          }),
+          { abortSignal }
+        ), ambiguous).pipe(
+          Effect.catchTag("ConditionFailed", () => {
+            const exists = new LeaseRepository.LeaseExists({ leaseKey: lease.leaseKey })
+            // Our own earlier attempt may be what exists now; an untouched new lease is as good as ours.
+            return ambiguous.value
+              ? Effect.flatMap(get(lease.leaseKey), (stored) =>
+                stored !== undefined && stored.leaseCounter === 0 && stored.leaseOwner === undefined &&
+                  ExtendedSequenceNumber.Equivalence(stored.checkpoint, created.checkpoint)
+                  ? Effect.void
+                  : Effect.fail(exists))
+              : Effect.fail(exists)
+          })
+        )
+      return created
+    })
+
+  // One conditional UpdateItem. When an earlier attempt may have been applied before the condition failed on a
+  // retry, the stored lease is checked against what our write would have produced, so that a renewal that landed
+  // but whose answer was lost does not look like a lost lease.
+  const update = (
+    operation: "take" | "renew" | "checkpoint" | "release",
+    lease: Lease.Lease,
+    owner: OwnerCondition,
+    build: (x: Expressions) => string,
+    landed: (stored: Lease.Lease) => boolean
+  ): Effect.Effect<Lease.Lease, LeaseRepository.LeaseConflict | LeaseRepository.LeaseStoreError> => {
+    const conflict = new LeaseRepository.LeaseConflict({ leaseKey: lease.leaseKey, operation })
+    if (owner === "owned" && lease.leaseOwner === undefined) return Effect.fail(conflict)
+    return Effect.suspend(() => {
+      const x = new Expressions()
+      const updateExpression = build(x)
+      const conditionExpression = leaseCondition(x, lease, owner)
+      const ambiguous = { value: false }
+      return call(policy, "UpdateItem", (abortSignal) =>
+        sdk.send(
+          new UpdateItemCommand({
+            TableName: tableName,
+            Key: { [A.leaseKey]: S(lease.leaseKey) },
+            UpdateExpression: updateExpression,
+            ConditionExpression: conditionExpression,
+            ...x.params,
+            ReturnValues: "ALL_NEW"
+          }),
+          { abortSignal }
+        ), ambiguous).pipe(
+          Effect.flatMap((out) => read("UpdateItem", out.Attributes ?? {})),
+          Effect.catchTag(
+            "ConditionFailed",
+            (): Effect.Effect<Lease.Lease, LeaseRepository.LeaseConflict | LeaseRepository.LeaseStoreError> =>
+              ambiguous.value
+                ? Effect.flatMap(
+                  get(lease.leaseKey),
+                  (stored) =>
+                    stored !== undefined && stored.leaseCounter === lease.leaseCounter + 1 && landed(stored)
+                      ? Effect.succeed(stored)
+                      : Effect.fail(conflict)
+                )
+                : Effect.fail(conflict)
+          )
+        )
+    })
+  }
+
+  const add = (x: Expressions, attribute: string, n: number) =>
+    `${x.name(attribute)} = if_not_exists(${x.name(attribute)}, ${x.value(N(0))}) + ${x.value(N(n))}`
+
+  const take: Service["take"] = (lease, owner) =>
+    update("take", lease, "asRead", (x) => {
+      const sets = [`${x.name(A.leaseOwner)} = ${x.value(S(owner))}`, add(x, A.leaseCounter, 1)]
+      // As the KCL counts it: taking an unowned lease is not a switch.
+      if (lease.leaseOwner !== undefined && lease.leaseOwner !== owner) {
+        sets.push(add(x, A.ownerSwitchesSinceCheckpoint, 1))
+      }
+      // A KCL 3.x graceful handoff in progress ends when someone takes the lease.
+      return `SET ${sets.join(", ")} REMOVE ${x.name(A.checkpointOwner)}`
+    }, (stored) => stored.leaseOwner === owner)
+
+  const renew: Service["renew"] = (lease) =>
+    update(
+      "renew",
+      lease,
+      "owned",
+      (x) => `SET ${add(x, A.leaseCounter, 1)}`,
+      (stored) => stored.leaseOwner === lease.leaseOwner
+    )
+
+  const checkpoint: Service["checkpoint"] = (lease, position, childShardIds) =>
+    update("checkpoint", lease, "owned", (x) => {
+      const sets = [
+        add(x, A.leaseCounter, 1),
+        `${x.name(A.checkpoint)} = ${x.value(S(position.sequenceNumber))}`,
+        `${x.name(A.checkpointSubSequenceNumber)} = ${x.value(N(position.subSequenceNumber))}`,
+        `${x.name(A.ownerSwitchesSinceCheckpoint)} = ${x.value(N(0))}`
+      ]
+      const children = SS(childShardIds ?? [])
+      if (children !== undefined) sets.push(`${x.name(A.childShardIds)} = ${x.value(children)}`)
+      // A completed checkpoint supersedes a KCL two-phase checkpoint in progress, as in the KCL.
+      const removes = [A.pendingCheckpoint, A.pendingCheckpointSubSequenceNumber, A.pendingCheckpointState]
+      return `SET ${sets.join(", ")} REMOVE ${removes.map((name) => x.name(name)).join(", ")}`
+    }, (stored) =>
+      stored.leaseOwner === lease.leaseOwner &&
+      ExtendedSequenceNumber.Equivalence(stored.checkpoint, position))
+
+  const release: Service["release"] = (lease) =>
+    update(
+      "release",
+      lease,
+      "owned",
+      (x) => `SET ${add(x, A.leaseCounter, 1)} REMOVE ${x.name(A.leaseOwner)}`,
+      (stored) => stored.leaseOwner === undefined
+    )
+
+  const remove: Service["delete"] = (lease) =>
+    Effect.suspend(() => {
+      const x = new Expressions()
+      const conditionExpression = leaseCondition(x, lease, "any")
+      const ambiguous = { value: false }
+      return call(policy, "DeleteItem", (abortSignal) =>
+        sdk.send(
+          new DeleteItemCommand({
+            TableName: tableName,
+            Key: { [A.leaseKey]: S(lease.leaseKey) },
+            ConditionExpression: conditionExpression,
+            ...x.params
+          }),
+          { abortSignal }
+        ), ambiguous).pipe(
+          Effect.asVoid,
+          Effect.catchTag("ConditionFailed", () => {
+            const conflict = new LeaseRepository.LeaseConflict({ leaseKey: lease.leaseKey, operation: "delete" })
+            // Gone after an attempt that may have landed: most likely our own delete.
+            return ambiguous.value
+              ? Effect.flatMap(get(lease.leaseKey), (stored) =>
+                stored === undefined ? Effect.void : Effect.fail(conflict))
+              : Effect.fail(conflict)
+          })
+        )
+    })
+
+  return LeaseRepository.LeaseRepository.of({ list, get, create, take, renew, checkpoint, release, delete: remove })
+})
+
+// Reads carry no condition; DynamoDB cannot answer one with a condition failure.
+const conditionOnRead = (operation: string) => (_: ConditionFailed) =>
+  Effect.fail(
+    new LeaseRepository.LeaseStoreError({ operation, message: "unexpected condition failure", retryable: false })
+  )
+
+/**
+ * The lease store as a layer on a {@link DynamoDbClient.DynamoDbClient}.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const LeasesLive = DynamoDbLeaseRepository.layer({ applicationName: "order-processor" }).pipe(
+ *   Layer.provide(DynamoDbClient.layer({ region: "eu-west-1" }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<
+  LeaseRepository.LeaseRepository,
+  LeaseTableNotFound | LeaseRepository.LeaseStoreError,
+  DynamoDbClient.DynamoDbClient
+> => Layer.effect(LeaseRepository.LeaseRepository, make(options))
+
+/**
+ * The lease store with its own DynamoDB client configured from the environment (`DYNAMODB_ENDPOINT`, `AWS_REGION`,
+ * see {@link DynamoDbClient.clientConfig}).
+ *
+ * @example
+ * ```ts
+ * import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const LeasesLive = DynamoDbLeaseRepository.layerConfig({ applicationName: "order-processor" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Options
+): Layer.Layer<
+  LeaseRepository.LeaseRepository,
+  LeaseTableNotFound | LeaseRepository.LeaseStoreError | Config.ConfigError
+> => Layer.provide(layer(options), DynamoDbClient.layerConfig)
+
+/**
+ * Whether a lease may be deleted: its shard was read to the end (`SHARD_END`) and every child shard's lease exists
+ * and has moved past its initial position, so nothing will ever need this lease again (children never re-check a
+ * parent whose lease is gone once they started).
+ *
+ * @example
+ * ```ts
+ * import { LeaseRepository } from "@effect-kinesis/consumer"
+ * import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import { Effect } from "effect"
+ *
+ * const finished = Effect.gen(function*() {
+ *   const leases = yield* (yield* LeaseRepository.LeaseRepository).list
+ *   return leases.filter((lease) => DynamoDbLeaseRepository.isFinished(lease, leases))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category cleanup
+ */
+export const isFinished = (lease: Lease.Lease, all: ReadonlyArray<Lease.Lease>): boolean => {
+  if (!ExtendedSequenceNumber.isShardEnd(lease.checkpoint) || lease.childShardIds.length === 0) return false
+  return lease.childShardIds.every((childKey) => {
+    const child = all.find((l) => l.leaseKey === childKey)
+    return child !== undefined &&
+      (!ExtendedSequenceNumber.isSentinel(child.checkpoint) || ExtendedSequenceNumber.isShardEnd(child.checkpoint))
+  })
+}
+
+/**
+ * Deletes every {@link isFinished} lease, each conditionally on the counter it was listed with (a lease that changed
+ * meanwhile is left for the next round). Returns the deleted lease keys. Works with any `LeaseRepository`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const cleanup = DynamoDbLeaseRepository.deleteFinished.pipe(
+ *   Effect.tap((keys) => Effect.logInfo(`deleted ${keys.length} finished leases`))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category cleanup
+ */
+export const deleteFinished: Effect.Effect<
+  ReadonlyArray<string>,
+  LeaseRepository.LeaseStoreError,
+  LeaseRepository.LeaseRepository
+> = Effect.gen(function*() {
+  const repo = yield* LeaseRepository.LeaseRepository
+  const leases = yield* repo.list
+  const deleted: Array<string> = []
+  for (const lease of leases) {
+    if (!isFinished(lease, leases)) continue
+    const outcome = yield* Effect.result(repo.delete(lease))
+    if (outcome._tag === "Success") deleted.push(lease.leaseKey)
+    else if (outcome.failure._tag === "LeaseStoreError") return yield* Effect.fail(outcome.failure)
+  }
+  return deleted
+})

@@ -1,0 +1,453 @@
+/**
+ * The behaviour every `LeaseRepository` must have, as a reusable `@effect/vitest` suite. A store (in memory, DynamoDB,
+ * or a backend of your own) is correct for the consumer exactly when this suite passes against it.
+ *
+ * @since 0.1.0
+ */
+import { LeaseRepository } from "@effect-kinesis/consumer"
+import type { Lease } from "@effect-kinesis/consumer"
+import { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { assert, layer } from "@effect/vitest"
+import { Duration, Effect, type Layer, Result } from "effect"
+import { randomUUID } from "node:crypto"
+
+/**
+ * Options of {@link leaseRepositoryContract}.
+ *
+ * @example
+ * ```ts
+ * import type * as LeaseRepositoryContract from "@effect-kinesis/testing/LeaseRepositoryContract"
+ *
+ * const options: LeaseRepositoryContract.ContractOptions = { raceRounds: 10, timeout: "2 minutes" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ContractOptions {
+  /** How many times each race is run. Default 20. */
+  readonly raceRounds?: number | undefined
+  /** Timeout of each test and of building the layer. Default 60 seconds. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * Registers the contract suite for the store built by `repository`. The layer is built once and shared by all tests;
+ * every test uses lease keys of its own, so the store need not be empty and may be shared with other suites. Tests
+ * run with the real clock (a store may poll, e.g. for a table to become active).
+ *
+ * @example
+ * ```ts
+ * import { LeaseRepository } from "@effect-kinesis/consumer"
+ * import * as LeaseRepositoryContract from "@effect-kinesis/testing/LeaseRepositoryContract"
+ *
+ * LeaseRepositoryContract.leaseRepositoryContract("in-memory lease store", LeaseRepository.layerMemory)
+ * ```
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export const leaseRepositoryContract = <E>(
+  name: string,
+  repository: Layer.Layer<LeaseRepository.LeaseRepository, E>,
+  options: ContractOptions = {}
+): void => {
+  const rounds = options.raceRounds ?? 20
+  const timeout = options.timeout ?? "60 seconds"
+  const testTimeout = Duration.toMillis(Duration.fromInputUnsafe(timeout))
+  const run = randomUUID().slice(0, 8)
+  let keyCount = 0
+  const newKey = (label: string) => `shardId-contract-${run}-${label}-${keyCount++}`
+
+  layer(repository, { excludeTestServices: true, timeout })(name, (it) => {
+    const Repo = LeaseRepository.LeaseRepository
+
+    it.effect(
+      "a created lease reads back unowned, at counter 0, with everything it was created with",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const lease = newLease(newKey("create"), {
+            checkpoint: ExtendedSequenceNumber.latest,
+            parentShardIds: ["shardId-000000000001", "shardId-000000000002"],
+            hashKeyRange: { startingHashKey: "0", endingHashKey: "170141183460469231731687303715884105727" }
+          })
+          const created = yield* repo.create(lease)
+          assertLease(created, lease)
+          assertLease(yield* repo.get(lease.leaseKey), lease)
+          assertLease((yield* repo.list).find((l) => l.leaseKey === lease.leaseKey), lease)
+        }),
+      testTimeout
+    )
+
+    it.effect("create ignores the owner, counter and owner switches it is given", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const lease = newLease(newKey("create-normalized"))
+        const created = yield* repo.create({
+          ...lease,
+          leaseOwner: "worker-a",
+          leaseCounter: 41,
+          ownerSwitchesSinceCheckpoint: 3
+        })
+        assertLease(created, lease)
+        assertLease(yield* repo.get(lease.leaseKey), lease)
+      }), testTimeout)
+
+    it.effect("a lease without parents or hash range reads back with none", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const lease = newLease(newKey("bare"))
+        yield* repo.create(lease)
+        const stored = yield* repo.get(lease.leaseKey)
+        assert.deepStrictEqual(stored?.parentShardIds, [])
+        assert.deepStrictEqual(stored?.childShardIds, [])
+        assert.strictEqual(stored?.hashKeyRange, undefined)
+        assert.strictEqual(stored?.pendingCheckpoint, undefined)
+      }), testTimeout)
+
+    it.effect("get of an unknown key is undefined", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        assert.strictEqual(yield* repo.get(newKey("missing")), undefined)
+      }), testTimeout)
+
+    it.effect("list returns every lease with its current state", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const keys = [newKey("list"), newKey("list"), newKey("list")]
+        for (const key of keys) yield* repo.create(newLease(key))
+        const taken = yield* repo.take(newLease(keys[1]!), "worker-a")
+        const listed = (yield* repo.list).filter((l) => keys.includes(l.leaseKey))
+        assert.deepStrictEqual(listed.map((l) => l.leaseKey).sort(), [...keys].sort())
+        assertLease(listed.find((l) => l.leaseKey === keys[1]), taken)
+      }), testTimeout)
+
+    it.effect(
+      "creating an existing lease fails with LeaseExists and leaves the lease as it was",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const lease = newLease(newKey("exists"))
+          yield* repo.create(lease)
+          const taken = yield* repo.take(lease, "worker-a")
+          const error = yield* Effect.flip(repo.create(newLease(lease.leaseKey, { checkpoint: sequence("9") })))
+          assert.strictEqual(error._tag, "LeaseExists")
+          assert.strictEqual((error as LeaseRepository.LeaseExists).leaseKey, lease.leaseKey)
+          assertLease(yield* repo.get(lease.leaseKey), taken)
+        }),
+      testTimeout
+    )
+
+    it.effect(
+      "take sets the owner, increments the counter and counts a switch only from one owner to another",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const created = yield* repo.create(newLease(newKey("take")))
+
+          const byA = yield* repo.take(created, "worker-a")
+          assertLease(byA, { ...created, leaseOwner: "worker-a", leaseCounter: 1, ownerSwitchesSinceCheckpoint: 0 })
+
+          const byB = yield* repo.take(byA, "worker-b")
+          assertLease(byB, { ...created, leaseOwner: "worker-b", leaseCounter: 2, ownerSwitchesSinceCheckpoint: 1 })
+
+          const againByB = yield* repo.take(byB, "worker-b")
+          assertLease(againByB, { ...byB, leaseCounter: 3 })
+          assertLease(yield* repo.get(created.leaseKey), againByB)
+        }),
+      testTimeout
+    )
+
+    it.effect("take with a stale counter fails with LeaseConflict and changes nothing", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const created = yield* repo.create(newLease(newKey("take-stale")))
+        const byA = yield* repo.take(created, "worker-a")
+        yield* expectConflict(repo.take(created, "worker-b"), created.leaseKey, "take")
+        assertLease(yield* repo.get(created.leaseKey), byA)
+      }), testTimeout)
+
+    it.effect("take of a lease that does not exist fails with LeaseConflict", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const lease = newLease(newKey("take-missing"))
+        yield* expectConflict(repo.take(lease, "worker-a"), lease.leaseKey, "take")
+        assert.strictEqual(yield* repo.get(lease.leaseKey), undefined)
+      }), testTimeout)
+
+    it.effect("renew increments the counter and keeps owner and checkpoint", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const created = yield* repo.create(newLease(newKey("renew")))
+        const byA = yield* repo.take(created, "worker-a")
+        const renewed = yield* repo.renew(byA)
+        assertLease(renewed, { ...byA, leaseCounter: byA.leaseCounter + 1 })
+        const again = yield* repo.renew(renewed)
+        assertLease(again, { ...byA, leaseCounter: byA.leaseCounter + 2 })
+        assertLease(yield* repo.get(created.leaseKey), again)
+      }), testTimeout)
+
+    it.effect(
+      "renew fails with LeaseConflict for a stale counter, another owner or an unowned lease",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const created = yield* repo.create(newLease(newKey("renew-conflict")))
+          yield* expectConflict(repo.renew(created), created.leaseKey, "renew")
+          const byA = yield* repo.take(created, "worker-a")
+          yield* expectConflict(repo.renew(created), created.leaseKey, "renew")
+          yield* expectConflict(repo.renew({ ...byA, leaseOwner: "worker-b" }), created.leaseKey, "renew")
+          const renewed = yield* repo.renew(byA)
+          yield* expectConflict(repo.renew(byA), created.leaseKey, "renew")
+          assertLease(yield* repo.get(created.leaseKey), renewed)
+        }),
+      testTimeout
+    )
+
+    it.effect("a stolen lease can no longer be renewed by its previous owner", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const created = yield* repo.create(newLease(newKey("stolen")))
+        const byA = yield* repo.take(created, "worker-a")
+        const byB = yield* repo.take(byA, "worker-b")
+        yield* expectConflict(repo.renew(byA), created.leaseKey, "renew")
+        yield* expectConflict(repo.checkpoint(byA, sequence("5")), created.leaseKey, "checkpoint")
+        yield* expectConflict(repo.release(byA), created.leaseKey, "release")
+        assertLease(yield* repo.get(created.leaseKey), byB)
+      }), testTimeout)
+
+    it.effect(
+      "checkpoint stores sequence and subsequence, resets owner switches and increments the counter",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const created = yield* repo.create(newLease(newKey("checkpoint")))
+          const byA = yield* repo.take(created, "worker-a")
+          const byB = yield* repo.take(byA, "worker-b")
+          assert.strictEqual(byB.ownerSwitchesSinceCheckpoint, 1)
+          const position = ExtendedSequenceNumber.make("49590338271490256608559692538361571095921575989136588898", 7)
+          const checkpointed = yield* repo.checkpoint(byB, position)
+          assertLease(checkpointed, {
+            ...byB,
+            leaseCounter: byB.leaseCounter + 1,
+            checkpoint: position,
+            ownerSwitchesSinceCheckpoint: 0
+          })
+          assertLease(yield* repo.get(created.leaseKey), checkpointed)
+          const later = ExtendedSequenceNumber.make("49590338271490256608559692538361571095921575989136588899")
+          const next = yield* repo.checkpoint(checkpointed, later)
+          assert.deepStrictEqual((yield* repo.get(created.leaseKey))?.checkpoint, later)
+          assert.strictEqual(next.leaseCounter, checkpointed.leaseCounter + 1)
+        }),
+      testTimeout
+    )
+
+    it.effect("every sentinel round-trips as a checkpoint", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        let lease = yield* repo.create(newLease(newKey("sentinels")))
+        lease = yield* repo.take(lease, "worker-a")
+        for (
+          const sentinel of [
+            ExtendedSequenceNumber.atTimestamp,
+            ExtendedSequenceNumber.trimHorizon,
+            ExtendedSequenceNumber.latest,
+            ExtendedSequenceNumber.shardEnd
+          ]
+        ) {
+          lease = yield* repo.checkpoint(lease, sentinel)
+          assert.deepStrictEqual(lease.checkpoint, sentinel)
+          assert.deepStrictEqual((yield* repo.get(lease.leaseKey))?.checkpoint, sentinel)
+        }
+      }), testTimeout)
+
+    it.effect("checkpointing SHARD_END with children stores the children", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const created = yield* repo.create(newLease(newKey("shard-end")))
+        const byA = yield* repo.take(created, "worker-a")
+        const children = ["shardId-000000000007", "shardId-000000000008"]
+        const ended = yield* repo.checkpoint(byA, ExtendedSequenceNumber.shardEnd, children)
+        assertLease(ended, {
+          ...byA,
+          leaseCounter: byA.leaseCounter + 1,
+          checkpoint: ExtendedSequenceNumber.shardEnd,
+          childShardIds: children
+        })
+        assertLease(yield* repo.get(created.leaseKey), ended)
+      }), testTimeout)
+
+    it.effect(
+      "checkpoint fails with LeaseConflict for a stale counter, another owner or an unowned lease",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const created = yield* repo.create(newLease(newKey("checkpoint-conflict")))
+          yield* expectConflict(repo.checkpoint(created, sequence("1")), created.leaseKey, "checkpoint")
+          const byA = yield* repo.take(created, "worker-a")
+          yield* expectConflict(repo.checkpoint(created, sequence("1")), created.leaseKey, "checkpoint")
+          yield* expectConflict(
+            repo.checkpoint({ ...byA, leaseOwner: "worker-b" }, sequence("1")),
+            created.leaseKey,
+            "checkpoint"
+          )
+          assertLease(yield* repo.get(created.leaseKey), byA)
+        }),
+      testTimeout
+    )
+
+    it.effect(
+      "release removes the owner, increments the counter, and another worker can take the lease at once",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const created = yield* repo.create(newLease(newKey("release")))
+          const byA = yield* repo.take(created, "worker-a")
+          const checkpointed = yield* repo.checkpoint(byA, sequence("100"))
+          const released = yield* repo.release(checkpointed)
+          assertLease(released, { ...checkpointed, leaseOwner: undefined, leaseCounter: checkpointed.leaseCounter + 1 })
+          const stored = yield* repo.get(created.leaseKey)
+          assertLease(stored, released)
+          assert.strictEqual(stored?.leaseOwner, undefined)
+
+          const byB = yield* repo.take(released, "worker-b")
+          assertLease(byB, { ...released, leaseOwner: "worker-b", leaseCounter: released.leaseCounter + 1 })
+          assert.deepStrictEqual(byB.checkpoint, sequence("100"))
+        }),
+      testTimeout
+    )
+
+    it.effect(
+      "release fails with LeaseConflict for a stale counter, another owner or an unowned lease",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const created = yield* repo.create(newLease(newKey("release-conflict")))
+          yield* expectConflict(repo.release(created), created.leaseKey, "release")
+          const byA = yield* repo.take(created, "worker-a")
+          yield* expectConflict(repo.release(created), created.leaseKey, "release")
+          yield* expectConflict(repo.release({ ...byA, leaseOwner: "worker-b" }), created.leaseKey, "release")
+          assertLease(yield* repo.get(created.leaseKey), byA)
+        }),
+      testTimeout
+    )
+
+    it.effect("delete is conditional on the counter", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const created = yield* repo.create(newLease(newKey("delete")))
+        const byA = yield* repo.take(created, "worker-a")
+        yield* expectConflict(repo.delete(created), created.leaseKey, "delete")
+        assertLease(yield* repo.get(created.leaseKey), byA)
+
+        yield* repo.delete(byA)
+        assert.strictEqual(yield* repo.get(created.leaseKey), undefined)
+        assert.isFalse((yield* repo.list).some((l) => l.leaseKey === created.leaseKey))
+        yield* expectConflict(repo.delete(byA), created.leaseKey, "delete")
+      }), testTimeout)
+
+    it.effect("a deleted lease can be created again from scratch", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const created = yield* repo.create(newLease(newKey("recreate")))
+        const byA = yield* repo.take(created, "worker-a")
+        yield* repo.delete(byA)
+        const again = yield* repo.create(newLease(created.leaseKey))
+        assertLease(again, newLease(created.leaseKey))
+      }), testTimeout)
+
+    it.effect(
+      "of concurrent takes of one lease exactly one wins; the others fail with LeaseConflict",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          for (let round = 0; round < rounds; round++) {
+            const created = yield* repo.create(newLease(newKey("race-take")))
+            const workers = ["worker-a", "worker-b", "worker-c", "worker-d"]
+            const results = yield* Effect.forEach(
+              workers,
+              (worker) => Effect.result(repo.take(created, worker)),
+              { concurrency: "unbounded" }
+            )
+            const winners = results.filter(Result.isSuccess).map((r) => r.success)
+            const losers = results.filter(Result.isFailure).map((r) => r.failure)
+            assert.strictEqual(winners.length, 1, `round ${round}: ${winners.length} winners`)
+            for (const loser of losers) assert.strictEqual(loser._tag, "LeaseConflict")
+            const stored = yield* repo.get(created.leaseKey)
+            assert.strictEqual(stored?.leaseOwner, winners[0]!.leaseOwner)
+            assert.strictEqual(stored?.leaseCounter, 1)
+          }
+        }),
+      testTimeout
+    )
+
+    it.effect("a steal racing the owner's checkpoint: exactly one write lands", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        for (let round = 0; round < rounds; round++) {
+          const created = yield* repo.create(newLease(newKey("race-steal")))
+          const byA = yield* repo.take(created, "worker-a")
+          const position = sequence(String(1000 + round))
+          const [checkpoint, steal] = yield* Effect.all([
+            Effect.result(repo.checkpoint(byA, position)),
+            Effect.result(repo.take(byA, "worker-b"))
+          ], { concurrency: "unbounded" })
+          assert.strictEqual(
+            Number(Result.isSuccess(checkpoint)) + Number(Result.isSuccess(steal)),
+            1,
+            `round ${round}: checkpoint ${checkpoint._tag}, steal ${steal._tag}`
+          )
+          const stored = yield* repo.get(created.leaseKey)
+          assert.strictEqual(stored?.leaseCounter, byA.leaseCounter + 1)
+          if (Result.isSuccess(checkpoint)) {
+            assertLease(stored, checkpoint.success)
+            assert.deepStrictEqual(stored?.checkpoint, position)
+          } else {
+            assertLease(stored, Result.getOrThrow(steal))
+            assert.deepStrictEqual(stored?.checkpoint, ExtendedSequenceNumber.trimHorizon)
+          }
+        }
+      }), testTimeout)
+  })
+}
+
+const sequence = (sequenceNumber: string) => ExtendedSequenceNumber.make(sequenceNumber)
+
+const newLease = (leaseKey: string, fields: Partial<Lease.Lease> = {}): Lease.Lease => ({
+  leaseKey,
+  leaseOwner: undefined,
+  leaseCounter: 0,
+  checkpoint: ExtendedSequenceNumber.trimHorizon,
+  pendingCheckpoint: undefined,
+  ownerSwitchesSinceCheckpoint: 0,
+  parentShardIds: [],
+  childShardIds: [],
+  hashKeyRange: undefined,
+  ...fields
+})
+
+// Shard id lists are sets in the KCL table, so their order is not part of the contract.
+const comparable = (lease: Lease.Lease) => ({
+  ...lease,
+  parentShardIds: [...lease.parentShardIds].sort(),
+  childShardIds: [...lease.childShardIds].sort()
+})
+
+const assertLease = (actual: Lease.Lease | undefined, expected: Lease.Lease): void => {
+  assert.isDefined(actual, `lease ${expected.leaseKey} is missing`)
+  assert.deepStrictEqual(comparable(actual!), comparable(expected))
+}
+
+const expectConflict = <A, E extends { readonly _tag: string }, R>(
+  effect: Effect.Effect<A, E, R>,
+  leaseKey: string,
+  operation: LeaseRepository.LeaseConflict["operation"]
+) =>
+  Effect.gen(function*() {
+    const error = yield* Effect.flip(effect)
+    assert.strictEqual(error._tag, "LeaseConflict", `expected LeaseConflict, got ${error._tag}`)
+    const conflict = error as unknown as LeaseRepository.LeaseConflict
+    assert.strictEqual(conflict.leaseKey, leaseKey)
+    assert.strictEqual(conflict.operation, operation)
+  })

@@ -1,0 +1,8 @@
+/**
+ * @since 0.1.0
+ */
+export * as DynamoEmulator from "./DynamoEmulator.ts"
+export * as Emulator from "./Emulator.ts"
+export * as FaultProxy from "./FaultProxy.ts"
+export * as KinesisEmulator from "./KinesisEmulator.ts"
+export * as StreamFixtures from "./StreamFixtures.ts"
