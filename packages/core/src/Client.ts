@@ -36,7 +36,7 @@ import {
   SubscribeToShardCommand
 } from "@aws-sdk/client-kinesis"
 import { Config, Context, Effect, Layer, Option, Redacted, Stream } from "effect"
-import { makeSdkClient } from "./internal/sdkClient.ts"
+import { makeSdkClient, sdkOptions as sdkOptionsInternal } from "./internal/sdkClient.ts"
 import * as KinesisError from "./KinesisError.ts"
 
 /**
@@ -409,6 +409,24 @@ export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
 
 const messageOf = (detail: unknown): string =>
   typeof detail === "object" && detail !== null && "message" in detail ? String(detail.message) : "event stream error"
+
+/**
+ * The constructor options for any AWS SDK v3 client (endpoint, region, credentials, attempts and
+ * HTTP handler) from a {@link ClientConfig}, so other AWS clients (DynamoDB for leases) are
+ * configured the same way.
+ *
+ * @example
+ * ```ts
+ * import { DynamoDBClient } from "@aws-sdk/client-dynamodb"
+ * import { Client } from "@effect-kinesis/core"
+ *
+ * const dynamo = new DynamoDBClient(Client.sdkOptions({ region: "eu-west-1", httpHandler: "http1" }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const sdkOptions: (config: ClientConfig) => ReturnType<typeof sdkOptionsInternal> = sdkOptionsInternal
 
 /**
  * A layer from an explicit configuration. The SDK client is destroyed (its sockets closed) when

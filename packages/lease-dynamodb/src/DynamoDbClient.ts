@@ -5,11 +5,8 @@
  * @since 0.1.0
  */
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb"
-import type { Client } from "@effect-kinesis/core"
-import { NodeHttpHandler } from "@smithy/node-http-handler"
-import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
-import { Agent as HttpAgent } from "node:http"
-import { Agent as HttpsAgent } from "node:https"
+import { Client } from "@effect-kinesis/core"
+import { Config, Context, Effect, Layer, Option } from "effect"
 
 /**
  * How to reach DynamoDB: the fields of core's `Client.ClientConfig` except the HTTP handler (DynamoDB speaks
@@ -54,9 +51,6 @@ export class DynamoDbClient extends Context.Service<DynamoDbClient, {
   readonly sdk: DynamoDBClient
 }>()("@effect-kinesis/lease-dynamodb/DynamoDbClient") {}
 
-const reveal = (value: string | Redacted.Redacted<string>): string =>
-  Redacted.isRedacted(value) ? Redacted.value(value) : value
-
 /**
  * Builds the AWS SDK client for a configuration. The caller owns it and must `destroy()` it.
  *
@@ -71,30 +65,9 @@ const reveal = (value: string | Redacted.Redacted<string>): string =>
  * @since 0.1.0
  * @category constructors
  */
-export const makeSdkClient = (config: DynamoDbClientConfig = {}): DynamoDBClient => {
-  const maxSockets = config.maxSockets ?? 50
-  const credentials = config.credentials === undefined ? undefined : {
-    accessKeyId: config.credentials.accessKeyId,
-    secretAccessKey: reveal(config.credentials.secretAccessKey),
-    ...(config.credentials.sessionToken === undefined ? {} : { sessionToken: reveal(config.credentials.sessionToken) })
-  }
-  return new DynamoDBClient({
-    ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
-    // An endpoint override usually means an emulator, where the region only has to be well-formed.
-    ...(config.region !== undefined
-      ? { region: config.region }
-      : config.endpoint !== undefined
-      ? { region: "us-east-1" }
-      : {}),
-    ...(credentials === undefined ? {} : { credentials }),
-    // Retries belong to the lease store, which bounds them by lease expiry; SDK retries would multiply them.
-    maxAttempts: config.maxAttempts ?? 1,
-    requestHandler: new NodeHttpHandler({
-      httpAgent: new HttpAgent({ keepAlive: true, maxSockets }),
-      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets })
-    })
-  })
-}
+export const makeSdkClient = (config: DynamoDbClientConfig = {}): DynamoDBClient =>
+  // Retries belong to the lease store, which bounds them by lease expiry; SDK retries would multiply them.
+  new DynamoDBClient(Client.sdkOptions({ ...config, httpHandler: "http1" }))
 
 /**
  * A layer from an explicit configuration; the SDK client is destroyed when the layer's scope closes.

@@ -8,8 +8,8 @@ import type { ClientConfig } from "../Client.ts"
 const reveal = (value: string | Redacted.Redacted<string>): string =>
   Redacted.isRedacted(value) ? Redacted.value(value) : value
 
-/** Builds the AWS SDK client for a {@link ClientConfig}. */
-export const makeSdkClient = (config: ClientConfig): KinesisClient => {
+/** The constructor options any AWS SDK v3 client takes, for a {@link ClientConfig}. */
+export const sdkOptions = (config: ClientConfig) => {
   const maxSockets = config.maxSockets ?? 50
   const requestHandler = config.httpHandler === "http1"
     ? new NodeHttpHandler({
@@ -22,7 +22,7 @@ export const makeSdkClient = (config: ClientConfig): KinesisClient => {
     secretAccessKey: reveal(config.credentials.secretAccessKey),
     ...(config.credentials.sessionToken === undefined ? {} : { sessionToken: reveal(config.credentials.sessionToken) })
   }
-  return new KinesisClient({
+  return {
     ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
     // An endpoint override usually means an emulator, where the region only has to be well-formed.
     ...(config.region !== undefined
@@ -33,5 +33,8 @@ export const makeSdkClient = (config: ClientConfig): KinesisClient => {
     ...(credentials === undefined ? {} : { credentials }),
     maxAttempts: config.maxAttempts ?? 1,
     requestHandler
-  })
+  }
 }
+
+/** Builds the AWS SDK Kinesis client for a {@link ClientConfig}. */
+export const makeSdkClient = (config: ClientConfig): KinesisClient => new KinesisClient(sdkOptions(config))
