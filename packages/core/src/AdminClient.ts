@@ -130,12 +130,13 @@ const defaultTimeout = Duration.minutes(5)
 const defaultPoll = Duration.millis(250)
 
 // Control-plane calls share a small account-wide budget (LimitExceededException), and a stream
-// that is still settling answers ResourceInUse: both pass after a short wait.
-const controlPlaneRetry = <A>(self: Effect.Effect<A, KinesisError.KinesisError>) =>
+// that is still settling answers ResourceInUse: both usually pass after a short wait (about 6 s
+// in all here). CreateStream's ResourceInUse means the name is taken, which no wait fixes.
+const controlPlaneRetry = (operation: string) => <A>(self: Effect.Effect<A, KinesisError.KinesisError>) =>
   Effect.retry(self, {
-    while: (e) => e._tag === "Throttled" || e._tag === "ResourceInUse",
+    while: (e) => e._tag === "Throttled" || (e._tag === "ResourceInUse" && operation !== "CreateStream"),
     schedule: Schedule.exponential("200 millis").pipe(Schedule.jittered),
-    times: 8
+    times: 5
   })
 
 /**
@@ -156,7 +157,7 @@ export const fromClient = (client: Client.Client["Service"]): AdminClient["Servi
   const sdk = client.sdk
   const call = <A>(operation: string, send: (signal: AbortSignal) => Promise<A>) =>
     Effect.tryPromise({ try: send, catch: (error) => KinesisError.fromSdkError(operation, error) }).pipe(
-      controlPlaneRetry
+      controlPlaneRetry(operation)
     )
 
   const poll = <E>(

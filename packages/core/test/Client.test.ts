@@ -125,6 +125,15 @@ describe("Client against the embedded kinesis-mock", () => {
         yield* Effect.promise(() => closed.closed)
       }))
 
+    it.effect("creating a stream whose name is taken fails at once with ResourceInUse", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const stream = uniqueName("taken")
+        yield* admin.createStream(stream, { shardCount: 1 })
+        const error = yield* Effect.flip(admin.createStream(stream, { shardCount: 1 }))
+        assert.strictEqual(error._tag, "ResourceInUse")
+      }))
+
     it.effect("deleteStream waits until the stream is gone", () =>
       Effect.gen(function*() {
         const client = yield* Client.Client

@@ -97,8 +97,20 @@ layer(KinesisEmulator.layer())("KinesisEmulator", (it) => {
       yield* StreamFixtures.deleteStream(name)
       const result = yield* Effect.result(StreamFixtures.waitForActive(name, { timeout: "2 seconds" }))
       assert.isTrue(Result.isFailure(result))
+      if (Result.isFailure(result)) {
+        assert.instanceOf(result.failure, StreamFixtures.StreamFixtureError)
+        assert.strictEqual(result.failure.operation, "DescribeStreamSummary")
+        assert.strictEqual(result.failure.streamName, name)
+      }
       // Deleting again is not an error.
       yield* StreamFixtures.deleteStream(name)
+    }))
+
+  it.effect("creates on-demand streams", () =>
+    Effect.gen(function*() {
+      const stream = yield* StreamFixtures.stream({ prefix: "on-demand", onDemand: true })
+      assert.isAbove(stream.shards.length, 0)
+      assert.isTrue(stream.shards.every((shard) => shard.parentShardId === undefined))
     }))
 
   it.effect("keeps the emulator's output", () =>
