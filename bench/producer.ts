@@ -1,0 +1,375 @@
+/**
+ * Producer benchmarks, run on demand (not in CI):
+ *
+ *   node --conditions=@effect-kinesis/source bench/producer.ts
+ *
+ * Prints a table and writes bench/results/producer.json. Scenarios:
+ *
+ * - `raw-sdk`: a plain AWS SDK loop, PutRecords of 500 records, 16 requests in flight — the baseline.
+ * - `producer`, `producer-aggregated`: the producer writing the same 100-byte records
+ *   (`produceChunk` of 500, 16 requests in flight), aggregation off and on.
+ * - `peak-rss`: 1M records produced as fast as possible with the default settings and buffer
+ *   (`offerAll` of 500), in a fresh process; the raw SDK loop's peak in another, for reference.
+ *
+ * These four talk to a loopback HTTP server in a child process that acknowledges without
+ * storing (synthetic sequence numbers, a fixed list of 256 shards), so neither an emulator nor
+ * the server's CPU is measured. CPU is the benchmark process's user + system time.
+ *
+ * - `shard-limit`: the producer, aggregation on, writing as fast as it can to one shard of the
+ *   embedded emulator through the fault proxy enforcing the 1 MiB/s and 1000 records/s shard
+ *   limits: achieved bytes/s as a share of 1 MiB/s, and the share of throttled records.
+ */
+import { KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } from "@aws-sdk/client-kinesis"
+import { Client, Serde } from "@effect-kinesis/core"
+import { Producer, ProducerMetrics } from "@effect-kinesis/producer"
+import { FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
+import { NodeHttpHandler } from "@smithy/node-http-handler"
+import { Effect, Layer, Ref } from "effect"
+import { spawn } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
+import { mkdirSync, writeFileSync } from "node:fs"
+import { Agent, createServer } from "node:http"
+import { cpus } from "node:os"
+import { dirname, join } from "node:path"
+import { performance } from "node:perf_hooks"
+import { fileURLToPath } from "node:url"
+
+const SHARDS = 256
+const SHARD_BITS = 8n
+const STREAM = "bench"
+const RECORD_BYTES = 100
+const BATCH = 500
+const IN_FLIGHT = 16
+const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 300_000)
+const WARMUP = Math.min(50_000, RECORDS)
+const credentials = { accessKeyId: "bench", secretAccessKey: "bench" }
+
+// ---------------------------------------------------------------------------------------------------
+// The fake-ack server (child process)
+
+const runFakeServer = () => {
+  const span = (1n << 128n) / BigInt(SHARDS)
+  const shardId = (i: number) => `shardId-${String(i).padStart(12, "0")}`
+  const shards = Array.from({ length: SHARDS }, (_, i) => ({
+    ShardId: shardId(i),
+    HashKeyRange: {
+      StartingHashKey: (span * BigInt(i)).toString(),
+      EndingHashKey: (i === SHARDS - 1 ? (1n << 128n) - 1n : span * BigInt(i + 1) - 1n).toString()
+    },
+    SequenceNumberRange: { StartingSequenceNumber: "1" }
+  }))
+  let sequence = 10n ** 20n
+  const server = createServer((req, res) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (chunk: Buffer) => chunks.push(chunk))
+    req.on("end", () => {
+      const target = String(req.headers["x-amz-target"] ?? "")
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8"))
+      let out: unknown
+      if (target.endsWith(".PutRecords")) {
+        const records = (body.Records as Array<{ PartitionKey: string; ExplicitHashKey?: string }>).map((r) => {
+          const hash = r.ExplicitHashKey !== undefined
+            ? BigInt(r.ExplicitHashKey)
+            : BigInt("0x" + createHash("md5").update(r.PartitionKey).digest("hex"))
+          return { SequenceNumber: (sequence++).toString(), ShardId: shardId(Number(hash >> (128n - SHARD_BITS))) }
+        })
+        out = { FailedRecordCount: 0, Records: records }
+      } else if (target.endsWith(".ListShards")) {
+        out = { Shards: shards }
+      } else {
+        res.writeHead(400, { "content-type": "application/x-amz-json-1.1" })
+        res.end(JSON.stringify({ __type: "InvalidArgumentException", message: `unsupported ${target}` }))
+        return
+      }
+      res.writeHead(200, { "content-type": "application/x-amz-json-1.1" })
+      res.end(JSON.stringify(out))
+    })
+  })
+  server.keepAliveTimeout = 60_000
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    process.stdout.write(`PORT ${typeof address === "object" && address !== null ? address.port : 0}\n`)
+  })
+}
+
+const startFakeServer = (): Promise<{ endpoint: string; stop: () => void }> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [...process.execArgv, fileURLToPath(import.meta.url), "--fake-server"],
+      { stdio: ["ignore", "pipe", "inherit"] }
+    )
+    child.on("error", reject)
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (text: string) => {
+      const match = /PORT (\d+)/.exec(text)
+      if (match !== null) resolve({ endpoint: `http://127.0.0.1:${match[1]}`, stop: () => child.kill("SIGKILL") })
+    })
+  })
+
+// ---------------------------------------------------------------------------------------------------
+// Inputs
+
+const keys = Array.from({ length: 100_000 }, (_, i) => `key-${i}-${(i * 2654435761) % 1_000_003}`)
+const payloads = Array.from({ length: 4096 }, () => new Uint8Array(randomBytes(RECORD_BYTES)))
+const record = (i: number) => ({ partitionKey: keys[i % keys.length]!, data: payloads[i % payloads.length]! })
+
+interface Measured {
+  readonly records: number
+  readonly wallMs: number
+  readonly cpuMs: number
+}
+
+const measure = async (records: number, run: () => Promise<void>): Promise<Measured> => {
+  const cpuStart = process.cpuUsage()
+  const wallStart = performance.now()
+  await run()
+  const wallMs = performance.now() - wallStart
+  const cpu = process.cpuUsage(cpuStart)
+  return { records, wallMs, cpuMs: (cpu.user + cpu.system) / 1000 }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Scenarios on the fake server
+
+const rawSdkLoop = (endpoint: string, total: number) => {
+  const client = new KinesisClient({
+    endpoint,
+    region: "us-east-1",
+    credentials,
+    maxAttempts: 1,
+    requestHandler: new NodeHttpHandler({ httpAgent: new Agent({ keepAlive: true, maxSockets: 50 }) })
+  })
+  let next = 0
+  const worker = async () => {
+    while (next < total) {
+      const start = next
+      const end = Math.min(total, start + BATCH)
+      next = end
+      const entries: Array<PutRecordsRequestEntry> = []
+      for (let i = start; i < end; i++) {
+        const r = record(i)
+        entries.push({ PartitionKey: r.partitionKey, Data: r.data })
+      }
+      const out = await client.send(new PutRecordsCommand({ StreamName: STREAM, Records: entries }))
+      if ((out.FailedRecordCount ?? 0) > 0) throw new Error("unexpected failed records")
+    }
+  }
+  return Promise.all(Array.from({ length: IN_FLIGHT }, worker)).then(() => client.destroy())
+}
+
+const producerRun = (endpoint: string, total: number, aggregate: boolean) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const producer = yield* Producer.make({
+        stream: STREAM,
+        serde: Serde.bytes,
+        settings: { aggregate, maxInFlightRequests: IN_FLIGHT }
+      })
+      const chunks = Math.ceil(total / BATCH)
+      yield* Effect.forEach(
+        Array.from({ length: chunks }, (_, c) => c),
+        (c) => {
+          const chunk = []
+          for (let i = c * BATCH; i < Math.min(total, (c + 1) * BATCH); i++) chunk.push(record(i))
+          return producer.produceChunk(chunk)
+        },
+        { concurrency: 64, discard: true }
+      )
+    })).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
+  )
+
+/** Runs in a fresh child process (see `--peak-rss`), so that earlier scenarios do not inflate its RSS. */
+const peakRss = async (which: "producer" | "raw-sdk", endpoint: string, total: number) => {
+  // What the process holds before the producer exists: Node, the loaded modules, the inputs.
+  const baseline = process.memoryUsage().rss
+  let peak = baseline
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss)
+  }, 20)
+  const failures = { count: 0 }
+  const measured = await measure(total, () =>
+    which === "raw-sdk"
+      ? rawSdkLoop(endpoint, total)
+      : Effect.runPromise(
+        Effect.scoped(Effect.gen(function*() {
+          const producer = yield* Producer.make({
+            stream: STREAM,
+            serde: Serde.bytes,
+            onError: () => Effect.sync(() => failures.count++)
+          })
+          for (let c = 0; c < total / BATCH; c++) {
+            const chunk = []
+            for (let i = c * BATCH; i < (c + 1) * BATCH; i++) chunk.push(record(i))
+            yield* producer.offerAll(chunk)
+          }
+        })).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
+      ))
+  clearInterval(sampler)
+  peak = Math.max(peak, process.memoryUsage().rss)
+  if (failures.count > 0) throw new Error(`${failures.count} records failed`)
+  return { ...measured, peakRssMb: peak / 1024 / 1024, baselineRssMb: baseline / 1024 / 1024 }
+}
+
+type PeakRss = Awaited<ReturnType<typeof peakRss>>
+
+const peakRssInChild = (which: "producer" | "raw-sdk", endpoint: string, total: number): Promise<PeakRss> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [...process.execArgv, fileURLToPath(import.meta.url), "--peak-rss", which, endpoint, String(total)],
+      { stdio: ["ignore", "pipe", "inherit"] }
+    )
+    let out = ""
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (text: string) => out += text)
+    child.on("error", reject)
+    child.on(
+      "exit",
+      (code) => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`peak-rss child exited ${code}`))
+    )
+  })
+
+// ---------------------------------------------------------------------------------------------------
+// Shard limit through the fault proxy
+
+const shardLimit = (seconds: number) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const proxy = yield* FaultProxy.FaultProxy
+      const stream = yield* StreamFixtures.stream({ shardCount: 1 })
+      const clientLayer = Client.layer(proxy.clientConfig)
+      const metrics = yield* Ref.make(ProducerMetrics.empty())
+      return yield* Effect.scoped(Effect.gen(function*() {
+        const producer = yield* Producer.make({
+          stream: stream.streamName,
+          serde: Serde.bytes,
+          settings: { aggregate: true, metricsInterval: "1 second" },
+          onMetrics: (m) => Ref.update(metrics, (total) => ProducerMetrics.combine(total, m))
+        })
+        let i = 0
+        const feed = Effect.suspend(() => {
+          const chunk = []
+          for (let j = 0; j < BATCH; j++) chunk.push(record(i++))
+          return producer.offerAll(chunk)
+        }).pipe(Effect.forever, Effect.forkScoped)
+        yield* feed
+        // Warm up (the proxy's bucket starts full), then measure a window.
+        yield* Effect.sleep("3 seconds")
+        const before = yield* proxy.stats
+        const start = performance.now()
+        yield* Effect.sleep(`${seconds} seconds`)
+        const after = yield* proxy.stats
+        const elapsed = (performance.now() - start) / 1000
+        const shard = (s: FaultProxy.FaultStats) => Object.values(s.shards[stream.streamName] ?? {})[0]!
+        const bytes = shard(after).forwardedBytes - shard(before).forwardedBytes
+        const forwarded = shard(after).forwardedRecords - shard(before).forwardedRecords
+        const throttled = shard(after).throttledRecords - shard(before).throttledRecords
+        const requests = (after.requests["PutRecords"] ?? 0) - (before.requests["PutRecords"] ?? 0)
+        return {
+          seconds: elapsed,
+          bytesPerSecond: bytes / elapsed,
+          shareOfLimit: bytes / elapsed / 1_048_576,
+          kinesisRecords: forwarded,
+          throttledRecords: throttled,
+          requests,
+          throttledShare: throttled / Math.max(1, forwarded + throttled)
+        }
+      })).pipe(Effect.provide(clientLayer))
+    })).pipe(
+      Effect.provide(FaultProxy.layer({ shardLimits: true }).pipe(Layer.provideMerge(KinesisEmulator.layer())))
+    )
+  )
+
+// ---------------------------------------------------------------------------------------------------
+
+const main = async () => {
+  const server = await startFakeServer()
+  try {
+    console.error("peak-rss: measuring")
+    const rssRecords = Number(process.env["BENCH_RSS_RECORDS"] ?? 1_000_000)
+    const rss = await peakRssInChild("producer", server.endpoint, rssRecords)
+    const rawRss = await peakRssInChild("raw-sdk", server.endpoint, rssRecords)
+
+    const results: Record<string, Measured> = {}
+    for (
+      const [name, run] of [
+        ["raw-sdk", (n: number) => rawSdkLoop(server.endpoint, n)],
+        ["producer", (n: number) => producerRun(server.endpoint, n, false)],
+        ["producer-aggregated", (n: number) => producerRun(server.endpoint, n, true)]
+      ] as const
+    ) {
+      console.error(`${name}: warming up`)
+      await run(WARMUP)
+      console.error(`${name}: measuring`)
+      results[name] = await measure(RECORDS, () => run(RECORDS))
+    }
+    console.error("shard-limit: measuring")
+    const limit = await shardLimit(Number(process.env["BENCH_LIMIT_SECONDS"] ?? 10))
+
+    const perSecond = (m: Measured) => m.records / (m.wallMs / 1000)
+    const cpuPerRecord = (m: Measured) => (m.cpuMs * 1000) / m.records
+    const raw = results["raw-sdk"]!
+    const rows = Object.entries(results).map(([name, m]) => ({
+      scenario: name,
+      "records/s": Math.round(perSecond(m)),
+      "x raw": +(perSecond(m) / perSecond(raw)).toFixed(2),
+      "CPU µs/record": +cpuPerRecord(m).toFixed(2),
+      "CPU x raw": +(cpuPerRecord(m) / cpuPerRecord(raw)).toFixed(2)
+    }))
+    console.table(rows)
+    console.table([rss, rawRss].map((r, i) => ({
+      scenario: i === 0 ? "peak-rss: producer, default settings, offerAll" : "peak-rss: raw SDK loop (reference)",
+      records: r.records,
+      "records/s": Math.round(r.records / (r.wallMs / 1000)),
+      "peak RSS MB": Math.round(r.peakRssMb),
+      "RSS before start MB": Math.round(r.baselineRssMb)
+    })))
+    console.table([{
+      scenario: "shard-limit (1 shard, aggregation, via proxy)",
+      "share of 1 MiB/s": +(limit.shareOfLimit * 100).toFixed(1) + " %",
+      "throttled records": +(limit.throttledShare * 100).toFixed(2) + " %",
+      requests: limit.requests
+    }])
+
+    const out = {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpu: cpus()[0]?.model,
+      cores: cpus().length,
+      recordBytes: RECORD_BYTES,
+      fakeServerShards: SHARDS,
+      inFlight: IN_FLIGHT,
+      throughput: rows,
+      peakRss: {
+        records: rss.records,
+        peakRssMb: rss.peakRssMb,
+        baselineRssMb: rss.baselineRssMb,
+        recordsPerSecond: rss.records / (rss.wallMs / 1000),
+        rawSdkPeakRssMb: rawRss.peakRssMb,
+        rawSdkBaselineRssMb: rawRss.baselineRssMb
+      },
+      shardLimit: limit,
+      targets: {
+        aggregatedRecordsPerSecondVsRaw: ">= 3",
+        aggregatedCpuMicrosPerRecord: "<= 2",
+        plainCpuVsRaw: "<= 1.15",
+        shardLimitShare: ">= 95 %, <= 1 % throttled",
+        peakRssMb: "< 200"
+      }
+    }
+    const dir = join(dirname(fileURLToPath(import.meta.url)), "results")
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, "producer.json"), JSON.stringify(out, null, 2) + "\n")
+  } finally {
+    server.stop()
+  }
+}
+
+const peakArg = process.argv.indexOf("--peak-rss")
+if (process.argv.includes("--fake-server")) runFakeServer()
+else if (peakArg >= 0) {
+  const [which, endpoint, total] = process.argv.slice(peakArg + 1)
+  const result = await peakRss(which === "raw-sdk" ? "raw-sdk" : "producer", endpoint!, Number(total))
+  process.stdout.write(JSON.stringify(result))
+} else await main()

@@ -1,0 +1,641 @@
+/**
+ * A high-throughput, reliable Kinesis producer: records are validated, buffered, batched into
+ * PutRecords requests (optionally KPL-aggregated per shard), paced per shard with token buckets
+ * that back off on throttling, retried with backoff and jitter, and flushed when the scope
+ * closes. Every record is acknowledged exactly once, or fails with a typed
+ * {@link ProducerError.ProducerError}.
+ *
+ * Ordering: records of one partition key are sent in order, but a retried record can land after
+ * records offered later (as with the KPL). Use `maxInFlightRequests: 1` and no retries where
+ * strict order matters more than throughput.
+ *
+ * @since 0.1.0
+ */
+import type { KinesisError } from "@effect-kinesis/core"
+import { Client, HashKey, Serde, ShardMap } from "@effect-kinesis/core"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Queue, Result, Schedule, Sink, Stream } from "effect"
+import type { Scope } from "effect"
+import { Engine } from "./internal/engine.ts"
+import type { Batch, PutRecordsOutput, RequestFailure } from "./internal/engine.ts"
+import { type Done, Entry } from "./internal/entry.ts"
+import { Recorder } from "./internal/recorder.ts"
+import * as ProducerError from "./ProducerError.ts"
+import type * as ProducerMetrics from "./ProducerMetrics.ts"
+import * as ProducerSettings from "./ProducerSettings.ts"
+
+/**
+ * A record to produce: a partition key, the data (serialized by the producer's serde) and an
+ * optional explicit hash key that routes it instead of `MD5(partitionKey)`.
+ *
+ * @example
+ * ```ts
+ * import type { Producer } from "@effect-kinesis/producer"
+ *
+ * const record: Producer.ProducerRecord<string> = { partitionKey: "customer-42", data: "order placed" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProducerRecord<A> {
+  readonly partitionKey: string
+  readonly data: A
+  readonly explicitHashKey?: string | undefined
+}
+
+/**
+ * Where Kinesis stored a record. Records aggregated together share the sequence number and
+ * differ in `subSequenceNumber` (their index in the aggregate; 0 for a plain record).
+ *
+ * @example
+ * ```ts
+ * import type { Producer } from "@effect-kinesis/producer"
+ *
+ * const describe = (r: Producer.ProduceResult) => `${r.shardId}/${r.sequenceNumber}.${r.subSequenceNumber}`
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProduceResult {
+  readonly shardId: string
+  readonly sequenceNumber: string
+  readonly subSequenceNumber: number
+  /** PutRecords attempts the record needed (1 when it was written at once). */
+  readonly attempts: number
+}
+
+/**
+ * A record given to `offer` / `offerAll` that failed, and why. Delivered to `onError`.
+ *
+ * @example
+ * ```ts
+ * import type { Producer } from "@effect-kinesis/producer"
+ *
+ * const log = (f: Producer.OfferFailure<string>) => console.error(f.record.partitionKey, f.error._tag)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OfferFailure<A> {
+  readonly record: ProducerRecord<A>
+  readonly error: ProducerError.ProducerError
+}
+
+/**
+ * A producer for one stream.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Serde } from "@effect-kinesis/core"
+ * import { Producer } from "@effect-kinesis/producer"
+ *
+ * const program = Effect.gen(function*() {
+ *   const producer = yield* Producer.make({ stream: "orders", serde: Serde.string })
+ *   const result = yield* producer.produce({ partitionKey: "customer-1", data: "hello" })
+ *   yield* Stream.make({ partitionKey: "k", data: "a" }, { partitionKey: "k", data: "b" }).pipe(
+ *     Stream.run(producer.sink)
+ *   )
+ *   return result.shardId
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Producer<A> {
+  /** Produces one record; completes when Kinesis has acknowledged it. */
+  readonly produce: (record: ProducerRecord<A>) => Effect.Effect<ProduceResult, ProducerError.ProducerError>
+  /**
+   * Produces many records; completes when every one has settled, with their results in order,
+   * or with the error of the first record (by position) that failed. The others are produced
+   * regardless: a failure of one never fails its neighbours' writes.
+   */
+  readonly produceChunk: (
+    records: Iterable<ProducerRecord<A>>
+  ) => Effect.Effect<ReadonlyArray<ProduceResult>, ProducerError.ProducerError>
+  /**
+   * Completes as soon as the record is in the buffer (suspending while it is full), with an
+   * effect that awaits its result.
+   */
+  readonly produceAsync: (
+    record: ProducerRecord<A>
+  ) => Effect.Effect<Effect.Effect<ProduceResult, ProducerError.ProducerError>, ProducerError.ProducerError>
+  /**
+   * Fire and forget: completes when the record is in the buffer (suspending while it is full).
+   * Any failure, now or later, goes to the `onError` callback of {@link MakeOptions}.
+   */
+  readonly offer: (record: ProducerRecord<A>) => Effect.Effect<void>
+  /** {@link Producer.offer} for many records. */
+  readonly offerAll: (records: Iterable<ProducerRecord<A>>) => Effect.Effect<void>
+  /**
+   * A sink producing everything the stream emits. It keeps the buffer full rather than waiting
+   * chunk by chunk, and completes once all records are acknowledged, failing with the first
+   * error (records after a failure are still produced until the sink stops).
+   */
+  readonly sink: Sink.Sink<void, ProducerRecord<A>, never, ProducerError.ProducerError>
+  /** The shard map records are currently routed and paced by. */
+  readonly shardMap: Effect.Effect<ShardMap.ShardMap>
+  /** User records accepted and not yet settled. */
+  readonly buffered: Effect.Effect<number>
+}
+
+/**
+ * What {@link make} needs: the stream, the serde for the data, settings, and callbacks.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Serde } from "@effect-kinesis/core"
+ * import type { Producer } from "@effect-kinesis/producer"
+ *
+ * const options: Producer.MakeOptions<string> = {
+ *   stream: "orders",
+ *   serde: Serde.string,
+ *   settings: { aggregate: true },
+ *   onError: (failure) => Effect.logError("dropped record", failure.error),
+ *   onMetrics: (metrics) => Effect.log(`${metrics.userRecordsPut} records put`)
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MakeOptions<A> {
+  /** Stream name or ARN. */
+  readonly stream: Client.StreamId
+  readonly serde: Serde.Serde<A>
+  readonly settings?: Partial<ProducerSettings.ProducerSettings> | undefined
+  /**
+   * Receives every record given to `offer`/`offerAll` that failed. Default: logs it at error
+   * level, so no failure goes unseen.
+   */
+  readonly onError?: ((failure: OfferFailure<A>) => Effect.Effect<void>) | undefined
+  /** Receives the metrics of each interval (setting `metricsInterval`) and of the last one at close. */
+  readonly onMetrics?: ((metrics: ProducerMetrics.ProducerMetrics) => Effect.Effect<void>) | undefined
+}
+
+const now = (): number => performance.now()
+const noop = () => {}
+
+const textEncoder = new TextEncoder()
+const partitionKeyBytes = (key: string): number => {
+  // ASCII keys (the usual case) are as many bytes as characters.
+  for (let i = 0; i < key.length; i++) {
+    if (key.charCodeAt(i) > 0x7f) return textEncoder.encode(key).length
+  }
+  return key.length
+}
+
+const codePoints = (key: string): number => {
+  let n = 0
+  for (const _ of key) n++
+  return n
+}
+
+const toFailure = (cause: Cause.Cause<KinesisError.KinesisError | Cause.TimeoutError>): RequestFailure => {
+  const error = Cause.squash(cause)
+  if (Cause.isTimeoutError(error)) {
+    return { code: "RequestTimeout", message: "PutRecords timed out", retryable: true, cause: error }
+  }
+  if (typeof error === "object" && error !== null && "_tag" in error && "retryable" in error) {
+    const e = error as KinesisError.KinesisError
+    return { code: e._tag, message: e.message, retryable: e.retryable, cause: e }
+  }
+  return { code: "Unknown", message: String(error), retryable: true, cause: error }
+}
+
+/**
+ * Creates a producer for one stream, living as long as the enclosing scope. It lists the
+ * stream's open shards first (failing if the stream does not exist). Closing the scope stops
+ * intake and flushes everything buffered within `closeTimeout`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Client, Serde } from "@effect-kinesis/core"
+ * import { Producer } from "@effect-kinesis/producer"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const producer = yield* Producer.make({ stream: "orders", serde: Serde.string, settings: { aggregate: true } })
+ *   yield* producer.offer({ partitionKey: "customer-1", data: "hello" })
+ * })).pipe(Effect.provide(Client.layer({ region: "eu-west-1" })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <A>(
+  options: MakeOptions<A>
+): Effect.Effect<
+  Producer<A>,
+  KinesisError.KinesisError | ShardMap.ShardMapInvalid,
+  Client.Client | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const settings = ProducerSettings.resolve(options.settings)
+    const client = yield* Client.Client
+    const stream = options.stream
+    const context = yield* Effect.context<never>()
+    const runFork = Effect.runForkWith(context)
+
+    const listShardMap = client.listShards(stream, { shardFilter: { Type: "AT_LATEST" } }).pipe(
+      Stream.runCollect,
+      Effect.flatMap((shards) => Effect.fromResult(ShardMap.fromShards(shards))),
+      // Throttling and 5xx on ListShards are transient: a producer should not fail to start on one.
+      Effect.retry({
+        while: (error) => error._tag !== "ShardMapInvalid" && error.retryable,
+        schedule: Schedule.exponential(100).pipe(Schedule.jittered),
+        times: 6
+      })
+    )
+    const initialMap = yield* listShardMap
+
+    const recorder = new Recorder(stream, context, () => Date.now())
+    const engine = new Engine(settings, initialMap, recorder, now())
+
+    // --- failures of offer / offerAll, delivered to onError by one fiber ------------------------
+    const failures = yield* Queue.unbounded<OfferFailure<A>, Cause.Done>()
+    const onError = options.onError ??
+      ((failure: OfferFailure<A>) =>
+        Effect.logError("Kinesis producer: an offered record failed", failure.error).pipe(
+          Effect.annotateLogs({ stream, partitionKey: failure.record.partitionKey })
+        ))
+    const reportFailure = (record: ProducerRecord<A>, error: ProducerError.ProducerError) => {
+      Queue.offerUnsafe(failures, { record, error })
+    }
+    const offerDone: Done = (entry, error) => {
+      if (error !== undefined) reportFailure(entry.ref as ProducerRecord<A>, error)
+    }
+    const failureFiber = yield* Queue.takeAll(failures).pipe(
+      Effect.flatMap((batch) =>
+        Effect.forEach(batch, (failure) => Effect.catchCause(onError(failure), Effect.logError), { discard: true })
+      ),
+      Effect.forever,
+      Effect.catch(() => Effect.void),
+      Effect.forkDetach
+    )
+
+    // --- requests ----------------------------------------------------------------------------------
+    const requests = new Set<Fiber.Fiber<void>>()
+    const send = (batch: Batch) =>
+      client.putRecords(stream, batch.request).pipe(
+        Effect.timeout(settings.requestTimeoutMillis),
+        Effect.matchCauseEffect({
+          onSuccess: (output: PutRecordsOutput) =>
+            Effect.sync(() => engine.onResponse(batch, output, undefined, now())),
+          onFailure: (cause) =>
+            Cause.hasInterruptsOnly(cause)
+              ? Effect.void
+              : Effect.sync(() => engine.onResponse(batch, undefined, toFailure(cause), now()))
+        }),
+        Effect.catchDefect((defect) =>
+          Effect.logError("Kinesis producer: handling a PutRecords response failed", defect)
+        )
+      )
+    engine.launch = (batch) => {
+      const fiber = runFork(send(batch))
+      requests.add(fiber)
+      fiber.addObserver(() => requests.delete(fiber))
+    }
+
+    // --- dispatcher: one fiber sleeping until records, responses, buckets or timers need it -------
+    const dispatchOnce = Effect.callback<void>((resume) => {
+      const sleep = engine.step(now())
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const wake = () => {
+        if (timer !== undefined) clearTimeout(timer)
+        resume(Effect.void)
+      }
+      engine.wakeup = wake
+      if (sleep !== Number.POSITIVE_INFINITY) {
+        timer = setTimeout(() => {
+          timer = undefined
+          if (engine.wakeup === wake) engine.wakeup = undefined
+          resume(Effect.void)
+        }, Math.max(1, Math.ceil(sleep)))
+      }
+      return Effect.sync(() => {
+        if (timer !== undefined) clearTimeout(timer)
+        if (engine.wakeup === wake) engine.wakeup = undefined
+      })
+    })
+    // A bug in the engine must not silently stop all sending: log it and keep dispatching.
+    yield* dispatchOnce.pipe(
+      Effect.catchDefect((defect) =>
+        Effect.logError("Kinesis producer: dispatcher failed", defect).pipe(Effect.andThen(Effect.sleep(100)))
+      ),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+    // --- shard map refresher: periodic, and soon after Kinesis reports an unexpected shard --------
+    let refreshNow: (() => void) | undefined
+    let refreshRequested = false
+    engine.onWrongShard = () => {
+      refreshRequested = true
+      refreshNow?.()
+    }
+    const waitForRefresh = Effect.callback<void>((resume) => {
+      if (refreshRequested) return resume(Effect.void)
+      const timer = setTimeout(() => resume(Effect.void), settings.shardRefreshMillis)
+      refreshNow = () => {
+        clearTimeout(timer)
+        resume(Effect.void)
+      }
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        refreshNow = undefined
+      })
+    })
+    const refresh = listShardMap.pipe(
+      Effect.tap((map) => Effect.sync(() => engine.applyShardMap(map, now()))),
+      Effect.catch((error) => Effect.logWarning("Kinesis producer: could not refresh the shard map", error)),
+      Effect.annotateLogs({ stream })
+    )
+    yield* waitForRefresh.pipe(
+      Effect.andThen(Effect.sync(() => {
+        refreshNow = undefined
+        refreshRequested = false
+      })),
+      Effect.andThen(refresh),
+      // At most two listings per second, however many records report a new shard.
+      Effect.andThen(Effect.sleep(500)),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+    // --- metrics ------------------------------------------------------------------------------------
+    const emitMetrics = Effect.suspend(() => {
+      recorder.flushEffectMetrics(engine.buffered)
+      const metrics = recorder.snapshot()
+      return options.onMetrics === undefined
+        ? Effect.void
+        : Effect.catchCause(options.onMetrics(metrics), Effect.logError)
+    })
+    yield* Effect.sleep(settings.metricsIntervalMillis).pipe(
+      Effect.andThen(emitMetrics),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+    // --- close: runs before the fibers above are interrupted (finalizers run in reverse) ----------
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        engine.close()
+        yield* Effect.callback<void>((resume) => {
+          const idle = () => resume(Effect.void)
+          engine.onIdle(idle)
+          return Effect.sync(() => engine.removeIdleWaiter(idle))
+        }).pipe(Effect.timeoutOption(settings.closeTimeoutMillis))
+        engine.abandon()
+        yield* Fiber.interruptAll(Array.from(requests))
+        yield* emitMetrics
+        yield* Queue.end(failures)
+        yield* Fiber.await(failureFiber)
+      })
+    )
+
+    // --- intake -------------------------------------------------------------------------------------
+    const serializeSync = Serde.isSync(options.serde) ? options.serde.serializeResult : undefined
+    // The bytes serde is the identity: skip its per-record Result.
+    const isBytesSerde = (options.serde as Serde.Serde<unknown>) === Serde.bytes
+    const syncSerialized = Effect.succeed(undefined)
+    const serde = options.serde
+
+    const prepare = (
+      record: ProducerRecord<A>,
+      serialized: Result.Result<Uint8Array, Serde.SerializationError> | undefined,
+      done: Done,
+      ref: unknown
+    ): Entry | ProducerError.ProducerError => {
+      const key = record.partitionKey
+      if (typeof key !== "string" || key.length === 0) {
+        return new ProducerError.InvalidPartitionKey({ partitionKey: String(key), reason: "empty" })
+      }
+      if (key.length > 256 && codePoints(key) > 256) {
+        return new ProducerError.InvalidPartitionKey({ partitionKey: key, reason: "too long" })
+      }
+      let hashKey: bigint
+      const explicit = record.explicitHashKey
+      if (explicit !== undefined) {
+        const parsed = HashKey.parseExplicit(explicit)
+        if (parsed === undefined) return new ProducerError.InvalidExplicitHashKey({ explicitHashKey: explicit })
+        hashKey = parsed
+      } else {
+        hashKey = HashKey.fromPartitionKey(key)
+      }
+      let bytes: Uint8Array
+      if (isBytesSerde) {
+        bytes = record.data as Uint8Array
+      } else {
+        const data = serialized ?? serializeSync!(record.data)
+        if (Result.isFailure(data)) return data.failure
+        bytes = data.success
+      }
+      const size = bytes.length + partitionKeyBytes(key)
+      if (size > settings.maxRecordBytes) {
+        return new ProducerError.RecordTooLarge({ size, maxBytes: settings.maxRecordBytes })
+      }
+      return new Entry(key, explicit, bytes, size, hashKey, done, ref)
+    }
+
+    /**
+     * Serialized data of each record, for a serde without the sync functions; `undefined` (no
+     * allocation) when `prepare` can serialize synchronously itself.
+     */
+    const serializeAll = (
+      records: ReadonlyArray<ProducerRecord<A>>
+    ): Effect.Effect<Array<Result.Result<Uint8Array, Serde.SerializationError>> | undefined> =>
+      serializeSync !== undefined
+        ? syncSerialized
+        : Effect.forEach(records, (r) => Effect.result(serde.serialize(r.data)))
+
+    const closedError = new ProducerError.ProducerClosed({ written: false })
+
+    /**
+     * Admits prepared records into the buffer in order, waiting for room (or rejecting, per
+     * `whenBufferFull`). Returns a canceller for an interrupted caller.
+     */
+    const admit = (
+      items: ReadonlyArray<Entry | ProducerError.ProducerError>,
+      reject: (index: number, error: ProducerError.ProducerError) => void,
+      admitted: () => void
+    ): () => void => {
+      let i = 0
+      let waiting = false
+      const run = (woken: boolean) => {
+        waiting = false
+        const t = now()
+        while (i < items.length) {
+          const item = items[i]!
+          if (!(item instanceof Entry)) reject(i, item)
+          else if (engine.closed) reject(i, closedError)
+          else if (!engine.tryAccept(item, t)) {
+            if (settings.whenBufferFull === "fail") {
+              reject(i, new ProducerError.BufferFull({ capacity: settings.bufferSize }))
+            } else {
+              waiting = true
+              engine.addWaiter(waiter, woken)
+              return
+            }
+          }
+          i++
+        }
+        admitted()
+      }
+      const waiter = () => run(true)
+      run(false)
+      return () => {
+        if (waiting) engine.removeWaiter(waiter)
+      }
+    }
+
+    const produceChunk = (
+      input: Iterable<ProducerRecord<A>>
+    ): Effect.Effect<ReadonlyArray<ProduceResult>, ProducerError.ProducerError> =>
+      Effect.suspend(() => {
+        const records = Array.isArray(input) ? input as ReadonlyArray<ProducerRecord<A>> : Array.from(input)
+        if (records.length === 0) return Effect.succeed([])
+        return Effect.flatMap(serializeAll(records), (data) =>
+          Effect.callback<ReadonlyArray<ProduceResult>, ProducerError.ProducerError>((resume) => {
+            const n = records.length
+            const results = new Array<ProduceResult>(n)
+            let remaining = n
+            let errorIndex = n
+            let firstError: ProducerError.ProducerError | undefined
+            const settle = (i: number, error: ProducerError.ProducerError | undefined, result?: ProduceResult) => {
+              if (error !== undefined) {
+                if (i < errorIndex) {
+                  errorIndex = i
+                  firstError = error
+                }
+              } else {
+                results[i] = result!
+              }
+              if (--remaining === 0) {
+                resume(firstError !== undefined ? Effect.fail(firstError) : Effect.succeed(results))
+              }
+            }
+            const done: Done = (entry, error, result) => settle(entry.ref as number, error, result)
+            const items = records.map((record, i) => prepare(record, data?.[i], done, i))
+            return Effect.sync(admit(items, settle, noop))
+          }))
+      })
+
+    const produce = (record: ProducerRecord<A>): Effect.Effect<ProduceResult, ProducerError.ProducerError> =>
+      Effect.flatMap(produceChunk([record]), (results) => Effect.succeed(results[0]!))
+
+    const produceAsync = (
+      record: ProducerRecord<A>
+    ): Effect.Effect<Effect.Effect<ProduceResult, ProducerError.ProducerError>, ProducerError.ProducerError> =>
+      Effect.flatMap(serializeAll([record]), (data) =>
+        Effect.callback<Effect.Effect<ProduceResult, ProducerError.ProducerError>, ProducerError.ProducerError>(
+          (resume) => {
+            const deferred = Deferred.makeUnsafe<ProduceResult, ProducerError.ProducerError>()
+            const done: Done = (_, error, result) => {
+              Deferred.doneUnsafe(deferred, error !== undefined ? Exit.fail(error) : Exit.succeed(result!))
+            }
+            const item = prepare(record, data?.[0], done, undefined)
+            return Effect.sync(admit(
+              [item],
+              (_, error) => resume(Effect.fail(error)),
+              () => resume(Effect.succeed(Deferred.await(deferred)))
+            ))
+          }
+        ))
+
+    const offerAll = (input: Iterable<ProducerRecord<A>>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const records = Array.isArray(input) ? input as ReadonlyArray<ProducerRecord<A>> : Array.from(input)
+        if (records.length === 0) return Effect.void
+        return Effect.flatMap(serializeAll(records), (data) => {
+          // Fast path: everything fits, no callback needed.
+          const items = records.map((record, i) => prepare(record, data?.[i], offerDone, record))
+          let i = 0
+          const t = now()
+          for (; i < items.length; i++) {
+            const item = items[i]!
+            if (!(item instanceof Entry)) reportFailure(records[i]!, item)
+            else if (engine.closed) reportFailure(records[i]!, closedError)
+            else if (!engine.tryAccept(item, t)) break
+          }
+          if (i === items.length) return Effect.void
+          const rest = items.slice(i)
+          const restRecords = records.slice(i)
+          return Effect.callback<void>((resume) =>
+            Effect.sync(admit(rest, (j, error) => reportFailure(restRecords[j]!, error), () => resume(Effect.void)))
+          )
+        })
+      })
+
+    const offer = (record: ProducerRecord<A>): Effect.Effect<void> => offerAll([record])
+
+    const sink: Sink.Sink<void, ProducerRecord<A>, never, ProducerError.ProducerError> = Sink.unwrap(
+      Effect.sync(() => {
+        let outstanding = 0
+        let firstError: ProducerError.ProducerError | undefined
+        let idle: (() => void) | undefined
+        const settled = (error: ProducerError.ProducerError | undefined) => {
+          if (error !== undefined && firstError === undefined) firstError = error
+          if (--outstanding === 0 && idle !== undefined) {
+            const f = idle
+            idle = undefined
+            f()
+          }
+        }
+        const done: Done = (_, error) => settled(error)
+        const submit = (records: ReadonlyArray<ProducerRecord<A>>) =>
+          Effect.flatMap(serializeAll(records), (data) =>
+            Effect.callback<void, ProducerError.ProducerError>((resume) => {
+              if (firstError !== undefined) return resume(Effect.fail(firstError))
+              const items = records.map((record, i) => prepare(record, data?.[i], done, undefined))
+              outstanding += items.length
+              return Effect.sync(admit(items, (_, error) => settled(error), () => resume(Effect.void)))
+            }))
+        const awaitAll = Effect.callback<void, ProducerError.ProducerError>((resume) => {
+          const finish = () => resume(firstError !== undefined ? Effect.fail(firstError) : Effect.void)
+          if (outstanding === 0) finish()
+          else idle = finish
+        })
+        return Sink.forEachArray(submit).pipe(Sink.mapEffect(() => awaitAll))
+      })
+    )
+
+    return {
+      produce,
+      produceChunk,
+      produceAsync,
+      offer,
+      offerAll,
+      sink,
+      shardMap: Effect.sync(() => engine.currentShardMap),
+      buffered: Effect.sync(() => engine.buffered)
+    } satisfies Producer<A>
+  })
+
+/**
+ * A layer providing a producer under your own service tag (a producer is generic in its record
+ * type, so each application names its own).
+ *
+ * @example
+ * ```ts
+ * import { Context } from "effect"
+ * import { Client, Serde } from "@effect-kinesis/core"
+ * import { Producer } from "@effect-kinesis/producer"
+ *
+ * class OrdersProducer extends Context.Service<OrdersProducer, Producer.Producer<string>>()("app/OrdersProducer") {}
+ *
+ * const OrdersProducerLive = Producer.layer(OrdersProducer, { stream: "orders", serde: Serde.string })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <I, A>(
+  tag: Context.Service<I, Producer<A>>,
+  options: MakeOptions<A>
+): Layer.Layer<I, KinesisError.KinesisError | ShardMap.ShardMapInvalid, Client.Client> =>
+  Layer.effect(tag, make(options))

@@ -1,0 +1,211 @@
+/**
+ * How a producer batches, paces, retries and closes. Plain data with defaults that are right
+ * for production; override only what you need.
+ *
+ * @since 0.1.0
+ */
+import { Duration } from "effect"
+
+/**
+ * Producer settings. Every field has a default (see {@link defaults}).
+ *
+ * @example
+ * ```ts
+ * import type { ProducerSettings } from "@effect-kinesis/producer"
+ *
+ * const settings: Partial<ProducerSettings.ProducerSettings> = {
+ *   aggregate: true,
+ *   lingerTime: "50 millis",
+ *   whenBufferFull: "fail"
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProducerSettings {
+  /** User records accepted but not yet acknowledged, at most. Default 16,384. */
+  readonly bufferSize: number
+  /**
+   * What an offer does when the buffer is full: `"suspend"` the caller until there is room
+   * (default, backpressure), or `"fail"` at once with `BufferFull`.
+   */
+  readonly whenBufferFull: "suspend" | "fail"
+  /** Largest record (data + partition key bytes). Default 1 MiB, the Kinesis limit. */
+  readonly maxRecordBytes: number
+  /** Largest PutRecords request (data + partition keys). Default 5 MiB. */
+  readonly maxRequestBytes: number
+  /** Most records in one PutRecords request. Default 500, the Kinesis limit. */
+  readonly maxRecordsPerRequest: number
+  /**
+   * How long a record may wait to fill a batch (KPL `RecordMaxBufferedTime`). Default 0:
+   * send as soon as a request slot is free; under load batches fill while requests are in
+   * flight.
+   */
+  readonly lingerTime: Duration.Input
+  /** PutRecords requests in flight at once. Default 16. */
+  readonly maxInFlightRequests: number
+  /**
+   * Pack user records bound for one shard into KPL aggregated records (readable by the KCL and
+   * by this library's consumer). Default `false`.
+   */
+  readonly aggregate: boolean
+  /** Largest aggregated record. Default 51,200 bytes, as the KPL. */
+  readonly maxAggregateBytes: number
+  /**
+   * Pace writes per predicted shard with token buckets that back off on throttling. Default
+   * `true`.
+   */
+  readonly rateLimit: boolean
+  /** Write limit per shard, bytes per second. Default 1 MiB. */
+  readonly shardBytesPerSecond: number
+  /** Write limit per shard, Kinesis records per second. Default 1000. */
+  readonly shardRecordsPerSecond: number
+  /**
+   * Burst a shard's bucket allows, as a time at the full rate. Default 200 ms: large enough
+   * for full batches, small enough not to overrun the shard after idling.
+   */
+  readonly shardBurst: Duration.Input
+  /** A record not written within this time fails with `RecordExpired`. Default 30 s (KPL). */
+  readonly recordTtl: Duration.Input
+  /** Attempts per record before it fails with `PutFailed` (`retryable: true`). Default 20. */
+  readonly maxAttempts: number
+  /** First retry delay; doubles per attempt, with full jitter. Default 100 ms. */
+  readonly retryBaseDelay: Duration.Input
+  /** Longest retry delay. Default 5 s. */
+  readonly retryMaxDelay: Duration.Input
+  /** A PutRecords request taking longer is abandoned and its records retried. Default 10 s. */
+  readonly requestTimeout: Duration.Input
+  /** How often the shard map is listed again. Default 1 minute. */
+  readonly shardRefreshInterval: Duration.Input
+  /** How long closing waits for buffered and in-flight records. Default 30 s. */
+  readonly closeTimeout: Duration.Input
+  /** How often metrics are delivered to `onMetrics`. Default 30 s. */
+  readonly metricsInterval: Duration.Input
+}
+
+/**
+ * The default settings.
+ *
+ * @example
+ * ```ts
+ * import { ProducerSettings } from "@effect-kinesis/producer"
+ *
+ * ProducerSettings.defaults.maxRecordsPerRequest // 500
+ * ```
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults: ProducerSettings = {
+  bufferSize: 16_384,
+  whenBufferFull: "suspend",
+  maxRecordBytes: 1_048_576,
+  maxRequestBytes: 5 * 1_048_576,
+  maxRecordsPerRequest: 500,
+  lingerTime: 0,
+  maxInFlightRequests: 16,
+  aggregate: false,
+  maxAggregateBytes: 51_200,
+  rateLimit: true,
+  shardBytesPerSecond: 1_048_576,
+  shardRecordsPerSecond: 1000,
+  shardBurst: "200 millis",
+  recordTtl: "30 seconds",
+  maxAttempts: 20,
+  retryBaseDelay: "100 millis",
+  retryMaxDelay: "5 seconds",
+  requestTimeout: "10 seconds",
+  shardRefreshInterval: "1 minute",
+  closeTimeout: "30 seconds",
+  metricsInterval: "30 seconds"
+}
+
+/**
+ * Settings with every duration in milliseconds, checked; what the producer runs on.
+ *
+ * @example
+ * ```ts
+ * import { ProducerSettings } from "@effect-kinesis/producer"
+ *
+ * const resolved: ProducerSettings.Resolved = ProducerSettings.resolve({ aggregate: true })
+ * resolved.lingerMillis // 0
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Resolved {
+  readonly bufferSize: number
+  readonly whenBufferFull: "suspend" | "fail"
+  readonly maxRecordBytes: number
+  readonly maxRequestBytes: number
+  readonly maxRecordsPerRequest: number
+  readonly lingerMillis: number
+  readonly maxInFlightRequests: number
+  readonly aggregate: boolean
+  readonly maxAggregateBytes: number
+  readonly rateLimit: boolean
+  readonly shardBytesPerSecond: number
+  readonly shardRecordsPerSecond: number
+  readonly shardBurstMillis: number
+  readonly recordTtlMillis: number
+  readonly maxAttempts: number
+  readonly retryBaseMillis: number
+  readonly retryMaxMillis: number
+  readonly requestTimeoutMillis: number
+  readonly shardRefreshMillis: number
+  readonly closeTimeoutMillis: number
+  readonly metricsIntervalMillis: number
+}
+
+const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
+
+const positiveInt = (name: string, value: number, max = Number.MAX_SAFE_INTEGER): number => {
+  if (!Number.isSafeInteger(value) || value <= 0 || value > max) {
+    throw new RangeError(`ProducerSettings.${name} must be an integer in [1, ${max}], got ${value}`)
+  }
+  return value
+}
+
+/**
+ * Merges `settings` over {@link defaults} and converts durations to milliseconds. Throws a
+ * `RangeError` on a value Kinesis cannot accept (e.g. `maxRecordsPerRequest` above 500).
+ *
+ * @example
+ * ```ts
+ * import { ProducerSettings } from "@effect-kinesis/producer"
+ *
+ * ProducerSettings.resolve({ recordTtl: "1 minute" }).recordTtlMillis // 60000
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
+  const s = { ...defaults, ...settings }
+  const maxRecordBytes = positiveInt("maxRecordBytes", s.maxRecordBytes)
+  return {
+    bufferSize: positiveInt("bufferSize", s.bufferSize),
+    whenBufferFull: s.whenBufferFull,
+    maxRecordBytes,
+    maxRequestBytes: positiveInt("maxRequestBytes", s.maxRequestBytes),
+    maxRecordsPerRequest: positiveInt("maxRecordsPerRequest", s.maxRecordsPerRequest, 500),
+    lingerMillis: millis(s.lingerTime),
+    maxInFlightRequests: positiveInt("maxInFlightRequests", s.maxInFlightRequests),
+    aggregate: s.aggregate,
+    maxAggregateBytes: positiveInt("maxAggregateBytes", s.maxAggregateBytes, maxRecordBytes),
+    rateLimit: s.rateLimit,
+    shardBytesPerSecond: positiveInt("shardBytesPerSecond", s.shardBytesPerSecond),
+    shardRecordsPerSecond: positiveInt("shardRecordsPerSecond", s.shardRecordsPerSecond),
+    shardBurstMillis: Math.max(1, millis(s.shardBurst)),
+    recordTtlMillis: millis(s.recordTtl),
+    maxAttempts: positiveInt("maxAttempts", s.maxAttempts),
+    retryBaseMillis: millis(s.retryBaseDelay),
+    retryMaxMillis: millis(s.retryMaxDelay),
+    requestTimeoutMillis: millis(s.requestTimeout),
+    shardRefreshMillis: Math.max(1, millis(s.shardRefreshInterval)),
+    closeTimeoutMillis: millis(s.closeTimeout),
+    metricsIntervalMillis: Math.max(1, millis(s.metricsInterval))
+  }
+}

@@ -1,0 +1,511 @@
+import type { Client } from "@effect-kinesis/core"
+import { ShardMap } from "@effect-kinesis/core"
+import type { Effect } from "effect"
+import type { ProduceResult } from "../Producer.ts"
+import * as ProducerError from "../ProducerError.ts"
+import type * as ProducerSettings from "../ProducerSettings.ts"
+import type { Entry } from "./entry.ts"
+import type { Recorder } from "./recorder.ts"
+import { type RateLimits, ShardState } from "./shardState.ts"
+
+export type PutRecordsRequestEntry = Parameters<Client.Client["Service"]["putRecords"]>[1][number]
+export type PutRecordsOutput = Effect.Success<ReturnType<Client.Client["Service"]["putRecords"]>>
+
+/** The user records one Kinesis record of a request carries (several when aggregated). */
+export interface Part {
+  readonly shard: ShardState
+  readonly entries: Array<Entry>
+  readonly size: number
+}
+
+export class Batch {
+  readonly request: Array<PutRecordsRequestEntry> = []
+  readonly parts: Array<Part> = []
+  bytes = 0
+  sentAt = 0
+  /** Set when close gave up on the request: its records already failed, its answer is ignored. */
+  abandoned = false
+}
+
+/** A failed PutRecords call, reduced to what retry decisions need. */
+export interface RequestFailure {
+  readonly code: string
+  readonly message: string
+  readonly retryable: boolean
+  readonly cause: unknown
+}
+
+const THROTTLED = "ProvisionedThroughputExceededException"
+// Per-record codes worth another attempt; anything else (KMS access, disabled keys…) is final.
+const RETRYABLE_RECORD_CODES = new Set([
+  THROTTLED,
+  "InternalFailure",
+  "InternalFailureException",
+  "ServiceUnavailable",
+  "ServiceUnavailableException",
+  "KMSThrottlingException"
+])
+
+/**
+ * The producer's state machine, plain and synchronous: intake, per-shard queues and token
+ * buckets, batch building, response handling, retries. Effects only drive it (a dispatcher fiber
+ * calling `step`, one fiber per request calling `onResponse`), so the per-record path costs no
+ * fiber, no Deferred and no effect allocation.
+ */
+export class Engine {
+  readonly settings: ProducerSettings.Resolved
+  readonly recorder: Recorder
+  private readonly limits: RateLimits
+  private shardMap: ShardMap.ShardMap
+  private shards = new Map<string, ShardState>()
+  private shardList: Array<ShardState> = []
+  private roundRobin = 0
+  /** Accepted and not yet settled (queued, waiting to retry, or in flight). */
+  buffered = 0
+  /** Waiting in shard queues (not in flight). */
+  private pending = 0
+  private pendingBytes = 0
+  inFlight = 0
+  readonly inFlightBatches = new Set<Batch>()
+  private waiters: Array<() => void> = []
+  private idleWaiters: Array<() => void> = []
+  /** Intake stopped: the scope is closing. */
+  closed = false
+  /** Close asked to send everything now, ignoring the linger time. */
+  flushing = false
+  /** Wakes the dispatcher; set while it sleeps. */
+  wakeup: (() => void) | undefined = undefined
+  /** Called when Kinesis wrote a record to another shard than predicted. */
+  onWrongShard: () => void = () => {}
+  /** Sends a batch (forks the request); `onResponse` is called when it settles. */
+  launch: (batch: Batch) => void = () => {}
+
+  constructor(settings: ProducerSettings.Resolved, shardMap: ShardMap.ShardMap, recorder: Recorder, now: number) {
+    this.settings = settings
+    this.recorder = recorder
+    this.limits = {
+      enabled: settings.rateLimit,
+      bytesPerMs: settings.shardBytesPerSecond / 1000,
+      recordsPerMs: settings.shardRecordsPerSecond / 1000,
+      burstMs: settings.shardBurstMillis
+    }
+    this.shardMap = shardMap
+    this.applyShardMap(shardMap, now)
+  }
+
+  get hasSpace(): boolean {
+    return this.buffered < this.settings.bufferSize
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // intake
+
+  /** Accepts the record into the buffer if there is room. The caller checked `closed`. */
+  tryAccept(entry: Entry, now: number): boolean {
+    if (this.buffered >= this.settings.bufferSize) return false
+    this.buffered++
+    entry.enqueuedAt = now
+    entry.deadline = now + this.settings.recordTtlMillis
+    this.route(entry).push(entry)
+    this.pending++
+    this.pendingBytes += entry.size
+    this.recorder.received++
+    this.wake()
+    return true
+  }
+
+  /** Calls `waiter` when a buffer slot frees up (or the producer closes). */
+  addWaiter(waiter: () => void, first = false): void {
+    if (first) this.waiters.unshift(waiter)
+    else this.waiters.push(waiter)
+  }
+
+  removeWaiter(waiter: () => void): void {
+    const i = this.waiters.indexOf(waiter)
+    if (i >= 0) this.waiters.splice(i, 1)
+  }
+
+  /** Calls `waiter` once nothing is buffered any more. */
+  onIdle(waiter: () => void): void {
+    if (this.buffered === 0) waiter()
+    else this.idleWaiters.push(waiter)
+  }
+
+  removeIdleWaiter(waiter: () => void): void {
+    const i = this.idleWaiters.indexOf(waiter)
+    if (i >= 0) this.idleWaiters.splice(i, 1)
+  }
+
+  wake(): void {
+    const wakeup = this.wakeup
+    if (wakeup !== undefined) {
+      this.wakeup = undefined
+      wakeup()
+    }
+  }
+
+  private route(entry: Entry): ShardState {
+    const info = ShardMap.shardForHashKey(this.shardMap, entry.hashKey)!
+    return this.shards.get(info.shardId)!
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // settling
+
+  private settle(entry: Entry, error: ProducerError.ProducerError | undefined, result: ProduceResult | undefined) {
+    this.buffered--
+    if (error !== undefined) this.recorder.failed++
+    entry.done(entry, error, result)
+    if (this.waiters.length > 0 && this.buffered < this.settings.bufferSize) {
+      // Each freed slot admits one waiter; a waiter that finds no room re-queues itself first.
+      this.waiters.shift()!()
+    }
+    if (this.buffered === 0 && this.idleWaiters.length > 0) {
+      const idle = this.idleWaiters
+      this.idleWaiters = []
+      for (const waiter of idle) waiter()
+    }
+  }
+
+  private fail(entry: Entry, error: ProducerError.ProducerError): void {
+    this.settle(entry, error, undefined)
+  }
+
+  private expire(entry: Entry): void {
+    this.recorder.expired++
+    this.fail(entry, new ProducerError.RecordExpired({ attempts: entry.attempts, lastError: entry.lastError }))
+  }
+
+  private backoff(attempts: number): number {
+    const { retryBaseMillis, retryMaxMillis } = this.settings
+    const cap = Math.min(retryMaxMillis, retryBaseMillis * 2 ** Math.min(attempts - 1, 30))
+    // Full jitter, with a floor so a retry never spins.
+    return Math.max(1, Math.random() * cap)
+  }
+
+  private retryOrFail(entry: Entry, failure: RequestFailure, now: number): void {
+    entry.lastError = failure.code
+    if (!failure.retryable || entry.attempts >= this.settings.maxAttempts) {
+      this.fail(
+        entry,
+        new ProducerError.PutFailed({
+          code: failure.code,
+          detail: failure.message,
+          attempts: entry.attempts,
+          retryable: failure.retryable,
+          cause: failure.cause
+        })
+      )
+      return
+    }
+    const at = now + this.backoff(entry.attempts)
+    if (at >= entry.deadline) {
+      this.expire(entry)
+      return
+    }
+    entry.notBefore = at
+    this.route(entry).retries.push(entry)
+    this.pending++
+    this.pendingBytes += entry.size
+    this.recorder.retried++
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // dispatching
+
+  /**
+   * Sends what can be sent now and returns how long the dispatcher may sleep (ms) before
+   * something becomes due: a linger deadline, a retry, a refilled bucket or a record's TTL.
+   */
+  step(now: number): number {
+    let sleep = Number.POSITIVE_INFINITY
+    if (this.pending === 0) return sleep
+    const settings = this.settings
+    this.expireDue(now)
+    while (this.inFlight < settings.maxInFlightRequests && this.pending > 0) {
+      if (settings.lingerMillis > 0 && !this.flushing && !this.fullBatchWaiting()) {
+        const due = this.oldestEnqueuedAt() + settings.lingerMillis
+        if (due > now) {
+          sleep = Math.min(sleep, due - now)
+          break
+        }
+      }
+      const batch = this.build(now)
+      if (batch === undefined) break
+      this.inFlight++
+      this.inFlightBatches.add(batch)
+      batch.sentAt = now
+      this.launch(batch)
+    }
+    if (this.pending > 0 && this.inFlight < settings.maxInFlightRequests) {
+      sleep = Math.min(sleep, this.nextDue(now) - now)
+    }
+    if (this.pending > 0) sleep = Math.min(sleep, this.earliestDeadline() - now)
+    return Math.max(0, sleep)
+  }
+
+  private fullBatchWaiting(): boolean {
+    const s = this.settings
+    return this.pendingBytes >= s.maxRequestBytes || (!s.aggregate && this.pending >= s.maxRecordsPerRequest)
+  }
+
+  private oldestEnqueuedAt(): number {
+    let at = Number.POSITIVE_INFINITY
+    for (const shard of this.shardList) {
+      const oldest = shard.oldest()
+      if (oldest !== undefined && oldest.enqueuedAt < at) at = oldest.enqueuedAt
+      if (shard.retries.length > 0) at = Math.min(at, shard.nextRetryAt())
+    }
+    return at
+  }
+
+  private earliestDeadline(): number {
+    let at = Number.POSITIVE_INFINITY
+    for (const shard of this.shardList) {
+      const oldest = shard.oldest()
+      if (oldest !== undefined && oldest.deadline < at) at = oldest.deadline
+      for (const entry of shard.retries) if (entry.deadline < at) at = entry.deadline
+    }
+    return at
+  }
+
+  /** When the next record becomes sendable (bucket refilled, retry due). */
+  private nextDue(now: number): number {
+    let at = Number.POSITIVE_INFINITY
+    for (const shard of this.shardList) {
+      if (shard.queued === 0) continue
+      const sendable = shard.oldest() !== undefined ? now : shard.nextRetryAt()
+      at = Math.min(at, Math.max(sendable, this.limits.enabled ? shard.readyAt(now) : now))
+    }
+    return at
+  }
+
+  private expireDue(now: number): void {
+    for (const shard of this.shardList) {
+      if (shard.queued === 0) continue
+      const expired = shard.takeExpired(now)
+      if (expired === undefined) continue
+      for (const entry of expired) {
+        this.pending--
+        this.pendingBytes -= entry.size
+        this.expire(entry)
+      }
+    }
+  }
+
+  /** One PutRecords request from the due records, shards taken round-robin; undefined if none. */
+  private build(now: number): Batch | undefined {
+    const settings = this.settings
+    const maxRecords = settings.maxRecordsPerRequest
+    const maxBytes = settings.maxRequestBytes
+    const shards = this.shardList
+    const n = shards.length
+    const batch = new Batch()
+    let full = false
+    for (let k = 0; k < n && !full; k++) {
+      const shard = shards[(this.roundRobin + k) % n]!
+      if (shard.queued === 0) continue
+      shard.refill(now)
+      while (shard.canSend()) {
+        if (batch.request.length >= maxRecords) {
+          full = true
+          break
+        }
+        const first = shard.peek(now)
+        if (first === undefined) break
+        let part: Part
+        let request: PutRecordsRequestEntry
+        const aggregator = shard.aggregator
+        if (aggregator !== undefined && first.size <= aggregator.maxBytes) {
+          aggregator.reset()
+          const entries: Array<Entry> = []
+          let entry: Entry | undefined = first
+          // While a whole aggregate fits in the request, `add` alone decides (one size computation).
+          const roomy = batch.bytes + aggregator.maxBytes <= maxBytes
+          while (entry !== undefined) {
+            if (roomy) {
+              if (!aggregator.add(entry)) break
+            } else {
+              const size = aggregator.sizeWith(entry)
+              if (size > aggregator.maxBytes || batch.bytes + size > maxBytes) break
+              aggregator.add(entry)
+            }
+            shard.take(entry)
+            entries.push(entry)
+            entry = shard.peek(now)
+          }
+          if (entries.length === 0) {
+            full = true
+            break
+          }
+          // Exact: what Kinesis will count for the record `build` returns.
+          const size = aggregator.size
+          const record = aggregator.build()!
+          aggregator.reset()
+          part = { shard, entries, size }
+          request = record.explicitHashKey === undefined
+            ? { PartitionKey: record.partitionKey, Data: record.data }
+            : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey }
+        } else {
+          if (batch.bytes + first.size > maxBytes) {
+            full = true
+            break
+          }
+          shard.take(first)
+          part = { shard, entries: [first], size: first.size }
+          request = first.explicitHashKey === undefined
+            ? { PartitionKey: first.partitionKey, Data: first.data }
+            : { PartitionKey: first.partitionKey, Data: first.data, ExplicitHashKey: first.explicitHashKey }
+        }
+        for (const entry of part.entries) {
+          entry.attempts++
+          this.pending--
+          this.pendingBytes -= entry.size
+        }
+        batch.request.push(request)
+        batch.parts.push(part)
+        batch.bytes += part.size
+        shard.consume(part.size)
+      }
+    }
+    this.roundRobin = n === 0 ? 0 : (this.roundRobin + 1) % n
+    return batch.request.length === 0 ? undefined : batch
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // responses
+
+  onResponse(batch: Batch, output: PutRecordsOutput | undefined, failure: RequestFailure | undefined, now: number) {
+    if (batch.abandoned) return
+    this.inFlightBatches.delete(batch)
+    this.inFlight--
+    const recorder = this.recorder
+    recorder.requests++
+    recorder.kinesisRecordsSent += batch.parts.length
+    if (failure !== undefined || output === undefined) {
+      recorder.requestsFailed++
+      const f = failure ?? { code: "EmptyResponse", message: "no response", retryable: true, cause: undefined }
+      for (const part of batch.parts) for (const entry of part.entries) this.retryOrFail(entry, f, now)
+    } else {
+      const records = output.Records ?? []
+      let wrongShard = false
+      for (let i = 0; i < batch.parts.length; i++) {
+        const part = batch.parts[i]!
+        const record = records[i]
+        const code = record === undefined ? "MissingResult" : record.ErrorCode
+        if (code !== undefined) {
+          const f: RequestFailure = {
+            code,
+            message: record?.ErrorMessage ?? code,
+            retryable: record === undefined || RETRYABLE_RECORD_CODES.has(code),
+            cause: undefined
+          }
+          if (code === THROTTLED) {
+            recorder.throttledRecord(part.shard.info.shardId)
+            part.shard.throttled(now)
+          }
+          for (const entry of part.entries) this.retryOrFail(entry, f, now)
+          continue
+        }
+        const shardId = record!.ShardId ?? part.shard.info.shardId
+        const sequenceNumber = record!.SequenceNumber ?? ""
+        const entries = part.entries
+        if (shardId !== part.shard.info.shardId) {
+          wrongShard = true
+          if (entries.length > 1) {
+            // The shard split or merged under us: an aggregate landed where the KCL would drop its
+            // user records (their hash keys lie outside the shard), so they are sent again.
+            recorder.wrongShardAggregates++
+            const f: RequestFailure = {
+              code: "WrongShard",
+              message: `aggregate predicted for ${part.shard.info.shardId} landed on ${shardId}`,
+              retryable: true,
+              cause: undefined
+            }
+            for (const entry of entries) this.retryOrFail(entry, f, now)
+            continue
+          }
+        }
+        recorder.kinesisPut(shardId, entries.length, part.size)
+        const aggregated = entries.length > 1
+        for (let j = 0; j < entries.length; j++) {
+          const entry = entries[j]!
+          recorder.userPut(entry, now)
+          this.settle(entry, undefined, {
+            shardId,
+            sequenceNumber,
+            subSequenceNumber: aggregated ? j : 0,
+            attempts: entry.attempts
+          })
+        }
+      }
+      if (wrongShard) this.onWrongShard()
+    }
+    this.wake()
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // shard map
+
+  applyShardMap(shardMap: ShardMap.ShardMap, now: number): void {
+    this.shardMap = shardMap
+    const next = new Map<string, ShardState>()
+    const aggregateBytes = this.settings.aggregate ? this.settings.maxAggregateBytes : undefined
+    for (const info of shardMap.shards) {
+      const existing = this.shards.get(info.shardId)
+      if (existing !== undefined) {
+        existing.info = info
+        next.set(info.shardId, existing)
+      } else {
+        next.set(info.shardId, new ShardState(info, this.limits, aggregateBytes, now))
+      }
+    }
+    const orphans: Array<Entry> = []
+    for (const [id, state] of this.shards) if (!next.has(id)) orphans.push(...state.drain())
+    this.shards = next
+    this.shardList = Array.from(next.values())
+    this.roundRobin = 0
+    for (const entry of orphans) {
+      const shard = this.route(entry)
+      if (entry.attempts > 0) shard.retries.push(entry)
+      else shard.push(entry)
+    }
+    if (orphans.length > 0) this.wake()
+  }
+
+  get currentShardMap(): ShardMap.ShardMap {
+    return this.shardMap
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // closing
+
+  /** Stops intake: waiting offers resume and find the producer closed; everything is flushed. */
+  close(): void {
+    this.closed = true
+    this.flushing = true
+    const waiters = this.waiters
+    this.waiters = []
+    for (const waiter of waiters) waiter()
+    this.wake()
+  }
+
+  /** The close deadline passed: fail everything still unwritten. */
+  abandon(): void {
+    for (const shard of this.shardList) {
+      for (const entry of shard.drain()) {
+        this.pending--
+        this.pendingBytes -= entry.size
+        this.fail(entry, new ProducerError.ProducerClosed({ written: false }))
+      }
+    }
+    for (const batch of this.inFlightBatches) {
+      batch.abandoned = true
+      this.inFlight--
+      for (const part of batch.parts) {
+        for (const entry of part.entries) this.fail(entry, new ProducerError.ProducerClosed({ written: "unknown" }))
+      }
+    }
+    this.inFlightBatches.clear()
+  }
+}

@@ -1,0 +1,172 @@
+import { Aggregation } from "@effect-kinesis/core"
+import type { ShardMap } from "@effect-kinesis/core"
+import type { Entry } from "./entry.ts"
+
+/** Rate feedback: how much a throttle cuts the shard's rate, and how fast it recovers. */
+const DECREASE = 0.7
+const MIN_FACTOR = 0.05
+/** Additive recovery, as a share of the shard limit per second. */
+const RECOVERY_PER_MS = 0.1 / 1000
+/** One cut per this long: the throttles of one window are one congestion signal, not many. */
+const CUT_COOLDOWN_MS = 250
+
+export interface RateLimits {
+  readonly enabled: boolean
+  readonly bytesPerMs: number
+  readonly recordsPerMs: number
+  readonly burstMs: number
+}
+
+/**
+ * Everything the producer keeps per predicted shard: the records waiting for it, its token
+ * buckets and the rate factor that throttling feedback adjusts (AIMD).
+ */
+export class ShardState {
+  info: ShardMap.ShardInfo
+  readonly explicitHashKey: string
+  private queue: Array<Entry> = []
+  private head = 0
+  /** Records to send again once their `notBefore` has passed. */
+  retries: Array<Entry> = []
+  bytesTokens: number
+  recordTokens: number
+  private refilledAt: number
+  factor = 1
+  private lastCutAt = Number.NEGATIVE_INFINITY
+  aggregator: Aggregation.Aggregator | undefined
+
+  private readonly limits: RateLimits
+
+  constructor(info: ShardMap.ShardInfo, limits: RateLimits, aggregateBytes: number | undefined, now: number) {
+    this.info = info
+    this.limits = limits
+    this.explicitHashKey = info.startingHashKey.toString(10)
+    this.bytesTokens = limits.bytesPerMs * limits.burstMs
+    this.recordTokens = limits.recordsPerMs * limits.burstMs
+    this.refilledAt = now
+    this.aggregator = aggregateBytes === undefined
+      ? undefined
+      : Aggregation.makeAggregator({ explicitHashKey: this.explicitHashKey, maxBytes: aggregateBytes })
+  }
+
+  get queued(): number {
+    return this.queue.length - this.head + this.retries.length
+  }
+
+  push(entry: Entry): void {
+    this.queue.push(entry)
+  }
+
+  /** The fresh record that has waited longest, if any. */
+  oldest(): Entry | undefined {
+    return this.head < this.queue.length ? this.queue[this.head] : undefined
+  }
+
+  /**
+   * The next record to send at `now`: a due retry first, then the oldest fresh record.
+   * `undefined` when nothing is due.
+   */
+  peek(now: number): Entry | undefined {
+    const retries = this.retries
+    for (let i = 0; i < retries.length; i++) {
+      if (retries[i]!.notBefore <= now) return retries[i]
+    }
+    return this.head < this.queue.length ? this.queue[this.head] : undefined
+  }
+
+  /** Removes `entry`, which `peek` just returned. */
+  take(entry: Entry): void {
+    if (this.head < this.queue.length && this.queue[this.head] === entry) {
+      this.queue[this.head] = undefined as unknown as Entry
+      this.head++
+      if (this.head === this.queue.length) {
+        this.queue = []
+        this.head = 0
+      } else if (this.head > 4096 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head)
+        this.head = 0
+      }
+      return
+    }
+    const i = this.retries.indexOf(entry)
+    if (i >= 0) this.retries.splice(i, 1)
+  }
+
+  /** The earliest time a waiting retry becomes due (infinity when none). */
+  nextRetryAt(): number {
+    let at = Number.POSITIVE_INFINITY
+    for (const entry of this.retries) if (entry.notBefore < at) at = entry.notBefore
+    return at
+  }
+
+  /** Removes and returns every record whose deadline has passed. */
+  takeExpired(now: number): Array<Entry> | undefined {
+    let expired: Array<Entry> | undefined
+    // Fresh records arrive in deadline order (one TTL for all), so only the front can be due.
+    while (this.head < this.queue.length && this.queue[this.head]!.deadline <= now) {
+      const entry = this.queue[this.head]!
+      this.take(entry)
+      ;(expired ??= []).push(entry)
+    }
+    if (this.retries.length > 0) {
+      const keep: Array<Entry> = []
+      for (const entry of this.retries) {
+        if (entry.deadline <= now) (expired ??= []).push(entry)
+        else keep.push(entry)
+      }
+      this.retries = keep
+    }
+    return expired
+  }
+
+  /** Removes and returns everything waiting (for re-routing after resharding, or at close). */
+  drain(): Array<Entry> {
+    const all = this.retries.concat(this.queue.slice(this.head))
+    this.queue = []
+    this.head = 0
+    this.retries = []
+    return all
+  }
+
+  refill(now: number): void {
+    const elapsed = now - this.refilledAt
+    if (elapsed <= 0) return
+    this.refilledAt = now
+    if (this.factor < 1) this.factor = Math.min(1, this.factor + elapsed * RECOVERY_PER_MS)
+    const limits = this.limits
+    const bytesRate = limits.bytesPerMs * this.factor
+    const recordsRate = limits.recordsPerMs * this.factor
+    this.bytesTokens = Math.min(bytesRate * limits.burstMs, this.bytesTokens + elapsed * bytesRate)
+    this.recordTokens = Math.min(recordsRate * limits.burstMs, this.recordTokens + elapsed * recordsRate)
+  }
+
+  /** Whether the buckets allow sending now. A send may overdraw them; the debt delays the next. */
+  canSend(): boolean {
+    return !this.limits.enabled || (this.bytesTokens > 0 && this.recordTokens > 0)
+  }
+
+  consume(bytes: number): void {
+    this.bytesTokens -= bytes
+    this.recordTokens -= 1
+  }
+
+  /** When the buckets will be out of debt again. */
+  readyAt(now: number): number {
+    if (this.canSend()) return now
+    const limits = this.limits
+    const byBytes = this.bytesTokens > 0 ? 0 : (-this.bytesTokens + 1) / (limits.bytesPerMs * this.factor)
+    const byRecords = this.recordTokens > 0 ? 0 : (-this.recordTokens + 0.01) / (limits.recordsPerMs * this.factor)
+    return now + Math.max(byBytes, byRecords, 1)
+  }
+
+  /** Kinesis throttled a record of this shard: cut the rate and pause until the buckets refill. */
+  throttled(now: number): void {
+    if (!this.limits.enabled) return
+    this.refill(now)
+    if (now - this.lastCutAt < CUT_COOLDOWN_MS) return
+    this.lastCutAt = now
+    this.factor = Math.max(MIN_FACTOR, this.factor * DECREASE)
+    if (this.bytesTokens > 0) this.bytesTokens = 0
+    if (this.recordTokens > 0) this.recordTokens = 0
+  }
+}

@@ -1,0 +1,67 @@
+import { ProducerMetrics, ProducerSettings } from "@effect-kinesis/producer"
+import { assert, describe, it } from "@effect/vitest"
+
+const metrics = (
+  start: number,
+  end: number,
+  put: number,
+  latencies: ReadonlyArray<number>,
+  shardId: string
+): ProducerMetrics.ProducerMetrics => {
+  const latency = ProducerMetrics.makeHistogram()
+  for (const value of latencies) latency.recordValue(value)
+  const attempts = ProducerMetrics.makeHistogram()
+  for (let i = 0; i < put; i++) attempts.recordValue(1)
+  return {
+    ...ProducerMetrics.empty(),
+    startTime: start,
+    endTime: end,
+    userRecordsPut: put,
+    kinesisRecordsPut: put / 2,
+    kinesisRecordsSent: put,
+    throttled: put / 2,
+    latency,
+    attempts,
+    shards: new Map([[shardId, { userRecordsPut: put, kinesisRecordsPut: put / 2, bytesPut: 100, throttled: 0 }]])
+  }
+}
+
+describe("ProducerMetrics", () => {
+  it("combine sums counts, adds histograms and spans both intervals", () => {
+    const a = metrics(1000, 2000, 4, [10, 20, 30, 40], "shard-a")
+    const b = metrics(2000, 4000, 2, [1000, 2000], "shard-a")
+    const total = ProducerMetrics.combine(a, b)
+    assert.strictEqual(total.userRecordsPut, 6)
+    assert.strictEqual(total.startTime, 1000)
+    assert.strictEqual(total.endTime, 4000)
+    assert.strictEqual(total.latency.totalCount, 6)
+    assert.strictEqual(total.latency.maxValue >= 1990, true)
+    assert.strictEqual(total.shards.get("shard-a")?.userRecordsPut, 6)
+    assert.strictEqual(ProducerMetrics.recordsPerSecond(total), 2)
+    assert.strictEqual(ProducerMetrics.userRecordsPerKinesisRecord(total), 2)
+    assert.strictEqual(ProducerMetrics.successRate(total), 0.5)
+    // The inputs are left as they were.
+    assert.strictEqual(a.latency.totalCount, 4)
+    assert.strictEqual(b.latency.totalCount, 2)
+  })
+
+  it("empty is the identity of combine", () => {
+    const a = metrics(1000, 2000, 4, [10, 20, 30, 40], "shard-a")
+    const total = ProducerMetrics.combine(ProducerMetrics.empty(), a)
+    assert.strictEqual(total.userRecordsPut, 4)
+    assert.strictEqual(total.startTime, 1000)
+    assert.strictEqual(total.endTime, 2000)
+    assert.strictEqual(total.latency.getValueAtPercentile(50), a.latency.getValueAtPercentile(50))
+  })
+})
+
+describe("ProducerSettings", () => {
+  it("resolves durations and rejects values Kinesis cannot take", () => {
+    const resolved = ProducerSettings.resolve({ lingerTime: "50 millis", recordTtl: "1 minute" })
+    assert.strictEqual(resolved.lingerMillis, 50)
+    assert.strictEqual(resolved.recordTtlMillis, 60_000)
+    assert.strictEqual(resolved.maxRecordsPerRequest, 500)
+    assert.throws(() => ProducerSettings.resolve({ maxRecordsPerRequest: 501 }), RangeError)
+    assert.throws(() => ProducerSettings.resolve({ maxAggregateBytes: 2_000_000 }), RangeError)
+  })
+})
