@@ -1,5 +1,12 @@
 /**
  * @since 0.1.0
  */
+export * as Checkpointer from "./Checkpointer.ts"
+export * as Consumer from "./Consumer.ts"
+export * as ConsumerError from "./ConsumerError.ts"
+export * as ConsumerRecord from "./ConsumerRecord.ts"
+export * as DiagnosticEvent from "./DiagnosticEvent.ts"
+export * as ErrorHandling from "./ErrorHandling.ts"
 export * as Lease from "./Lease.ts"
 export * as LeaseRepository from "./LeaseRepository.ts"
+export * as ShardAssignment from "./ShardAssignment.ts"

@@ -1,0 +1,200 @@
+/**
+ * Consumer throughput: user records/s and CPU µs per user record for consuming a pre-filled stream
+ * of KPL-aggregated 100-byte records, side by side with a raw SDK loop (GetShardIterator,
+ * GetRecords until caught up, deaggregate) over the same stream in the same run.
+ *
+ *   node --conditions=@effect-kinesis/source bench/consumer.ts
+ *
+ * Runs against the embedded kinesis-mock (a separate process: its CPU is not counted). Prints a
+ * table and writes bench/results/consumer.json.
+ */
+import { GetRecordsCommand, GetShardIteratorCommand } from "@aws-sdk/client-kinesis"
+import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
+import { Aggregation, Client, Serde } from "@effect-kinesis/core"
+import { KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
+import { Deferred, Effect, Fiber, Layer } from "effect"
+import { randomBytes } from "node:crypto"
+import { mkdirSync, writeFileSync } from "node:fs"
+import { cpus } from "node:os"
+import { join } from "node:path"
+import { performance } from "node:perf_hooks"
+
+const SHARDS = 2
+const AGGREGATES_PER_SHARD = 100
+const RECORD_BYTES = 100
+const KPL_MAX_BYTES = 51_200
+const RUNS = 5
+
+interface Sample {
+  readonly wallMs: number
+  readonly cpuMs: number
+}
+
+const median = (values: ReadonlyArray<number>): number =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
+const measure = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const cpuStart = process.cpuUsage()
+    const wallStart = performance.now()
+    yield* self
+    const wallMs = performance.now() - wallStart
+    const cpu = process.cpuUsage(cpuStart)
+    return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000 } satisfies Sample
+  })
+
+// Fills every shard with aggregates of 100-byte user records, each aggregate routed to its shard.
+const fill = (stream: StreamFixtures.TestStream) =>
+  Effect.gen(function*() {
+    const client = yield* Client.Client
+    let userRecords = 0
+    for (const shard of stream.shards) {
+      const aggregator = Aggregation.makeAggregator({ explicitHashKey: shard.startingHashKey, maxBytes: KPL_MAX_BYTES })
+      const aggregates: Array<Aggregation.KinesisRecord> = []
+      let i = 0
+      while (aggregates.length < AGGREGATES_PER_SHARD) {
+        const record = { partitionKey: `user-${i++ % 1000}`, data: new Uint8Array(randomBytes(RECORD_BYTES)) }
+        if (!aggregator.add(record)) {
+          aggregates.push(aggregator.build()!)
+          userRecords += aggregator.count
+          aggregator.reset()
+          aggregator.add(record)
+        }
+      }
+      for (let j = 0; j < aggregates.length; j += 50) {
+        const out = yield* client.putRecords(
+          stream.streamName,
+          aggregates.slice(j, j + 50).map((a) => ({
+            PartitionKey: a.partitionKey,
+            ExplicitHashKey: a.explicitHashKey,
+            Data: a.data
+          }))
+        )
+        if ((out.FailedRecordCount ?? 0) > 0) return yield* Effect.die(new Error("PutRecords failed records"))
+      }
+    }
+    return userRecords
+  })
+
+// The baseline: what an application doing its own polling would do, with no lease, no checkpoint.
+const rawLoop = (stream: StreamFixtures.TestStream, expected: number) =>
+  Effect.gen(function*() {
+    const client = yield* Client.Client
+    const counts = yield* Effect.forEach(stream.shards, (shard) =>
+      Effect.promise(async () => {
+        const sdk = client.sdk
+        let iterator = (await sdk.send(
+          new GetShardIteratorCommand({
+            StreamName: stream.streamName,
+            ShardId: shard.shardId,
+            ShardIteratorType: "TRIM_HORIZON"
+          })
+        )).ShardIterator
+        let count = 0
+        while (iterator !== undefined) {
+          const out = await sdk.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }))
+          for (const record of out.Records ?? []) {
+            const users = Aggregation.deaggregate({ partitionKey: record.PartitionKey!, data: record.Data! })
+            if (users._tag === "Failure") throw new Error(users.failure.message)
+            count += users.success.length
+          }
+          if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break
+          iterator = out.NextShardIterator
+        }
+        return count
+      }), { concurrency: "unbounded" })
+    const total = counts.reduce((a, b) => a + b, 0)
+    if (total !== expected) return yield* Effect.die(new Error(`raw loop read ${total} of ${expected}`))
+  })
+
+// The consumer, end to end: leases (in memory), polling, deaggregation, a handler per record,
+// staged and batched checkpoints. Stops once every record has been handled.
+const consumer = (stream: StreamFixtures.TestStream, expected: number, run: number) =>
+  Effect.gen(function*() {
+    let count = 0
+    const done = yield* Deferred.make<void>()
+    const fiber = yield* Consumer.consumeWith(
+      () =>
+        Effect.suspend(() => {
+          if (++count === expected) return Deferred.succeed(done, undefined)
+          return Effect.void
+        }),
+      {
+        stream: stream.streamName,
+        applicationName: `bench-${run}`,
+        workerId: "bench",
+        deserializer: Serde.bytes,
+        fetch: { pollInterval: "50 millis" }
+      }
+    ).pipe(
+      Effect.provide(Consumer.layer),
+      Effect.provide(LeaseRepository.layerMemory),
+      Effect.forkChild
+    )
+    yield* Deferred.await(done)
+    yield* Fiber.interrupt(fiber)
+  })
+
+const program = Effect.gen(function*() {
+  const stream = yield* StreamFixtures.stream({ shardCount: SHARDS, prefix: "bench" })
+  const userRecords = yield* fill(stream)
+  const kinesisRecords = SHARDS * AGGREGATES_PER_SHARD
+  console.log(`${userRecords} user records of ${RECORD_BYTES} B in ${kinesisRecords} aggregates over ${SHARDS} shards`)
+
+  // Warm-up of both paths (JIT, sockets, the emulator's caches).
+  yield* rawLoop(stream, userRecords)
+  yield* consumer(stream, userRecords, -1)
+
+  const raw: Array<Sample> = []
+  const ours: Array<Sample> = []
+  for (let run = 0; run < RUNS; run++) {
+    raw.push(yield* measure(rawLoop(stream, userRecords)))
+    ours.push(yield* measure(consumer(stream, userRecords, run)))
+  }
+  const row = (name: string, samples: ReadonlyArray<Sample>) => {
+    const wallMs = median(samples.map((s) => s.wallMs))
+    const cpuMs = median(samples.map((s) => s.cpuMs))
+    return {
+      name,
+      userRecords,
+      recordsPerSecond: Math.round(userRecords / (wallMs / 1000)),
+      wallMs: Math.round(wallMs),
+      cpuMicrosPerRecord: Number(((cpuMs * 1000) / userRecords).toFixed(3))
+    }
+  }
+  const rows = [row("raw GetRecords loop + deaggregation", raw), row("Consumer.consumeWith", ours)]
+  const ratio = Number((rows[1]!.recordsPerSecond / rows[0]!.recordsPerSecond).toFixed(3))
+  console.table(rows)
+  console.log(`consumer / raw rate: ${ratio} (target ≥ 0.9)`)
+
+  const resultsDir = join(import.meta.dirname, "results")
+  mkdirSync(resultsDir, { recursive: true })
+  writeFileSync(
+    join(resultsDir, "consumer.json"),
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        environment: { node: process.version, cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length },
+        workload: {
+          emulator: "kinesis-mock (kinesis-local)",
+          shards: SHARDS,
+          kinesisRecords,
+          userRecords,
+          recordBytes: RECORD_BYTES,
+          aggregateMaxBytes: KPL_MAX_BYTES,
+          runs: RUNS
+        },
+        results: rows,
+        consumerToRawRate: ratio
+      },
+      null,
+      2
+    ) + "\n"
+  )
+})
+
+const KinesisLive = Layer.unwrap(
+  Effect.map(Effect.service(KinesisEmulator.KinesisEmulator), (emulator) => Client.layer(emulator.clientConfig))
+).pipe(Layer.provideMerge(KinesisEmulator.layer()))
+
+await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(KinesisLive)))

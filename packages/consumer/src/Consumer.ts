@@ -1,0 +1,589 @@
+/**
+ * The Kinesis consumer: every shard of a stream as its own `Stream` of records, with a
+ * checkpointer, spread over the workers sharing an application name through leases.
+ *
+ * - {@link shardedStream}: a stream of {@link ShardStream}s, one per shard this worker holds;
+ *   process them in parallel with `Stream.flatMap(…, { concurrency: "unbounded" })`.
+ * - {@link consumeWith}: the common case — an effect per record, checkpoints every N records or
+ *   T, an optional error handling mode.
+ *
+ * Needs the {@link Consumer} service ({@link layer}), which needs a `Client` from
+ * `@effect-kinesis/core` and a `LeaseRepository` (in memory, DynamoDB, …); swapping the lease
+ * store changes nothing else.
+ *
+ * @since 0.1.0
+ */
+import type { ChildShard } from "@aws-sdk/client-kinesis"
+import { Client, ExtendedSequenceNumber, type KinesisError, type Serde } from "@effect-kinesis/core"
+import { Config, Context, Deferred, Duration, Effect, Layer, Option, Result, Schedule, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import { hostname } from "node:os"
+import type { Checkpointer } from "./Checkpointer.ts"
+import { type ConsumerError, RecordDecodeFailed } from "./ConsumerError.ts"
+import type { ConsumerRecord } from "./ConsumerRecord.ts"
+import * as DiagnosticEvent from "./DiagnosticEvent.ts"
+import * as ErrorHandling from "./ErrorHandling.ts"
+import * as InternalCheckpointer from "./internal/checkpointer.ts"
+import * as LeaseCoordinator from "./internal/leaseCoordinator.ts"
+import * as PollingFetcher from "./internal/pollingFetcher.ts"
+import * as RecordDecoder from "./internal/recordDecoder.ts"
+import type { ShardFetcher } from "./internal/shardFetcher.ts"
+import { LeaseRepository } from "./LeaseRepository.ts"
+import * as ShardAssignment from "./ShardAssignment.ts"
+
+/**
+ * Where to start a shard that has no checkpoint yet: its oldest record (`"TRIM_HORIZON"`, the
+ * default), records written from now on (`"LATEST"`), or the first record at or after a time.
+ * Child shards of a split or merge always start at their beginning.
+ *
+ * @example
+ * ```ts
+ * import type { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const sinceMidnight: Consumer.InitialPosition = { atTimestamp: new Date("2026-01-01T00:00:00Z") }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InitialPosition = "TRIM_HORIZON" | "LATEST" | { readonly atTimestamp: Date }
+
+/**
+ * Polling settings.
+ *
+ * @example
+ * ```ts
+ * import type { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const fetch: Consumer.FetchSettings = { batchSize: 1000, pollInterval: "500 millis" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FetchSettings {
+  /** Records per `GetRecords` call (1–10000). Default 10000. */
+  readonly batchSize?: number | undefined
+  /** Wait between calls once the shard is caught up. Default 1 second. */
+  readonly pollInterval?: Duration.Input | undefined
+  /** Kinesis allows 5 `GetRecords` calls per second per shard, shared by all consumers. Default 5. */
+  readonly maxCallsPerSecond?: number | undefined
+  /** Batches fetched ahead of a slow processor, per shard. Default 2. */
+  readonly bufferedBatches?: number | undefined
+  /**
+   * Backoff for throttling and transient errors (retried while the schedule recurs; errors that
+   * retrying cannot fix fail at once). Default: exponential from 200 ms, capped at 10 s, jittered,
+   * forever.
+   */
+  readonly retrySchedule?: Schedule.Schedule<unknown, KinesisError.KinesisError> | undefined
+}
+
+/**
+ * Lease timing. A lease is expired when its counter has not moved for `expiry` on the observer's
+ * clock; its owner renews it every `renewInterval` and stops processing (self-fencing) once its
+ * last successful renewal is `expiry` old.
+ *
+ * @example
+ * ```ts
+ * import type { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const lease: Consumer.LeaseSettings = { expiry: "20 seconds", renewInterval: "5 seconds" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeaseSettings {
+  /** Default 10 seconds (the KCL's failover time). */
+  readonly expiry?: Duration.Input | undefined
+  /** Default 3 seconds; must be well below `expiry`. */
+  readonly renewInterval?: Duration.Input | undefined
+  /** How often to take expired leases and steal toward a fair share. Default 10 seconds. */
+  readonly takeInterval?: Duration.Input | undefined
+  /**
+   * How often to read the lease table for leases released by a worker shutting down (taken at
+   * once, so a graceful hand-off costs about this much), new leases, and leases taken from this
+   * worker. One consistent scan of the table each time. Default 500 milliseconds.
+   */
+  readonly scanInterval?: Duration.Input | undefined
+  /** How often to list the stream's shards (also right after a shard ends). Default 30 seconds. */
+  readonly shardSyncInterval?: Duration.Input | undefined
+}
+
+/**
+ * Options of {@link shardedStream}.
+ *
+ * @example
+ * ```ts
+ * import { Serde } from "@effect-kinesis/core"
+ * import type { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const options: Consumer.ShardedStreamOptions<string> = {
+ *   stream: "orders",
+ *   applicationName: "billing",
+ *   deserializer: Serde.string,
+ *   initialPosition: "LATEST"
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ShardedStreamOptions<A> {
+  /** The stream, by name or ARN. */
+  readonly stream: Client.StreamId
+  /**
+   * Names the group of workers sharing the work (and, by convention, the lease table the
+   * `LeaseRepository` layer uses). Annotates the consumer's logs.
+   */
+  readonly applicationName: string
+  /** Unique per worker. Default: host name and a random suffix. */
+  readonly workerId?: string | undefined
+  /** Turns record data into `A`, e.g. `Serde.string`, `Serde.json(schema)`, `Serde.bytes`. */
+  readonly deserializer: Serde.Serde<A>
+  /** Default `"TRIM_HORIZON"`. */
+  readonly initialPosition?: InitialPosition | undefined
+  readonly fetch?: FetchSettings | undefined
+  readonly lease?: LeaseSettings | undefined
+  /**
+   * Retries of checkpoint writes on lease store errors (never past the lease's expiry). Default:
+   * exponential from 100 ms, 5 times.
+   */
+  readonly checkpointRetrySchedule?: Schedule.Schedule<unknown, unknown> | undefined
+  /** Default `ShardAssignment.balanced()`. */
+  readonly shardAssignment?: ShardAssignment.ShardAssignment | undefined
+  /** Called with every diagnostic event (they are recorded as metrics in any case). */
+  readonly onDiagnostic?: ((event: DiagnosticEvent.DiagnosticEvent) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * One shard held by this worker. Consume **one** of `records` and `results` (each runs the shard's
+ * fetcher). The stream ends when the shard has been read to its end (and `SHARD_END` is then
+ * checkpointed), and ends early — without a checkpoint — when the lease is lost. The last staged
+ * record is checkpointed when it ends, fails or is interrupted.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import type { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const handle = (shard: Consumer.ShardStream<string>) =>
+ *   shard.records.pipe(
+ *     Stream.tap((record) => Effect.log(`${shard.shardId}: ${record.data}`)),
+ *     Stream.tap(shard.checkpointer.stage),
+ *     shard.checkpointer.checkpointBatched({ records: 1000, interval: "5 seconds" })
+ *   )
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ShardStream<A> {
+  readonly shardId: string
+  /** Records in order; fails with `RecordDecodeFailed` on a record that cannot be decoded. */
+  readonly records: Stream.Stream<ConsumerRecord<A>, KinesisError.KinesisError | RecordDecodeFailed>
+  /** The same records, with undecodable ones as failures instead of failing the stream. */
+  readonly results: Stream.Stream<Result.Result<ConsumerRecord<A>, RecordDecodeFailed>, KinesisError.KinesisError>
+  readonly checkpointer: Checkpointer
+}
+
+/**
+ * The consumer service.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Serde } from "@effect-kinesis/core"
+ * import { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const program = Effect.gen(function*() {
+ *   const consumer = yield* Consumer.Consumer
+ *   yield* consumer.shardedStream({ stream: "orders", applicationName: "billing", deserializer: Serde.string }).pipe(
+ *     Stream.flatMap((shard) => shard.records, { concurrency: "unbounded" }),
+ *     Stream.runDrain
+ *   )
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Consumer extends Context.Service<Consumer, {
+  readonly shardedStream: <A>(options: ShardedStreamOptions<A>) => Stream.Stream<ShardStream<A>, ConsumerError>
+}>()("@effect-kinesis/consumer/Consumer") {}
+
+const resolveFetch = (settings: FetchSettings = {}): PollingFetcher.PollingSettings => ({
+  batchSize: settings.batchSize ?? 10_000,
+  pollInterval: Duration.fromInputUnsafe(settings.pollInterval ?? "1 second"),
+  maxCallsPerSecond: settings.maxCallsPerSecond ?? 5,
+  bufferedBatches: settings.bufferedBatches ?? 2,
+  retrySchedule: settings.retrySchedule ?? Schedule.exponential("200 millis").pipe(
+    Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(10)))),
+    Schedule.jittered
+  )
+})
+
+const resolveLease = (settings: LeaseSettings = {}): LeaseCoordinator.LeaseSettings => {
+  const resolved = {
+    expiry: Duration.fromInputUnsafe(settings.expiry ?? "10 seconds"),
+    renewInterval: Duration.fromInputUnsafe(settings.renewInterval ?? "3 seconds"),
+    takeInterval: Duration.fromInputUnsafe(settings.takeInterval ?? "10 seconds"),
+    scanInterval: Duration.fromInputUnsafe(settings.scanInterval ?? "500 millis"),
+    shardSyncInterval: Duration.fromInputUnsafe(settings.shardSyncInterval ?? "30 seconds")
+  }
+  if (Duration.isGreaterThanOrEqualTo(resolved.renewInterval, resolved.expiry)) {
+    throw new RangeError("lease.renewInterval must be shorter than lease.expiry")
+  }
+  return resolved
+}
+
+const initialCheckpoint = (position: InitialPosition | undefined): ExtendedSequenceNumber.ExtendedSequenceNumber =>
+  position === undefined || position === "TRIM_HORIZON"
+    ? ExtendedSequenceNumber.trimHorizon
+    : position === "LATEST"
+    ? ExtendedSequenceNumber.latest
+    : ExtendedSequenceNumber.atTimestamp
+
+const defaultCheckpointRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
+  Schedule.upTo({ times: 5 })
+)
+
+/**
+ * Builds the service from a `Client` and a `LeaseRepository`.
+ *
+ * @example
+ * ```ts
+ * import { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const service = Consumer.make
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<Consumer["Service"], never, Client.Client | LeaseRepository> = Effect.gen(
+  function*() {
+    const client = yield* Client.Client
+    const repository = yield* LeaseRepository
+    return Consumer.of({
+      shardedStream: <A>(options: ShardedStreamOptions<A>) =>
+        Stream.unwrap(
+          Effect.gen(function*() {
+            const workerId = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`
+            const onDiagnostic = options.onDiagnostic
+            const emit = (event: DiagnosticEvent.DiagnosticEvent) =>
+              onDiagnostic === undefined
+                ? DiagnosticEvent.recordMetrics(event)
+                : Effect.andThen(DiagnosticEvent.recordMetrics(event), onDiagnostic(event))
+            const coordinator = yield* LeaseCoordinator.make({
+              workerId,
+              stream: options.stream,
+              client,
+              repository,
+              initialPosition: initialCheckpoint(options.initialPosition),
+              settings: resolveLease(options.lease),
+              assignment: options.shardAssignment ?? ShardAssignment.balanced(),
+              emit
+            })
+            const fetcher = PollingFetcher.make(client, options.stream, resolveFetch(options.fetch))
+            const context: ShardContext<A> = {
+              coordinator,
+              fetcher,
+              emit,
+              deserializer: options.deserializer,
+              timestamp: typeof options.initialPosition === "object" ? options.initialPosition.atTimestamp : undefined,
+              checkpointRetrySchedule: options.checkpointRetrySchedule ?? defaultCheckpointRetry
+            }
+            return Stream.fromQueue(coordinator.acquired).pipe(Stream.map((owned) => makeShardStream(owned, context)))
+          }).pipe(Effect.annotateLogs({ applicationName: options.applicationName, stream: options.stream }))
+        )
+    })
+  }
+)
+
+interface ShardContext<A> {
+  readonly coordinator: LeaseCoordinator.LeaseCoordinator
+  readonly fetcher: ShardFetcher
+  readonly emit: (event: DiagnosticEvent.DiagnosticEvent) => Effect.Effect<void>
+  readonly deserializer: Serde.Serde<A>
+  readonly timestamp: Date | undefined
+  readonly checkpointRetrySchedule: Schedule.Schedule<unknown, unknown>
+}
+
+// Whether the lease behind a shard stream made here is still held, for loops that outrun the stream.
+const leases = new WeakMap<ShardStream<any>, LeaseCoordinator.OwnedLease>()
+const isActive = (shard: ShardStream<any>): () => boolean => {
+  const owned = leases.get(shard)
+  return owned === undefined ? () => true : () => owned.state === "active"
+}
+
+const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardContext<A>): ShardStream<A> => {
+  const { coordinator, emit } = context
+  const shardId = owned.shardId
+  const start = owned.lease.checkpoint
+  const internal = InternalCheckpointer.make({
+    shardId,
+    initial: start,
+    write: (position, childShardIds) => coordinator.checkpoint(owned, position, childShardIds),
+    retrySchedule: context.checkpointRetrySchedule
+  })
+
+  // Runs once the shard stream is over, however it ended: the last staged record is written, then
+  // the lease is handed on (children created at shard end; released otherwise). A lost lease
+  // gets neither: it is not ours to write.
+  const finish = (childShards: () => ReadonlyArray<ChildShard> | undefined) =>
+    Effect.gen(function*() {
+      if (owned.state !== "active") return
+      const written = yield* Effect.result(internal.checkpointer.checkpoint)
+      if (Result.isFailure(written)) {
+        yield* Effect.logWarning(`final checkpoint of ${shardId} failed: ${written.failure.message}`)
+        if (written.failure._tag === "ShardLeaseLost") return
+      }
+      if (internal.shardEndWritten()) return yield* coordinator.shardEnded(owned, childShards() ?? [])
+      yield* coordinator.park(owned)
+    })
+
+  const build = <B, E>(
+    toStream: (decoded: RecordDecoder.DecodedBatch<A>) => Stream.Stream<B, E>
+  ): Stream.Stream<B, E | KinesisError.KinesisError> =>
+    Stream.suspend(() => {
+      const decoder = RecordDecoder.make({ shardId, after: start, deserializer: context.deserializer })
+      let childShards: ReadonlyArray<ChildShard> | undefined
+      return context.fetcher.fetch(shardId, { position: start, timestamp: context.timestamp }).pipe(
+        Stream.tap((batch) => {
+          if (batch.shardEnd !== undefined) childShards = batch.shardEnd.childShards
+          return emit({
+            _tag: "PollComplete",
+            workerId: coordinator.workerId,
+            shardId,
+            records: batch.records.length,
+            millisBehindLatest: batch.millisBehindLatest
+          })
+        }),
+        Stream.mapEffect((batch) => decoder.decode(batch.records)),
+        Stream.flatMap(toStream),
+        Stream.concat(Stream.fromEffectDrain(Effect.suspend(() =>
+          childShards === undefined
+            ? Effect.void
+            : internal.stageShardEnd(childShards.map((child) => child.ShardId!))
+        ))),
+        Stream.interruptWhen(Deferred.await(owned.done)),
+        Stream.onExit(() => finish(() => childShards))
+      )
+    })
+
+  const shard: ShardStream<A> = {
+    shardId,
+    checkpointer: internal.checkpointer,
+    results: build((decoded) =>
+      Stream.fromArray(
+        decoded.items.map((item) => item instanceof RecordDecodeFailed ? Result.fail(item) : Result.succeed(item))
+      )
+    ),
+    records: build((decoded) => {
+      if (decoded.failures === 0) return Stream.fromArray(decoded.items as Array<ConsumerRecord<A>>)
+      const first = decoded.items.findIndex((item) => item instanceof RecordDecodeFailed)
+      return Stream.concat(
+        Stream.fromArray(decoded.items.slice(0, first) as Array<ConsumerRecord<A>>),
+        Stream.fail(decoded.items[first] as RecordDecodeFailed)
+      )
+    })
+  }
+  leases.set(shard, owned)
+  return shard
+}
+
+/**
+ * The consumer layer over a `Client` and a `LeaseRepository`.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Client } from "@effect-kinesis/core"
+ * import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * declare const leases: Layer.Layer<LeaseRepository.LeaseRepository>
+ * const ConsumerLive = Consumer.layer.pipe(Layer.provide([Client.layer({ region: "eu-west-1" }), leases]))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Consumer, never, Client.Client | LeaseRepository> = Layer.effect(Consumer, make)
+
+/**
+ * The consumer layer with its Kinesis client configured from the environment (see
+ * `Client.clientConfig`); only the lease store remains to be provided.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * declare const leases: Layer.Layer<LeaseRepository.LeaseRepository>
+ * const ConsumerLive = Consumer.layerConfig.pipe(Layer.provide(leases))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<Consumer, Config.ConfigError, LeaseRepository> = layer.pipe(
+  Layer.provide(Client.layerConfig)
+)
+
+/**
+ * The identity of a consumer read from Effect `Config` (environment variables by default), to
+ * spread into {@link ShardedStreamOptions}:
+ *
+ * | variable | meaning |
+ * |---|---|
+ * | `KINESIS_STREAM` | stream name or ARN (required) |
+ * | `KINESIS_APPLICATION_NAME` | application name (required) |
+ * | `KINESIS_WORKER_ID` | worker id (default: host name and a random suffix) |
+ * | `KINESIS_INITIAL_POSITION` | `TRIM_HORIZON` (default) or `LATEST` |
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Serde } from "@effect-kinesis/core"
+ * import { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const program = Effect.flatMap(Consumer.config, (identity) =>
+ *   Consumer.consumeWith((record) => Effect.log(record.data), { ...identity, deserializer: Serde.string }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<{
+  readonly stream: string
+  readonly applicationName: string
+  readonly workerId: string | undefined
+  readonly initialPosition: InitialPosition
+}> = Config.all({
+  stream: Config.String("KINESIS_STREAM"),
+  applicationName: Config.String("KINESIS_APPLICATION_NAME"),
+  workerId: Config.option(Config.String("KINESIS_WORKER_ID")),
+  initialPosition: Config.Literals(["TRIM_HORIZON", "LATEST"], "KINESIS_INITIAL_POSITION").pipe(
+    Config.withDefault("TRIM_HORIZON" as const)
+  )
+}).pipe(Config.map((c) => ({
+  stream: c.stream,
+  applicationName: c.applicationName,
+  workerId: Option.getOrUndefined(c.workerId),
+  initialPosition: c.initialPosition
+})))
+
+/**
+ * The shards this worker holds, each as a {@link ShardStream}. Fails with a typed error when the
+ * stream is gone or the lease store fails for good; losing one lease ends that shard's stream
+ * only.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Serde } from "@effect-kinesis/core"
+ * import { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const program = Consumer.shardedStream({ stream: "orders", applicationName: "billing", deserializer: Serde.string }).pipe(
+ *   Stream.flatMap((shard) =>
+ *     shard.records.pipe(
+ *       Stream.mapEffect((record) => shard.checkpointer.stageOnSuccess(Effect.log(record.data), record)),
+ *       shard.checkpointer.checkpointBatched({ records: 1000, interval: "5 seconds" })
+ *     ), { concurrency: "unbounded" }),
+ *   Stream.runDrain
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const shardedStream = <A>(
+  options: ShardedStreamOptions<A>
+): Stream.Stream<ShardStream<A>, ConsumerError, Consumer> =>
+  Stream.unwrap(Effect.map(Effect.service(Consumer), (consumer) => consumer.shardedStream(options)))
+
+/**
+ * Options of {@link consumeWith}.
+ *
+ * @example
+ * ```ts
+ * import { Serde } from "@effect-kinesis/core"
+ * import { type Consumer, ErrorHandling } from "@effect-kinesis/consumer"
+ *
+ * const options: Consumer.ConsumeWithOptions<string, Error, never> = {
+ *   stream: "orders",
+ *   applicationName: "billing",
+ *   deserializer: Serde.string,
+ *   errorHandling: { mode: ErrorHandling.retryAndSkip(3) }
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConsumeWithOptions<A, E, R> extends ShardedStreamOptions<A> {
+  /** Checkpoint after this many records… Default 1000. */
+  readonly checkpointBatchSize?: number | undefined
+  /** …or this long, whichever comes first. Default 5 seconds. */
+  readonly checkpointInterval?: Duration.Input | undefined
+  /**
+   * What to do when the handler fails. Default: the failure fails the consumer (after the last
+   * processed record is checkpointed).
+   */
+  readonly errorHandling?: ErrorHandling.Options<A, E, R> | undefined
+}
+
+/**
+ * Runs `handler` for every record of every shard this worker holds, shards in parallel and each
+ * shard in order, checkpointing in batches. Runs until interrupted (then checkpoints and releases
+ * its leases) or until it fails.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Serde } from "@effect-kinesis/core"
+ * import { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const program = Consumer.consumeWith((record) => Effect.log(record.data), {
+ *   stream: "orders",
+ *   applicationName: "billing",
+ *   deserializer: Serde.string
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const consumeWith = <A, E, R, R2 = never>(
+  handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>,
+  options: ConsumeWithOptions<A, E, R2>
+): Effect.Effect<void, E | ConsumerError, R | R2 | Consumer> => {
+  const batching = {
+    records: options.checkpointBatchSize ?? 1000,
+    interval: options.checkpointInterval ?? "5 seconds"
+  }
+  const errorHandling = options.errorHandling
+  return shardedStream(options).pipe(
+    Stream.flatMap((shard) => {
+      const processed: Stream.Stream<unknown, E | ConsumerError, R | R2> = errorHandling === undefined
+        ? Stream.mapArrayEffect(shard.records, (records) =>
+          // One effect per chunk, not per record: records are handled in order and each is staged
+          // as soon as it is handled. A chunk can be large, so a lost lease stops it part-way.
+          Effect.as(
+            Effect.gen(function*() {
+              const active = isActive(shard)
+              for (const record of records) {
+                if (!active()) return
+                yield* handler(record)
+                yield* shard.checkpointer.stage(record)
+              }
+            }),
+            records
+          ))
+        : ErrorHandling.processShard(shard, handler, errorHandling)
+      return processed.pipe(shard.checkpointer.checkpointBatched(batching))
+    }, { concurrency: "unbounded" }),
+    Stream.runDrain
+  )
+}

@@ -1,0 +1,276 @@
+/**
+ * What happens inside a consumer, as a closed set of events. The consumer passes every event to
+ * the `onDiagnostic` callback of its options and records it in Effect metrics (see
+ * {@link metrics}), so logs, dashboards and tests all read the same facts.
+ *
+ * @since 0.1.0
+ */
+import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { Effect, Metric } from "effect"
+
+/**
+ * A `GetRecords` call (or one enhanced fan-out event) returned.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PollComplete {
+  readonly _tag: "PollComplete"
+  readonly workerId: string
+  readonly shardId: string
+  /** Kinesis records in the response (an aggregate counts once). */
+  readonly records: number
+  readonly millisBehindLatest: number | undefined
+}
+
+/**
+ * This worker took the lease of a shard and will start processing it at `checkpoint`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeaseAcquired {
+  readonly _tag: "LeaseAcquired"
+  readonly workerId: string
+  readonly shardId: string
+  readonly checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber
+  /** The previous owner when the lease was stolen or taken after expiry. */
+  readonly previousOwner: string | undefined
+}
+
+/**
+ * A lease was renewed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeaseRenewed {
+  readonly _tag: "LeaseRenewed"
+  readonly workerId: string
+  readonly shardId: string
+}
+
+/**
+ * This worker lost a lease: another worker took it (`"taken"`), or it was not renewed within the
+ * expiry time (`"expired"`, self-fencing).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeaseLost {
+  readonly _tag: "LeaseLost"
+  readonly workerId: string
+  readonly shardId: string
+  readonly reason: "taken" | "expired"
+}
+
+/**
+ * This worker gave a lease up (shutdown, shard stream ended, or no longer assigned to it).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeaseReleased {
+  readonly _tag: "LeaseReleased"
+  readonly workerId: string
+  readonly shardId: string
+}
+
+/**
+ * A checkpoint was written.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Checkpoint {
+  readonly _tag: "Checkpoint"
+  readonly workerId: string
+  readonly shardId: string
+  readonly checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber
+}
+
+/**
+ * A shard was consumed to its end and checkpointed `SHARD_END`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ShardEnded {
+  readonly _tag: "ShardEnded"
+  readonly workerId: string
+  readonly shardId: string
+  readonly childShardIds: ReadonlyArray<string>
+}
+
+/**
+ * A shard without a lease was found, and a lease created for it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NewShardDetected {
+  readonly _tag: "NewShardDetected"
+  readonly workerId: string
+  readonly shardId: string
+  readonly parentShardIds: ReadonlyArray<string>
+}
+
+/**
+ * Another worker appeared in the lease table (it owns an unexpired lease).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerJoined {
+  readonly _tag: "WorkerJoined"
+  readonly workerId: string
+  readonly otherWorkerId: string
+}
+
+/**
+ * Another worker no longer owns any unexpired lease.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WorkerLeft {
+  readonly _tag: "WorkerLeft"
+  readonly workerId: string
+  readonly otherWorkerId: string
+}
+
+/**
+ * Any diagnostic event. `workerId` is always the worker reporting it.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { DiagnosticEvent } from "@effect-kinesis/consumer"
+ *
+ * const onDiagnostic = (event: DiagnosticEvent.DiagnosticEvent) =>
+ *   event._tag === "LeaseLost" ? Effect.logWarning(`lost ${event.shardId}: ${event.reason}`) : Effect.void
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DiagnosticEvent =
+  | PollComplete
+  | LeaseAcquired
+  | LeaseRenewed
+  | LeaseLost
+  | LeaseReleased
+  | Checkpoint
+  | ShardEnded
+  | NewShardDetected
+  | WorkerJoined
+  | WorkerLeft
+
+/**
+ * The Effect metrics the consumer keeps, named after the KCL's metrics where one exists. Every
+ * metric has a `worker` attribute; per-shard metrics also a `shard` attribute.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { DiagnosticEvent } from "@effect-kinesis/consumer"
+ *
+ * const lost = Metric.value(DiagnosticEvent.metrics.lostLeases)
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metrics = {
+  /** Kinesis records fetched (aggregates count once). */
+  recordsFetched: Metric.counter("kinesis_consumer_records_fetched", {
+    description: "Kinesis records returned by GetRecords",
+    incremental: true
+  }),
+  getRecordsCalls: Metric.counter("kinesis_consumer_get_records_calls", {
+    description: "GetRecords calls that returned",
+    incremental: true
+  }),
+  millisBehindLatest: Metric.gauge("kinesis_consumer_millis_behind_latest", {
+    description: "MillisBehindLatest of the last GetRecords response of a shard"
+  }),
+  takenLeases: Metric.counter("kinesis_consumer_taken_leases", {
+    description: "Leases taken by this worker",
+    incremental: true
+  }),
+  renewedLeases: Metric.counter("kinesis_consumer_renewed_leases", {
+    description: "Successful lease renewals",
+    incremental: true
+  }),
+  lostLeases: Metric.counter("kinesis_consumer_lost_leases", {
+    description: "Leases lost to another worker or to expiry",
+    incremental: true
+  }),
+  releasedLeases: Metric.counter("kinesis_consumer_released_leases", {
+    description: "Leases released by this worker",
+    incremental: true
+  }),
+  checkpoints: Metric.counter("kinesis_consumer_checkpoints", {
+    description: "Checkpoints written",
+    incremental: true
+  }),
+  shardsEnded: Metric.counter("kinesis_consumer_shards_ended", {
+    description: "Shards consumed to their end",
+    incremental: true
+  }),
+  shardsDetected: Metric.counter("kinesis_consumer_shards_detected", {
+    description: "Leases created for newly found shards",
+    incremental: true
+  }),
+  workerChanges: Metric.counter("kinesis_consumer_worker_changes", {
+    description: "Other workers joining or leaving",
+    incremental: true
+  })
+} as const
+
+/**
+ * Records one event in {@link metrics}.
+ *
+ * @example
+ * ```ts
+ * import { DiagnosticEvent } from "@effect-kinesis/consumer"
+ *
+ * const effect = DiagnosticEvent.recordMetrics({ _tag: "LeaseRenewed", workerId: "w1", shardId: "shardId-000000000000" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const recordMetrics = (event: DiagnosticEvent): Effect.Effect<void> => {
+  const worker = { worker: event.workerId }
+  switch (event._tag) {
+    case "PollComplete": {
+      const attributes = { ...worker, shard: event.shardId }
+      return Effect.all([
+        Metric.update(Metric.withAttributes(metrics.recordsFetched, attributes), event.records),
+        Metric.update(Metric.withAttributes(metrics.getRecordsCalls, attributes), 1),
+        event.millisBehindLatest === undefined
+          ? Effect.void
+          : Metric.update(Metric.withAttributes(metrics.millisBehindLatest, attributes), event.millisBehindLatest)
+      ], { discard: true })
+    }
+    case "LeaseAcquired":
+      return Metric.update(Metric.withAttributes(metrics.takenLeases, worker), 1)
+    case "LeaseRenewed":
+      return Metric.update(Metric.withAttributes(metrics.renewedLeases, worker), 1)
+    case "LeaseLost":
+      return Metric.update(Metric.withAttributes(metrics.lostLeases, { ...worker, reason: event.reason }), 1)
+    case "LeaseReleased":
+      return Metric.update(Metric.withAttributes(metrics.releasedLeases, worker), 1)
+    case "Checkpoint":
+      return Metric.update(Metric.withAttributes(metrics.checkpoints, { ...worker, shard: event.shardId }), 1)
+    case "ShardEnded":
+      return Metric.update(Metric.withAttributes(metrics.shardsEnded, worker), 1)
+    case "NewShardDetected":
+      return Metric.update(Metric.withAttributes(metrics.shardsDetected, worker), 1)
+    case "WorkerJoined":
+      return Metric.update(Metric.withAttributes(metrics.workerChanges, { ...worker, change: "joined" }), 1)
+    case "WorkerLeft":
+      return Metric.update(Metric.withAttributes(metrics.workerChanges, { ...worker, change: "left" }), 1)
+  }
+}

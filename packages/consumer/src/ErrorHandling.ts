@@ -1,0 +1,214 @@
+/**
+ * What to do when processing a record fails (after Reacto-KinesiX): retry it `retries` times,
+ * then either skip it ({@link retryAndSkip}) or stop processing the shard ({@link retryAndStop}).
+ * Before skipping or stopping, `onMaxRetryExceeded` gets the record — the place for a dead-letter
+ * queue. A record that cannot be decoded takes the same path (without retries: decoding again
+ * gives the same answer). A stopped shard is not checkpointed past the failing record.
+ *
+ * Use {@link processShard} with `Consumer.shardedStream`, or pass the options to
+ * `Consumer.consumeWith`.
+ *
+ * @since 0.1.0
+ */
+import type { KinesisError } from "@effect-kinesis/core"
+import { Effect, Result, type Schedule, Stream } from "effect"
+import type { ShardStream } from "./Consumer.ts"
+import type { RecordDecodeFailed } from "./ConsumerError.ts"
+import type { ConsumerRecord } from "./ConsumerRecord.ts"
+
+/**
+ * Retry, then skip the record and go on with the next.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryAndSkip {
+  readonly _tag: "RetryAndSkip"
+  readonly retries: number
+  readonly schedule: Schedule.Schedule<unknown, unknown> | undefined
+}
+
+/**
+ * Retry, then stop processing the shard (per-key order matters more than progress).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RetryAndStop {
+  readonly _tag: "RetryAndStop"
+  readonly retries: number
+  readonly schedule: Schedule.Schedule<unknown, unknown> | undefined
+}
+
+/**
+ * An error handling mode.
+ *
+ * @example
+ * ```ts
+ * import { ErrorHandling } from "@effect-kinesis/consumer"
+ *
+ * const mode: ErrorHandling.Mode = ErrorHandling.retryAndSkip(3)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Mode = RetryAndSkip | RetryAndStop
+
+/**
+ * Retry `retries` times (spaced by `schedule`, default: at once), then skip the record.
+ *
+ * @example
+ * ```ts
+ * import { Schedule } from "effect"
+ * import { ErrorHandling } from "@effect-kinesis/consumer"
+ *
+ * const mode = ErrorHandling.retryAndSkip(3, { schedule: Schedule.exponential("100 millis") })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const retryAndSkip = (
+  retries: number,
+  options: { readonly schedule?: Schedule.Schedule<unknown, unknown> | undefined } = {}
+): Mode => ({ _tag: "RetryAndSkip", retries, schedule: options.schedule })
+
+/**
+ * Retry `retries` times (spaced by `schedule`, default: at once), then stop the shard.
+ *
+ * @example
+ * ```ts
+ * import { ErrorHandling } from "@effect-kinesis/consumer"
+ *
+ * const mode = ErrorHandling.retryAndStop(5)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const retryAndStop = (
+  retries: number,
+  options: { readonly schedule?: Schedule.Schedule<unknown, unknown> | undefined } = {}
+): Mode => ({ _tag: "RetryAndStop", retries, schedule: options.schedule })
+
+/**
+ * A record given up on: processing failed after all retries, or it could not be decoded.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { ErrorHandling } from "@effect-kinesis/consumer"
+ *
+ * const deadLetter = (failure: ErrorHandling.Failure<string, Error>) =>
+ *   failure._tag === "ProcessingFailed"
+ *     ? Effect.logError(`giving up on ${failure.record.sequenceNumber}`, failure.error)
+ *     : Effect.logError(`undecodable ${failure.error.record.sequenceNumber}`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Failure<A, E> =
+  | { readonly _tag: "ProcessingFailed"; readonly record: ConsumerRecord<A>; readonly error: E; readonly mode: Mode }
+  | { readonly _tag: "DecodingFailed"; readonly error: RecordDecodeFailed; readonly mode: Mode }
+
+/**
+ * What became of one record in {@link processShard}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Handled<A, E> =
+  | { readonly _tag: "Processed"; readonly record: ConsumerRecord<A> }
+  | { readonly _tag: "Skipped"; readonly failure: Failure<A, E> }
+
+/**
+ * Options of {@link processShard}.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ErrorHandling } from "@effect-kinesis/consumer"
+ *
+ * const options: ErrorHandling.Options<string, Error, never> = {
+ *   mode: ErrorHandling.retryAndStop(3),
+ *   onMaxRetryExceeded: (failure) => Effect.logError(failure._tag)
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<A, E, R> {
+  /** The mode, or a function choosing one per record (e.g. by its data). */
+  readonly mode: Mode | ((record: ConsumerRecord<A> | RecordDecodeFailed) => Mode)
+  /** Called before a record is skipped or its shard stopped. */
+  readonly onMaxRetryExceeded?: ((failure: Failure<A, E>) => Effect.Effect<void, never, R>) | undefined
+}
+
+const STOP = Symbol.for("@effect-kinesis/consumer/ErrorHandling/stop")
+
+/**
+ * Processes a shard's records one at a time with `handler`, staging each processed or skipped
+ * record on the shard's checkpointer, per the error handling mode. The stream ends (without
+ * failing) when a shard is stopped. Follow it with `checkpointBatched`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Consumer, ErrorHandling } from "@effect-kinesis/consumer"
+ * import { Serde } from "@effect-kinesis/core"
+ *
+ * const program = Consumer.shardedStream({ stream: "orders", applicationName: "billing", deserializer: Serde.string }).pipe(
+ *   Stream.flatMap((shard) =>
+ *     ErrorHandling.processShard(shard, (record) => Effect.log(record.data), { mode: ErrorHandling.retryAndSkip(3) }).pipe(
+ *       shard.checkpointer.checkpointBatched({ records: 500, interval: "5 seconds" })
+ *     ), { concurrency: "unbounded" }),
+ *   Stream.runDrain
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const processShard = <A, E, R, R2 = never>(
+  shard: ShardStream<A>,
+  handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>,
+  options: Options<A, E, R2>
+): Stream.Stream<Handled<A, E>, KinesisError.KinesisError, R | R2> => {
+  const modeFor = typeof options.mode === "function" ? options.mode : () => options.mode as Mode
+  const giveUp = (failure: Failure<A, E>, position: { sequenceNumber: string; subSequenceNumber: number }) =>
+    Effect.gen(function*() {
+      if (options.onMaxRetryExceeded !== undefined) yield* options.onMaxRetryExceeded(failure)
+      if (failure.mode._tag === "RetryAndStop") return STOP
+      yield* shard.checkpointer.stage(position)
+      return { _tag: "Skipped", failure } as Handled<A, E>
+    })
+
+  const handle = (
+    result: Result.Result<ConsumerRecord<A>, RecordDecodeFailed>
+  ): Effect.Effect<Handled<A, E> | typeof STOP, never, R | R2> => {
+    if (Result.isFailure(result)) {
+      const error = result.failure
+      return giveUp({ _tag: "DecodingFailed", error, mode: modeFor(error) }, error.record)
+    }
+    const record = result.success
+    const mode = modeFor(record)
+    const attempts = handler(record).pipe(
+      Effect.retry(
+        mode.schedule === undefined ? { times: mode.retries } : { times: mode.retries, schedule: mode.schedule }
+      )
+    )
+    return Effect.matchEffect(attempts, {
+      onSuccess: () => Effect.as(shard.checkpointer.stage(record), { _tag: "Processed", record } as Handled<A, E>),
+      onFailure: (error) => giveUp({ _tag: "ProcessingFailed", record, error, mode }, record)
+    })
+  }
+
+  return shard.results.pipe(
+    Stream.mapEffect(handle),
+    Stream.takeWhile((handled) => handled !== STOP),
+    Stream.map((handled) => handled as Handled<A, E>)
+  )
+}

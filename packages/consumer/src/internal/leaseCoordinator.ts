@@ -1,0 +1,422 @@
+/**
+ * One worker's side of lease coordination: finding shards and creating their leases, taking
+ * leases toward a fair share, renewing, self-fencing, checkpointing through the lease, and
+ * releasing. Leases this worker acquires are handed out through `acquired`.
+ *
+ * @internal
+ */
+import type { ChildShard, Shard } from "@aws-sdk/client-kinesis"
+import { type Client, ExtendedSequenceNumber, type KinesisError } from "@effect-kinesis/core"
+import { type Cause, Clock, Deferred, Duration, Effect, Queue, Random, Schedule, Semaphore, Stream } from "effect"
+import { ShardLeaseLost } from "../ConsumerError.ts"
+import type { ConsumerError } from "../ConsumerError.ts"
+import type { DiagnosticEvent } from "../DiagnosticEvent.ts"
+import type { Lease } from "../Lease.ts"
+import type { LeaseRepository, LeaseStoreError } from "../LeaseRepository.ts"
+import type { ShardAssignment } from "../ShardAssignment.ts"
+import * as ShardLineage from "./shardLineage.ts"
+
+/** @internal */
+export interface LeaseSettings {
+  readonly expiry: Duration.Duration
+  readonly renewInterval: Duration.Duration
+  readonly takeInterval: Duration.Duration
+  readonly scanInterval: Duration.Duration
+  readonly shardSyncInterval: Duration.Duration
+}
+
+/**
+ * A lease this worker holds. Mutable on purpose: every write under `semaphore` uses and replaces
+ * `lease`, so the next conditional write carries the counter of the last one.
+ *
+ * @internal
+ */
+export interface OwnedLease {
+  readonly shardId: string
+  lease: Lease
+  /** When the last successful write (take, renew, checkpoint) was sent, on this worker's clock. */
+  lastRenewedAt: number
+  state: "active" | "lost" | "released" | "ended"
+  /** Completed when the lease stops being active: the shard stream must end. */
+  readonly done: Deferred.Deferred<void>
+  readonly semaphore: Semaphore.Semaphore
+}
+
+/** @internal */
+export interface LeaseCoordinator {
+  readonly workerId: string
+  readonly acquired: Queue.Dequeue<OwnedLease, ConsumerError | Cause.Done>
+  readonly checkpoint: (
+    owned: OwnedLease,
+    position: ExtendedSequenceNumber.ExtendedSequenceNumber,
+    childShardIds?: ReadonlyArray<string>
+  ) => Effect.Effect<void, ShardLeaseLost | LeaseStoreError>
+  /** After `SHARD_END` was checkpointed: creates the children's leases and lets the lease go. */
+  readonly shardEnded: (owned: OwnedLease, childShards: ReadonlyArray<ChildShard>) => Effect.Effect<void>
+  /** The shard stream ended early (not at shard end, lease still held): release and do not retake. */
+  readonly park: (owned: OwnedLease) => Effect.Effect<void>
+  readonly release: (owned: OwnedLease) => Effect.Effect<void>
+}
+
+/** @internal */
+export interface CoordinatorOptions {
+  readonly workerId: string
+  readonly stream: Client.StreamId
+  readonly client: Client.Client["Service"]
+  readonly repository: LeaseRepository["Service"]
+  readonly initialPosition: ExtendedSequenceNumber.ExtendedSequenceNumber
+  readonly settings: LeaseSettings
+  readonly assignment: ShardAssignment
+  readonly emit: (event: DiagnosticEvent) => Effect.Effect<void>
+}
+
+const storeRetry = Schedule.exponential("50 millis").pipe(Schedule.jittered)
+
+/** @internal */
+export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
+  const { assignment, client, emit, initialPosition, repository, settings, stream, workerId } = options
+  const expiryMillis = Duration.toMillis(settings.expiry)
+  const owned = new Map<string, OwnedLease>()
+  // The counter of every lease and since when (on our clock) it has not moved: expiry needs no
+  // cross-host clock comparison.
+  const seen = new Map<string, { counter: number; since: number }>()
+  const parked = new Set<string>()
+  let existingShards: ReadonlySet<string> = new Set()
+  let otherWorkers: ReadonlySet<string> = new Set()
+  let lastFullRound = Number.NEGATIVE_INFINITY
+  let shuttingDown = false
+
+  const acquired = yield* Queue.unbounded<OwnedLease, ConsumerError | Cause.Done>()
+  const syncNow = yield* Queue.dropping<void>(1)
+
+  const lose = (o: OwnedLease, reason: "taken" | "expired") =>
+    Effect.suspend(() => {
+      if (o.state !== "active") return Effect.void
+      o.state = "lost"
+      owned.delete(o.shardId)
+      return Effect.andThen(
+        Deferred.succeed(o.done, undefined),
+        emit({ _tag: "LeaseLost", workerId, shardId: o.shardId, reason })
+      )
+    })
+
+  const fenced = (o: OwnedLease, now: number) => now - o.lastRenewedAt >= expiryMillis
+
+  // A conflict can also come from our own earlier write whose answer was lost: then the lease
+  // still names us and we carry on with what is stored.
+  const reconcile = (o: OwnedLease) =>
+    Effect.flatMap(repository.get(o.shardId), (current) => {
+      if (current !== undefined && current.leaseOwner === workerId) {
+        o.lease = current
+        return Effect.succeed(true)
+      }
+      return Effect.as(lose(o, "taken"), false)
+    })
+
+  const checkpoint = (
+    o: OwnedLease,
+    position: ExtendedSequenceNumber.ExtendedSequenceNumber,
+    childShardIds?: ReadonlyArray<string>
+  ): Effect.Effect<void, ShardLeaseLost | LeaseStoreError> => {
+    const attempt = (again: boolean): Effect.Effect<void, ShardLeaseLost | LeaseStoreError> =>
+      Effect.gen(function*() {
+        if (o.state !== "active") return yield* new ShardLeaseLost({ shardId: o.shardId })
+        const sentAt = yield* Clock.currentTimeMillis
+        if (fenced(o, sentAt)) {
+          yield* lose(o, "expired")
+          return yield* new ShardLeaseLost({ shardId: o.shardId })
+        }
+        const result = yield* repository.checkpoint(o.lease, position, childShardIds).pipe(
+          Effect.map((lease) => ({ lease })),
+          Effect.catchTag("LeaseConflict", () => Effect.succeed({ lease: undefined }))
+        )
+        if (result.lease !== undefined) {
+          o.lease = result.lease
+          o.lastRenewedAt = sentAt
+          return yield* emit({ _tag: "Checkpoint", workerId, shardId: o.shardId, checkpoint: position })
+        }
+        const stillOurs = again && (yield* reconcile(o))
+        if (!stillOurs) {
+          yield* lose(o, "taken")
+          return yield* new ShardLeaseLost({ shardId: o.shardId })
+        }
+        return yield* attempt(false)
+      })
+    return o.semaphore.withPermit(attempt(true))
+  }
+
+  const release = (o: OwnedLease) =>
+    o.semaphore.withPermit(Effect.gen(function*() {
+      if (o.state !== "active") return
+      o.state = "released"
+      owned.delete(o.shardId)
+      yield* Effect.ignore(repository.release(o.lease))
+      yield* Deferred.succeed(o.done, undefined)
+      yield* emit({ _tag: "LeaseReleased", workerId, shardId: o.shardId })
+    }))
+
+  const park = (o: OwnedLease) =>
+    Effect.suspend(() => {
+      if (!shuttingDown) parked.add(o.shardId)
+      return release(o)
+    })
+
+  const createLease = (lease: Lease) =>
+    repository.create(lease).pipe(
+      Effect.andThen(emit({
+        _tag: "NewShardDetected",
+        workerId,
+        shardId: lease.leaseKey,
+        parentShardIds: lease.parentShardIds
+      })),
+      Effect.catchTag("LeaseExists", () => Effect.void)
+    )
+
+  const shardEnded = (o: OwnedLease, childShards: ReadonlyArray<ChildShard>) =>
+    Effect.gen(function*() {
+      yield* Effect.forEach(
+        childShards,
+        (child) => Effect.ignore(createLease(ShardLineage.childLease(child))),
+        { discard: true }
+      )
+      yield* o.semaphore.withPermit(Effect.gen(function*() {
+        if (o.state !== "active") return
+        o.state = "ended"
+        owned.delete(o.shardId)
+        yield* Effect.ignore(repository.release(o.lease))
+        yield* Deferred.succeed(o.done, undefined)
+      }))
+      yield* emit({
+        _tag: "ShardEnded",
+        workerId,
+        shardId: o.shardId,
+        childShardIds: childShards.map((child) => child.ShardId!)
+      })
+      yield* Queue.offer(syncNow, undefined)
+    })
+
+  // --- shard discovery -----------------------------------------------------------------------
+
+  const syncShards = Effect.gen(function*() {
+    const shards: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream))
+    const leases = yield* repository.list
+    const lineage = ShardLineage.fromShards(shards, initialPosition, new Set(leases.map((lease) => lease.leaseKey)))
+    existingShards = lineage.existing
+    yield* Effect.forEach(lineage.leasesToCreate, createLease, { discard: true })
+  })
+
+  // --- taking --------------------------------------------------------------------------------
+
+  const take = (lease: Lease) =>
+    Effect.gen(function*() {
+      const sentAt = yield* Clock.currentTimeMillis
+      const taken = yield* repository.take(lease, workerId).pipe(
+        Effect.catchTag("LeaseConflict", () => Effect.succeed(undefined))
+      )
+      if (taken === undefined) return false
+      const o: OwnedLease = {
+        shardId: taken.leaseKey,
+        lease: taken,
+        lastRenewedAt: sentAt,
+        state: "active",
+        done: yield* Deferred.make<void>(),
+        semaphore: yield* Semaphore.make(1)
+      }
+      owned.set(o.shardId, o)
+      seen.set(o.shardId, { counter: taken.leaseCounter, since: sentAt })
+      yield* emit({
+        _tag: "LeaseAcquired",
+        workerId,
+        shardId: o.shardId,
+        checkpoint: taken.checkpoint,
+        previousOwner: lease.leaseOwner === workerId ? undefined : lease.leaseOwner
+      })
+      yield* Queue.offer(acquired, o)
+      return true
+    })
+
+  const takeRound = Effect.gen(function*() {
+    const leases = yield* repository.list
+    const now = yield* Clock.currentTimeMillis
+    const full = now - lastFullRound >= Duration.toMillis(settings.takeInterval)
+    if (full) lastFullRound = now
+    const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
+    for (const lease of leases) {
+      const s = seen.get(lease.leaseKey)
+      if (s === undefined || s.counter !== lease.leaseCounter) {
+        seen.set(lease.leaseKey, { counter: lease.leaseCounter, since: now })
+      }
+    }
+    for (const key of seen.keys()) if (!byKey.has(key)) seen.delete(key)
+
+    // A lease taken from us shows up here first, well before our next renewal would fail.
+    for (const o of [...owned.values()]) {
+      const stored = byKey.get(o.shardId)
+      if (stored === undefined || stored.leaseOwner !== workerId) yield* lose(o, "taken")
+      else if (fenced(o, now)) yield* lose(o, "expired")
+    }
+
+    const expired = (lease: Lease) =>
+      lease.leaseOwner !== undefined && now - (seen.get(lease.leaseKey)?.since ?? now) >= expiryMillis
+    const ready = leases.filter((lease) =>
+      !ExtendedSequenceNumber.isShardEnd(lease.checkpoint) && ShardLineage.parentsDone(lease, byKey, existingShards)
+    )
+    const live = new Map<string, Array<Lease>>()
+    for (const lease of ready) {
+      if (lease.leaseOwner === undefined || lease.leaseOwner === workerId || expired(lease)) continue
+      const theirs = live.get(lease.leaseOwner)
+      if (theirs === undefined) live.set(lease.leaseOwner, [lease])
+      else theirs.push(lease)
+    }
+    yield* reportWorkers(new Set(live.keys()))
+
+    const mine = (lease: Lease) => lease.leaseOwner === workerId && owned.has(lease.leaseKey)
+    // Unowned, or naming us without us holding it (left over from an earlier run of this worker).
+    const free = (lease: Lease) =>
+      !parked.has(lease.leaseKey) &&
+      (lease.leaseOwner === undefined || (lease.leaseOwner === workerId && !owned.has(lease.leaseKey)))
+    const takeable = (lease: Lease) =>
+      free(lease) || (full && !parked.has(lease.leaseKey) && lease.leaseOwner !== workerId && expired(lease))
+
+    if (assignment._tag === "Manual") {
+      const wanted = new Set(assignment.select(ready.map((lease) => lease.leaseKey)))
+      for (const o of [...owned.values()]) if (!wanted.has(o.shardId)) yield* release(o)
+      const candidates = ready.filter((lease) => wanted.has(lease.leaseKey) && takeable(lease))
+      yield* Effect.forEach(candidates, take, { discard: true })
+      return
+    }
+
+    const target = Math.ceil(ready.length / (live.size + 1))
+    let need = target - ready.filter(mine).length
+    if (need <= 0) return
+    const candidates = [
+      ...(yield* Random.shuffle(ready.filter(free))),
+      ...(yield* Random.shuffle(ready.filter((lease) => !free(lease) && takeable(lease))))
+    ]
+    for (const lease of candidates) {
+      if (need <= 0) break
+      if (yield* take(lease)) need--
+    }
+    if (need <= 0 || !full) return
+    // Steal from the most loaded worker while it holds at least two more than we do: that
+    // converges to shares differing by at most one, also when no worker is above the target.
+    let steals = assignment.maxStealsPerRound
+    let holding = target - need
+    const victims = yield* Effect.forEach(
+      [...live.values()],
+      (theirs) =>
+        Effect.map(Random.shuffle(theirs.filter((lease) => !parked.has(lease.leaseKey))), (leases) => ({
+          leases,
+          count: theirs.length
+        }))
+    )
+    while (need > 0 && steals > 0) {
+      const victim = victims.reduce<typeof victims[number] | undefined>(
+        (most, v) => v.leases.length > 0 && (most === undefined || v.count > most.count) ? v : most,
+        undefined
+      )
+      if (victim === undefined || victim.count < holding + 2) break
+      const lease = victim.leases.pop()!
+      victim.count--
+      steals--
+      if (yield* take(lease)) {
+        holding++
+        need--
+      }
+    }
+  })
+
+  const reportWorkers = (now: ReadonlySet<string>) =>
+    Effect.gen(function*() {
+      for (const other of now) {
+        if (!otherWorkers.has(other)) yield* emit({ _tag: "WorkerJoined", workerId, otherWorkerId: other })
+      }
+      for (const other of otherWorkers) {
+        if (!now.has(other)) yield* emit({ _tag: "WorkerLeft", workerId, otherWorkerId: other })
+      }
+      otherWorkers = now
+    })
+
+  // --- renewing ------------------------------------------------------------------------------
+
+  const renew = (o: OwnedLease) =>
+    o.semaphore.withPermit(
+      Effect.gen(function*() {
+        if (o.state !== "active") return
+        const sentAt = yield* Clock.currentTimeMillis
+        const left = expiryMillis - (sentAt - o.lastRenewedAt)
+        if (left <= 0) return yield* lose(o, "expired")
+        // Retries stop at the expiry: past it the lease may be someone else's.
+        const result = yield* repository.renew(o.lease).pipe(
+          Effect.retry({ while: (e) => e._tag === "LeaseStoreError" && e.retryable, schedule: storeRetry }),
+          Effect.map((lease) => ({ lease })),
+          Effect.catchTag("LeaseConflict", () => Effect.succeed({ lease: undefined })),
+          Effect.timeoutOption(Duration.millis(left)),
+          Effect.catchTag(
+            "LeaseStoreError",
+            (e) => Effect.as(Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`), undefined)
+          )
+        )
+        if (result === undefined || result._tag === "None") {
+          return
+        }
+        if (result.value.lease !== undefined) {
+          o.lease = result.value.lease
+          o.lastRenewedAt = sentAt
+          return yield* emit({ _tag: "LeaseRenewed", workerId, shardId: o.shardId })
+        }
+        yield* reconcile(o)
+      }).pipe(
+        // A failed renewal is retried next round, until the lease expires and fences itself.
+        Effect.catch((e) => Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`))
+      )
+    )
+
+  // --- loops ---------------------------------------------------------------------------------
+
+  // A store or Kinesis error that retrying cannot fix ends the consumer; others wait for the next round.
+  const guard = (what: string) => (self: Effect.Effect<void, LeaseStoreError | KinesisError.KinesisError>) =>
+    Effect.catch(self, (error) =>
+      error.retryable
+        ? Effect.logWarning(`${what} failed, retrying: ${error.message}`)
+        : Effect.andThen(Queue.fail(acquired, error), Effect.interrupt))
+
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      shuttingDown = true
+      yield* Effect.forEach([...owned.values()], release, { concurrency: "unbounded", discard: true })
+      yield* Queue.end(acquired)
+    })
+  )
+
+  // The first shard sync must be done before taking: child leases wait for their parents.
+  yield* syncShards.pipe(
+    Effect.retry({ while: (e) => e.retryable, schedule: storeRetry, times: 5 })
+  )
+
+  yield* Effect.raceFirst(Effect.sleep(settings.shardSyncInterval), Queue.take(syncNow)).pipe(
+    Effect.andThen(guard("shard sync")(syncShards)),
+    Effect.forever,
+    Effect.forkScoped
+  )
+  yield* guard("take round")(takeRound).pipe(
+    Effect.andThen(Effect.sleep(settings.scanInterval)),
+    Effect.forever,
+    Effect.forkScoped
+  )
+  yield* Effect.suspend(() => Effect.forEach([...owned.values()], renew, { concurrency: "unbounded", discard: true }))
+    .pipe(
+      Effect.delay(settings.renewInterval),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+  return {
+    workerId,
+    acquired,
+    checkpoint,
+    shardEnded,
+    park,
+    release
+  } satisfies LeaseCoordinator
+})

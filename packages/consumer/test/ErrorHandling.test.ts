@@ -1,0 +1,126 @@
+import { type ErrorHandling, ErrorHandling as EH, LeaseRepository } from "@effect-kinesis/consumer"
+import { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { StreamFixtures } from "@effect-kinesis/testing"
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { eventually, KinesisLive, put, startWorker } from "./fixtures.ts"
+
+// Not valid UTF-8: `Serde.string` rejects it.
+const undecodable = new Uint8Array([0xff, 0xfe, 0xfd])
+
+const failing = (attempts: Map<string, number>) => (record: { readonly data: string }) =>
+  Effect.suspend(() => {
+    attempts.set(record.data, (attempts.get(record.data) ?? 0) + 1)
+    return record.data.startsWith("bad") ? Effect.fail(new Error(`cannot process ${record.data}`)) : Effect.void
+  })
+
+layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Error handling modes", (it) => {
+  describe("RetryAndSkip", () => {
+    it.effect("retries a failing record, hands it to onMaxRetryExceeded, skips it and checkpoints past it; undecodable records too", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, [
+          { partitionKey: "k", data: "ok-1" },
+          { partitionKey: "k", data: "bad-1" },
+          { partitionKey: "k", data: undecodable },
+          { partitionKey: "k", data: "ok-2" }
+        ])
+        const attempts = new Map<string, number>()
+        const deadLetters: Array<ErrorHandling.Failure<string, Error>> = []
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          handler: failing(attempts),
+          errorHandling: {
+            mode: EH.retryAndSkip(2),
+            onMaxRetryExceeded: (failure) => Effect.sync(() => deadLetters.push(failure))
+          }
+        })
+        yield* eventually(Effect.sync(() => worker.seen.length === 2), "20 seconds", "ok records processed")
+        yield* worker.stop
+
+        expect(worker.seen.map((r) => r.data)).toEqual(["ok-1", "ok-2"])
+        expect(attempts.get("bad-1")).toBe(3)
+        expect(deadLetters.map((f) => f._tag)).toEqual(["ProcessingFailed", "DecodingFailed"])
+        const decoding = deadLetters[1]!
+        expect(decoding._tag === "DecodingFailed" && Array.from(decoding.error.record.data)).toEqual(
+          Array.from(undecodable)
+        )
+        const [lease] = yield* repository.list
+        expect(lease!.checkpoint).toEqual(ExtendedSequenceNumber.make(worker.seen[1]!.sequenceNumber, 0))
+      }))
+  })
+
+  describe("RetryAndStop", () => {
+    it.effect("stops the shard at a failing record and does not checkpoint past it", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, [
+          { partitionKey: "k", data: "ok-1" },
+          { partitionKey: "k", data: "bad-1" },
+          { partitionKey: "k", data: "ok-2" }
+        ])
+        const attempts = new Map<string, number>()
+        const deadLetters: Array<ErrorHandling.Failure<string, Error>> = []
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          handler: failing(attempts),
+          errorHandling: {
+            mode: EH.retryAndStop(1),
+            onMaxRetryExceeded: (failure) => Effect.sync(() => deadLetters.push(failure))
+          }
+        })
+        yield* eventually(Effect.sync(() => deadLetters.length === 1), "20 seconds", "the failing record given up on")
+        yield* eventually(
+          Effect.map(repository.list, ([lease]) => lease?.leaseOwner === undefined),
+          "10 seconds",
+          "the stopped shard's lease released"
+        )
+        yield* Effect.sleep("500 millis")
+        yield* worker.stop
+
+        expect(worker.seen.map((r) => r.data)).toEqual(["ok-1"])
+        expect(attempts.get("bad-1")).toBe(2)
+        expect(attempts.has("ok-2")).toBe(false)
+        const [lease] = yield* repository.list
+        expect(lease!.checkpoint).toEqual(ExtendedSequenceNumber.make(worker.seen[0]!.sequenceNumber, 0))
+      }))
+
+    it.effect("stops the shard at an undecodable record", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, [
+          { partitionKey: "k", data: "ok-1" },
+          { partitionKey: "k", data: undecodable },
+          { partitionKey: "k", data: "ok-2" }
+        ])
+        const deadLetters: Array<ErrorHandling.Failure<string, Error>> = []
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          errorHandling: {
+            mode: EH.retryAndStop(3),
+            onMaxRetryExceeded: (failure) => Effect.sync(() => deadLetters.push(failure))
+          }
+        })
+        yield* eventually(
+          Effect.sync(() => deadLetters.length === 1),
+          "20 seconds",
+          "the undecodable record given up on"
+        )
+        yield* Effect.sleep("500 millis")
+        yield* worker.stop
+        expect(deadLetters[0]!._tag).toBe("DecodingFailed")
+        expect(worker.seen.map((r) => r.data)).toEqual(["ok-1"])
+        const [lease] = yield* repository.list
+        expect(lease!.checkpoint).toEqual(ExtendedSequenceNumber.make(worker.seen[0]!.sequenceNumber, 0))
+      }))
+  })
+})

@@ -1,0 +1,216 @@
+import { LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
+import { StreamFixtures } from "@effect-kinesis/testing"
+import { describe, expect, layer } from "@effect/vitest"
+import { Deferred, Effect } from "effect"
+import { eventually, fastLeases, KinesisLive, put, startWorker, type Worker } from "./fixtures.ts"
+
+const counts = (workers: ReadonlyArray<Worker>) => workers.map((w) => w.held().size)
+
+const records = (prefix: string, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ partitionKey: `key-${i % 16}`, data: `${prefix}${i}` }))
+
+const dataOf = (workers: ReadonlyArray<Worker>) => new Set(workers.flatMap((w) => w.seen.map((r) => r.data)))
+
+layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease coordination", (it) => {
+  describe("balancing", () => {
+    it.effect("three workers started together converge to a fair share, and a fourth joining takes its share in one round", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 8 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, records("a", 40))
+        const workers = yield* Effect.forEach(
+          ["w1", "w2", "w3"],
+          (workerId) => startWorker({ stream: streamName, workerId, repository })
+        )
+        yield* eventually(
+          Effect.sync(() =>
+            counts(workers).reduce((a, b) => a + b, 0) === 8 && counts(workers).every((n) => n >= 2 && n <= 3)
+          ),
+          "30 seconds",
+          "3 workers holding 3/3/2 of 8 shards"
+        )
+
+        const fourth = yield* startWorker({ stream: streamName, workerId: "w4", repository })
+        const all = [...workers, fourth]
+        yield* eventually(
+          Effect.sync(() => counts(all).every((n) => n === 2)),
+          "30 seconds",
+          "4 workers holding 2 shards each"
+        )
+        // Its share came in one go: nothing was taken from it again, and it took exactly its share.
+        expect(fourth.events.filter((e) => e._tag === "LeaseAcquired")).toHaveLength(2)
+        expect(fourth.events.filter((e) => e._tag === "LeaseLost")).toHaveLength(0)
+
+        yield* put(streamName, records("b", 40))
+        yield* eventually(
+          Effect.sync(() => dataOf(all).size === 80),
+          "30 seconds",
+          "all 80 records"
+        )
+        const leases = yield* repository.list
+        expect(new Set(leases.map((l) => l.leaseOwner))).toEqual(new Set(["w1", "w2", "w3", "w4"]))
+      }))
+  })
+
+  describe("renewal", () => {
+    it.effect("a worker keeps its leases past the expiry time by renewing them, with no records flowing", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        const repository = yield* LeaseRepository.makeMemory()
+        const worker = yield* startWorker({ stream: streamName, workerId: "w", repository })
+        yield* eventually(Effect.sync(() => worker.held().size === 2), "20 seconds", "both shards held")
+        const before = yield* repository.list
+        yield* Effect.sleep("3 seconds")
+        expect(worker.events.filter((e) => e._tag === "LeaseLost")).toEqual([])
+        expect(worker.held().size).toBe(2)
+        const after = yield* repository.list
+        for (const lease of after) {
+          expect(lease.leaseOwner).toBe("w")
+          expect(lease.leaseCounter).toBeGreaterThan(before.find((l) => l.leaseKey === lease.leaseKey)!.leaseCounter)
+        }
+      }))
+  })
+
+  describe("manual assignment", () => {
+    it.effect("each worker owns exactly the shards its strategy selects", () =>
+      Effect.gen(function*() {
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 4 })
+        const repository = yield* LeaseRepository.makeMemory()
+        const ids = shards.map((s) => s.shardId).sort()
+        const evens = new Set([ids[0]!, ids[2]!])
+        const odds = new Set([ids[1]!, ids[3]!])
+        const even = yield* startWorker({
+          stream: streamName,
+          workerId: "even",
+          repository,
+          shardAssignment: ShardAssignment.manual((offered) => offered.filter((id) => evens.has(id)))
+        })
+        const odd = yield* startWorker({
+          stream: streamName,
+          workerId: "odd",
+          repository,
+          shardAssignment: ShardAssignment.manual((offered) => offered.filter((id) => odds.has(id)))
+        })
+        yield* eventually(
+          Effect.sync(() => even.held().size === 2 && odd.held().size === 2),
+          "20 seconds",
+          "2 + 2"
+        )
+        expect(even.held()).toEqual(evens)
+        expect(odd.held()).toEqual(odds)
+      }))
+  })
+
+  describe("hand-off", () => {
+    it.effect("a worker shutting down releases its leases and another worker takes them without waiting for expiry", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 4 })
+        const repository = yield* LeaseRepository.makeMemory()
+        // Expiry far beyond the test: only a release can move a lease.
+        const lease = { ...fastLeases, expiry: "5 minutes", renewInterval: "1 second" } as const
+        const a = yield* startWorker({ stream: streamName, workerId: "a", repository, lease })
+        yield* eventually(Effect.sync(() => a.held().size === 4), "20 seconds", "a holding all shards")
+        const b = yield* startWorker({ stream: streamName, workerId: "b", repository, lease })
+        yield* eventually(Effect.sync(() => a.held().size === 2 && b.held().size === 2), "20 seconds", "2 + 2")
+
+        yield* put(streamName, records("x", 20))
+        yield* eventually(Effect.sync(() => dataOf([a, b]).size === 20), "20 seconds", "first 20 records")
+        yield* a.stop
+        expect(a.events.filter((e) => e._tag === "LeaseReleased")).toHaveLength(2)
+
+        yield* eventually(Effect.sync(() => b.held().size === 4), "10 seconds", "b holding all shards")
+        const taken = b.events.filter((e) => e._tag === "LeaseAcquired").slice(2)
+        expect(taken.map((e) => e._tag === "LeaseAcquired" && e.previousOwner)).toEqual([undefined, undefined])
+
+        yield* put(streamName, records("y", 20))
+        yield* eventually(
+          Effect.sync(() => new Set(b.seen.map((r) => r.data).filter((d) => d.startsWith("y"))).size === 20),
+          "20 seconds",
+          "b processing every shard"
+        )
+        // a checkpointed what it processed before leaving: b did not process a's records again.
+        const redone = b.seen.filter((r) => r.data.startsWith("x") && a.seen.some((s) => s.data === r.data))
+        expect(redone).toEqual([])
+      }))
+  })
+
+  describe("self-fencing", () => {
+    it.effect("a worker that cannot renew loses its shards after expiry and can no longer checkpoint", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        const store = yield* LeaseRepository.makeMemory()
+        let partitioned = false
+        const unblock = yield* Deferred.make<void>()
+        const zombieStore: LeaseRepository.LeaseRepository["Service"] = {
+          ...store,
+          // It stops renewing (and cannot take leases back); the store would still take its checkpoints.
+          renew: (lease) =>
+            partitioned
+              ? Effect.fail(
+                new LeaseRepository.LeaseStoreError({ operation: "renew", message: "unreachable", retryable: true })
+              )
+              : store.renew(lease),
+          take: (lease, owner) =>
+            partitioned
+              ? Effect.fail(
+                new LeaseRepository.LeaseStoreError({ operation: "take", message: "unreachable", retryable: true })
+              )
+              : store.take(lease, owner)
+        }
+        const zombie = yield* startWorker({
+          stream: streamName,
+          workerId: "zombie",
+          repository: zombieStore,
+          handler: () => partitioned ? Deferred.await(unblock) : Effect.void
+        })
+        yield* put(streamName, records("z", 10))
+        yield* eventually(Effect.sync(() => zombie.seen.length === 10), "20 seconds", "zombie consuming")
+        yield* eventually(
+          Effect.map(
+            store.list,
+            (leases) =>
+              leases.every((l) =>
+                l.checkpoint.sequenceNumber ===
+                  zombie.seen.filter((r) => r.shardId === l.leaseKey).at(-1)?.sequenceNumber
+              )
+          ),
+          "20 seconds",
+          "zombie checkpointing everything it processed"
+        )
+
+        partitioned = true
+        const fencedAt = zombie.events.length
+        const before = yield* store.list
+        yield* put(streamName, records("late", 10))
+        // Nobody else is around to take the leases: the store would still accept the zombie's
+        // checkpoints, so only self-fencing can stop them.
+        yield* eventually(
+          Effect.sync(() => zombie.events.filter((e) => e._tag === "LeaseLost" && e.reason === "expired").length === 2),
+          "10 seconds",
+          "zombie fencing itself"
+        )
+        yield* Deferred.succeed(unblock, undefined)
+        yield* eventually(
+          Effect.sync(() => zombie.seen.length > 10),
+          "10 seconds",
+          "zombie finishing the records it was stuck on"
+        )
+        yield* Effect.sleep("500 millis")
+        expect(zombie.events.slice(fencedAt).filter((e) => e._tag === "Checkpoint")).toEqual([])
+        // Losing the leases ended those shards' streams quietly; the zombie's consumer itself runs on.
+        expect(zombie.fiber.pollUnsafe()).toBeUndefined()
+        expect((yield* store.list).map((l) => l.checkpoint)).toEqual(before.map((l) => l.checkpoint))
+
+        const healthy = yield* startWorker({ stream: streamName, workerId: "healthy", repository: store })
+        yield* eventually(Effect.sync(() => healthy.held().size === 2), "20 seconds", "healthy taking both shards")
+        yield* eventually(
+          Effect.sync(() => new Set(healthy.seen.map((r) => r.data)).size === 10),
+          "20 seconds",
+          "healthy processing the records the zombie never checkpointed"
+        )
+        expect(healthy.seen.every((r) => r.data.startsWith("late"))).toBe(true)
+        const leases = yield* store.list
+        expect(leases.map((l) => l.leaseOwner)).toEqual(["healthy", "healthy"])
+      }))
+  })
+})
