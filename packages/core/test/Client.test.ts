@@ -80,6 +80,31 @@ describe("Client against the embedded kinesis-mock", () => {
         assert.isTrue(Result.isSuccess(ShardMap.fromShards(shards)))
       }))
 
+    it.effect("merges adjacent shards, rescales and changes retention, waiting for ACTIVE each time", () =>
+      Effect.gen(function*() {
+        const client = yield* Client.Client
+        const admin = yield* AdminClient.AdminClient
+        const stream = uniqueName("reshape")
+        yield* admin.createStream(stream, { shardCount: 2 })
+        yield* admin.mergeShards(stream, "shardId-000000000000", "shardId-000000000001")
+        const afterMerge = yield* Stream.runCollect(client.listShards(stream, { shardFilter: { Type: "AT_LATEST" } }))
+        assert.strictEqual(afterMerge.length, 1)
+        assert.strictEqual(afterMerge[0]!.ParentShardId, "shardId-000000000000")
+        assert.strictEqual(afterMerge[0]!.AdjacentParentShardId, "shardId-000000000001")
+        assert.strictEqual((yield* client.describeStreamSummary(stream)).StreamStatus, "ACTIVE")
+
+        // Kinesis allows at most doubling per update.
+        yield* admin.updateShardCount(stream, 2)
+        const afterScale = yield* Stream.runCollect(client.listShards(stream, { shardFilter: { Type: "AT_LATEST" } }))
+        assert.strictEqual(afterScale.length, 2)
+        assert.isTrue(Result.isSuccess(ShardMap.fromShards(afterScale)))
+
+        yield* admin.setRetention(stream, 48)
+        assert.strictEqual((yield* client.describeStreamSummary(stream)).RetentionPeriodHours, 48)
+        yield* admin.setRetention(stream, 24)
+        assert.strictEqual((yield* client.describeStreamSummary(stream)).RetentionPeriodHours, 24)
+      }))
+
     it.effect("a missing stream fails at once with StreamNotFound", () =>
       Effect.gen(function*() {
         const client = yield* Client.Client
