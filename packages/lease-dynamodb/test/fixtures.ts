@@ -1,0 +1,243 @@
+/**
+ * Fixtures for running the consumer on the DynamoDB lease store: embedded kinesis-mock and dynalite, writing and
+ * reading records, workers run in the background that record what they see, and raw access to the lease table.
+ */
+import { type AttributeValue, CreateTableCommand, PutItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb"
+import {
+  Consumer,
+  type ConsumerRecord,
+  type DiagnosticEvent,
+  type Lease,
+  LeaseRepository
+} from "@effect-kinesis/consumer"
+import { Client, Serde } from "@effect-kinesis/core"
+import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { DynamoEmulator, KinesisEmulator } from "@effect-kinesis/testing"
+import { type Duration, Effect, Fiber, Layer, Schedule, type Scope } from "effect"
+import { randomUUID } from "node:crypto"
+
+const DynamoClientLive = Layer.unwrap(
+  Effect.map(Effect.service(DynamoEmulator.DynamoEmulator), (dynamo) => DynamoDbClient.layer(dynamo.clientConfig))
+)
+
+/** Kinesis (clients + emulator) and DynamoDB (client + emulator), one of each per test file. */
+export const Env = Layer.mergeAll(
+  KinesisEmulator.layerClient.pipe(Layer.provideMerge(KinesisEmulator.layer())),
+  DynamoClientLive.pipe(Layer.provideMerge(DynamoEmulator.layer()))
+)
+
+/** A lease table (and application) name no other scenario uses. */
+export const uniqueTable = (label: string) => `${label}-${randomUUID().slice(0, 8)}`
+
+const encoder = new TextEncoder()
+
+/** Writes records (all accepted before it returns), in order per partition key. */
+export const put = (
+  stream: string,
+  records: ReadonlyArray<{ readonly partitionKey: string; readonly data: string }>
+) =>
+  Effect.gen(function*() {
+    const client = yield* Client.Client
+    for (let i = 0; i < records.length; i += 250) {
+      let pending = records.slice(i, i + 250).map((r) => ({
+        PartitionKey: r.partitionKey,
+        Data: encoder.encode(r.data)
+      }))
+      while (pending.length > 0) {
+        const out = yield* client.putRecords(stream, pending)
+        // Retrying a failed record together with everything after it keeps each key in order.
+        const firstFailed = (out.Records ?? []).findIndex((r) => r.ErrorCode !== undefined)
+        pending = firstFailed < 0 ? [] : pending.slice(firstFailed)
+      }
+    }
+  })
+
+const decoder = new TextDecoder()
+
+type GetRecordsOutput = Effect.Success<ReturnType<Client.Client["Service"]["getRecords"]>>
+
+/** A record as Kinesis stores it, read straight from the shard (not through the consumer). */
+export interface StoredRecord {
+  readonly shardId: string
+  readonly sequenceNumber: string
+  readonly data: string
+}
+
+/** Every record of a shard so far, read from TRIM_HORIZON until a read comes back empty. */
+export const readShard = (stream: string, shardId: string) =>
+  Effect.gen(function*() {
+    const client = yield* Client.Client
+    const out: Array<StoredRecord> = []
+    let iterator: string | undefined = yield* client.getShardIterator(stream, { shardId, type: "TRIM_HORIZON" })
+    while (iterator !== undefined) {
+      const page: GetRecordsOutput = yield* client.getRecords({ ShardIterator: iterator })
+      const records = page.Records ?? []
+      for (const r of records) out.push({ shardId, sequenceNumber: r.SequenceNumber!, data: decoder.decode(r.Data!) })
+      iterator = records.length === 0 ? undefined : page.NextShardIterator
+    }
+    return out
+  })
+
+/** Waits until `check` holds (polling), failing after `timeout`. */
+export const eventually = <E, R>(
+  check: Effect.Effect<boolean, E, R>,
+  timeout: Duration.Input,
+  what: string
+) =>
+  check.pipe(
+    Effect.filterOrFail((ok) => ok, () => new Error(`not yet: ${what}`)),
+    Effect.retry({ schedule: Schedule.spaced("100 millis") }),
+    Effect.timeoutOrElse({
+      duration: timeout,
+      orElse: () => Effect.fail(new Error(`timed out waiting for ${what}`))
+    }),
+    Effect.asVoid
+  )
+
+export const fastLeases = {
+  expiry: "2 seconds",
+  renewInterval: "500 millis",
+  takeInterval: "1 second",
+  scanInterval: "200 millis",
+  shardSyncInterval: "1 second"
+} as const
+
+type Store = Layer.Layer<
+  LeaseRepository.LeaseRepository,
+  DynamoDbLeaseRepository.LeaseTableNotFound | LeaseRepository.LeaseStoreError,
+  DynamoDbClient.DynamoDbClient
+>
+
+export interface Worker {
+  readonly workerId: string
+  readonly seen: Array<ConsumerRecord.ConsumerRecord<string>>
+  readonly events: Array<DiagnosticEvent.DiagnosticEvent>
+  readonly fiber: Fiber.Fiber<void, unknown>
+  /** Shards this worker currently holds, from its own events. */
+  readonly held: () => ReadonlySet<string>
+  readonly stop: Effect.Effect<void>
+}
+
+/**
+ * Runs `Consumer.consumeWith` in the background on its own DynamoDB lease store (the table named after the
+ * application, unless `store` says otherwise), recording records and diagnostic events.
+ */
+export const startWorker = (options: {
+  readonly stream: string
+  readonly applicationName: string
+  readonly workerId: string
+  readonly store?: Store | undefined
+  readonly handler?: ((record: ConsumerRecord.ConsumerRecord<string>) => Effect.Effect<void>) | undefined
+  readonly checkpointBatchSize?: number | undefined
+  readonly checkpointInterval?: Duration.Input | undefined
+  readonly lease?: Consumer.LeaseSettings | undefined
+}): Effect.Effect<Worker, never, Client.Client | DynamoDbClient.DynamoDbClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const seen: Array<ConsumerRecord.ConsumerRecord<string>> = []
+    const events: Array<DiagnosticEvent.DiagnosticEvent> = []
+    const held = new Set<string>()
+    const handler = options.handler
+    const fiber = yield* Consumer.consumeWith(
+      (record: ConsumerRecord.ConsumerRecord<string>) =>
+        handler === undefined
+          ? Effect.sync(() => seen.push(record))
+          : Effect.tap(handler(record), () => Effect.sync(() => seen.push(record))),
+      {
+        stream: options.stream,
+        applicationName: options.applicationName,
+        workerId: options.workerId,
+        deserializer: Serde.string,
+        fetch: { pollInterval: "100 millis" },
+        lease: options.lease ?? fastLeases,
+        checkpointBatchSize: options.checkpointBatchSize ?? 1000,
+        checkpointInterval: options.checkpointInterval ?? "200 millis",
+        onDiagnostic: (event) =>
+          Effect.sync(() => {
+            events.push(event)
+            if (event._tag === "LeaseAcquired") held.add(event.shardId)
+            if (event._tag === "LeaseLost" || event._tag === "LeaseReleased" || event._tag === "ShardEnded") {
+              held.delete(event.shardId)
+            }
+          })
+      }
+    ).pipe(
+      Effect.provide(
+        Consumer.layer.pipe(
+          Layer.provide(options.store ?? DynamoDbLeaseRepository.layer({ applicationName: options.applicationName }))
+        )
+      ),
+      Effect.forkScoped
+    )
+    return {
+      workerId: options.workerId,
+      seen,
+      events,
+      fiber,
+      held: () => held,
+      stop: Effect.asVoid(Fiber.interrupt(fiber))
+    }
+  })
+
+/** A store of our own on the table, for reading what the workers left. */
+export const observer = (applicationName: string) => DynamoDbLeaseRepository.make({ applicationName })
+
+/** The leases of a table, by lease key. */
+export const leasesByKey = (leases: ReadonlyArray<Lease.Lease>) => new Map(leases.map((l) => [l.leaseKey, l]))
+
+export type Item = Record<string, AttributeValue>
+
+/** Every item of a table, as DynamoDB stores it, by `leaseKey`. */
+export const rawItems = (table: string) =>
+  Effect.gen(function*() {
+    const { sdk } = yield* DynamoDbClient.DynamoDbClient
+    const items = new Map<string, Item>()
+    let startKey: Item | undefined = undefined
+    do {
+      const page = yield* Effect.promise((abortSignal) =>
+        sdk.send(new ScanCommand({ TableName: table, ConsistentRead: true, ExclusiveStartKey: startKey }), {
+          abortSignal
+        })
+      )
+      for (const item of page.Items ?? []) items.set(item.leaseKey!.S!, item)
+      startKey = page.LastEvaluatedKey
+    } while (startKey !== undefined)
+    return items
+  })
+
+/** Creates the lease table as KCL 2.x does (provisioned), without waiting for it to become ACTIVE. */
+export const createKclTable = (table: string) =>
+  Effect.flatMap(Effect.service(DynamoDbClient.DynamoDbClient), ({ sdk }) =>
+    Effect.promise((abortSignal) =>
+      sdk.send(
+        new CreateTableCommand({
+          TableName: table,
+          KeySchema: [{ AttributeName: "leaseKey", KeyType: "HASH" }],
+          AttributeDefinitions: [{ AttributeName: "leaseKey", AttributeType: "S" }],
+          ProvisionedThroughput: { ReadCapacityUnits: 10, WriteCapacityUnits: 10 }
+        }),
+        { abortSignal }
+      )
+    ))
+
+/** Writes an item as another program (the KCL) would. */
+export const putRaw = (table: string, item: Item) =>
+  Effect.flatMap(
+    Effect.service(DynamoDbClient.DynamoDbClient),
+    ({ sdk }) =>
+      Effect.promise((abortSignal) => sdk.send(new PutItemCommand({ TableName: table, Item: item }), { abortSignal }))
+  )
+
+/** Each attribute's name and DynamoDB type (`S`, `N`, `SS`, …), sorted by name. */
+export const attributeTypes = (item: Item | undefined): Record<string, string> =>
+  Object.fromEntries(
+    Object.entries(item ?? {})
+      .map(([name, value]) => [name, Object.entries(value).find(([, v]) => v !== undefined)![0]] as const)
+      .sort(([a], [b]) => a.localeCompare(b))
+  )
+
+/** The values a worker delivered, keyed by partition key, in delivery order. */
+export const perKey = (records: ReadonlyArray<ConsumerRecord.ConsumerRecord<string>>) => {
+  const keys = new Map<string, Array<string>>()
+  for (const record of records) keys.set(record.partitionKey, [...(keys.get(record.partitionKey) ?? []), record.data])
+  return keys
+}
