@@ -15,19 +15,34 @@
  */
 import type { ChildShard } from "@aws-sdk/client-kinesis"
 import { Client, ExtendedSequenceNumber, type KinesisError, type Serde } from "@effect-kinesis/core"
-import { Config, Context, Deferred, Duration, Effect, Layer, Option, Result, Schedule, Stream } from "effect"
+import {
+  Config,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  Result,
+  Schedule,
+  type Scope,
+  Stream
+} from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import type { Checkpointer } from "./Checkpointer.ts"
 import { type ConsumerError, RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import * as DiagnosticEvent from "./DiagnosticEvent.ts"
+import type * as EnhancedFanOut from "./EnhancedFanOut.ts"
 import * as ErrorHandling from "./ErrorHandling.ts"
 import * as InternalCheckpointer from "./internal/checkpointer.ts"
+import * as FanOutFetcher from "./internal/fanOutFetcher.ts"
 import * as LeaseCoordinator from "./internal/leaseCoordinator.ts"
 import * as PollingFetcher from "./internal/pollingFetcher.ts"
 import * as RecordDecoder from "./internal/recordDecoder.ts"
 import type { ShardFetcher } from "./internal/shardFetcher.ts"
+import * as StreamConsumer from "./internal/streamConsumer.ts"
 import { LeaseRepository } from "./LeaseRepository.ts"
 import * as ShardAssignment from "./ShardAssignment.ts"
 
@@ -143,7 +158,18 @@ export interface ShardedStreamOptions<A> {
   readonly deserializer: Serde.Serde<A>
   /** Default `"TRIM_HORIZON"`. */
   readonly initialPosition?: InitialPosition | undefined
+  /** Polling settings (ignored with `enhancedFanOut`). */
   readonly fetch?: FetchSettings | undefined
+  /**
+   * Receive records through enhanced fan-out (`SubscribeToShard`) instead of polling: `true` for
+   * the defaults, or settings. The application registers one stream consumer (named after it by
+   * default), shared by all its workers; records, checkpoints, aggregation and resharding behave
+   * as with polling.
+   *
+   * `SubscribeToShard` needs the `Client`'s HTTP handler to be `"http2"` on AWS (its default) and
+   * `"http1"` on kinesis-mock. Default: polling.
+   */
+  readonly enhancedFanOut?: boolean | EnhancedFanOut.Settings | undefined
   readonly lease?: LeaseSettings | undefined
   /**
    * Retries of checkpoint writes on lease store errors (never past the lease's expiry). Default:
@@ -275,6 +301,8 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               onDiagnostic === undefined
                 ? DiagnosticEvent.recordMetrics(event)
                 : Effect.andThen(DiagnosticEvent.recordMetrics(event), onDiagnostic(event))
+            // Before any lease is taken: a worker whose stream consumer cannot be registered holds none.
+            const fetcher = yield* makeFetcher(client, options)
             const coordinator = yield* LeaseCoordinator.make({
               workerId,
               stream: options.stream,
@@ -285,7 +313,6 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               assignment: options.shardAssignment ?? ShardAssignment.balanced(),
               emit
             })
-            const fetcher = PollingFetcher.make(client, options.stream, resolveFetch(options.fetch))
             const context: ShardContext<A> = {
               coordinator,
               fetcher,
@@ -300,6 +327,24 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
     })
   }
 )
+
+const makeFetcher = Effect.fnUntraced(function*<A>(
+  client: Client.Client["Service"],
+  options: ShardedStreamOptions<A>
+): Effect.fn.Return<ShardFetcher, KinesisError.KinesisError, Scope.Scope> {
+  const fanOut = options.enhancedFanOut === true ? {} : options.enhancedFanOut
+  if (fanOut === undefined || fanOut === false) {
+    return PollingFetcher.make(client, options.stream, resolveFetch(options.fetch))
+  }
+  const consumerName = fanOut.consumerName ?? options.applicationName
+  const consumer = yield* StreamConsumer.acquire(
+    client,
+    options.stream,
+    consumerName,
+    StreamConsumer.resolveSettings(fanOut)
+  )
+  return FanOutFetcher.make(client, options.stream, consumer.ConsumerARN!, FanOutFetcher.resolveSettings(fanOut))
+})
 
 interface ShardContext<A> {
   readonly coordinator: LeaseCoordinator.LeaseCoordinator

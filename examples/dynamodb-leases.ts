@@ -1,0 +1,81 @@
+/**
+ * The same consumer with its leases in DynamoDB instead of memory: only the `LeaseRepository`
+ * layer changes. The lease table is KCL-compatible (named after the application, one item per
+ * shard), so it can be inspected, or shared with KCL workers during a migration.
+ *
+ *   node --conditions=@effect-kinesis/source examples/dynamodb-leases.ts [records=1000]
+ *
+ * Uses embedded kinesis-mock and dynalite (or `KINESIS_ENDPOINT` / `DYNAMODB_ENDPOINT` when set),
+ * prints the lease table after consuming, and exits non-zero unless every shard's lease was
+ * checkpointed past its start.
+ */
+import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
+import { AdminClient, Client, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
+import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { Producer } from "@effect-kinesis/producer"
+import { DynamoEmulator, type Emulator, KinesisEmulator } from "@effect-kinesis/testing"
+import { type Config, Deferred, Effect, Fiber, Layer } from "effect"
+
+const records = Number(process.argv[2] ?? 1000)
+const stream = `dynamodb-leases-${Date.now()}`
+const applicationName = `dynamodb-leases-example-${Date.now()}`
+
+const program = Effect.gen(function*() {
+  yield* (yield* AdminClient.AdminClient).createStream(stream, { shardCount: 2 })
+  yield* Effect.scoped(Effect.gen(function*() {
+    const producer = yield* Producer.make({ stream, serde: Serde.string })
+    yield* producer.produceChunk(Array.from({ length: records }, (_, i) => ({ partitionKey: `k${i}`, data: `${i}` })))
+  }))
+
+  let consumed = 0
+  const done = yield* Deferred.make<void>()
+  const fiber = yield* Consumer.consumeWith(
+    () => Effect.suspend(() => ++consumed === records ? Deferred.succeed(done, undefined) : Effect.void),
+    { stream, applicationName, deserializer: Serde.string, fetch: { pollInterval: "200 millis" } }
+  ).pipe(Effect.forkChild)
+  yield* Deferred.await(done).pipe(Effect.timeout("60 seconds"))
+  yield* Fiber.interrupt(fiber) // checkpoints and releases the leases (no owner left in the table)
+
+  const leases = yield* (yield* LeaseRepository.LeaseRepository).list
+  for (const lease of leases) {
+    console.log(
+      `${lease.leaseKey}  counter=${lease.leaseCounter}  owner=${lease.leaseOwner ?? "-"}  `
+        + `checkpoint=${lease.checkpoint.sequenceNumber}`
+    )
+  }
+  if (leases.length !== 2 || leases.some((lease) => ExtendedSequenceNumber.isSentinel(lease.checkpoint))) {
+    return yield* Effect.fail(new Error("expected two leases checkpointed past TRIM_HORIZON"))
+  }
+})
+
+// ---- the only part that differs from an in-memory consumer -------------------------------------------
+const Leases = DynamoDbLeaseRepository.layer({ applicationName })
+// With the in-memory store it would be: const Leases = LeaseRepository.layerMemory
+// ---------------------------------------------------------------------------------------------------
+
+const DynamoLive: Layer.Layer<DynamoDbClient.DynamoDbClient, Config.ConfigError | Emulator.EmulatorStartError> =
+  process.env.DYNAMODB_ENDPOINT !== undefined
+    ? DynamoDbClient.layerConfig
+    : Layer.unwrap(
+      Effect.map(Effect.service(DynamoEmulator.DynamoEmulator), (dynamo) => DynamoDbClient.layer(dynamo.clientConfig))
+    ).pipe(Layer.provide(DynamoEmulator.layer()))
+
+const KinesisLive: Layer.Layer<
+  Client.Client | AdminClient.AdminClient,
+  Config.ConfigError | Emulator.EmulatorStartError
+> = process.env.KINESIS_ENDPOINT !== undefined
+  ? AdminClient.layer.pipe(Layer.provideMerge(Client.layerConfig))
+  : KinesisEmulator.layerClient.pipe(Layer.provide(KinesisEmulator.layer()))
+
+const Live = Consumer.layer.pipe(
+  Layer.provideMerge(Leases.pipe(Layer.provide(DynamoLive))),
+  Layer.provideMerge(KinesisLive)
+)
+
+Effect.runPromise(program.pipe(Effect.provide(Live))).then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error)
+    process.exit(1)
+  }
+)
