@@ -3,13 +3,19 @@
  *
  *   node --conditions=@effect-kinesis/source bench/producer.ts
  *
- * Prints a table and writes bench/results/producer.json. Scenarios:
+ * Prints a table and writes bench/results/producer.json. Throughput scenarios run in
+ * `BENCH_ROUNDS` (default 3) interleaved rounds; each reports its median. Scenarios:
  *
  * - `raw-sdk`: a plain AWS SDK loop, PutRecords of 500 records, 16 requests in flight — the baseline.
+ *   Like the producer, it lists the shards once first (see `rawSdkLoop`).
  * - `producer`, `producer-aggregated`: the producer writing the same 100-byte records
  *   (`produceChunk` of 500, 16 requests in flight), aggregation off and on.
  * - `peak-rss`: 1M records produced as fast as possible with the default settings and buffer
  *   (`offerAll` of 500), in a fresh process; the raw SDK loop's peak in another, for reference.
+ *
+ * Records cycle through 4096 payloads and a few thousand partition keys (`BENCH_KEYS`, default
+ * 5000), as real workloads repeat keys. `BENCH_ONLY=<scenario>` runs one throughput scenario
+ * alone, for profiling.
  *
  * These four talk to a loopback HTTP server in a child process that acknowledges without
  * storing (synthetic sequence numbers, a fixed list of 256 shards), so neither an emulator nor
@@ -19,7 +25,12 @@
  *   embedded emulator through the fault proxy enforcing the 1 MiB/s and 1000 records/s shard
  *   limits: achieved bytes/s as a share of 1 MiB/s, and the share of throttled records.
  */
-import { KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } from "@aws-sdk/client-kinesis"
+import {
+  KinesisClient,
+  ListShardsCommand,
+  PutRecordsCommand,
+  type PutRecordsRequestEntry
+} from "@aws-sdk/client-kinesis"
 import { Client, Serde } from "@effect-kinesis/core"
 import { Producer, ProducerMetrics } from "@effect-kinesis/producer"
 import { FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
@@ -42,6 +53,7 @@ const BATCH = 500
 const IN_FLIGHT = 16
 const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 300_000)
 const WARMUP = Math.min(50_000, RECORDS)
+const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 3)
 const credentials = { accessKeyId: "bench", secretAccessKey: "bench" }
 
 // ---------------------------------------------------------------------------------------------------
@@ -110,7 +122,9 @@ const startFakeServer = (): Promise<{ endpoint: string; stop: () => void }> =>
 // ---------------------------------------------------------------------------------------------------
 // Inputs
 
-const keys = Array.from({ length: 100_000 }, (_, i) => `key-${i}-${(i * 2654435761) % 1_000_003}`)
+// A few thousand partition keys (customers, devices…), as in the demo: real workloads repeat keys.
+const KEYS = Number(process.env["BENCH_KEYS"] ?? 5000)
+const keys = Array.from({ length: KEYS }, (_, i) => `key-${i}-${(i * 2654435761) % 1_000_003}`)
 const payloads = Array.from({ length: 4096 }, () => new Uint8Array(randomBytes(RECORD_BYTES)))
 const record = (i: number) => ({ partitionKey: keys[i % keys.length]!, data: payloads[i % payloads.length]! })
 
@@ -141,7 +155,12 @@ const rawSdkLoop = (endpoint: string, total: number) => {
     requestHandler: new NodeHttpHandler({ httpAgent: new Agent({ keepAlive: true, maxSockets: 50 }) })
   })
   let next = 0
+  // The producer lists the shards before writing; so does this loop, because a second operation
+  // makes the SDK's (shared) serde code polymorphic, which alone costs ~0.4 µs per PutRecords
+  // record. Without it the comparison would charge a JIT effect to the producer.
+  const listed = client.send(new ListShardsCommand({ StreamName: STREAM }))
   const worker = async () => {
+    await listed
     while (next < total) {
       const start = next
       const end = Math.min(total, start + BATCH)
@@ -184,9 +203,16 @@ const peakRss = async (which: "producer" | "raw-sdk", endpoint: string, total: n
   // What the process holds before the producer exists: Node, the loaded modules, the inputs.
   const baseline = process.memoryUsage().rss
   let peak = baseline
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss)
-  }, 20)
+  // Where the memory was at the peak: V8 heap, or buffers outside it.
+  let atPeak = process.memoryUsage()
+  const sample = () => {
+    const usage = process.memoryUsage()
+    if (usage.rss > peak) {
+      peak = usage.rss
+      atPeak = usage
+    }
+  }
+  const sampler = setInterval(sample, 20)
   const failures = { count: 0 }
   const measured = await measure(total, () =>
     which === "raw-sdk"
@@ -206,9 +232,20 @@ const peakRss = async (which: "producer" | "raw-sdk", endpoint: string, total: n
         })).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
       ))
   clearInterval(sampler)
-  peak = Math.max(peak, process.memoryUsage().rss)
+  sample()
   if (failures.count > 0) throw new Error(`${failures.count} records failed`)
-  return { ...measured, peakRssMb: peak / 1024 / 1024, baselineRssMb: baseline / 1024 / 1024 }
+  const mb = (bytes: number) => Math.round(bytes / 1024 / 1024)
+  return {
+    ...measured,
+    peakRssMb: peak / 1024 / 1024,
+    baselineRssMb: baseline / 1024 / 1024,
+    atPeakMb: {
+      heapTotal: mb(atPeak.heapTotal),
+      heapUsed: mb(atPeak.heapUsed),
+      external: mb(atPeak.external),
+      arrayBuffers: mb(atPeak.arrayBuffers)
+    }
+  }
 }
 
 type PeakRss = Awaited<ReturnType<typeof peakRss>>
@@ -283,26 +320,56 @@ const shardLimit = (seconds: number) =>
 
 // ---------------------------------------------------------------------------------------------------
 
+/** `BENCH_ONLY=producer-aggregated` runs one throughput scenario alone (for profiling); nothing is written. */
+const only = process.env["BENCH_ONLY"]
+
 const main = async () => {
   const server = await startFakeServer()
   try {
+    if (only !== undefined) {
+      const run = only === "raw-sdk"
+        ? () => rawSdkLoop(server.endpoint, RECORDS)
+        : () => producerRun(server.endpoint, RECORDS, only === "producer-aggregated")
+      await run()
+      const m = await measure(RECORDS, run)
+      console.table([{
+        scenario: only,
+        "records/s": Math.round(m.records / (m.wallMs / 1000)),
+        "CPU µs/record": +((m.cpuMs * 1000) / m.records).toFixed(2)
+      }])
+      return
+    }
     console.error("peak-rss: measuring")
     const rssRecords = Number(process.env["BENCH_RSS_RECORDS"] ?? 1_000_000)
     const rss = await peakRssInChild("producer", server.endpoint, rssRecords)
     const rawRss = await peakRssInChild("raw-sdk", server.endpoint, rssRecords)
 
-    const results: Record<string, Measured> = {}
-    for (
-      const [name, run] of [
-        ["raw-sdk", (n: number) => rawSdkLoop(server.endpoint, n)],
-        ["producer", (n: number) => producerRun(server.endpoint, n, false)],
-        ["producer-aggregated", (n: number) => producerRun(server.endpoint, n, true)]
-      ] as const
-    ) {
+    const scenarios = [
+      ["raw-sdk", (n: number) => rawSdkLoop(server.endpoint, n)],
+      ["producer", (n: number) => producerRun(server.endpoint, n, false)],
+      ["producer-aggregated", (n: number) => producerRun(server.endpoint, n, true)]
+    ] as const
+    for (const [name, run] of scenarios) {
       console.error(`${name}: warming up`)
       await run(WARMUP)
-      console.error(`${name}: measuring`)
-      results[name] = await measure(RECORDS, () => run(RECORDS))
+    }
+    // Rounds interleave the scenarios and each keeps its median, so that a burst of load from
+    // elsewhere on the machine skews one sample, not the comparison.
+    const samples: Record<string, Array<Measured>> = {}
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const [name, run] of scenarios) {
+        console.error(`${name}: measuring (round ${round} of ${ROUNDS})`)
+        ;(samples[name] ??= []).push(await measure(RECORDS, () => run(RECORDS)))
+      }
+    }
+    const median = (values: Array<number>) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+    const results: Record<string, Measured> = {}
+    for (const [name, list] of Object.entries(samples)) {
+      results[name] = {
+        records: RECORDS,
+        wallMs: median(list.map((m) => m.wallMs)),
+        cpuMs: median(list.map((m) => m.cpuMs))
+      }
     }
     console.error("shard-limit: measuring")
     const limit = await shardLimit(Number(process.env["BENCH_LIMIT_SECONDS"] ?? 10))
@@ -323,7 +390,9 @@ const main = async () => {
       records: r.records,
       "records/s": Math.round(r.records / (r.wallMs / 1000)),
       "peak RSS MB": Math.round(r.peakRssMb),
-      "RSS before start MB": Math.round(r.baselineRssMb)
+      "RSS before start MB": Math.round(r.baselineRssMb),
+      "heap total / used MB": `${r.atPeakMb.heapTotal} / ${r.atPeakMb.heapUsed}`,
+      "array buffers MB": r.atPeakMb.arrayBuffers
     })))
     console.table([{
       scenario: "shard-limit (1 shard, aggregation, via proxy)",
@@ -340,14 +409,20 @@ const main = async () => {
       recordBytes: RECORD_BYTES,
       fakeServerShards: SHARDS,
       inFlight: IN_FLIGHT,
+      partitionKeys: KEYS,
+      rounds: ROUNDS,
       throughput: rows,
       peakRss: {
         records: rss.records,
         peakRssMb: rss.peakRssMb,
         baselineRssMb: rss.baselineRssMb,
         recordsPerSecond: rss.records / (rss.wallMs / 1000),
+        atPeakMb: rss.atPeakMb,
         rawSdkPeakRssMb: rawRss.peakRssMb,
-        rawSdkBaselineRssMb: rawRss.baselineRssMb
+        rawSdkBaselineRssMb: rawRss.baselineRssMb,
+        rawSdkAtPeakMb: rawRss.atPeakMb,
+        // What the producer adds over the raw loop's own peak, in the same setting.
+        producerOverRawMb: rss.peakRssMb - rawRss.peakRssMb
       },
       shardLimit: limit,
       targets: {

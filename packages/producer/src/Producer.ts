@@ -17,7 +17,7 @@ import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Queue, Result, Sc
 import type { Scope } from "effect"
 import { Engine } from "./internal/engine.ts"
 import type { Batch, PutRecordsOutput, RequestFailure } from "./internal/engine.ts"
-import { type Done, Entry } from "./internal/entry.ts"
+import { type Done, Entry, HashKeyRoute, PartitionKeyHashes } from "./internal/entry.ts"
 import { Recorder } from "./internal/recorder.ts"
 import * as ProducerError from "./ProducerError.ts"
 import type * as ProducerMetrics from "./ProducerMetrics.ts"
@@ -404,6 +404,7 @@ export const make = <A>(
     const isBytesSerde = (options.serde as Serde.Serde<unknown>) === Serde.bytes
     const syncSerialized = Effect.succeed(undefined)
     const serde = options.serde
+    const hashes = new PartitionKeyHashes()
 
     const prepare = (
       record: ProducerRecord<A>,
@@ -418,14 +419,14 @@ export const make = <A>(
       if (key.length > 256 && codePoints(key) > 256) {
         return new ProducerError.InvalidPartitionKey({ partitionKey: key, reason: "too long" })
       }
-      let hashKey: bigint
+      let hashKey: HashKeyRoute
       const explicit = record.explicitHashKey
       if (explicit !== undefined) {
         const parsed = HashKey.parseExplicit(explicit)
         if (parsed === undefined) return new ProducerError.InvalidExplicitHashKey({ explicitHashKey: explicit })
-        hashKey = parsed
+        hashKey = new HashKeyRoute(parsed)
       } else {
-        hashKey = HashKey.fromPartitionKey(key)
+        hashKey = hashes.get(key)
       }
       let bytes: Uint8Array
       if (isBytesSerde) {
@@ -519,7 +520,14 @@ export const make = <A>(
                 resume(firstError !== undefined ? Effect.fail(firstError) : Effect.succeed(results))
               }
             }
-            const done: Done = (entry, error, result) => settle(entry.ref as number, error, result)
+            const done: Done = (entry, error, shardId, sequenceNumber, subSequenceNumber) =>
+              settle(
+                entry.ref as number,
+                error,
+                error === undefined
+                  ? { shardId, sequenceNumber, subSequenceNumber, attempts: entry.attempts }
+                  : undefined
+              )
             const items = records.map((record, i) => prepare(record, data?.[i], done, i))
             return Effect.sync(admit(items, settle, noop))
           }))
@@ -535,8 +543,13 @@ export const make = <A>(
         Effect.callback<Effect.Effect<ProduceResult, ProducerError.ProducerError>, ProducerError.ProducerError>(
           (resume) => {
             const deferred = Deferred.makeUnsafe<ProduceResult, ProducerError.ProducerError>()
-            const done: Done = (_, error, result) => {
-              Deferred.doneUnsafe(deferred, error !== undefined ? Exit.fail(error) : Exit.succeed(result!))
+            const done: Done = (entry, error, shardId, sequenceNumber, subSequenceNumber) => {
+              Deferred.doneUnsafe(
+                deferred,
+                error !== undefined
+                  ? Exit.fail(error)
+                  : Exit.succeed({ shardId, sequenceNumber, subSequenceNumber, attempts: entry.attempts })
+              )
             }
             const item = prepare(record, data?.[0], done, undefined)
             return Effect.sync(admit(
@@ -550,10 +563,14 @@ export const make = <A>(
     const offerAll = (input: Iterable<ProducerRecord<A>>): Effect.Effect<void> =>
       Effect.suspend(() => {
         const records = Array.isArray(input) ? input as ReadonlyArray<ProducerRecord<A>> : Array.from(input)
-        if (records.length === 0) return Effect.void
+        if (records.length === 0) {
+          return Effect.void
+        }
         return Effect.flatMap(serializeAll(records), (data) => {
           // Fast path: everything fits, no callback needed.
-          const items = records.map((record, i) => prepare(record, data?.[i], offerDone, record))
+          const items = records.map((record, i) =>
+            prepare(record, data?.[i], offerDone, record)
+          )
           let i = 0
           const t = now()
           for (; i < items.length; i++) {

@@ -1,22 +1,28 @@
-import type { Client } from "@effect-kinesis/core"
-import { ShardMap } from "@effect-kinesis/core"
+import type { Client, ShardMap } from "@effect-kinesis/core"
 import type { Effect } from "effect"
-import type { ProduceResult } from "../Producer.ts"
 import * as ProducerError from "../ProducerError.ts"
 import type * as ProducerSettings from "../ProducerSettings.ts"
-import type { Entry } from "./entry.ts"
+import { Entry } from "./entry.ts"
 import type { Recorder } from "./recorder.ts"
 import { type RateLimits, ShardState } from "./shardState.ts"
 
 export type PutRecordsRequestEntry = Parameters<Client.Client["Service"]["putRecords"]>[1][number]
 export type PutRecordsOutput = Effect.Success<ReturnType<Client.Client["Service"]["putRecords"]>>
 
-/** The user records one Kinesis record of a request carries (several when aggregated). */
-export interface Part {
+/** The user records one aggregated Kinesis record of a request carries. */
+export class Aggregate {
   readonly shard: ShardState
   readonly entries: Array<Entry>
   readonly size: number
+  constructor(shard: ShardState, entries: Array<Entry>, size: number) {
+    this.shard = shard
+    this.entries = entries
+    this.size = size
+  }
 }
+
+/** What one Kinesis record of a request carries: a plain record is its own part (no wrapper). */
+export type Part = Entry | Aggregate
 
 export class Batch {
   readonly request: Array<PutRecordsRequestEntry> = []
@@ -104,8 +110,11 @@ export class Engine {
   tryAccept(entry: Entry, now: number): boolean {
     if (this.buffered >= this.settings.bufferSize) return false
     this.buffered++
-    entry.enqueuedAt = now
-    entry.deadline = now + this.settings.recordTtlMillis
+    // Whole milliseconds fit in a small integer: a fractional time would box a heap number per
+    // field of every buffered record.
+    const ms = Math.floor(now)
+    entry.enqueuedAt = ms
+    entry.deadline = Math.floor(ms + this.settings.recordTtlMillis)
     this.route(entry).push(entry)
     this.pending++
     this.pendingBytes += entry.size
@@ -145,21 +154,47 @@ export class Engine {
   }
 
   private route(entry: Entry): ShardState {
-    const info = ShardMap.shardForHashKey(this.shardMap, entry.hashKey)!
-    return this.shards.get(info.shardId)!
+    // `shardList` is in the shard map's order (by starting hash key), so this is the map's own
+    // binary search without the lookup by shard id after it.
+    const route = entry.hashKey
+    const high = route.high
+    const shards = this.shardList
+    let lo = 0
+    let hi = shards.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1
+      const shard = shards[mid]!
+      // Unequal high bits decide alone; the exact BigInt comparison settles a tie.
+      if (shard.startHigh < high || (shard.startHigh === high && shard.info.startingHashKey <= route.key)) lo = mid
+      else hi = mid - 1
+    }
+    const shard = shards[lo]!
+    entry.shard = shard
+    return shard
   }
 
   // ---------------------------------------------------------------------------------------------
   // settling
 
-  private settle(entry: Entry, error: ProducerError.ProducerError | undefined, result: ProduceResult | undefined) {
+  private settle(
+    entry: Entry,
+    error: ProducerError.ProducerError | undefined,
+    shardId: string,
+    sequenceNumber: string,
+    subSequenceNumber: number
+  ) {
     this.buffered--
     if (error !== undefined) this.recorder.failed++
-    entry.done(entry, error, result)
-    if (this.waiters.length > 0 && this.buffered < this.settings.bufferSize) {
-      // Each freed slot admits one waiter; a waiter that finds no room re-queues itself first.
-      this.waiters.shift()!()
-    }
+    entry.done(entry, error, shardId, sequenceNumber, subSequenceNumber)
+  }
+
+  /**
+   * Lets waiting offers in once the records of a response (or of a step) have settled: one call
+   * per waiter admits a run of records, where one per freed slot would admit them one by one.
+   */
+  private release(): void {
+    // A waiter that finds no room re-queues itself first, so the loop stops with the buffer full.
+    while (this.waiters.length > 0 && this.buffered < this.settings.bufferSize) this.waiters.shift()!()
     if (this.buffered === 0 && this.idleWaiters.length > 0) {
       const idle = this.idleWaiters
       this.idleWaiters = []
@@ -168,7 +203,7 @@ export class Engine {
   }
 
   private fail(entry: Entry, error: ProducerError.ProducerError): void {
-    this.settle(entry, error, undefined)
+    this.settle(entry, error, "", "", 0)
   }
 
   private expire(entry: Entry): void {
@@ -203,7 +238,7 @@ export class Engine {
       this.expire(entry)
       return
     }
-    entry.notBefore = at
+    entry.notBefore = Math.ceil(at)
     this.route(entry).retries.push(entry)
     this.pending++
     this.pendingBytes += entry.size
@@ -222,6 +257,7 @@ export class Engine {
     if (this.pending === 0) return sleep
     const settings = this.settings
     this.expireDue(now)
+    this.release()
     while (this.inFlight < settings.maxInFlightRequests && this.pending > 0) {
       if (settings.lingerMillis > 0 && !this.flushing && !this.fullBatchWaiting()) {
         const due = this.oldestEnqueuedAt() + settings.lingerMillis
@@ -342,25 +378,28 @@ export class Engine {
           const size = aggregator.size
           const record = aggregator.build()!
           aggregator.reset()
-          part = { shard, entries, size }
+          part = new Aggregate(shard, entries, size)
           request = record.explicitHashKey === undefined
             ? { PartitionKey: record.partitionKey, Data: record.data }
             : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey }
+          for (const entry of entries) {
+            entry.attempts++
+            this.pendingBytes -= entry.size
+          }
+          this.pending -= entries.length
         } else {
           if (batch.bytes + first.size > maxBytes) {
             full = true
             break
           }
           shard.take(first)
-          part = { shard, entries: [first], size: first.size }
+          part = first
           request = first.explicitHashKey === undefined
             ? { PartitionKey: first.partitionKey, Data: first.data }
             : { PartitionKey: first.partitionKey, Data: first.data, ExplicitHashKey: first.explicitHashKey }
-        }
-        for (const entry of part.entries) {
-          entry.attempts++
+          first.attempts++
           this.pending--
-          this.pendingBytes -= entry.size
+          this.pendingBytes -= first.size
         }
         batch.request.push(request)
         batch.parts.push(part)
@@ -380,17 +419,19 @@ export class Engine {
     this.inFlightBatches.delete(batch)
     this.inFlight--
     const recorder = this.recorder
+    const parts = batch.parts
     recorder.requests++
-    recorder.kinesisRecordsSent += batch.parts.length
+    recorder.kinesisRecordsSent += parts.length
     if (failure !== undefined || output === undefined) {
       recorder.requestsFailed++
       const f = failure ?? { code: "EmptyResponse", message: "no response", retryable: true, cause: undefined }
-      for (const part of batch.parts) for (const entry of part.entries) this.retryOrFail(entry, f, now)
+      for (const part of parts) this.retryPart(part, f, now)
     } else {
       const records = output.Records ?? []
       let wrongShard = false
-      for (let i = 0; i < batch.parts.length; i++) {
-        const part = batch.parts[i]!
+      for (let i = 0; i < parts.length; i++) {
+        const part = parts[i]!
+        const shard = part.shard!
         const record = records[i]
         const code = record === undefined ? "MissingResult" : record.ErrorCode
         if (code !== undefined) {
@@ -401,47 +442,55 @@ export class Engine {
             cause: undefined
           }
           if (code === THROTTLED) {
-            recorder.throttledRecord(part.shard.info.shardId)
-            part.shard.throttled(now)
+            recorder.throttledRecord(shard.info.shardId)
+            shard.throttled(now)
           }
-          for (const entry of part.entries) this.retryOrFail(entry, f, now)
+          this.retryPart(part, f, now)
           continue
         }
-        const shardId = record!.ShardId ?? part.shard.info.shardId
+        const shardId = record!.ShardId ?? shard.info.shardId
         const sequenceNumber = record!.SequenceNumber ?? ""
-        const entries = part.entries
-        if (shardId !== part.shard.info.shardId) {
+        if (shardId !== shard.info.shardId) {
           wrongShard = true
-          if (entries.length > 1) {
+          if (part instanceof Aggregate && part.entries.length > 1) {
             // The shard split or merged under us: an aggregate landed where the KCL would drop its
             // user records (their hash keys lie outside the shard), so they are sent again.
             recorder.wrongShardAggregates++
             const f: RequestFailure = {
               code: "WrongShard",
-              message: `aggregate predicted for ${part.shard.info.shardId} landed on ${shardId}`,
+              message: `aggregate predicted for ${shard.info.shardId} landed on ${shardId}`,
               retryable: true,
               cause: undefined
             }
-            for (const entry of entries) this.retryOrFail(entry, f, now)
+            this.retryPart(part, f, now)
             continue
           }
         }
-        recorder.kinesisPut(shardId, entries.length, part.size)
-        const aggregated = entries.length > 1
-        for (let j = 0; j < entries.length; j++) {
-          const entry = entries[j]!
-          recorder.userPut(entry, now)
-          this.settle(entry, undefined, {
-            shardId,
-            sequenceNumber,
-            subSequenceNumber: aggregated ? j : 0,
-            attempts: entry.attempts
-          })
+        if (part instanceof Entry) {
+          recorder.kinesisPut(shard, shardId, 1, part.size)
+          recorder.userPut(part, now)
+          this.settle(part, undefined, shardId, sequenceNumber, 0)
+        } else {
+          const entries = part.entries
+          recorder.kinesisPut(shard, shardId, entries.length, part.size)
+          const aggregated = entries.length > 1
+          for (let j = 0; j < entries.length; j++) {
+            const entry = entries[j]!
+            recorder.userPut(entry, now)
+            this.settle(entry, undefined, shardId, sequenceNumber, aggregated ? j : 0)
+          }
         }
       }
+      recorder.endResponse()
       if (wrongShard) this.onWrongShard()
     }
+    this.release()
     this.wake()
+  }
+
+  private retryPart(part: Part, failure: RequestFailure, now: number): void {
+    if (part instanceof Entry) this.retryOrFail(part, failure, now)
+    else for (const entry of part.entries) this.retryOrFail(entry, failure, now)
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -463,6 +512,7 @@ export class Engine {
     const orphans: Array<Entry> = []
     for (const [id, state] of this.shards) if (!next.has(id)) orphans.push(...state.drain())
     this.shards = next
+    // In the map's order (by starting hash key): `route` searches it.
     this.shardList = Array.from(next.values())
     this.roundRobin = 0
     for (const entry of orphans) {
@@ -503,9 +553,11 @@ export class Engine {
       batch.abandoned = true
       this.inFlight--
       for (const part of batch.parts) {
-        for (const entry of part.entries) this.fail(entry, new ProducerError.ProducerClosed({ written: "unknown" }))
+        const entries = part instanceof Entry ? [part] : part.entries
+        for (const entry of entries) this.fail(entry, new ProducerError.ProducerClosed({ written: "unknown" }))
       }
     }
     this.inFlightBatches.clear()
+    this.release()
   }
 }

@@ -1,12 +1,19 @@
-import type { ProduceResult } from "../Producer.ts"
+import { HashKey } from "@effect-kinesis/core"
 import type { ProducerError } from "../ProducerError.ts"
+import type { ShardState } from "./shardState.ts"
 
 /**
- * Called once per record when it settles: with an error, or with the result. `entry.ref`
- * carries what the caller needs (an index, the user's record…), so one callback serves a whole
- * chunk and `offer` allocates none.
+ * Called once per record when it settles: with an error, or with where Kinesis stored it.
+ * `entry.ref` carries what the caller needs (an index, the user's record…), so one callback
+ * serves a whole chunk and `offer` allocates none; callers that want a `ProduceResult` build it.
  */
-export type Done = (entry: Entry, error: ProducerError | undefined, result: ProduceResult | undefined) => void
+export type Done = (
+  entry: Entry,
+  error: ProducerError | undefined,
+  shardId: string,
+  sequenceNumber: string,
+  subSequenceNumber: number
+) => void
 
 /**
  * One user record on its way to Kinesis. It is also the `KinesisRecord` the aggregator takes
@@ -18,9 +25,14 @@ export class Entry {
   readonly data: Uint8Array
   /** Data plus partition key bytes: what the record counts against Kinesis limits. */
   readonly size: number
-  readonly hashKey: bigint
+  /** `data.length`, kept so that settling does not reach into the data again. */
+  readonly dataBytes: number
+  /** `MD5(partitionKey)`, or the explicit hash key: what routes it to a shard. */
+  readonly hashKey: HashKeyRoute
   readonly done: Done
   readonly ref: unknown
+  /** The shard it was last routed to. */
+  shard: ShardState | undefined = undefined
   enqueuedAt = 0
   deadline = 0
   attempts = 0
@@ -32,7 +44,7 @@ export class Entry {
     explicitHashKey: string | undefined,
     data: Uint8Array,
     size: number,
-    hashKey: bigint,
+    hashKey: HashKeyRoute,
     done: Done,
     ref: unknown
   ) {
@@ -40,8 +52,74 @@ export class Entry {
     this.explicitHashKey = explicitHashKey
     this.data = data
     this.size = size
+    this.dataBytes = data.length
     this.hashKey = hashKey
     this.done = done
     this.ref = ref
+  }
+}
+
+/** Bits of a hash key below those `HashKeyRoute.high` keeps (128 − 53, so it is an exact number). */
+const LOW_BITS = 75n
+
+/**
+ * A hash key with its high 53 bits as a number: routing compares those first, and BigInt
+ * comparisons (each a runtime call) only on a tie.
+ */
+export class HashKeyRoute {
+  readonly key: bigint
+  readonly high: number
+  constructor(key: bigint) {
+    this.key = key
+    this.high = Number(key >> LOW_BITS)
+  }
+}
+
+/** `HashKeyRoute.high` of a shard's starting hash key. */
+export const highBits = (key: bigint): number => Number(key >> LOW_BITS)
+
+/** Distinct partition keys remembered per generation; two generations are kept. */
+const GENERATION = 8192
+/** How long (in generations' worth of lookups) the cache stays off after a poor generation. */
+const BYPASS_GENERATIONS = 8
+
+/**
+ * `MD5(partitionKey)` as a hash key, remembered for recently used keys: real workloads repeat
+ * keys (customers, devices), and the digest plus its BigInt conversion is the dearest step of
+ * accepting a record. Two generations approximate an LRU without per-hit bookkeeping: a key
+ * found only in the old one moves to the new one, and a full new generation retires the old.
+ * Where keys rarely repeat (random ids), remembering costs more than it saves, so a generation
+ * that mostly missed turns the cache off for a while.
+ */
+export class PartitionKeyHashes {
+  private young = new Map<string, HashKeyRoute>()
+  private old = new Map<string, HashKeyRoute>()
+  /** Lookups of the current generation answered from memory. */
+  private hits = 0
+  /** Lookups left that skip the cache. */
+  private bypass = 0
+
+  get(partitionKey: string): HashKeyRoute {
+    if (this.bypass > 0) {
+      this.bypass--
+      return new HashKeyRoute(HashKey.fromPartitionKey(partitionKey))
+    }
+    let hashKey = this.young.get(partitionKey)
+    if (hashKey !== undefined) {
+      this.hits++
+      return hashKey
+    }
+    hashKey = this.old.get(partitionKey)
+    if (hashKey !== undefined) this.hits++
+    else hashKey = new HashKeyRoute(HashKey.fromPartitionKey(partitionKey))
+    if (this.young.size >= GENERATION) {
+      // A generation is GENERATION misses: fewer hits than that is a hit rate under one half.
+      if (this.hits < GENERATION) this.bypass = GENERATION * BYPASS_GENERATIONS
+      this.hits = 0
+      this.old = this.young
+      this.young = new Map()
+    }
+    this.young.set(partitionKey, hashKey)
+    return hashKey
   }
 }

@@ -1,6 +1,7 @@
 import { Aggregation } from "@effect-kinesis/core"
 import type { ShardMap } from "@effect-kinesis/core"
-import type { Entry } from "./entry.ts"
+import { type Entry, highBits } from "./entry.ts"
+import type { MutableShardMetrics } from "./recorder.ts"
 
 /** Rate feedback: how much a throttle cuts the shard's rate, and how fast it recovers. */
 const DECREASE = 0.7
@@ -24,6 +25,8 @@ export interface RateLimits {
 export class ShardState {
   info: ShardMap.ShardInfo
   readonly explicitHashKey: string
+  /** The high bits of the starting hash key, for `Engine.route`. */
+  readonly startHigh: number
   private queue: Array<Entry> = []
   private head = 0
   /** Records to send again once their `notBefore` has passed. */
@@ -34,6 +37,9 @@ export class ShardState {
   factor = 1
   private lastCutAt = Number.NEGATIVE_INFINITY
   aggregator: Aggregation.Aggregator | undefined
+  /** This shard's counters in the recorder's current interval (see `Recorder.kinesisPut`). */
+  metrics: MutableShardMetrics | undefined = undefined
+  metricsEpoch = -1
 
   private readonly limits: RateLimits
 
@@ -41,6 +47,7 @@ export class ShardState {
     this.info = info
     this.limits = limits
     this.explicitHashKey = info.startingHashKey.toString(10)
+    this.startHigh = highBits(info.startingHashKey)
     this.bytesTokens = limits.bytesPerMs * limits.burstMs
     this.recordTokens = limits.recordsPerMs * limits.burstMs
     this.refilledAt = now
