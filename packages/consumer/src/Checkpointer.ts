@@ -5,6 +5,10 @@
  * or is interrupted. A checkpoint means "every record up to and including this one is
  * processed", by `(sequenceNumber, subSequenceNumber)`.
  *
+ * Stage every record once processed, including the last one of a shard: a closed shard is
+ * checkpointed `SHARD_END` (and its children start) only when the last record delivered from it
+ * was staged. `Consumer.consumeWith` and `ErrorHandling.processShard` stage for you.
+ *
  * @since 0.1.0
  */
 import type { ExtendedSequenceNumber } from "@effect-kinesis/core"

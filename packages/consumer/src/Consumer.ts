@@ -184,9 +184,17 @@ export interface ShardedStreamOptions<A> {
 
 /**
  * One shard held by this worker. Consume **one** of `records` and `results` (each runs the shard's
- * fetcher). The stream ends when the shard has been read to its end (and `SHARD_END` is then
- * checkpointed), and ends early — without a checkpoint — when the lease is lost. The last staged
- * record is checkpointed when it ends, fails or is interrupted.
+ * fetcher). The stream ends when the shard has been read to its end, and ends early — without a
+ * checkpoint — when the lease is lost. The last staged record is checkpointed when it ends, fails
+ * or is interrupted.
+ *
+ * **Stage every record** (`checkpointer.stage`, `stageOnSuccess`, …) once it is processed, also
+ * ones you skip: a shard is complete — `SHARD_END` checkpointed, its child shards released for
+ * processing — only if, when its stream ends, the last record delivered has been staged. Records
+ * still in flight in your pipeline then (concurrent `mapEffect`, buffers) or never staged leave
+ * the checkpoint at the last staged record; the lease is released and this worker does not take
+ * it again, so another worker (or the next run) resumes the shard from there. `consumeWith`
+ * stages for you.
  *
  * @example
  * ```ts
@@ -314,6 +322,8 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               emit
             })
             const context: ShardContext<A> = {
+              client,
+              stream: options.stream,
               coordinator,
               fetcher,
               emit,
@@ -347,6 +357,8 @@ const makeFetcher = Effect.fnUntraced(function*<A>(
 })
 
 interface ShardContext<A> {
+  readonly client: Client.Client["Service"]
+  readonly stream: Client.StreamId
   readonly coordinator: LeaseCoordinator.LeaseCoordinator
   readonly fetcher: ShardFetcher
   readonly emit: (event: DiagnosticEvent.DiagnosticEvent) => Effect.Effect<void>
@@ -372,31 +384,57 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     write: (position, childShardIds) => coordinator.checkpoint(owned, position, childShardIds),
     retrySchedule: context.checkpointRetrySchedule
   })
+  owned.flush = Effect.catch(
+    internal.checkpointer.checkpoint,
+    (error) => Effect.logWarning(`final checkpoint of ${shardId} failed: ${error.message}`)
+  )
 
   // Runs once the shard stream is over, however it ended: the last staged record is written, then
   // the lease is handed on (children created at shard end; released otherwise). A lost lease
-  // gets neither: it is not ours to write.
-  const finish = (childShards: () => ReadonlyArray<ChildShard> | undefined) =>
+  // gets neither: it is not ours to write. The shard ends only when it was read to its end and
+  // every record delivered was staged: the user's pipeline may still hold records (buffers,
+  // concurrency) when the records stream ends, and those must not be checkpointed past.
+  const finish = (childShards: ReadonlyArray<ChildShard> | undefined) =>
     Effect.gen(function*() {
+      owned.streams--
       if (owned.state !== "active") return
+      if (childShards !== undefined) {
+        if (internal.allProcessed()) {
+          yield* internal.stageShardEnd(childShards.map((child) => child.ShardId!))
+        } else {
+          yield* Effect.logWarning(
+            `${shardId} was read to its end but not all its records were staged; not ending the shard`
+          )
+        }
+      }
       const written = yield* Effect.result(internal.checkpointer.checkpoint)
       if (Result.isFailure(written)) {
         yield* Effect.logWarning(`final checkpoint of ${shardId} failed: ${written.failure.message}`)
         if (written.failure._tag === "ShardLeaseLost") return
       }
-      if (internal.shardEndWritten()) return yield* coordinator.shardEnded(owned, childShards() ?? [])
+      if (internal.shardEndWritten()) return yield* coordinator.shardEnded(owned, childShards ?? [])
       yield* coordinator.park(owned)
     })
 
   const build = <B, E>(
     toStream: (decoded: RecordDecoder.DecodedBatch<A>) => Stream.Stream<B, E>
   ): Stream.Stream<B, E | KinesisError.KinesisError> =>
-    Stream.suspend(() => {
-      const decoder = RecordDecoder.make({ shardId, after: start, deserializer: context.deserializer })
+    Stream.unwrap(Effect.gen(function*() {
+      const decoder = RecordDecoder.make({
+        shardId,
+        after: start,
+        deserializer: context.deserializer,
+        hashKeyRange: yield* hashKeyRange,
+        onDelivered: internal.delivered,
+        onDropped: internal.dropped
+      })
+      owned.streams++
+      let fetchedToEnd: ReadonlyArray<ChildShard> | undefined
+      // Set once every record of the shard has been emitted: the upstream of the records ended.
       let childShards: ReadonlyArray<ChildShard> | undefined
       return context.fetcher.fetch(shardId, { position: start, timestamp: context.timestamp }).pipe(
         Stream.tap((batch) => {
-          if (batch.shardEnd !== undefined) childShards = batch.shardEnd.childShards
+          if (batch.shardEnd !== undefined) fetchedToEnd = batch.shardEnd.childShards
           return emit({
             _tag: "PollComplete",
             workerId: coordinator.workerId,
@@ -405,17 +443,43 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
             millisBehindLatest: batch.millisBehindLatest
           })
         }),
-        Stream.mapEffect((batch) => decoder.decode(batch.records)),
+        Stream.mapEffect((batch) =>
+          Effect.tap(decoder.decode(batch.records), (decoded) =>
+            Effect.forEach(decoded.dropped, (dropped) =>
+              emit({
+                _tag: "AggregateDropped",
+                workerId: coordinator.workerId,
+                shardId,
+                sequenceNumber: dropped.sequenceNumber,
+                userRecords: dropped.userRecords
+              }), { discard: true }))
+        ),
         Stream.flatMap(toStream),
-        Stream.concat(Stream.fromEffectDrain(Effect.suspend(() =>
-          childShards === undefined
-            ? Effect.void
-            : internal.stageShardEnd(childShards.map((child) => child.ShardId!))
-        ))),
+        Stream.concat(Stream.fromEffectDrain(Effect.sync(() => {
+          childShards = fetchedToEnd
+        }))),
         Stream.interruptWhen(Deferred.await(owned.done)),
-        Stream.onExit(() => finish(() => childShards))
+        Stream.onExit(() => Effect.suspend(() => finish(childShards)))
       )
-    })
+    }))
+
+  // Needed to drop aggregates routed to another shard. Leases written by other tools may lack it.
+  const hashKeyRange = owned.lease.hashKeyRange !== undefined
+    ? Effect.succeed(owned.lease.hashKeyRange)
+    : Stream.runCollect(context.client.listShards(context.stream)).pipe(
+      Effect.map((shards) => {
+        const range = shards.find((shard) => shard.ShardId === shardId)?.HashKeyRange
+        return range?.StartingHashKey !== undefined && range.EndingHashKey !== undefined
+          ? { startingHashKey: range.StartingHashKey, endingHashKey: range.EndingHashKey }
+          : undefined
+      }),
+      Effect.catch((error) =>
+        Effect.as(
+          Effect.logWarning(`hash key range of ${shardId} unknown, aggregates are not checked: ${error.message}`),
+          undefined
+        )
+      )
+    )
 
   const shard: ShardStream<A> = {
     shardId,

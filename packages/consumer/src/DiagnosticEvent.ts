@@ -103,6 +103,23 @@ export interface ShardEnded {
 }
 
 /**
+ * An aggregated (KPL) record was dropped, all its user records with it, because one of them
+ * hashes outside the shard's hash key range — as the KCL does. A KPL-compatible producer re-sends
+ * the user records of an aggregate that reached another shard than it predicted (after a split),
+ * so delivering it would duplicate them. Dropped records count as processed for checkpoints.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AggregateDropped {
+  readonly _tag: "AggregateDropped"
+  readonly workerId: string
+  readonly shardId: string
+  readonly sequenceNumber: string
+  readonly userRecords: number
+}
+
+/**
  * A shard without a lease was found, and a lease created for it.
  *
  * @since 0.1.0
@@ -162,6 +179,7 @@ export type DiagnosticEvent =
   | LeaseReleased
   | Checkpoint
   | ShardEnded
+  | AggregateDropped
   | NewShardDetected
   | WorkerJoined
   | WorkerLeft
@@ -218,6 +236,10 @@ export const metrics = {
     description: "Shards consumed to their end",
     incremental: true
   }),
+  droppedAggregates: Metric.counter("kinesis_consumer_dropped_aggregates", {
+    description: "Aggregated records dropped for holding user records of another shard",
+    incremental: true
+  }),
   shardsDetected: Metric.counter("kinesis_consumer_shards_detected", {
     description: "Leases created for newly found shards",
     incremental: true
@@ -266,6 +288,8 @@ export const recordMetrics = (event: DiagnosticEvent): Effect.Effect<void> => {
       return Metric.update(Metric.withAttributes(metrics.checkpoints, { ...worker, shard: event.shardId }), 1)
     case "ShardEnded":
       return Metric.update(Metric.withAttributes(metrics.shardsEnded, worker), 1)
+    case "AggregateDropped":
+      return Metric.update(Metric.withAttributes(metrics.droppedAggregates, { ...worker, shard: event.shardId }), 1)
     case "NewShardDetected":
       return Metric.update(Metric.withAttributes(metrics.shardsDetected, worker), 1)
     case "WorkerJoined":

@@ -1,7 +1,7 @@
 import { LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Deferred, Effect } from "effect"
+import { Deferred, Effect, Logger } from "effect"
 import { eventually, fastLeases, KinesisLive, put, startWorker, type Worker } from "./fixtures.ts"
 
 const counts = (workers: ReadonlyArray<Worker>) => workers.map((w) => w.held().size)
@@ -68,6 +68,44 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
           expect(lease.leaseOwner).toBe("w")
           expect(lease.leaseCounter).toBeGreaterThan(before.find((l) => l.leaseKey === lease.leaseKey)!.leaseCounter)
         }
+      }))
+
+    it.effect("while the lease table cannot be scanned, take rounds back off and warn about once per take interval, and leases stay renewed", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        let down = false
+        const repository = yield* LeaseRepository.makeMemory({
+          fault: (operation) =>
+            down && operation === "list"
+              ? new LeaseRepository.LeaseStoreError({ operation, message: "unreachable", retryable: true })
+              : undefined
+        })
+        const logs: Array<string> = []
+        const capture = Logger.make((options) => {
+          const message = options.message
+          logs.push(Array.isArray(message) ? message.join(" ") : String(message))
+        })
+        // fastLeases: scans every 200 ms, takes every second.
+        const worker = yield* startWorker({ stream: streamName, workerId: "w", repository }).pipe(
+          Effect.provide(Logger.layer([capture]))
+        )
+        yield* eventually(Effect.sync(() => worker.held().size === 2), "20 seconds", "both shards held")
+
+        down = true
+        yield* Effect.sleep("3 seconds")
+        const warnings = logs.filter((line) => line.startsWith("take round failed")).length
+        down = false
+        yield* eventually(
+          Effect.sync(() => logs.some((line) => line.startsWith("take round succeeded again"))),
+          "10 seconds",
+          "the recovery logged"
+        )
+
+        // Once at the start and at most once per take interval of the outage, not every scan.
+        expect(warnings).toBeGreaterThanOrEqual(1)
+        expect(warnings).toBeLessThanOrEqual(1 + 3)
+        expect(worker.events.filter((e) => e._tag === "LeaseLost")).toEqual([])
+        expect(worker.held().size).toBe(2)
       }))
   })
 

@@ -1,9 +1,9 @@
-import { LeaseRepository } from "@effect-kinesis/consumer"
-import { AdminClient, ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
+import { AdminClient, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
-import { eventually, KinesisLive, put, startWorker } from "./fixtures.ts"
+import { Effect, Stream } from "effect"
+import { eventually, fastLeases, KinesisLive, put, startWorker } from "./fixtures.ts"
 
 const KEYS = 8
 
@@ -20,7 +20,14 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
       Effect.gen(function*() {
         const admin = yield* AdminClient.AdminClient
         const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
-        const repository = yield* LeaseRepository.makeMemory()
+        const memory = yield* LeaseRepository.makeMemory()
+        // Writes with latency, like a real store's: a parent's end takes several of them after its
+        // SHARD_END is stored, which leaves time for a take round to run in between.
+        const repository = LeaseRepository.LeaseRepository.of({
+          ...memory,
+          create: (lease) => Effect.delay(memory.create(lease), "20 millis"),
+          release: (lease) => Effect.delay(memory.release(lease), "20 millis")
+        })
         const parent = shards[0]!.shardId
         // The split happens before the worker starts, so it finds the parent and its children at
         // once; a slow processor keeps the parent's backlog around while the children have records.
@@ -68,6 +75,56 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
           .sort()
         expect(ended).toEqual([parent, ...children].sort())
         expect(leases.find((l) => l.leaseKey === parent)?.childShardIds.slice().sort()).toEqual(children)
+      }))
+  })
+
+  describe("shard end", () => {
+    it.effect("SHARD_END is written only once every record of the shard was staged; until then the checkpoint stays at the last staged record", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        const parent = shards[0]!.shardId
+        yield* put(streamName, Array.from({ length: 5 }, (_, i) => ({ partitionKey: "k", data: `r${i}` })))
+        yield* admin.splitShard(streamName, parent)
+
+        // Reads the closed parent to its end, staging every record but those `skip` names, then stops.
+        const readParent = (skip: (data: string) => boolean) =>
+          Consumer.shardedStream({
+            stream: streamName,
+            applicationName: "test",
+            workerId: "w",
+            deserializer: Serde.string,
+            fetch: { pollInterval: "100 millis" },
+            lease: fastLeases
+          }).pipe(
+            Stream.filter((shard) => shard.shardId === parent),
+            Stream.take(1),
+            Stream.flatMap((shard) =>
+              shard.records.pipe(
+                Stream.tap((record) => skip(record.data) ? Effect.void : shard.checkpointer.stage(record))
+              )
+            ),
+            Stream.runCollect,
+            Effect.provide(Consumer.layer),
+            Effect.provideService(LeaseRepository.LeaseRepository, repository)
+          )
+        const parentLease = Effect.map(repository.list, (leases) => leases.find((l) => l.leaseKey === parent)!)
+
+        // The pipeline still owes its last record (as with concurrent or buffered processing).
+        const first = yield* readParent((data) => data === "r4")
+        expect(first.map((r) => r.data)).toEqual(["r0", "r1", "r2", "r3", "r4"])
+        const pending = yield* parentLease
+        expect(pending.checkpoint).toEqual(ExtendedSequenceNumber.make(first[3]!.sequenceNumber, 0))
+        expect(pending.childShardIds).toEqual([])
+        expect(pending.leaseOwner).toBeUndefined()
+
+        // Resumed from that checkpoint, with every record staged, the shard ends.
+        const second = yield* readParent(() => false)
+        expect(second.map((r) => r.data)).toEqual(["r4"])
+        const ended = yield* parentLease
+        expect(ExtendedSequenceNumber.isShardEnd(ended.checkpoint)).toBe(true)
+        expect(ended.childShardIds).toHaveLength(2)
       }))
   })
 })

@@ -12,7 +12,16 @@ import type { LeaseStoreError } from "../LeaseRepository.ts"
 /** @internal */
 export interface InternalCheckpointer {
   readonly checkpointer: Checkpointer
-  /** Stages `SHARD_END`: the shard's records have all been delivered (and processed, upstream). */
+  /** Notes the last record handed to the user's pipeline (in shard order). */
+  readonly delivered: (position: ExtendedSequenceNumber.ExtendedSequenceNumber) => void
+  /**
+   * Notes a record the consumer dropped without delivering it: it counts as processed once every
+   * record delivered before it is, so the checkpoint moves past it.
+   */
+  readonly dropped: (position: ExtendedSequenceNumber.ExtendedSequenceNumber) => void
+  /** Whether every delivered record has been staged (or no record was delivered). */
+  readonly allProcessed: () => boolean
+  /** Stages `SHARD_END`: call only once the shard was read to its end and {@link allProcessed} holds. */
   readonly stageShardEnd: (childShardIds: ReadonlyArray<string>) => Effect.Effect<void>
   /** Whether `SHARD_END` has been written. */
   readonly shardEndWritten: () => boolean
@@ -35,16 +44,29 @@ export const make = (options: {
 }): InternalCheckpointer => {
   let written = options.initial
   let staged: Staged | undefined
+  let lastDelivered: ExtendedSequenceNumber.ExtendedSequenceNumber | undefined
+  // Dropped records waiting for the record delivered just before them to be staged, in order.
+  const droppedAfter: Array<{
+    readonly after: ExtendedSequenceNumber.ExtendedSequenceNumber
+    readonly position: ExtendedSequenceNumber.ExtendedSequenceNumber
+  }> = []
   const lock = Semaphore.makeUnsafe(1)
 
-  const stagePosition = (position: ExtendedSequenceNumber.ExtendedSequenceNumber) =>
-    Effect.sync(() => {
-      const current = staged?.position ?? written
-      if (ExtendedSequenceNumber.compare(position, current) > 0) staged = { position, childShardIds: undefined }
-    })
+  const current = () => staged?.position ?? written
+  const allProcessed = () =>
+    lastDelivered === undefined || ExtendedSequenceNumber.compare(current(), lastDelivered) >= 0
+
+  const advance = (position: ExtendedSequenceNumber.ExtendedSequenceNumber) => {
+    let target = position
+    while (droppedAfter.length > 0 && ExtendedSequenceNumber.compare(droppedAfter[0]!.after, position) <= 0) {
+      const next = droppedAfter.shift()!
+      if (ExtendedSequenceNumber.compare(next.position, target) > 0) target = next.position
+    }
+    if (ExtendedSequenceNumber.compare(target, current()) > 0) staged = { position: target, childShardIds: undefined }
+  }
 
   const stage = (record: Checkpointable) =>
-    stagePosition(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber))
+    Effect.sync(() => advance(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber)))
 
   const checkpoint: Effect.Effect<void, ShardLeaseLost | LeaseStoreError> = lock.withPermit(
     Effect.suspend(() => {
@@ -103,6 +125,14 @@ export const make = (options: {
 
   return {
     checkpointer,
+    delivered: (position) => {
+      lastDelivered = position
+    },
+    dropped: (position) => {
+      if (allProcessed()) advance(position)
+      else droppedAfter.push({ after: lastDelivered!, position })
+    },
+    allProcessed,
     stageShardEnd: (childShardIds) =>
       Effect.sync(() => {
         staged = { position: ExtendedSequenceNumber.shardEnd, childShardIds }

@@ -37,8 +37,14 @@ export interface OwnedLease {
   /** When the last successful write (take, renew, checkpoint) was sent, on this worker's clock. */
   lastRenewedAt: number
   state: "active" | "lost" | "released" | "ended"
-  /** Completed when the lease stops being active: the shard stream must end. */
+  /** Completed when the shard stream must end: the lease stopped being active, or shutdown. */
   readonly done: Deferred.Deferred<void>
+  /** Completed when the lease stops being active (released, lost or ended). */
+  readonly settled: Deferred.Deferred<void>
+  /** Shard streams running on this lease; at shutdown they write their final checkpoint first. */
+  streams: number
+  /** Writes what the shard's processing staged; set by the shard stream's checkpointer. */
+  flush: Effect.Effect<void>
   readonly semaphore: Semaphore.Semaphore
 }
 
@@ -89,16 +95,21 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const acquired = yield* Queue.unbounded<OwnedLease, ConsumerError | Cause.Done>()
   const syncNow = yield* Queue.dropping<void>(1)
 
+  const settle = (o: OwnedLease) =>
+    Effect.andThen(Deferred.succeed(o.done, undefined), Deferred.succeed(o.settled, undefined))
+
+  // Uninterruptible, event first: completing `done` can interrupt the very shard stream that
+  // found the loss (its checkpoint), and the event must not be skipped then.
   const lose = (o: OwnedLease, reason: "taken" | "expired") =>
-    Effect.suspend(() => {
+    Effect.uninterruptible(Effect.suspend(() => {
       if (o.state !== "active") return Effect.void
       o.state = "lost"
       owned.delete(o.shardId)
       return Effect.andThen(
-        Deferred.succeed(o.done, undefined),
-        emit({ _tag: "LeaseLost", workerId, shardId: o.shardId, reason })
+        emit({ _tag: "LeaseLost", workerId, shardId: o.shardId, reason }),
+        settle(o)
       )
-    })
+    }))
 
   const fenced = (o: OwnedLease, now: number) => now - o.lastRenewedAt >= expiryMillis
 
@@ -146,14 +157,14 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   }
 
   const release = (o: OwnedLease) =>
-    o.semaphore.withPermit(Effect.gen(function*() {
+    o.semaphore.withPermit(Effect.uninterruptible(Effect.gen(function*() {
       if (o.state !== "active") return
       o.state = "released"
       owned.delete(o.shardId)
       yield* Effect.ignore(repository.release(o.lease))
-      yield* Deferred.succeed(o.done, undefined)
       yield* emit({ _tag: "LeaseReleased", workerId, shardId: o.shardId })
-    }))
+      yield* settle(o)
+    })))
 
   const park = (o: OwnedLease) =>
     Effect.suspend(() => {
@@ -179,19 +190,21 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         (child) => Effect.ignore(createLease(ShardLineage.childLease(child))),
         { discard: true }
       )
-      yield* o.semaphore.withPermit(Effect.gen(function*() {
-        if (o.state !== "active") return
-        o.state = "ended"
-        owned.delete(o.shardId)
-        yield* Effect.ignore(repository.release(o.lease))
-        yield* Deferred.succeed(o.done, undefined)
-      }))
+      // The event comes before the lease leaves `owned`: the take round holds back the children of a
+      // shard this worker still owns, so no child is taken before its parent's `ShardEnded`.
       yield* emit({
         _tag: "ShardEnded",
         workerId,
         shardId: o.shardId,
         childShardIds: childShards.map((child) => child.ShardId!)
       })
+      yield* o.semaphore.withPermit(Effect.uninterruptible(Effect.gen(function*() {
+        if (o.state !== "active") return
+        o.state = "ended"
+        yield* Effect.ignore(repository.release(o.lease))
+        owned.delete(o.shardId)
+        yield* settle(o)
+      })))
       yield* Queue.offer(syncNow, undefined)
     })
 
@@ -220,6 +233,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         lastRenewedAt: sentAt,
         state: "active",
         done: yield* Deferred.make<void>(),
+        settled: yield* Deferred.make<void>(),
+        streams: 0,
+        flush: Effect.void,
         semaphore: yield* Semaphore.make(1)
       }
       owned.set(o.shardId, o)
@@ -258,8 +274,11 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
     const expired = (lease: Lease) =>
       lease.leaseOwner !== undefined && now - (seen.get(lease.leaseKey)?.since ?? now) >= expiryMillis
+    // A parent this worker still owns is finishing here (its `SHARD_END` may be stored already).
     const ready = leases.filter((lease) =>
-      !ExtendedSequenceNumber.isShardEnd(lease.checkpoint) && ShardLineage.parentsDone(lease, byKey, existingShards)
+      !ExtendedSequenceNumber.isShardEnd(lease.checkpoint) &&
+      ShardLineage.parentsDone(lease, byKey, existingShards) &&
+      lease.parentShardIds.every((parent) => !owned.has(parent))
     )
     const live = new Map<string, Array<Lease>>()
     for (const lease of ready) {
@@ -381,10 +400,28 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         ? Effect.logWarning(`${what} failed, retrying: ${error.message}`)
         : Effect.andThen(Queue.fail(acquired, error), Effect.interrupt))
 
+  // Runs after the loops stop (finalizers run in reverse), possibly before the shard streams'
+  // own exit handlers. Releasing a lease first would skip its final checkpoint, and the next
+  // owner would replay what was processed. So the streams are stopped and given a renewal
+  // interval to checkpoint and hand their lease on themselves (at shard end too); what is still
+  // held then (a stream stuck behind its consumer) gets its staged position written here, then
+  // is released.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       shuttingDown = true
-      yield* Effect.forEach([...owned.values()], release, { concurrency: "unbounded", discard: true })
+      const held = [...owned.values()]
+      yield* Effect.forEach(held, (o) => Deferred.succeed(o.done, undefined), { discard: true })
+      yield* Effect.forEach(
+        held,
+        (o) =>
+          Effect.gen(function*() {
+            if (o.streams > 0) yield* Effect.timeoutOption(Deferred.await(o.settled), settings.renewInterval)
+            if (o.state !== "active") return
+            yield* o.flush
+            yield* release(o)
+          }),
+        { concurrency: "unbounded", discard: true }
+      )
       yield* Queue.end(acquired)
     })
   )
@@ -399,8 +436,37 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     Effect.forever,
     Effect.forkScoped
   )
-  yield* guard("take round")(takeRound).pipe(
-    Effect.andThen(Effect.sleep(settings.scanInterval)),
+  // While the store is down, rounds back off toward the take interval and the outage is logged
+  // when it starts, at most once per take interval while it lasts, and when it ends. Renewal and
+  // self-fencing run on their own loop and keep their timing.
+  const scanMillis = Duration.toMillis(settings.scanInterval)
+  const takeMillis = Math.max(Duration.toMillis(settings.takeInterval), scanMillis)
+  let failedRounds = 0
+  let warnedAt = Number.NEGATIVE_INFINITY
+  const roundFailed = (error: LeaseStoreError | KinesisError.KinesisError) =>
+    Effect.gen(function*() {
+      if (!error.retryable) {
+        yield* Queue.fail(acquired, error)
+        return yield* Effect.interrupt
+      }
+      failedRounds++
+      const now = yield* Clock.currentTimeMillis
+      if (failedRounds === 1 || now - warnedAt >= takeMillis) {
+        warnedAt = now
+        yield* Effect.logWarning(`take round failed (${failedRounds} in a row), retrying: ${error.message}`)
+      }
+      yield* Effect.sleep(Duration.millis(Math.min(scanMillis * 2 ** (failedRounds - 1), takeMillis)))
+    })
+  const roundSucceeded = Effect.gen(function*() {
+    if (failedRounds > 0) {
+      yield* Effect.logInfo(`take round succeeded again after ${failedRounds} failed rounds`)
+      failedRounds = 0
+      warnedAt = Number.NEGATIVE_INFINITY
+    }
+    yield* Effect.sleep(settings.scanInterval)
+  })
+  yield* takeRound.pipe(
+    Effect.matchEffect({ onFailure: roundFailed, onSuccess: () => roundSucceeded }),
     Effect.forever,
     Effect.forkScoped
   )

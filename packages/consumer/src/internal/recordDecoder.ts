@@ -1,12 +1,13 @@
 /**
  * Kinesis records of one batch → user records: KPL aggregates split into their user records,
- * records at or before the checkpoint dropped, data decoded by the deserializer. This is the
+ * records at or before the checkpoint dropped, aggregates holding a user record of another shard
+ * dropped (as the KCL does), data decoded by the deserializer. This is the
  * per-record hot path: with a synchronous deserializer it allocates one object per user record.
  *
  * @internal
  */
 import type { _Record } from "@aws-sdk/client-kinesis"
-import { Aggregation, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
+import { Aggregation, ExtendedSequenceNumber, HashKey, Serde } from "@effect-kinesis/core"
 import { Effect, Result } from "effect"
 import { RecordDecodeFailed } from "../ConsumerError.ts"
 import type { ConsumerRecord } from "../ConsumerRecord.ts"
@@ -16,6 +17,14 @@ export interface DecodedBatch<A> {
   /** In order; undecodable records in place, as `RecordDecodeFailed`. */
   readonly items: Array<ConsumerRecord<A> | RecordDecodeFailed>
   readonly failures: number
+  /** Aggregates dropped because a user record hashes outside the shard's range. */
+  readonly dropped: Array<DroppedAggregate>
+}
+
+/** @internal */
+export interface DroppedAggregate {
+  readonly sequenceNumber: string
+  readonly userRecords: number
 }
 
 /** @internal */
@@ -40,8 +49,29 @@ export const make = <A>(options: {
   readonly shardId: string
   readonly after: ExtendedSequenceNumber.ExtendedSequenceNumber
   readonly deserializer: Serde.Serde<A>
+  /** The shard's hash key range; without it no aggregate is dropped. */
+  readonly hashKeyRange: { readonly startingHashKey: string; readonly endingHashKey: string } | undefined
+  /** Called with the last record of each batch handed on (decoded or not), in order. */
+  readonly onDelivered: (position: ExtendedSequenceNumber.ExtendedSequenceNumber) => void
+  /** Called with the last position of each dropped aggregate, in order with `onDelivered`. */
+  readonly onDropped: (position: ExtendedSequenceNumber.ExtendedSequenceNumber) => void
 }): RecordDecoder<A> => {
-  const { after, deserializer, shardId } = options
+  const { after, deserializer, onDelivered, onDropped, shardId } = options
+  const range = options.hashKeyRange === undefined
+    ? undefined
+    : { start: BigInt(options.hashKeyRange.startingHashKey), end: BigInt(options.hashKeyRange.endingHashKey) }
+  // The KPL may re-send the user records of an aggregate that landed on another shard than it
+  // predicted (after a split); the KCL drops such aggregates whole, and so must we, or the copy
+  // would be delivered twice.
+  const foreign = (users: ReadonlyArray<Aggregation.UserRecord>) => {
+    if (range === undefined) return false
+    for (const user of users) {
+      const key = (user.explicitHashKey === undefined ? undefined : HashKey.parseExplicit(user.explicitHashKey)) ??
+        HashKey.fromPartitionKey(user.partitionKey)
+      if (key < range.start || key > range.end) return true
+    }
+    return false
+  }
   // Only a real sequence number can make records obsolete; after the first record past it, none is.
   let filtering = !ExtendedSequenceNumber.isSentinel(after)
   const sync = Serde.isSync(deserializer) ? deserializer : undefined
@@ -70,12 +100,20 @@ export const make = <A>(options: {
     new RecordDecodeFailed({ record: record(raw, raw.data), cause })
 
   // Calls `each` for every user record of the batch that is past the checkpoint, in order, and
-  // `malformed` for aggregates that cannot be split.
+  // `malformed` for aggregates that cannot be split; returns the aggregates dropped.
   const forEachUserRecord = (
     records: ReadonlyArray<_Record>,
     each: (raw: Raw) => void,
     malformed: (raw: Raw, error: Aggregation.AggregationDecodeError) => void
-  ) => {
+  ): Array<DroppedAggregate> => {
+    const dropped: Array<DroppedAggregate> = []
+    // Positions are reported once per batch, or before a drop, to keep them off the per-record path.
+    let last: _Record | undefined
+    let lastSub = 0
+    const flush = () => {
+      if (last !== undefined) onDelivered(ExtendedSequenceNumber.make(last.SequenceNumber!, lastSub))
+      last = undefined
+    }
     for (const r of records) {
       const data = r.Data ?? EMPTY
       if (!Aggregation.isAggregated(data)) {
@@ -88,6 +126,8 @@ export const make = <A>(options: {
             partitionKey: r.PartitionKey!,
             explicitHashKey: undefined
           })
+          last = r
+          lastSub = 0
         }
         continue
       }
@@ -102,11 +142,24 @@ export const make = <A>(options: {
             partitionKey: r.PartitionKey!,
             explicitHashKey: undefined
           }, users.failure)
+          last = r
+          lastSub = 0
+        }
+        continue
+      }
+      if (foreign(users.success)) {
+        const lastSubSequence = users.success.length - 1
+        if (!obsolete(r.SequenceNumber!, lastSubSequence)) {
+          flush()
+          onDropped(ExtendedSequenceNumber.make(r.SequenceNumber!, lastSubSequence))
+          dropped.push({ sequenceNumber: r.SequenceNumber!, userRecords: users.success.length })
         }
         continue
       }
       for (const user of users.success) {
         if (obsolete(r.SequenceNumber!, user.subSequenceNumber)) continue
+        last = r
+        lastSub = user.subSequenceNumber
         each({
           r,
           data: user.data,
@@ -117,6 +170,8 @@ export const make = <A>(options: {
         })
       }
     }
+    flush()
+    return dropped
   }
 
   if (sync !== undefined) {
@@ -125,7 +180,7 @@ export const make = <A>(options: {
         Effect.sync(() => {
           const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = []
           let failures = 0
-          forEachUserRecord(records, (raw) => {
+          const dropped = forEachUserRecord(records, (raw) => {
             const decoded = sync.deserializeResult(raw.data)
             if (Result.isSuccess(decoded)) {
               items.push(record(raw, decoded.success))
@@ -137,7 +192,7 @@ export const make = <A>(options: {
             failures++
             items.push(failed(raw, error))
           })
-          return { items, failures }
+          return { items, failures, dropped }
         })
     }
   }
@@ -145,7 +200,11 @@ export const make = <A>(options: {
     decode: (records) =>
       Effect.suspend(() => {
         const pending: Array<Raw | RecordDecodeFailed> = []
-        forEachUserRecord(records, (raw) => pending.push(raw), (raw, error) => pending.push(failed(raw, error)))
+        const dropped = forEachUserRecord(
+          records,
+          (raw) => pending.push(raw),
+          (raw, error) => pending.push(failed(raw, error))
+        )
         let failures = 0
         return Effect.map(
           Effect.forEach(pending, (entry): Effect.Effect<ConsumerRecord<A> | RecordDecodeFailed> => {
@@ -161,7 +220,7 @@ export const make = <A>(options: {
               })
             )
           }),
-          (items) => ({ items, failures })
+          (items) => ({ items, failures, dropped })
         )
       })
   }
