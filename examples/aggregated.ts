@@ -11,7 +11,7 @@
  * arrived, unpacked.
  */
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { AdminClient, Aggregation, Client, Serde } from "@effect-kinesis/core"
+import { AdminClient, Aggregation, Client, Serde, ShardMap } from "@effect-kinesis/core"
 import { Producer } from "@effect-kinesis/producer"
 import { type Emulator, KinesisEmulator } from "@effect-kinesis/testing"
 import { type Config, Deferred, Effect, Fiber, Layer, Stream } from "effect"
@@ -20,23 +20,32 @@ const records = Number(process.argv[2] ?? 5000)
 const stream = `aggregated-${Date.now()}`
 const encoder = new TextEncoder()
 
-// What the KPL does: pack user records bound for one shard into aggregates of at most 50 KiB.
+// What the KPL does: pack the user records bound for one shard into aggregates of at most 50 KiB,
+// routed to that shard with an explicit hash key. (A consumer drops an aggregate holding a user
+// record of another shard, as the KCL does, so records are grouped by their shard first.)
 const writeLikeTheKpl = (ids: ReadonlyArray<number>) =>
   Effect.gen(function*() {
     const client = yield* Client.Client
-    const shards = yield* Stream.runCollect(client.listShards(stream))
-    // Route every aggregate into the first shard's hash range, so the KCL would accept it too.
-    const aggregator = Aggregation.makeAggregator({ explicitHashKey: shards[0]!.HashKeyRange!.StartingHashKey! })
+    const shardMap = yield* Effect.fromResult(ShardMap.fromShards(yield* Stream.runCollect(client.listShards(stream))))
+    const aggregators = new Map<string, Aggregation.Aggregator>()
     const aggregates: Array<Aggregation.KinesisRecord> = []
     for (const id of ids) {
       const record = { partitionKey: `kpl-${id % 50}`, data: encoder.encode(`kpl ${id}`) }
+      const shard = ShardMap.shardForRecord(shardMap, record.partitionKey)!
+      let aggregator = aggregators.get(shard.shardId)
+      if (aggregator === undefined) {
+        aggregator = Aggregation.makeAggregator({ explicitHashKey: ShardMap.ShardInfo.explicitHashKey(shard) })
+        aggregators.set(shard.shardId, aggregator)
+      }
       if (!aggregator.add(record)) {
         aggregates.push(aggregator.build()!)
         aggregator.reset()
         aggregator.add(record)
       }
     }
-    if (aggregator.count > 0) aggregates.push(aggregator.build()!)
+    for (const aggregator of aggregators.values()) {
+      if (aggregator.count > 0) aggregates.push(aggregator.build()!)
+    }
     yield* client.putRecords(
       stream,
       aggregates.map((a) => ({ PartitionKey: a.partitionKey, ExplicitHashKey: a.explicitHashKey, Data: a.data }))
