@@ -10,7 +10,7 @@
  */
 import { GetRecordsCommand, GetShardIteratorCommand } from "@aws-sdk/client-kinesis"
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { Aggregation, Client, Serde } from "@effect-kinesis/core"
+import { Aggregation, Client, HashKey, Serde } from "@effect-kinesis/core"
 import { KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { Deferred, Effect, Fiber, Layer } from "effect"
 import { randomBytes } from "node:crypto"
@@ -43,6 +43,19 @@ const measure = <A, E, R>(self: Effect.Effect<A, E, R>) =>
     return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000 } satisfies Sample
   })
 
+// 1000 partition keys that hash into the shard's range: as the KPL does, an aggregate holds only
+// records of the shard it is routed to (a consumer drops it otherwise, like the KCL).
+const keysOf = (shard: StreamFixtures.TestShard): Array<string> => {
+  const start = BigInt(shard.startingHashKey)
+  const end = BigInt(shard.endingHashKey)
+  const keys: Array<string> = []
+  for (let n = 0; keys.length < 1000; n++) {
+    const hash = HashKey.fromPartitionKey(`user-${n}`)
+    if (hash >= start && hash <= end) keys.push(`user-${n}`)
+  }
+  return keys
+}
+
 // Fills every shard with aggregates of 100-byte user records, each aggregate routed to its shard.
 const fill = (stream: StreamFixtures.TestStream) =>
   Effect.gen(function*() {
@@ -51,9 +64,10 @@ const fill = (stream: StreamFixtures.TestStream) =>
     for (const shard of stream.shards) {
       const aggregator = Aggregation.makeAggregator({ explicitHashKey: shard.startingHashKey, maxBytes: KPL_MAX_BYTES })
       const aggregates: Array<Aggregation.KinesisRecord> = []
+      const keys = keysOf(shard)
       let i = 0
       while (aggregates.length < AGGREGATES_PER_SHARD) {
-        const record = { partitionKey: `user-${i++ % 1000}`, data: new Uint8Array(randomBytes(RECORD_BYTES)) }
+        const record = { partitionKey: keys[i++ % keys.length]!, data: new Uint8Array(randomBytes(RECORD_BYTES)) }
         if (!aggregator.add(record)) {
           aggregates.push(aggregator.build()!)
           userRecords += aggregator.count
