@@ -13,8 +13,8 @@
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
 import { AdminClient, Aggregation, Client, Serde, ShardMap } from "@effect-kinesis/core"
 import { Producer } from "@effect-kinesis/producer"
-import { type Emulator, KinesisEmulator } from "@effect-kinesis/testing"
-import { type Config, Deferred, Effect, Fiber, Layer, Stream } from "effect"
+import { Deferred, Effect, Fiber, Layer, Stream } from "effect"
+import { KinesisLive, run } from "./live.ts"
 
 const records = Number(process.argv[2] ?? 5000)
 const stream = `aggregated-${Date.now()}`
@@ -88,19 +88,6 @@ const program = Effect.gen(function*() {
   if (aggregated < seen.size) return yield* Effect.fail(new Error("some records were not aggregated"))
 })
 
-const KinesisLive: Layer.Layer<
-  Client.Client | AdminClient.AdminClient,
-  Config.ConfigError | Emulator.EmulatorStartError
-> = process.env.KINESIS_ENDPOINT !== undefined
-  ? AdminClient.layer.pipe(Layer.provideMerge(Client.layerConfig))
-  : KinesisEmulator.layerClient.pipe(Layer.provide(KinesisEmulator.layer()))
-
 const Live = Consumer.layer.pipe(Layer.provide(LeaseRepository.layerMemory), Layer.provideMerge(KinesisLive))
 
-Effect.runPromise(program.pipe(Effect.provide(Live))).then(
-  () => process.exit(0),
-  (error) => {
-    console.error(error)
-    process.exit(1)
-  }
-)
+run(program.pipe(Effect.provide(Live)))

@@ -9,10 +9,10 @@
  * record was processed and each poison record reached the dead-letter hook.
  */
 import { Consumer, type ConsumerRecord, ErrorHandling, LeaseRepository } from "@effect-kinesis/consumer"
-import { AdminClient, Client, Serde } from "@effect-kinesis/core"
+import { AdminClient, Serde } from "@effect-kinesis/core"
 import { Producer } from "@effect-kinesis/producer"
-import { type Emulator, KinesisEmulator } from "@effect-kinesis/testing"
-import { type Config, Data, Deferred, Effect, Fiber, Layer, Schedule } from "effect"
+import { Data, Deferred, Effect, Fiber, Layer, Schedule } from "effect"
+import { KinesisLive, run } from "./live.ts"
 
 const records = Number(process.argv[2] ?? 1000)
 const stream = `consume-with-${Date.now()}`
@@ -75,20 +75,6 @@ const program = Effect.gen(function*() {
   }
 })
 
-// The embedded emulator unless KINESIS_ENDPOINT points elsewhere; nothing else depends on which.
-const KinesisLive: Layer.Layer<
-  Client.Client | AdminClient.AdminClient,
-  Config.ConfigError | Emulator.EmulatorStartError
-> = process.env.KINESIS_ENDPOINT !== undefined
-  ? AdminClient.layer.pipe(Layer.provideMerge(Client.layerConfig))
-  : KinesisEmulator.layerClient.pipe(Layer.provide(KinesisEmulator.layer()))
-
 const Live = Consumer.layer.pipe(Layer.provide(LeaseRepository.layerMemory), Layer.provideMerge(KinesisLive))
 
-Effect.runPromise(program.pipe(Effect.provide(Live))).then(
-  () => process.exit(0),
-  (error) => {
-    console.error(error)
-    process.exit(1)
-  }
-)
+run(program.pipe(Effect.provide(Live)))

@@ -10,11 +10,12 @@
  * checkpointed past its start.
  */
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { AdminClient, Client, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
+import { AdminClient, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { Producer } from "@effect-kinesis/producer"
-import { DynamoEmulator, type Emulator, KinesisEmulator } from "@effect-kinesis/testing"
+import { DynamoEmulator, type Emulator } from "@effect-kinesis/testing"
 import { type Config, Deferred, Effect, Fiber, Layer } from "effect"
+import { KinesisLive, run } from "./live.ts"
 
 const records = Number(process.argv[2] ?? 1000)
 const stream = `dynamodb-leases-${Date.now()}`
@@ -60,22 +61,9 @@ const DynamoLive: Layer.Layer<DynamoDbClient.DynamoDbClient, Config.ConfigError 
       Effect.map(Effect.service(DynamoEmulator.DynamoEmulator), (dynamo) => DynamoDbClient.layer(dynamo.clientConfig))
     ).pipe(Layer.provide(DynamoEmulator.layer()))
 
-const KinesisLive: Layer.Layer<
-  Client.Client | AdminClient.AdminClient,
-  Config.ConfigError | Emulator.EmulatorStartError
-> = process.env.KINESIS_ENDPOINT !== undefined
-  ? AdminClient.layer.pipe(Layer.provideMerge(Client.layerConfig))
-  : KinesisEmulator.layerClient.pipe(Layer.provide(KinesisEmulator.layer()))
-
 const Live = Consumer.layer.pipe(
   Layer.provideMerge(Leases.pipe(Layer.provide(DynamoLive))),
   Layer.provideMerge(KinesisLive)
 )
 
-Effect.runPromise(program.pipe(Effect.provide(Live))).then(
-  () => process.exit(0),
-  (error) => {
-    console.error(error)
-    process.exit(1)
-  }
-)
+run(program.pipe(Effect.provide(Live)))

@@ -6,10 +6,10 @@
  * Runs against an embedded kinesis-mock, or `KINESIS_ENDPOINT` when set. Exits non-zero unless
  * the metrics account for every record produced.
  */
-import { AdminClient, Client, Serde } from "@effect-kinesis/core"
+import { AdminClient, Serde } from "@effect-kinesis/core"
 import { Producer, ProducerMetrics } from "@effect-kinesis/producer"
-import { type Emulator, KinesisEmulator } from "@effect-kinesis/testing"
-import { type Config, Effect, Layer, Stream } from "effect"
+import { Effect, Stream } from "effect"
+import { KinesisLive, run } from "./live.ts"
 
 const records = Number(process.argv[2] ?? 20_000)
 const stream = `producer-metrics-${Date.now()}`
@@ -48,18 +48,4 @@ const program = Effect.gen(function*() {
   }
 })
 
-// The embedded emulator unless KINESIS_ENDPOINT points elsewhere; nothing else depends on which.
-const KinesisLive: Layer.Layer<
-  Client.Client | AdminClient.AdminClient,
-  Config.ConfigError | Emulator.EmulatorStartError
-> = process.env.KINESIS_ENDPOINT !== undefined
-  ? AdminClient.layer.pipe(Layer.provideMerge(Client.layerConfig))
-  : KinesisEmulator.layerClient.pipe(Layer.provide(KinesisEmulator.layer()))
-
-Effect.runPromise(program.pipe(Effect.provide(KinesisLive))).then(
-  () => process.exit(0),
-  (error) => {
-    console.error(error)
-    process.exit(1)
-  }
-)
+run(program.pipe(Effect.provide(KinesisLive)))

@@ -8,10 +8,10 @@
  * releases the leases) and prints where each shard's checkpoint ended. Exits non-zero on failure.
  */
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { AdminClient, Client, Serde } from "@effect-kinesis/core"
+import { AdminClient, Serde } from "@effect-kinesis/core"
 import { Producer } from "@effect-kinesis/producer"
-import { type Emulator, KinesisEmulator } from "@effect-kinesis/testing"
-import { type Config, Deferred, Effect, Fiber, Layer, Stream } from "effect"
+import { Deferred, Effect, Fiber, Layer, Stream } from "effect"
+import { KinesisLive, run } from "./live.ts"
 
 const records = Number(process.argv[2] ?? 2000)
 const stream = `sharded-stream-${Date.now()}`
@@ -60,21 +60,7 @@ const program = Effect.gen(function*() {
   }
 })
 
-// The embedded emulator unless KINESIS_ENDPOINT points elsewhere; nothing else depends on which.
-const KinesisLive: Layer.Layer<
-  Client.Client | AdminClient.AdminClient,
-  Config.ConfigError | Emulator.EmulatorStartError
-> = process.env.KINESIS_ENDPOINT !== undefined
-  ? AdminClient.layer.pipe(Layer.provideMerge(Client.layerConfig))
-  : KinesisEmulator.layerClient.pipe(Layer.provide(KinesisEmulator.layer()))
-
 // The in-memory lease store is shared by the consumer and the listing at the end.
 const Live = Consumer.layer.pipe(Layer.provideMerge(LeaseRepository.layerMemory), Layer.provideMerge(KinesisLive))
 
-Effect.runPromise(program.pipe(Effect.provide(Live))).then(
-  () => process.exit(0),
-  (error) => {
-    console.error(error)
-    process.exit(1)
-  }
-)
+run(program.pipe(Effect.provide(Live)))
