@@ -123,6 +123,12 @@ export interface LeaseSettings {
   readonly scanInterval?: Duration.Input | undefined
   /** How often to list the stream's shards (also right after a shard ends). Default 30 seconds. */
   readonly shardSyncInterval?: Duration.Input | undefined
+  /**
+   * Delete, at every shard sync, the leases of shards read to their end whose children have all
+   * started (`Lease.isFinished`), as the KCL's lease cleanup does, so that the lease table does
+   * not grow with every reshard. Default `true`.
+   */
+  readonly cleanupFinished?: boolean | undefined
 }
 
 /**
@@ -263,7 +269,8 @@ const resolveLease = (settings: LeaseSettings = {}): LeaseCoordinator.LeaseSetti
     renewInterval: Duration.fromInputUnsafe(settings.renewInterval ?? "3 seconds"),
     takeInterval: Duration.fromInputUnsafe(settings.takeInterval ?? "10 seconds"),
     scanInterval: Duration.fromInputUnsafe(settings.scanInterval ?? "500 millis"),
-    shardSyncInterval: Duration.fromInputUnsafe(settings.shardSyncInterval ?? "30 seconds")
+    shardSyncInterval: Duration.fromInputUnsafe(settings.shardSyncInterval ?? "30 seconds"),
+    cleanupFinished: settings.cleanupFinished ?? true
   }
   if (Duration.isGreaterThanOrEqualTo(resolved.renewInterval, resolved.expiry)) {
     throw new RangeError("lease.renewInterval must be shorter than lease.expiry")

@@ -133,6 +133,19 @@ export interface NewShardDetected {
 }
 
 /**
+ * The lease of a shard read to its end was deleted, all its children having started
+ * (`Lease.isFinished`; setting `lease.cleanupFinished`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeaseDeleted {
+  readonly _tag: "LeaseDeleted"
+  readonly workerId: string
+  readonly shardId: string
+}
+
+/**
  * Another worker appeared in the lease table (it owns an unexpired lease).
  *
  * @since 0.1.0
@@ -181,8 +194,11 @@ export type DiagnosticEvent =
   | ShardEnded
   | AggregateDropped
   | NewShardDetected
+  | LeaseDeleted
   | WorkerJoined
   | WorkerLeft
+
+const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
 
 /**
  * The Effect metrics the consumer keeps, named after the KCL's metrics where one exists. Every
@@ -201,53 +217,24 @@ export type DiagnosticEvent =
  */
 export const metrics = {
   /** Kinesis records fetched (aggregates count once). */
-  recordsFetched: Metric.counter("kinesis_consumer_records_fetched", {
-    description: "Kinesis records returned by GetRecords",
-    incremental: true
-  }),
-  getRecordsCalls: Metric.counter("kinesis_consumer_get_records_calls", {
-    description: "GetRecords calls that returned",
-    incremental: true
-  }),
+  recordsFetched: counter("kinesis_consumer_records_fetched", "Kinesis records returned by GetRecords"),
+  getRecordsCalls: counter("kinesis_consumer_get_records_calls", "GetRecords calls that returned"),
   millisBehindLatest: Metric.gauge("kinesis_consumer_millis_behind_latest", {
     description: "MillisBehindLatest of the last GetRecords response of a shard"
   }),
-  takenLeases: Metric.counter("kinesis_consumer_taken_leases", {
-    description: "Leases taken by this worker",
-    incremental: true
-  }),
-  renewedLeases: Metric.counter("kinesis_consumer_renewed_leases", {
-    description: "Successful lease renewals",
-    incremental: true
-  }),
-  lostLeases: Metric.counter("kinesis_consumer_lost_leases", {
-    description: "Leases lost to another worker or to expiry",
-    incremental: true
-  }),
-  releasedLeases: Metric.counter("kinesis_consumer_released_leases", {
-    description: "Leases released by this worker",
-    incremental: true
-  }),
-  checkpoints: Metric.counter("kinesis_consumer_checkpoints", {
-    description: "Checkpoints written",
-    incremental: true
-  }),
-  shardsEnded: Metric.counter("kinesis_consumer_shards_ended", {
-    description: "Shards consumed to their end",
-    incremental: true
-  }),
-  droppedAggregates: Metric.counter("kinesis_consumer_dropped_aggregates", {
-    description: "Aggregated records dropped for holding user records of another shard",
-    incremental: true
-  }),
-  shardsDetected: Metric.counter("kinesis_consumer_shards_detected", {
-    description: "Leases created for newly found shards",
-    incremental: true
-  }),
-  workerChanges: Metric.counter("kinesis_consumer_worker_changes", {
-    description: "Other workers joining or leaving",
-    incremental: true
-  })
+  takenLeases: counter("kinesis_consumer_taken_leases", "Leases taken by this worker"),
+  renewedLeases: counter("kinesis_consumer_renewed_leases", "Successful lease renewals"),
+  lostLeases: counter("kinesis_consumer_lost_leases", "Leases lost to another worker or to expiry"),
+  releasedLeases: counter("kinesis_consumer_released_leases", "Leases released by this worker"),
+  checkpoints: counter("kinesis_consumer_checkpoints", "Checkpoints written"),
+  shardsEnded: counter("kinesis_consumer_shards_ended", "Shards consumed to their end"),
+  droppedAggregates: counter(
+    "kinesis_consumer_dropped_aggregates",
+    "Aggregated records dropped for holding user records of another shard"
+  ),
+  shardsDetected: counter("kinesis_consumer_shards_detected", "Leases created for newly found shards"),
+  deletedLeases: counter("kinesis_consumer_deleted_leases", "Leases of finished shards deleted"),
+  workerChanges: counter("kinesis_consumer_worker_changes", "Other workers joining or leaving")
 } as const
 
 /**
@@ -265,36 +252,40 @@ export const metrics = {
  */
 export const recordMetrics = (event: DiagnosticEvent): Effect.Effect<void> => {
   const worker = { worker: event.workerId }
+  const count = (metric: Metric.Counter<number>, attributes: Record<string, string> = worker) =>
+    Metric.update(Metric.withAttributes(metric, attributes), 1)
   switch (event._tag) {
     case "PollComplete": {
       const attributes = { ...worker, shard: event.shardId }
       return Effect.all([
         Metric.update(Metric.withAttributes(metrics.recordsFetched, attributes), event.records),
-        Metric.update(Metric.withAttributes(metrics.getRecordsCalls, attributes), 1),
+        count(metrics.getRecordsCalls, attributes),
         event.millisBehindLatest === undefined
           ? Effect.void
           : Metric.update(Metric.withAttributes(metrics.millisBehindLatest, attributes), event.millisBehindLatest)
       ], { discard: true })
     }
     case "LeaseAcquired":
-      return Metric.update(Metric.withAttributes(metrics.takenLeases, worker), 1)
+      return count(metrics.takenLeases)
     case "LeaseRenewed":
-      return Metric.update(Metric.withAttributes(metrics.renewedLeases, worker), 1)
+      return count(metrics.renewedLeases)
     case "LeaseLost":
-      return Metric.update(Metric.withAttributes(metrics.lostLeases, { ...worker, reason: event.reason }), 1)
+      return count(metrics.lostLeases, { ...worker, reason: event.reason })
     case "LeaseReleased":
-      return Metric.update(Metric.withAttributes(metrics.releasedLeases, worker), 1)
+      return count(metrics.releasedLeases)
     case "Checkpoint":
-      return Metric.update(Metric.withAttributes(metrics.checkpoints, { ...worker, shard: event.shardId }), 1)
+      return count(metrics.checkpoints, { ...worker, shard: event.shardId })
     case "ShardEnded":
-      return Metric.update(Metric.withAttributes(metrics.shardsEnded, worker), 1)
+      return count(metrics.shardsEnded)
     case "AggregateDropped":
-      return Metric.update(Metric.withAttributes(metrics.droppedAggregates, { ...worker, shard: event.shardId }), 1)
+      return count(metrics.droppedAggregates, { ...worker, shard: event.shardId })
     case "NewShardDetected":
-      return Metric.update(Metric.withAttributes(metrics.shardsDetected, worker), 1)
+      return count(metrics.shardsDetected)
+    case "LeaseDeleted":
+      return count(metrics.deletedLeases)
     case "WorkerJoined":
-      return Metric.update(Metric.withAttributes(metrics.workerChanges, { ...worker, change: "joined" }), 1)
+      return count(metrics.workerChanges, { ...worker, change: "joined" })
     case "WorkerLeft":
-      return Metric.update(Metric.withAttributes(metrics.workerChanges, { ...worker, change: "left" }), 1)
+      return count(metrics.workerChanges, { ...worker, change: "left" })
   }
 }

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { ExtendedSequenceNumber } from "@effect-kinesis/core"
 
 /**
  * One lease.
@@ -50,4 +50,53 @@ export interface Lease {
   readonly childShardIds: ReadonlyArray<string>
   /** The shard's hash key range, as decimal strings. */
   readonly hashKeyRange: { readonly startingHashKey: string; readonly endingHashKey: string } | undefined
+}
+
+/**
+ * Whether processing of the lease's shard has begun: its checkpoint is a record position or
+ * `SHARD_END`, not a starting sentinel (`TRIM_HORIZON`, `LATEST`, `AT_TIMESTAMP`). A shard only
+ * begins once all its parents were read to their end.
+ *
+ * @example
+ * ```ts
+ * import { ExtendedSequenceNumber } from "@effect-kinesis/core"
+ * import { Lease } from "@effect-kinesis/consumer"
+ *
+ * declare const lease: Lease.Lease
+ * const resumed = Lease.hasStarted({ ...lease, checkpoint: ExtendedSequenceNumber.make("42") }) // true
+ * ```
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const hasStarted = (lease: Lease): boolean =>
+  !ExtendedSequenceNumber.isSentinel(lease.checkpoint) || ExtendedSequenceNumber.isShardEnd(lease.checkpoint)
+
+/**
+ * Whether a lease may be deleted: its shard was read to its end (`SHARD_END`) and every child
+ * shard's lease exists and {@link hasStarted}, so nothing will need this lease again. This is
+ * the KCL's rule for cleaning up completed leases; the consumer applies it at every shard sync
+ * (see `LeaseSettings.cleanupFinished`), and does not create a lease again for a closed shard
+ * with a started descendant.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Lease, LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const finished = Effect.gen(function*() {
+ *   const leases = yield* (yield* LeaseRepository.LeaseRepository).list
+ *   return leases.filter((lease) => Lease.isFinished(lease, leases))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isFinished = (lease: Lease, all: ReadonlyArray<Lease>): boolean => {
+  if (!ExtendedSequenceNumber.isShardEnd(lease.checkpoint) || lease.childShardIds.length === 0) return false
+  return lease.childShardIds.every((childKey) => {
+    const child = all.find((l) => l.leaseKey === childKey)
+    return child !== undefined && hasStarted(child)
+  })
 }

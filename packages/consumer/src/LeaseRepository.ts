@@ -9,7 +9,7 @@
 import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { Context, Data, Effect, Layer } from "effect"
 import * as internal from "./internal/memoryLeaseRepository.ts"
-import type { Lease } from "./Lease.ts"
+import { isFinished, type Lease } from "./Lease.ts"
 
 /**
  * A conditional write failed because the lease changed since it was read: another worker took,
@@ -196,3 +196,39 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LeaseRepo
  * @category layers
  */
 export const layerMemory: Layer.Layer<LeaseRepository> = Layer.effect(LeaseRepository, makeMemory())
+
+/**
+ * Deletes the given leases that are finished (`Lease.isFinished`) among them, each conditionally on
+ * the counter it was listed with (a lease that changed meanwhile is left for the next round).
+ * Returns the deleted lease keys. The consumer does this itself at every shard sync unless
+ * `LeaseSettings.cleanupFinished` is `false`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const cleanup = Effect.gen(function*() {
+ *   const repo = yield* LeaseRepository.LeaseRepository
+ *   const deleted = yield* LeaseRepository.deleteFinished(repo, yield* repo.list)
+ *   yield* Effect.logInfo(`deleted ${deleted.length} finished leases`)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category cleanup
+ */
+export const deleteFinished = (
+  repository: LeaseRepository["Service"],
+  leases: ReadonlyArray<Lease>
+): Effect.Effect<ReadonlyArray<string>, LeaseStoreError> =>
+  Effect.gen(function*() {
+    const deleted: Array<string> = []
+    for (const lease of leases) {
+      if (!isFinished(lease, leases)) continue
+      const outcome = yield* Effect.result(repository.delete(lease))
+      if (outcome._tag === "Success") deleted.push(lease.leaseKey)
+      else if (outcome.failure._tag === "LeaseStoreError") return yield* Effect.fail(outcome.failure)
+    }
+    return deleted
+  })

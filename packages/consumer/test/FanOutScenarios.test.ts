@@ -130,7 +130,9 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Enhanc
           stream: streamName,
           workerId: "w",
           repository,
-          handler: () => Effect.sleep("5 millis")
+          handler: () => Effect.sleep("5 millis"),
+          // Every lease is inspected at the end.
+          lease: { ...fastLeases, cleanupFinished: false }
         })
         yield* eventually(
           Effect.map(repository.list, (leases) => leases.length === 3),

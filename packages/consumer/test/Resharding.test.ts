@@ -38,7 +38,9 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
           stream: streamName,
           workerId: "w",
           repository,
-          handler: () => Effect.sleep("5 millis")
+          handler: () => Effect.sleep("5 millis"),
+          // Every lease is inspected at the end.
+          lease: { ...fastLeases, cleanupFinished: false }
         })
         yield* eventually(
           Effect.map(repository.list, (leases) => leases.length === 3),
@@ -75,6 +77,65 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
           .sort()
         expect(ended).toEqual([parent, ...children].sort())
         expect(leases.find((l) => l.leaseKey === parent)?.childShardIds.slice().sort()).toEqual(children)
+      }))
+  })
+
+  describe("finished leases", () => {
+    it.effect("a parent's lease is deleted once its children started, and the parent is never read again, also after a restart", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        const parent = shards[0]!.shardId
+        yield* put(streamName, phase(0, 24))
+        yield* admin.splitShard(streamName, parent)
+        yield* put(streamName, phase(24, 24))
+
+        const first = yield* startWorker({ stream: streamName, workerId: "w1", repository })
+        yield* eventually(Effect.sync(() => first.seen.length >= 48), "30 seconds", "all 48 records")
+        yield* eventually(
+          Effect.map(repository.list, (leases) => leases.length === 2 && leases.every((l) => l.leaseKey !== parent)),
+          "10 seconds",
+          "the parent's lease deleted"
+        )
+        expect(first.events.filter((e) => e._tag === "LeaseDeleted").map((e) => e.shardId)).toEqual([parent])
+        // Several more shard syncs (one a second) find the closed parent without a lease.
+        yield* Effect.sleep("3500 millis")
+        expect((yield* repository.list).map((l) => l.leaseKey)).not.toContain(parent)
+        yield* first.stop
+
+        // A restarted worker resumes the children and reads nothing of the parent again.
+        const second = yield* startWorker({ stream: streamName, workerId: "w2", repository })
+        yield* put(streamName, phase(48, 8))
+        yield* eventually(Effect.sync(() => second.seen.length >= 8), "30 seconds", "8 new records")
+        yield* Effect.sleep("2 seconds")
+        expect(second.seen.map((r) => r.data).sort()).toEqual(phase(48, 8).map((r) => r.data).sort())
+        expect(second.seen.every((r) => r.shardId !== parent)).toBe(true)
+        const all = [...first.seen, ...second.seen]
+        expect(new Set(all.map((r) => r.sequenceNumber)).size).toBe(56)
+        expect(all.filter((r) => r.shardId === parent)).toHaveLength(24)
+      }))
+
+    it.effect("with cleanupFinished off, finished leases stay", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        const parent = shards[0]!.shardId
+        yield* put(streamName, phase(0, 8))
+        yield* admin.splitShard(streamName, parent)
+        yield* put(streamName, phase(8, 8))
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          lease: { ...fastLeases, cleanupFinished: false }
+        })
+        yield* eventually(Effect.sync(() => worker.seen.length >= 16), "30 seconds", "all 16 records")
+        yield* Effect.sleep("2500 millis")
+        const stored = (yield* repository.list).find((l) => l.leaseKey === parent)
+        expect(stored !== undefined && ExtendedSequenceNumber.isShardEnd(stored.checkpoint)).toBe(true)
+        expect(worker.events.some((e) => e._tag === "LeaseDeleted")).toBe(false)
       }))
   })
 

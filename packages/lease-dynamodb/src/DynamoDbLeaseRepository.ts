@@ -13,8 +13,7 @@ import {
   ScanCommand,
   UpdateItemCommand
 } from "@aws-sdk/client-dynamodb"
-import type { Lease } from "@effect-kinesis/consumer"
-import { LeaseRepository } from "@effect-kinesis/consumer"
+import { Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { type Config, Data, Duration, Effect, Layer } from "effect"
 import * as DynamoDbClient from "./DynamoDbClient.ts"
@@ -472,9 +471,8 @@ export const layerConfig = (
 > => Layer.provide(layer(options), DynamoDbClient.layerConfig)
 
 /**
- * Whether a lease may be deleted: its shard was read to the end (`SHARD_END`) and every child shard's lease exists
- * and has moved past its initial position, so nothing will ever need this lease again (children never re-check a
- * parent whose lease is gone once they started).
+ * Whether a lease may be deleted: the consumer's `Lease.isFinished`, here for convenience. The
+ * consumer deletes finished leases itself at every shard sync (`LeaseSettings.cleanupFinished`).
  *
  * @example
  * ```ts
@@ -491,18 +489,12 @@ export const layerConfig = (
  * @since 0.1.0
  * @category cleanup
  */
-export const isFinished = (lease: Lease.Lease, all: ReadonlyArray<Lease.Lease>): boolean => {
-  if (!ExtendedSequenceNumber.isShardEnd(lease.checkpoint) || lease.childShardIds.length === 0) return false
-  return lease.childShardIds.every((childKey) => {
-    const child = all.find((l) => l.leaseKey === childKey)
-    return child !== undefined &&
-      (!ExtendedSequenceNumber.isSentinel(child.checkpoint) || ExtendedSequenceNumber.isShardEnd(child.checkpoint))
-  })
-}
+export const isFinished: (lease: Lease.Lease, all: ReadonlyArray<Lease.Lease>) => boolean = Lease.isFinished
 
 /**
- * Deletes every {@link isFinished} lease, each conditionally on the counter it was listed with (a lease that changed
- * meanwhile is left for the next round). Returns the deleted lease keys. Works with any `LeaseRepository`.
+ * Deletes every finished lease (`Lease.isFinished`) of the table, each conditionally on the
+ * counter it was listed with (a lease that changed meanwhile is left for the next round). Returns
+ * the deleted lease keys. Works with any `LeaseRepository`; a running consumer does this itself.
  *
  * @example
  * ```ts
@@ -523,13 +515,5 @@ export const deleteFinished: Effect.Effect<
   LeaseRepository.LeaseRepository
 > = Effect.gen(function*() {
   const repo = yield* LeaseRepository.LeaseRepository
-  const leases = yield* repo.list
-  const deleted: Array<string> = []
-  for (const lease of leases) {
-    if (!isFinished(lease, leases)) continue
-    const outcome = yield* Effect.result(repo.delete(lease))
-    if (outcome._tag === "Success") deleted.push(lease.leaseKey)
-    else if (outcome.failure._tag === "LeaseStoreError") return yield* Effect.fail(outcome.failure)
-  }
-  return deleted
+  return yield* LeaseRepository.deleteFinished(repo, yield* repo.list)
 })

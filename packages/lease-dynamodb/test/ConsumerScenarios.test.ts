@@ -1,5 +1,5 @@
 import { LeaseRepository } from "@effect-kinesis/consumer"
-import { AdminClient, ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { AdminClient } from "@effect-kinesis/core"
 import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
@@ -218,9 +218,15 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("Consumer on th
         const lastOfParent = worker.seen.findLastIndex((r) => r.shardId === parent)
         const firstOfChildren = worker.seen.findIndex((r) => r.shardId !== parent)
         expect(lastOfParent).toBeLessThan(firstOfChildren)
-        const parentLease = stored.find((l) => l.leaseKey === parent)!
-        expect(ExtendedSequenceNumber.isShardEnd(parentLease.checkpoint)).toBe(true)
-        expect([...parentLease.childShardIds].sort()).toEqual(children)
+        const ended = worker.events.find((e) => e._tag === "ShardEnded" && e.shardId === parent)
+        expect(ended?._tag === "ShardEnded" ? [...ended.childShardIds].sort() : []).toEqual(children)
+        // Once both children have started, the parent's finished lease is deleted from the table.
+        yield* eventually(
+          Effect.map(leases.list, (all) => all.length === 2 && all.every((l) => l.leaseKey !== parent)),
+          "10 seconds",
+          "the parent's lease deleted"
+        )
+        expect(worker.events.filter((e) => e._tag === "LeaseDeleted").map((e) => e.shardId)).toEqual([parent])
       }))
   })
 

@@ -12,7 +12,7 @@ import { ShardLeaseLost } from "../ConsumerError.ts"
 import type { ConsumerError } from "../ConsumerError.ts"
 import type { DiagnosticEvent } from "../DiagnosticEvent.ts"
 import type { Lease } from "../Lease.ts"
-import type { LeaseRepository, LeaseStoreError } from "../LeaseRepository.ts"
+import { deleteFinished, type LeaseRepository, type LeaseStoreError } from "../LeaseRepository.ts"
 import type { ShardAssignment } from "../ShardAssignment.ts"
 import * as ShardLineage from "./shardLineage.ts"
 
@@ -23,6 +23,7 @@ export interface LeaseSettings {
   readonly takeInterval: Duration.Duration
   readonly scanInterval: Duration.Duration
   readonly shardSyncInterval: Duration.Duration
+  readonly cleanupFinished: boolean
 }
 
 /**
@@ -212,8 +213,16 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   const syncShards = Effect.gen(function*() {
     const shards: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream))
-    const leases = yield* repository.list
-    const lineage = ShardLineage.fromShards(shards, initialPosition, new Set(leases.map((lease) => lease.leaseKey)))
+    const leases = new Map((yield* repository.list).map((lease) => [lease.leaseKey, lease]))
+    // Before the lineage: a lease deleted here must not be created again below.
+    if (settings.cleanupFinished) {
+      const deleted = yield* deleteFinished(repository, [...leases.values()])
+      for (const shardId of deleted) {
+        leases.delete(shardId)
+        yield* emit({ _tag: "LeaseDeleted", workerId, shardId })
+      }
+    }
+    const lineage = ShardLineage.fromShards(shards, initialPosition, leases)
     existingShards = lineage.existing
     yield* Effect.forEach(lineage.leasesToCreate, createLease, { discard: true })
   })

@@ -6,7 +6,7 @@
  */
 import type { ChildShard, Shard } from "@aws-sdk/client-kinesis"
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
-import type { Lease } from "../Lease.ts"
+import { hasStarted, type Lease } from "../Lease.ts"
 
 const newLease = (
   leaseKey: string,
@@ -52,23 +52,51 @@ export interface Lineage {
  * parent from its latest record would end at once, and its children must not then be read from
  * their beginning as if the parent had been consumed. Their open descendants become roots.
  *
+ * A closed shard without a lease is also left out when a descendant's lease has started: the
+ * shard was consumed and its lease deleted as finished (`Lease.isFinished`). Creating it again
+ * would read the shard a second time. A descendant that has a lease but has not started does not
+ * count: it waits for its parents, so a parent whose lease creation failed is still created.
+ *
  * @internal
  */
 export const fromShards = (
   shards: ReadonlyArray<Shard>,
   initialPosition: ExtendedSequenceNumber.ExtendedSequenceNumber,
-  leaseKeys: ReadonlySet<string>
+  leases: ReadonlyMap<string, Lease>
 ): Lineage => {
   const fromStart = initialPosition.sequenceNumber === ExtendedSequenceNumber.TRIM_HORIZON
-  const considered = shards.filter((shard) =>
-    fromStart || leaseKeys.has(shard.ShardId!) || shard.SequenceNumberRange?.EndingSequenceNumber === undefined
-  )
+  const children = new Map<string, Array<string>>()
+  for (const shard of shards) {
+    for (const parent of parentsOf(shard)) {
+      const list = children.get(parent)
+      if (list === undefined) children.set(parent, [shard.ShardId!])
+      else list.push(shard.ShardId!)
+    }
+  }
+  const hasStartedDescendant = (shardId: string): boolean => {
+    const visited = new Set<string>()
+    const pending = [...(children.get(shardId) ?? [])]
+    while (pending.length > 0) {
+      const id = pending.pop()!
+      if (visited.has(id)) continue
+      visited.add(id)
+      const lease = leases.get(id)
+      if (lease !== undefined && hasStarted(lease)) return true
+      pending.push(...(children.get(id) ?? []))
+    }
+    return false
+  }
+  const considered = shards.filter((shard) => {
+    const id = shard.ShardId!
+    if (leases.has(id) || shard.SequenceNumberRange?.EndingSequenceNumber === undefined) return true
+    return fromStart && !hasStartedDescendant(id)
+  })
   const existing = new Set(considered.map((shard) => shard.ShardId!))
   const leasesToCreate = considered
-    .filter((shard) => !leaseKeys.has(shard.ShardId!))
+    .filter((shard) => !leases.has(shard.ShardId!))
     .map((shard) => {
       const parents = parentsOf(shard)
-      const root = parents.every((parent) => !existing.has(parent) && !leaseKeys.has(parent))
+      const root = parents.every((parent) => !existing.has(parent) && !leases.has(parent))
       return newLease(
         shard.ShardId!,
         root ? initialPosition : ExtendedSequenceNumber.trimHorizon,
@@ -82,7 +110,8 @@ export const fromShards = (
 /**
  * A lease may be processed once each parent is checkpointed at `SHARD_END`, or no longer exists
  * (trimmed past retention, with no lease). A parent that exists without a lease is waited for:
- * its lease is about to be created.
+ * its lease is about to be created. A lease that has started had its parents done already (their
+ * leases may since have been deleted as finished).
  *
  * @internal
  */
@@ -91,7 +120,7 @@ export const parentsDone = (
   leases: ReadonlyMap<string, Lease>,
   existingShards: ReadonlySet<string>
 ): boolean =>
-  lease.parentShardIds.every((parent) => {
+  hasStarted(lease) || lease.parentShardIds.every((parent) => {
     const parentLease = leases.get(parent)
     if (parentLease !== undefined) return ExtendedSequenceNumber.isShardEnd(parentLease.checkpoint)
     return !existingShards.has(parent)
