@@ -3,17 +3,11 @@
  * background that record what they see.
  */
 import type { PutRecordsRequestEntry } from "@aws-sdk/client-kinesis"
-import {
-  Consumer,
-  type ConsumerRecord,
-  type DiagnosticEvent,
-  type ErrorHandling,
-  LeaseRepository,
-  type ShardAssignment
-} from "@effect-kinesis/consumer"
+import type { Consumer, ConsumerRecord, EnhancedFanOut, ErrorHandling, ShardAssignment } from "@effect-kinesis/consumer"
+import { LeaseRepository } from "@effect-kinesis/consumer"
 import { AdminClient, Client, Serde } from "@effect-kinesis/core"
-import { KinesisEmulator } from "@effect-kinesis/testing"
-import { Duration, Effect, Fiber, Layer, Schedule, type Scope } from "effect"
+import { ConsumerWorker, KinesisEmulator } from "@effect-kinesis/testing"
+import { Duration, Effect, Layer, Schedule, type Scope } from "effect"
 
 export const KinesisLive = Layer.unwrap(
   Effect.map(
@@ -74,21 +68,14 @@ export const fastLeases = {
   shardSyncInterval: "1 second"
 } as const
 
-export interface Worker {
-  readonly workerId: string
-  readonly seen: Array<ConsumerRecord.ConsumerRecord<string>>
-  readonly events: Array<DiagnosticEvent.DiagnosticEvent>
-  readonly fiber: Fiber.Fiber<void, unknown>
-  /** Shards this worker currently holds, from its own events. */
-  readonly held: () => ReadonlySet<string>
-  readonly stop: Effect.Effect<void>
-}
+export type Worker = ConsumerWorker.ConsumerWorker<string>
 
-/** Runs `Consumer.consumeWith` in the background, recording records and diagnostic events. */
+/** Runs `Consumer.consumeWith` in the background on `repository`, recording records and diagnostic events. */
 export const startWorker = (options: {
   readonly stream: string
   readonly workerId: string
   readonly repository: LeaseRepository.LeaseRepository["Service"]
+  readonly applicationName?: string | undefined
   readonly handler?: ((record: ConsumerRecord.ConsumerRecord<string>) => Effect.Effect<void, Error>) | undefined
   readonly errorHandling?: ErrorHandling.Options<string, Error, never> | undefined
   readonly checkpointBatchSize?: number | undefined
@@ -96,52 +83,20 @@ export const startWorker = (options: {
   readonly lease?: Consumer.LeaseSettings | undefined
   readonly initialPosition?: Consumer.InitialPosition | undefined
   readonly fetch?: Consumer.FetchSettings | undefined
+  readonly enhancedFanOut?: EnhancedFanOut.Settings | undefined
   readonly shardAssignment?: ShardAssignment.ShardAssignment | undefined
-}): Effect.Effect<Worker, never, Client.Client | Scope.Scope> =>
-  Effect.gen(function*() {
-    const seen: Array<ConsumerRecord.ConsumerRecord<string>> = []
-    const events: Array<DiagnosticEvent.DiagnosticEvent> = []
-    const held = new Set<string>()
-    const handler = options.handler
-    const fiber = yield* Consumer.consumeWith(
-      (record: ConsumerRecord.ConsumerRecord<string>) =>
-        handler === undefined
-          ? Effect.sync(() => seen.push(record))
-          : Effect.tap(handler(record), () => Effect.sync(() => seen.push(record))),
-      {
-        stream: options.stream,
-        applicationName: "test",
-        workerId: options.workerId,
-        deserializer: Serde.string,
-        initialPosition: options.initialPosition,
-        fetch: { pollInterval: "100 millis", ...options.fetch },
-        lease: options.lease ?? fastLeases,
-        checkpointBatchSize: options.checkpointBatchSize ?? 1000,
-        checkpointInterval: options.checkpointInterval ?? "200 millis",
-        errorHandling: options.errorHandling,
-        shardAssignment: options.shardAssignment,
-        onDiagnostic: (event) =>
-          Effect.sync(() => {
-            events.push(event)
-            if (event._tag === "LeaseAcquired") held.add(event.shardId)
-            if (event._tag === "LeaseLost" || event._tag === "LeaseReleased" || event._tag === "ShardEnded") {
-              held.delete(event.shardId)
-            }
-          })
-      }
-    ).pipe(
-      Effect.provide(Consumer.layer),
-      Effect.provideService(LeaseRepository.LeaseRepository, options.repository),
-      Effect.forkScoped
-    )
-    return {
-      workerId: options.workerId,
-      seen,
-      events,
-      fiber,
-      held: () => held,
-      stop: Effect.asVoid(Fiber.interrupt(fiber))
-    }
+}): Effect.Effect<Worker, never, Client.Client | Scope.Scope> => {
+  const { repository, ...rest } = options
+  return ConsumerWorker.start({
+    ...rest,
+    applicationName: options.applicationName ?? "test",
+    deserializer: Serde.string,
+    lease: options.lease ?? fastLeases,
+    checkpointBatchSize: options.checkpointBatchSize ?? 1000,
+    checkpointInterval: options.checkpointInterval ?? "200 millis",
+    fetch: { pollInterval: "100 millis", ...options.fetch },
+    leases: Layer.succeed(LeaseRepository.LeaseRepository, repository)
   })
+}
 
 export const millis = (input: Duration.Input) => Duration.toMillis(Duration.fromInputUnsafe(input))

@@ -3,17 +3,11 @@
  * reading records, workers run in the background that record what they see, and raw access to the lease table.
  */
 import { type AttributeValue, CreateTableCommand, PutItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb"
-import {
-  Consumer,
-  type ConsumerRecord,
-  type DiagnosticEvent,
-  type Lease,
-  LeaseRepository
-} from "@effect-kinesis/consumer"
+import type { Consumer, ConsumerRecord, Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { Client, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
-import { DynamoEmulator, KinesisEmulator } from "@effect-kinesis/testing"
-import { type Duration, Effect, Fiber, Layer, Schedule, type Scope } from "effect"
+import { ConsumerWorker, DynamoEmulator, KinesisEmulator } from "@effect-kinesis/testing"
+import { type Duration, Effect, Layer, Schedule, type Scope } from "effect"
 import { randomUUID } from "node:crypto"
 
 const DynamoClientLive = Layer.unwrap(
@@ -108,15 +102,7 @@ type Store = Layer.Layer<
   DynamoDbClient.DynamoDbClient
 >
 
-export interface Worker {
-  readonly workerId: string
-  readonly seen: Array<ConsumerRecord.ConsumerRecord<string>>
-  readonly events: Array<DiagnosticEvent.DiagnosticEvent>
-  readonly fiber: Fiber.Fiber<void, unknown>
-  /** Shards this worker currently holds, from its own events. */
-  readonly held: () => ReadonlySet<string>
-  readonly stop: Effect.Effect<void>
-}
+export type Worker = ConsumerWorker.ConsumerWorker<string>
 
 /**
  * Runs `Consumer.consumeWith` in the background on its own DynamoDB lease store (the table named after the
@@ -132,50 +118,17 @@ export const startWorker = (options: {
   readonly checkpointInterval?: Duration.Input | undefined
   readonly lease?: Consumer.LeaseSettings | undefined
 }): Effect.Effect<Worker, never, Client.Client | DynamoDbClient.DynamoDbClient | Scope.Scope> =>
-  Effect.gen(function*() {
-    const seen: Array<ConsumerRecord.ConsumerRecord<string>> = []
-    const events: Array<DiagnosticEvent.DiagnosticEvent> = []
-    const held = new Set<string>()
-    const handler = options.handler
-    const fiber = yield* Consumer.consumeWith(
-      (record: ConsumerRecord.ConsumerRecord<string>) =>
-        handler === undefined
-          ? Effect.sync(() => seen.push(record))
-          : Effect.tap(handler(record), () => Effect.sync(() => seen.push(record))),
-      {
-        stream: options.stream,
-        applicationName: options.applicationName,
-        workerId: options.workerId,
-        deserializer: Serde.string,
-        fetch: { pollInterval: "100 millis" },
-        lease: options.lease ?? fastLeases,
-        checkpointBatchSize: options.checkpointBatchSize ?? 1000,
-        checkpointInterval: options.checkpointInterval ?? "200 millis",
-        onDiagnostic: (event) =>
-          Effect.sync(() => {
-            events.push(event)
-            if (event._tag === "LeaseAcquired") held.add(event.shardId)
-            if (event._tag === "LeaseLost" || event._tag === "LeaseReleased" || event._tag === "ShardEnded") {
-              held.delete(event.shardId)
-            }
-          })
-      }
-    ).pipe(
-      Effect.provide(
-        Consumer.layer.pipe(
-          Layer.provide(options.store ?? DynamoDbLeaseRepository.layer({ applicationName: options.applicationName }))
-        )
-      ),
-      Effect.forkScoped
-    )
-    return {
-      workerId: options.workerId,
-      seen,
-      events,
-      fiber,
-      held: () => held,
-      stop: Effect.asVoid(Fiber.interrupt(fiber))
-    }
+  ConsumerWorker.start({
+    stream: options.stream,
+    applicationName: options.applicationName,
+    workerId: options.workerId,
+    deserializer: Serde.string,
+    fetch: { pollInterval: "100 millis" },
+    lease: options.lease ?? fastLeases,
+    checkpointBatchSize: options.checkpointBatchSize ?? 1000,
+    checkpointInterval: options.checkpointInterval ?? "200 millis",
+    handler: options.handler,
+    leases: options.store ?? DynamoDbLeaseRepository.layer({ applicationName: options.applicationName })
   })
 
 /** A store of our own on the table, for reading what the workers left. */

@@ -1,6 +1,7 @@
 /**
  * @since 0.1.0
  */
+export * as ConsumerWorker from "./ConsumerWorker.ts"
 export * as DynamoEmulator from "./DynamoEmulator.ts"
 export * as Emulator from "./Emulator.ts"
 export * as FaultProxy from "./FaultProxy.ts"
