@@ -15,7 +15,7 @@
  *
  * Records cycle through 4096 payloads and a few thousand partition keys (`BENCH_KEYS`, default
  * 5000), as real workloads repeat keys. `BENCH_ONLY=<scenario>` runs one throughput scenario
- * alone, for profiling.
+ * alone, for profiling; `BENCH_STATS=1` also prints how full the producer's requests were.
  *
  * These four talk to a loopback HTTP server in a child process that acknowledges without
  * storing (synthetic sequence numbers, a fixed list of 256 shards), so neither an emulator nor
@@ -177,13 +177,26 @@ const rawSdkLoop = (endpoint: string, total: number) => {
   return Promise.all(Array.from({ length: IN_FLIGHT }, worker)).then(() => client.destroy())
 }
 
+/** `BENCH_STATS=1` prints how full the requests were (per metrics interval). */
+const stats = process.env["BENCH_STATS"] !== undefined
+const reportBatches = (m: ProducerMetrics.ProducerMetrics) =>
+  Effect.sync(() => {
+    if (m.requests === 0) return
+    console.error(
+      `${m.requests} requests, ${(m.kinesisRecordsPut / m.requests).toFixed(1)} Kinesis records and ${
+        (m.userRecordsPut / m.requests).toFixed(1)
+      } user records per request, ${(m.kinesisBytesPut / m.requests / 1024).toFixed(0)} KiB per request`
+    )
+  })
+
 const producerRun = (endpoint: string, total: number, aggregate: boolean) =>
   Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
       const producer = yield* Producer.make({
         stream: STREAM,
         serde: Serde.bytes,
-        settings: { aggregate, maxInFlightRequests: IN_FLIGHT }
+        settings: { aggregate, maxInFlightRequests: IN_FLIGHT },
+        onMetrics: stats ? reportBatches : undefined
       })
       const chunks = Math.ceil(total / BATCH)
       yield* Effect.forEach(

@@ -328,6 +328,27 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer", (i
       assert.strictEqual(new Set(stored.map((r) => r.data)).size, 1600)
     }).pipe(Effect.provide(direct)))
 
+  it.effect("a shard paced by its rate limit gets its records in requests of many, not one per token", () =>
+    Effect.gen(function*() {
+      const stream = yield* StreamFixtures.stream({ shardCount: 1 })
+      const metrics = yield* Ref.make(ProducerMetrics.empty())
+      const results = yield* Effect.scoped(Effect.gen(function*() {
+        const producer = yield* Producer.make({
+          stream: stream.streamName,
+          serde: Serde.string,
+          // A small burst: after the first few records the bucket frees about one per millisecond.
+          settings: { shardRecordsPerSecond: 1000, shardBurst: "10 millis" },
+          onMetrics: (m) => Ref.update(metrics, (total) => ProducerMetrics.combine(total, m))
+        })
+        return yield* producer.produceChunk(records(1500, "paced"))
+      }))
+      assert.strictEqual(results.length, 1500)
+      const m = yield* Ref.get(metrics)
+      assert.strictEqual(m.userRecordsPut, 1500)
+      // About 1.5 s at the limit; a request per freed token would be hundreds of requests.
+      assert.isBelow(m.requests, 150)
+    }).pipe(Effect.provide(direct)))
+
   it.effect("a record that stays throttled past its time to live fails with RecordExpired", () =>
     Effect.gen(function*() {
       const proxy = yield* FaultProxy.FaultProxy

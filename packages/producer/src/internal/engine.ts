@@ -28,6 +28,10 @@ export class Batch {
   readonly request: Array<PutRecordsRequestEntry> = []
   readonly parts: Array<Part> = []
   bytes = 0
+  /** No further record fits (record count or bytes). */
+  full = false
+  /** When `step` first held it back (see `Engine.held`). */
+  heldSince = 0
   sentAt = 0
   /** Set when close gave up on the request: its records already failed, its answer is ignored. */
   abandoned = false
@@ -42,6 +46,11 @@ export interface RequestFailure {
 }
 
 const THROTTLED = "ProvisionedThroughputExceededException"
+/**
+ * Longest a partial request is held back while shards wait for their buckets (see
+ * `Engine.held`): short against the TTL, and against the wait the bucket already imposes.
+ */
+const HOLD_MAX_MS = 20
 // Per-record codes worth another attempt; anything else (KMS access, disabled keys…) is final.
 const RETRYABLE_RECORD_CODES = new Set([
   THROTTLED,
@@ -73,6 +82,17 @@ export class Engine {
   private pendingBytes = 0
   inFlight = 0
   readonly inFlightBatches = new Set<Batch>()
+  /**
+   * A partial request kept back because some shard's records wait for its bucket. Such a shard
+   * frees a record or so per millisecond, and a request per trickle (a PutRecords call costs as
+   * much CPU as a few hundred records) would make requests small exactly when the producer is
+   * busiest. It fills from later steps and leaves when it is full, when no shard is held back by
+   * its bucket any more, after `HOLD_MAX_MS`, or at close. Its records are neither pending nor in
+   * flight (`abandon` fails them).
+   */
+  private held: Batch | undefined = undefined
+  /** Set by `build`: a shard with due records was stopped by its bucket. */
+  private bucketBlocked = false
   private waiters: Array<() => void> = []
   private idleWaiters: Array<() => void> = []
   /** Intake stopped: the scope is closing. */
@@ -254,12 +274,12 @@ export class Engine {
    */
   step(now: number): number {
     let sleep = Number.POSITIVE_INFINITY
-    if (this.pending === 0) return sleep
+    if (this.pending === 0 && this.held === undefined) return sleep
     const settings = this.settings
     this.expireDue(now)
     this.release()
-    while (this.inFlight < settings.maxInFlightRequests && this.pending > 0) {
-      if (settings.lingerMillis > 0 && !this.flushing && !this.fullBatchWaiting()) {
+    while (this.inFlight < settings.maxInFlightRequests && (this.pending > 0 || this.held !== undefined)) {
+      if (this.held === undefined && settings.lingerMillis > 0 && !this.flushing && !this.fullBatchWaiting()) {
         const due = this.oldestEnqueuedAt() + settings.lingerMillis
         if (due > now) {
           sleep = Math.min(sleep, due - now)
@@ -268,6 +288,16 @@ export class Engine {
       }
       const batch = this.build(now)
       if (batch === undefined) break
+      if (
+        !batch.full && this.bucketBlocked && !this.flushing &&
+        (this.held === undefined || now - batch.heldSince < HOLD_MAX_MS)
+      ) {
+        if (this.held === undefined) batch.heldSince = now
+        this.held = batch
+        sleep = Math.min(sleep, batch.heldSince + HOLD_MAX_MS - now)
+        break
+      }
+      this.held = undefined
       this.inFlight++
       this.inFlightBatches.add(batch)
       batch.sentAt = now
@@ -329,19 +359,27 @@ export class Engine {
     }
   }
 
-  /** One PutRecords request from the due records, shards taken round-robin; undefined if none. */
+  /**
+   * One PutRecords request from the due records, shards taken round-robin, adding to the held
+   * request if there is one; undefined if none.
+   */
   private build(now: number): Batch | undefined {
     const settings = this.settings
     const maxRecords = settings.maxRecordsPerRequest
     const maxBytes = settings.maxRequestBytes
     const shards = this.shardList
     const n = shards.length
-    const batch = new Batch()
+    const batch = this.held ?? new Batch()
     let full = false
+    this.bucketBlocked = false
     for (let k = 0; k < n && !full; k++) {
       const shard = shards[(this.roundRobin + k) % n]!
       if (shard.queued === 0) continue
       shard.refill(now)
+      if (!shard.canSend()) {
+        if (shard.peek(now) !== undefined) this.bucketBlocked = true
+        continue
+      }
       while (shard.canSend()) {
         if (batch.request.length >= maxRecords) {
           full = true
@@ -406,8 +444,10 @@ export class Engine {
         batch.bytes += part.size
         shard.consume(part.size)
       }
+      if (!full && !shard.canSend() && shard.peek(now) !== undefined) this.bucketBlocked = true
     }
     this.roundRobin = n === 0 ? 0 : (this.roundRobin + 1) % n
+    if (full || batch.request.length >= maxRecords || batch.bytes >= maxBytes) batch.full = true
     return batch.request.length === 0 ? undefined : batch
   }
 
@@ -542,6 +582,14 @@ export class Engine {
 
   /** The close deadline passed: fail everything still unwritten. */
   abandon(): void {
+    const held = this.held
+    this.held = undefined
+    if (held !== undefined) {
+      for (const part of held.parts) {
+        const entries = part instanceof Entry ? [part] : part.entries
+        for (const entry of entries) this.fail(entry, new ProducerError.ProducerClosed({ written: false }))
+      }
+    }
     for (const shard of this.shardList) {
       for (const entry of shard.drain()) {
         this.pending--
