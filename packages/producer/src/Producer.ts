@@ -17,7 +17,7 @@ import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Queue, Result, Sc
 import type { Scope } from "effect"
 import { Engine } from "./internal/engine.ts"
 import type { Batch, PutRecordsOutput, RequestFailure } from "./internal/engine.ts"
-import { type Done, Entry, HashKeyRoute, PartitionKeyHashes } from "./internal/entry.ts"
+import { type Done, Entry, HashKeyRoute, partitionKeyBytes, PartitionKeyHashes } from "./internal/entry.ts"
 import { Recorder } from "./internal/recorder.ts"
 import * as ProducerError from "./ProducerError.ts"
 import type * as ProducerMetrics from "./ProducerMetrics.ts"
@@ -179,15 +179,6 @@ export interface MakeOptions<A> {
 
 const now = (): number => performance.now()
 const noop = () => {}
-
-const textEncoder = new TextEncoder()
-const partitionKeyBytes = (key: string): number => {
-  // ASCII keys (the usual case) are as many bytes as characters.
-  for (let i = 0; i < key.length; i++) {
-    if (key.charCodeAt(i) > 0x7f) return textEncoder.encode(key).length
-  }
-  return key.length
-}
 
 const codePoints = (key: string): number => {
   let n = 0
@@ -424,7 +415,7 @@ export const make = <A>(
       if (explicit !== undefined) {
         const parsed = HashKey.parseExplicit(explicit)
         if (parsed === undefined) return new ProducerError.InvalidExplicitHashKey({ explicitHashKey: explicit })
-        hashKey = new HashKeyRoute(parsed)
+        hashKey = new HashKeyRoute(parsed, partitionKeyBytes(key))
       } else {
         hashKey = hashes.get(key)
       }
@@ -436,7 +427,7 @@ export const make = <A>(
         if (Result.isFailure(data)) return data.failure
         bytes = data.success
       }
-      const size = bytes.length + partitionKeyBytes(key)
+      const size = bytes.length + hashKey.partitionKeyBytes
       if (size > settings.maxRecordBytes) {
         return new ProducerError.RecordTooLarge({ size, maxBytes: settings.maxRecordBytes })
       }

@@ -74,6 +74,8 @@ export class Engine {
   private shardMap: ShardMap.ShardMap
   private shards = new Map<string, ShardState>()
   private shardList: Array<ShardState> = []
+  /** Bumped by each shard map, so that routes remembered under the previous one are not used. */
+  private shardMapEpoch = 0
   private roundRobin = 0
   /** Accepted and not yet settled (queued, waiting to retry, or in flight). */
   buffered = 0
@@ -174,9 +176,14 @@ export class Engine {
   }
 
   private route(entry: Entry): ShardState {
+    const route = entry.hashKey
+    if (route.epoch === this.shardMapEpoch) {
+      const known = route.shard!
+      entry.shard = known
+      return known
+    }
     // `shardList` is in the shard map's order (by starting hash key), so this is the map's own
     // binary search without the lookup by shard id after it.
-    const route = entry.hashKey
     const high = route.high
     const shards = this.shardList
     let lo = 0
@@ -190,6 +197,8 @@ export class Engine {
     }
     const shard = shards[lo]!
     entry.shard = shard
+    route.shard = shard
+    route.epoch = this.shardMapEpoch
     return shard
   }
 
@@ -552,6 +561,7 @@ export class Engine {
     const orphans: Array<Entry> = []
     for (const [id, state] of this.shards) if (!next.has(id)) orphans.push(...state.drain())
     this.shards = next
+    this.shardMapEpoch++
     // In the map's order (by starting hash key): `route` searches it.
     this.shardList = Array.from(next.values())
     this.roundRobin = 0

@@ -64,16 +64,38 @@ const LOW_BITS = 75n
 
 /**
  * A hash key with its high 53 bits as a number: routing compares those first, and BigInt
- * comparisons (each a runtime call) only on a tie.
+ * comparisons (each a runtime call) only on a tie. Records of one partition key share one (see
+ * {@link PartitionKeyHashes}), so it also remembers the key's UTF-8 length and the shard it was
+ * last routed to.
  */
 export class HashKeyRoute {
   readonly key: bigint
   readonly high: number
-  constructor(key: bigint) {
+  /** UTF-8 bytes of the partition key of the records routed by it. */
+  readonly partitionKeyBytes: number
+  /** The shard `Engine.route` found, valid while the engine's shard map epoch equals `epoch`. */
+  shard: ShardState | undefined = undefined
+  epoch = -1
+  constructor(key: bigint, partitionKeyBytes: number) {
     this.key = key
     this.high = Number(key >> LOW_BITS)
+    this.partitionKeyBytes = partitionKeyBytes
   }
 }
+
+const textEncoder = new TextEncoder()
+
+/** UTF-8 bytes of a partition key. */
+export const partitionKeyBytes = (key: string): number => {
+  // ASCII keys (the usual case) are as many bytes as characters.
+  for (let i = 0; i < key.length; i++) {
+    if (key.charCodeAt(i) > 0x7f) return textEncoder.encode(key).length
+  }
+  return key.length
+}
+
+const partitionKeyRoute = (partitionKey: string): HashKeyRoute =>
+  new HashKeyRoute(HashKey.fromPartitionKey(partitionKey), partitionKeyBytes(partitionKey))
 
 /** `HashKeyRoute.high` of a shard's starting hash key. */
 export const highBits = (key: bigint): number => Number(key >> LOW_BITS)
@@ -102,7 +124,7 @@ export class PartitionKeyHashes {
   get(partitionKey: string): HashKeyRoute {
     if (this.bypass > 0) {
       this.bypass--
-      return new HashKeyRoute(HashKey.fromPartitionKey(partitionKey))
+      return partitionKeyRoute(partitionKey)
     }
     let hashKey = this.young.get(partitionKey)
     if (hashKey !== undefined) {
@@ -111,7 +133,7 @@ export class PartitionKeyHashes {
     }
     hashKey = this.old.get(partitionKey)
     if (hashKey !== undefined) this.hits++
-    else hashKey = new HashKeyRoute(HashKey.fromPartitionKey(partitionKey))
+    else hashKey = partitionKeyRoute(partitionKey)
     if (this.young.size >= GENERATION) {
       // A generation is GENERATION misses: fewer hits than that is a hit rate under one half.
       if (this.hits < GENERATION) this.bypass = GENERATION * BYPASS_GENERATIONS
