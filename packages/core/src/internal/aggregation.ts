@@ -1,7 +1,7 @@
 /**
  * @internal
  */
-import { createHash } from "node:crypto"
+import { hash } from "node:crypto"
 import type { Aggregator, KinesisRecord } from "../Aggregation.ts"
 import * as Protobuf from "./protobuf.ts"
 
@@ -11,7 +11,7 @@ export const MD5_LENGTH = 16
 /** Magic and digest around the protobuf message. */
 export const FRAMING_OVERHEAD = MAGIC.length + MD5_LENGTH
 
-const md5 = (bytes: Uint8Array): Buffer => createHash("md5").update(bytes).digest()
+const md5 = (bytes: Uint8Array): Buffer => hash("md5", bytes, "buffer")
 
 /**
  * Whether `data` is framed as a KPL aggregate: magic, room for more than magic and digest, and a
