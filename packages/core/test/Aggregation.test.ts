@@ -220,6 +220,29 @@ describe("Aggregator", () => {
     ])
   })
 
+  it("a reused aggregator builds each aggregate byte for byte as a fresh one would", () => {
+    const reused = Aggregation.makeAggregator({ explicitHashKey: SHARD_KEY })
+    const rounds = [
+      ["a", "b", "c", "a"],
+      ["c", "a", "d"],
+      ["d", "d", "b", "e", "a"],
+      ["e"],
+      ["b", "a"]
+    ]
+    for (const [round, keys] of rounds.entries()) {
+      const fresh = Aggregation.makeAggregator({ explicitHashKey: SHARD_KEY })
+      reused.reset()
+      for (const [i, partitionKey] of keys.entries()) {
+        const explicitHashKey = i % 2 === 0 ? undefined : `${round + i}`
+        const record = { partitionKey, explicitHashKey, data: Uint8Array.of(round, i) }
+        expect(reused.add(record)).toBe(true)
+        fresh.add(record)
+      }
+      expect(reused.size).toBe(fresh.size)
+      expect(reused.build()).toEqual(fresh.build())
+    }
+  })
+
   it("rejects a maxBytes that is not a positive integer", () => {
     expect(() => Aggregation.makeAggregator({ explicitHashKey: "0", maxBytes: 0 })).toThrow(RangeError)
     expect(() => Aggregation.makeAggregator({ explicitHashKey: "0", maxBytes: 1.5 })).toThrow(RangeError)

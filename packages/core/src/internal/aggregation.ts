@@ -33,27 +33,59 @@ export const isFramedAggregate = (data: Uint8Array): boolean => {
 export const recordSize = (record: KinesisRecord): number =>
   record.data.length + Protobuf.utf8Length(record.partitionKey)
 
+/** Where a key sits in the table of one aggregate (`KeyTable.epoch`). */
+class KeySlot {
+  epoch = 0
+  index = 0
+}
+
 /**
  * A key table that hands out indexes in order of first use. Byte lengths are kept so the
  * encoder can write length prefixes without measuring again.
+ *
+ * An aggregator fills and empties its table once per aggregate, mostly with the same keys
+ * (those of its shard), so emptying only starts a new epoch: the slots of past keys stay in the
+ * map, and only the slots stamped with the current epoch count. Nothing is allocated for a key
+ * seen before, and the map is cleared once mostly stale.
  */
 class KeyTable {
-  readonly indexes = new Map<string, number>()
+  private readonly slots = new Map<string, KeySlot>()
+  private epoch = 1
   readonly keys: Array<string> = []
   readonly byteLengths: Array<number> = []
+  /** Keys in the current table (`keys` and `byteLengths` may hold more, from earlier epochs). */
+  size = 0
+
+  /** The index of `key`, or -1 when it is not in the table yet. */
+  indexOf(key: string): number {
+    const slot = this.slots.get(key)
+    return slot !== undefined && slot.epoch === this.epoch ? slot.index : -1
+  }
 
   add(key: string, byteLength: number): number {
-    const index = this.keys.length
-    this.indexes.set(key, index)
-    this.keys.push(key)
-    this.byteLengths.push(byteLength)
+    const index = this.size++
+    let slot = this.slots.get(key)
+    if (slot === undefined) {
+      slot = new KeySlot()
+      this.slots.set(key, slot)
+    }
+    slot.epoch = this.epoch
+    slot.index = index
+    if (index < this.keys.length) {
+      this.keys[index] = key
+      this.byteLengths[index] = byteLength
+    } else {
+      this.keys.push(key)
+      this.byteLengths.push(byteLength)
+    }
     return index
   }
 
   clear(): void {
-    this.indexes.clear()
-    this.keys.length = 0
-    this.byteLengths.length = 0
+    // Keys come and go (random ids): do not let stale ones pile up.
+    if (this.slots.size > 2 * this.size + 64) this.slots.clear()
+    this.epoch++
+    this.size = 0
   }
 }
 
@@ -72,11 +104,13 @@ export class AggregatorImpl implements Aggregator {
 
   private readonly partitionKeys = new KeyTable()
   private readonly explicitHashKeys = new KeyTable()
-  // One entry per record, in order (parallel arrays keep numbers unboxed).
+  // One entry per record, in order (parallel arrays keep numbers unboxed); only the first
+  // `recordCount` are live, so that refilling after `reset` allocates nothing.
   private readonly recordPartitionKeyIndexes: Array<number> = []
   private readonly recordExplicitHashKeyIndexes: Array<number> = [] // -1: none
   private readonly recordBodySizes: Array<number> = []
-  private readonly recordData: Array<Uint8Array> = []
+  private readonly recordData: Array<Uint8Array | undefined> = []
+  private recordCount = 0
   private messageSize = 0
   private firstPartitionKeyBytes = 0
 
@@ -95,11 +129,11 @@ export class AggregatorImpl implements Aggregator {
   }
 
   get count(): number {
-    return this.recordData.length
+    return this.recordCount
   }
 
   get size(): number {
-    const count = this.recordData.length
+    const count = this.recordCount
     if (count === 0) return 0
     if (count === 1) return this.recordData[0]!.length + this.firstPartitionKeyBytes
     return FRAMING_OVERHEAD + this.messageSize + this.firstPartitionKeyBytes
@@ -126,17 +160,25 @@ export class AggregatorImpl implements Aggregator {
     if (this.pendingExplicitHashKeyBytes >= 0) {
       explicitHashKeyIndex = this.explicitHashKeys.add(record.explicitHashKey!, this.pendingExplicitHashKeyBytes)
     }
-    if (this.recordData.length === 0) this.firstPartitionKeyBytes = this.pendingPartitionKeyBytes
-    this.recordPartitionKeyIndexes.push(partitionKeyIndex)
-    this.recordExplicitHashKeyIndexes.push(explicitHashKeyIndex)
-    this.recordBodySizes.push(this.pendingBodySize)
-    this.recordData.push(record.data)
+    const i = this.recordCount++
+    if (i === 0) this.firstPartitionKeyBytes = this.pendingPartitionKeyBytes
+    if (i < this.recordData.length) {
+      this.recordPartitionKeyIndexes[i] = partitionKeyIndex
+      this.recordExplicitHashKeyIndexes[i] = explicitHashKeyIndex
+      this.recordBodySizes[i] = this.pendingBodySize
+      this.recordData[i] = record.data
+    } else {
+      this.recordPartitionKeyIndexes.push(partitionKeyIndex)
+      this.recordExplicitHashKeyIndexes.push(explicitHashKeyIndex)
+      this.recordBodySizes.push(this.pendingBodySize)
+      this.recordData.push(record.data)
+    }
     this.messageSize += this.pendingMessageGrowth
     return true
   }
 
   build(): KinesisRecord | undefined {
-    const count = this.recordData.length
+    const count = this.recordCount
     if (count === 0) return undefined
     if (count === 1) {
       const explicitHashKeyIndex = this.recordExplicitHashKeyIndexes[0]!
@@ -156,11 +198,11 @@ export class AggregatorImpl implements Aggregator {
     // Field-number order, as protobuf serializers write it and the KPL sends it.
     let pos = MAGIC.length
     const pks = this.partitionKeys
-    for (let i = 0; i < pks.keys.length; i++) {
+    for (let i = 0; i < pks.size; i++) {
       pos = Protobuf.writeTableEntry(buf, pos, Protobuf.TAG_PARTITION_KEY_TABLE, pks.keys[i]!, pks.byteLengths[i]!)
     }
     const ehks = this.explicitHashKeys
-    for (let i = 0; i < ehks.keys.length; i++) {
+    for (let i = 0; i < ehks.size; i++) {
       pos = Protobuf.writeTableEntry(
         buf,
         pos,
@@ -187,10 +229,10 @@ export class AggregatorImpl implements Aggregator {
   reset(): void {
     this.partitionKeys.clear()
     this.explicitHashKeys.clear()
-    this.recordPartitionKeyIndexes.length = 0
-    this.recordExplicitHashKeyIndexes.length = 0
-    this.recordBodySizes.length = 0
-    this.recordData.length = 0
+    // The data is the caller's: do not keep it alive.
+    const data = this.recordData
+    for (let i = 0; i < this.recordCount; i++) data[i] = undefined
+    this.recordCount = 0
     this.messageSize = 0
     this.firstPartitionKeyBytes = 0
   }
@@ -198,10 +240,10 @@ export class AggregatorImpl implements Aggregator {
   /** Works out where `record` would go and what the result would weigh; changes nothing visible. */
   private measure(record: KinesisRecord): void {
     let growth = 0
-    let partitionKeyIndex = this.partitionKeys.indexes.get(record.partitionKey)
+    let partitionKeyIndex = this.partitionKeys.indexOf(record.partitionKey)
     let partitionKeyBytes = -1
-    if (partitionKeyIndex === undefined) {
-      partitionKeyIndex = this.partitionKeys.keys.length
+    if (partitionKeyIndex < 0) {
+      partitionKeyIndex = this.partitionKeys.size
       partitionKeyBytes = Protobuf.utf8Length(record.partitionKey)
       growth += Protobuf.lengthDelimitedSize(partitionKeyBytes)
     }
@@ -209,9 +251,9 @@ export class AggregatorImpl implements Aggregator {
     let explicitHashKeyBytes = -1
     const explicitHashKey = record.explicitHashKey
     if (explicitHashKey !== undefined) {
-      const known = this.explicitHashKeys.indexes.get(explicitHashKey)
-      if (known === undefined) {
-        explicitHashKeyIndex = this.explicitHashKeys.keys.length
+      const known = this.explicitHashKeys.indexOf(explicitHashKey)
+      if (known < 0) {
+        explicitHashKeyIndex = this.explicitHashKeys.size
         explicitHashKeyBytes = Protobuf.utf8Length(explicitHashKey)
         growth += Protobuf.lengthDelimitedSize(explicitHashKeyBytes)
       } else {
@@ -222,8 +264,7 @@ export class AggregatorImpl implements Aggregator {
     const bodySize = Protobuf.recordBodySize(partitionKeyIndex, explicitHashKeyIndex, dataLength)
     growth += Protobuf.lengthDelimitedSize(bodySize)
 
-    const count = this.recordData.length
-    this.pendingSize = count === 0
+    this.pendingSize = this.recordCount === 0
       // Alone, the record goes out as itself (as the KPL sends it), not wrapped.
       ? dataLength + partitionKeyBytes
       : FRAMING_OVERHEAD + this.messageSize + growth + this.firstPartitionKeyBytes

@@ -27,8 +27,11 @@ export class ShardState {
   readonly explicitHashKey: string
   /** The high bits of the starting hash key, for `Engine.route`. */
   readonly startHigh: number
-  private queue: Array<Entry> = []
+  // Fresh records, oldest first: `queue[head, end)`. The array keeps its room when it empties,
+  // so that a shard refilled after every request does not grow a new one each time.
+  private queue: Array<Entry | undefined> = []
   private head = 0
+  private end = 0
   /** Records to send again once their `notBefore` has passed. */
   retries: Array<Entry> = []
   bytesTokens: number
@@ -57,16 +60,18 @@ export class ShardState {
   }
 
   get queued(): number {
-    return this.queue.length - this.head + this.retries.length
+    return this.end - this.head + this.retries.length
   }
 
   push(entry: Entry): void {
-    this.queue.push(entry)
+    if (this.end < this.queue.length) this.queue[this.end] = entry
+    else this.queue.push(entry)
+    this.end++
   }
 
   /** The fresh record that has waited longest, if any. */
   oldest(): Entry | undefined {
-    return this.head < this.queue.length ? this.queue[this.head] : undefined
+    return this.head < this.end ? this.queue[this.head] : undefined
   }
 
   /**
@@ -78,19 +83,20 @@ export class ShardState {
     for (let i = 0; i < retries.length; i++) {
       if (retries[i]!.notBefore <= now) return retries[i]
     }
-    return this.head < this.queue.length ? this.queue[this.head] : undefined
+    return this.head < this.end ? this.queue[this.head] : undefined
   }
 
   /** Removes `entry`, which `peek` just returned. */
   take(entry: Entry): void {
-    if (this.head < this.queue.length && this.queue[this.head] === entry) {
-      this.queue[this.head] = undefined as unknown as Entry
+    if (this.head < this.end && this.queue[this.head] === entry) {
+      this.queue[this.head] = undefined
       this.head++
-      if (this.head === this.queue.length) {
-        this.queue = []
+      if (this.head === this.end) {
         this.head = 0
-      } else if (this.head > 4096 && this.head * 2 > this.queue.length) {
-        this.queue = this.queue.slice(this.head)
+        this.end = 0
+      } else if (this.head > 4096 && this.head * 2 > this.end) {
+        this.queue = this.queue.slice(this.head, this.end)
+        this.end -= this.head
         this.head = 0
       }
       return
@@ -110,7 +116,7 @@ export class ShardState {
   takeExpired(now: number): Array<Entry> | undefined {
     let expired: Array<Entry> | undefined
     // Fresh records arrive in deadline order (one TTL for all), so only the front can be due.
-    while (this.head < this.queue.length && this.queue[this.head]!.deadline <= now) {
+    while (this.head < this.end && this.queue[this.head]!.deadline <= now) {
       const entry = this.queue[this.head]!
       this.take(entry)
       ;(expired ??= []).push(entry)
@@ -128,9 +134,10 @@ export class ShardState {
 
   /** Removes and returns everything waiting (for re-routing after resharding, or at close). */
   drain(): Array<Entry> {
-    const all = this.retries.concat(this.queue.slice(this.head))
+    const all = this.retries.concat(this.queue.slice(this.head, this.end) as Array<Entry>)
     this.queue = []
     this.head = 0
+    this.end = 0
     this.retries = []
     return all
   }
