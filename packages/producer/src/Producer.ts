@@ -415,7 +415,7 @@ export const make = <A>(
       if (explicit !== undefined) {
         const parsed = HashKey.parseExplicit(explicit)
         if (parsed === undefined) return new ProducerError.InvalidExplicitHashKey({ explicitHashKey: explicit })
-        hashKey = new HashKeyRoute(parsed, partitionKeyBytes(key))
+        hashKey = new HashKeyRoute(parsed, partitionKeyBytes(key), explicit)
       } else {
         hashKey = hashes.get(key)
       }
@@ -431,7 +431,7 @@ export const make = <A>(
       if (size > settings.maxRecordBytes) {
         return new ProducerError.RecordTooLarge({ size, maxBytes: settings.maxRecordBytes })
       }
-      return new Entry(key, explicit, bytes, size, hashKey, done, ref)
+      return new Entry(key, bytes, size, hashKey, done, ref)
     }
 
     /**

@@ -2,7 +2,7 @@ import type { Client, ShardMap } from "@effect-kinesis/core"
 import type { Effect } from "effect"
 import * as ProducerError from "../ProducerError.ts"
 import type * as ProducerSettings from "../ProducerSettings.ts"
-import { Entry } from "./entry.ts"
+import { Entry, RetryState } from "./entry.ts"
 import type { Recorder } from "./recorder.ts"
 import { type RateLimits, ShardState } from "./shardState.ts"
 
@@ -71,6 +71,8 @@ export class Engine {
   readonly settings: ProducerSettings.Resolved
   readonly recorder: Recorder
   private readonly limits: RateLimits
+  /** Whole milliseconds a record may wait: its deadline is `enqueuedAt + ttl`. */
+  private readonly ttl: number
   private shardMap: ShardMap.ShardMap
   private shards = new Map<string, ShardState>()
   private shardList: Array<ShardState> = []
@@ -111,6 +113,7 @@ export class Engine {
   constructor(settings: ProducerSettings.Resolved, shardMap: ShardMap.ShardMap, recorder: Recorder, now: number) {
     this.settings = settings
     this.recorder = recorder
+    this.ttl = Math.floor(settings.recordTtlMillis)
     this.limits = {
       enabled: settings.rateLimit,
       bytesPerMs: settings.shardBytesPerSecond / 1000,
@@ -136,7 +139,6 @@ export class Engine {
     // field of every buffered record.
     const ms = Math.floor(now)
     entry.enqueuedAt = ms
-    entry.deadline = Math.floor(ms + this.settings.recordTtlMillis)
     this.route(entry).push(entry)
     this.pending++
     this.pendingBytes += entry.size
@@ -237,7 +239,7 @@ export class Engine {
 
   private expire(entry: Entry): void {
     this.recorder.expired++
-    this.fail(entry, new ProducerError.RecordExpired({ attempts: entry.attempts, lastError: entry.lastError }))
+    this.fail(entry, new ProducerError.RecordExpired({ attempts: entry.attempts, lastError: entry.retry?.lastError }))
   }
 
   private backoff(attempts: number): number {
@@ -248,7 +250,8 @@ export class Engine {
   }
 
   private retryOrFail(entry: Entry, failure: RequestFailure, now: number): void {
-    entry.lastError = failure.code
+    const retry = entry.retry ??= new RetryState()
+    retry.lastError = failure.code
     if (!failure.retryable || entry.attempts >= this.settings.maxAttempts) {
       this.fail(
         entry,
@@ -263,11 +266,11 @@ export class Engine {
       return
     }
     const at = now + this.backoff(entry.attempts)
-    if (at >= entry.deadline) {
+    if (at >= entry.enqueuedAt + this.ttl) {
       this.expire(entry)
       return
     }
-    entry.notBefore = Math.ceil(at)
+    retry.notBefore = Math.ceil(at)
     this.route(entry).retries.push(entry)
     this.pending++
     this.pendingBytes += entry.size
@@ -338,10 +341,10 @@ export class Engine {
     let at = Number.POSITIVE_INFINITY
     for (const shard of this.shardList) {
       const oldest = shard.oldest()
-      if (oldest !== undefined && oldest.deadline < at) at = oldest.deadline
-      for (const entry of shard.retries) if (entry.deadline < at) at = entry.deadline
+      if (oldest !== undefined && oldest.enqueuedAt < at) at = oldest.enqueuedAt
+      for (const entry of shard.retries) if (entry.enqueuedAt < at) at = entry.enqueuedAt
     }
-    return at
+    return at + this.ttl
   }
 
   /** When the next record becomes sendable (bucket refilled, retry due). */
@@ -358,7 +361,7 @@ export class Engine {
   private expireDue(now: number): void {
     for (const shard of this.shardList) {
       if (shard.queued === 0) continue
-      const expired = shard.takeExpired(now)
+      const expired = shard.takeExpired(now - this.ttl)
       if (expired === undefined) continue
       for (const entry of expired) {
         this.pending--

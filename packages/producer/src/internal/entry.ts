@@ -15,33 +15,41 @@ export type Done = (
   subSequenceNumber: number
 ) => void
 
+/** What a record sent again carries besides the record itself. */
+export class RetryState {
+  /** Not to be sent before this time (ms). */
+  notBefore = 0
+  /** The error code of the last failed attempt. */
+  lastError: string | undefined = undefined
+}
+
 /**
  * One user record on its way to Kinesis. It is also the `KinesisRecord` the aggregator takes
  * (`partitionKey`, `explicitHashKey`, `data`), so aggregation allocates nothing per record.
+ *
+ * Every buffered record has one, and they live long enough to be copied by the garbage
+ * collector, so it keeps to the fields every record needs: what only some records have (an
+ * explicit hash key, a retry) or what follows from other fields lives elsewhere.
  */
 export class Entry {
   readonly partitionKey: string
-  readonly explicitHashKey: string | undefined
   readonly data: Uint8Array
   /** Data plus partition key bytes: what the record counts against Kinesis limits. */
   readonly size: number
-  /** `data.length`, kept so that settling does not reach into the data again. */
-  readonly dataBytes: number
   /** `MD5(partitionKey)`, or the explicit hash key: what routes it to a shard. */
   readonly hashKey: HashKeyRoute
   readonly done: Done
   readonly ref: unknown
   /** The shard it was last routed to. */
   shard: ShardState | undefined = undefined
+  /** When it was accepted (whole ms); its deadline is this plus the TTL. */
   enqueuedAt = 0
-  deadline = 0
   attempts = 0
-  notBefore = 0
-  lastError: string | undefined = undefined
+  /** Set once an attempt failed. */
+  retry: RetryState | undefined = undefined
 
   constructor(
     partitionKey: string,
-    explicitHashKey: string | undefined,
     data: Uint8Array,
     size: number,
     hashKey: HashKeyRoute,
@@ -49,13 +57,25 @@ export class Entry {
     ref: unknown
   ) {
     this.partitionKey = partitionKey
-    this.explicitHashKey = explicitHashKey
     this.data = data
     this.size = size
-    this.dataBytes = data.length
     this.hashKey = hashKey
     this.done = done
     this.ref = ref
+  }
+
+  get explicitHashKey(): string | undefined {
+    return this.hashKey.explicitHashKey
+  }
+
+  /** `data.length`, without reaching into the data again (it is long out of the cache). */
+  get dataBytes(): number {
+    return this.size - this.hashKey.partitionKeyBytes
+  }
+
+  /** When the next attempt may go (0 for a record not yet tried). */
+  get notBefore(): number {
+    return this.retry === undefined ? 0 : this.retry.notBefore
   }
 }
 
@@ -73,13 +93,16 @@ export class HashKeyRoute {
   readonly high: number
   /** UTF-8 bytes of the partition key of the records routed by it. */
   readonly partitionKeyBytes: number
+  /** The explicit hash key as given, for a route of one record's explicit hash key. */
+  readonly explicitHashKey: string | undefined
   /** The shard `Engine.route` found, valid while the engine's shard map epoch equals `epoch`. */
   shard: ShardState | undefined = undefined
   epoch = -1
-  constructor(key: bigint, partitionKeyBytes: number) {
+  constructor(key: bigint, partitionKeyBytes: number, explicitHashKey?: string) {
     this.key = key
     this.high = Number(key >> LOW_BITS)
     this.partitionKeyBytes = partitionKeyBytes
+    this.explicitHashKey = explicitHashKey
   }
 }
 

@@ -112,11 +112,14 @@ export class ShardState {
     return at
   }
 
-  /** Removes and returns every record whose deadline has passed. */
-  takeExpired(now: number): Array<Entry> | undefined {
+  /**
+   * Removes and returns every record whose deadline has passed: those accepted at or before
+   * `acceptedBy` (now minus the TTL).
+   */
+  takeExpired(acceptedBy: number): Array<Entry> | undefined {
     let expired: Array<Entry> | undefined
     // Fresh records arrive in deadline order (one TTL for all), so only the front can be due.
-    while (this.head < this.end && this.queue[this.head]!.deadline <= now) {
+    while (this.head < this.end && this.queue[this.head]!.enqueuedAt <= acceptedBy) {
       const entry = this.queue[this.head]!
       this.take(entry)
       ;(expired ??= []).push(entry)
@@ -124,7 +127,7 @@ export class ShardState {
     if (this.retries.length > 0) {
       const keep: Array<Entry> = []
       for (const entry of this.retries) {
-        if (entry.deadline <= now) (expired ??= []).push(entry)
+        if (entry.enqueuedAt <= acceptedBy) (expired ??= []).push(entry)
         else keep.push(entry)
       }
       this.retries = keep
