@@ -33,23 +33,24 @@ export const isFramedAggregate = (data: Uint8Array): boolean => {
 export const recordSize = (record: KinesisRecord): number =>
   record.data.length + Protobuf.utf8Length(record.partitionKey)
 
-/** Where a key sits in the table of one aggregate (`KeyTable.epoch`). */
-class KeySlot {
-  epoch = 0
-  index = 0
-}
+/** Index bits of a `KeyTable` map value; the epoch is above them. */
+const INDEX_BITS = 20
+const INDEX_MASK = (1 << INDEX_BITS) - 1
+/** Epochs per `KeyTable` map: values stay small integers (no boxed numbers). */
+const EPOCHS = 1 << 10
 
 /**
  * A key table that hands out indexes in order of first use. Byte lengths are kept so the
  * encoder can write length prefixes without measuring again.
  *
  * An aggregator fills and empties its table once per aggregate, mostly with the same keys
- * (those of its shard), so emptying only starts a new epoch: the slots of past keys stay in the
- * map, and only the slots stamped with the current epoch count. Nothing is allocated for a key
- * seen before, and the map is cleared once mostly stale.
+ * (those of its shard), so emptying only starts a new epoch: the map keeps past keys, each with
+ * the epoch it was last used in beside its index, and only entries of the current epoch count.
+ * Nothing is allocated for a key seen before. The map is cleared once mostly stale, and when the
+ * epochs wrap around.
  */
 class KeyTable {
-  private readonly slots = new Map<string, KeySlot>()
+  private readonly indexes = new Map<string, number>()
   private epoch = 1
   readonly keys: Array<string> = []
   readonly byteLengths: Array<number> = []
@@ -58,19 +59,15 @@ class KeyTable {
 
   /** The index of `key`, or -1 when it is not in the table yet. */
   indexOf(key: string): number {
-    const slot = this.slots.get(key)
-    return slot !== undefined && slot.epoch === this.epoch ? slot.index : -1
+    const value = this.indexes.get(key)
+    return value !== undefined && value >>> INDEX_BITS === this.epoch ? value & INDEX_MASK : -1
   }
 
   add(key: string, byteLength: number): number {
     const index = this.size++
-    let slot = this.slots.get(key)
-    if (slot === undefined) {
-      slot = new KeySlot()
-      this.slots.set(key, slot)
-    }
-    slot.epoch = this.epoch
-    slot.index = index
+    // Past INDEX_MASK keys (only in aggregates far above the Kinesis record limit) a key is not
+    // remembered: seen again, it gets another table entry, which is valid and merely larger.
+    if (index <= INDEX_MASK) this.indexes.set(key, this.epoch * (INDEX_MASK + 1) + index)
     if (index < this.keys.length) {
       this.keys[index] = key
       this.byteLengths[index] = byteLength
@@ -82,9 +79,12 @@ class KeyTable {
   }
 
   clear(): void {
-    // Keys come and go (random ids): do not let stale ones pile up.
-    if (this.slots.size > 2 * this.size + 64) this.slots.clear()
     this.epoch++
+    // Keys come and go (random ids): do not let stale ones pile up.
+    if (this.epoch === EPOCHS || this.indexes.size > 2 * this.size + 64) {
+      this.indexes.clear()
+      this.epoch = 1
+    }
     this.size = 0
   }
 }
