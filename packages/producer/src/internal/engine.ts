@@ -25,8 +25,10 @@ export class Aggregate {
 export type Part = Entry | Aggregate
 
 export class Batch {
-  readonly request: Array<PutRecordsRequestEntry> = []
-  readonly parts: Array<Part> = []
+  readonly request: Array<PutRecordsRequestEntry>
+  readonly parts: Array<Part>
+  /** Records in `request` (and parts in `parts`); the arrays are longer until `seal`. */
+  count = 0
   bytes = 0
   /** No further record fits (record count or bytes). */
   full = false
@@ -35,6 +37,33 @@ export class Batch {
   sentAt = 0
   /** Set when close gave up on the request: its records already failed, its answer is ignored. */
   abandoned = false
+
+  /**
+   * `capacity`: the records it will most likely hold. Arrays of that length from the start, as
+   * growing them record by record copies them several times over.
+   */
+  constructor(capacity: number) {
+    this.request = new Array(capacity)
+    this.parts = new Array(capacity)
+  }
+
+  add(request: PutRecordsRequestEntry, part: Part): void {
+    const i = this.count++
+    if (i < this.request.length) {
+      this.request[i] = request
+      this.parts[i] = part
+    } else {
+      this.request.push(request)
+      this.parts.push(part)
+    }
+    this.bytes += part.size
+  }
+
+  /** Trims the arrays to what was added, before the request is sent. */
+  seal(): void {
+    this.request.length = this.count
+    this.parts.length = this.count
+  }
 }
 
 /** A failed PutRecords call, reduced to what retry decisions need. */
@@ -310,6 +339,7 @@ export class Engine {
         break
       }
       this.held = undefined
+      batch.seal()
       this.inFlight++
       this.inFlightBatches.add(batch)
       batch.sentAt = now
@@ -381,7 +411,7 @@ export class Engine {
     const maxBytes = settings.maxRequestBytes
     const shards = this.shardList
     const n = shards.length
-    const batch = this.held ?? new Batch()
+    const batch = this.held ?? new Batch(Math.min(maxRecords, this.pending))
     let full = false
     this.bucketBlocked = false
     for (let k = 0; k < n && !full; k++) {
@@ -393,7 +423,7 @@ export class Engine {
         continue
       }
       while (shard.canSend()) {
-        if (batch.request.length >= maxRecords) {
+        if (batch.count >= maxRecords) {
           full = true
           break
         }
@@ -451,16 +481,14 @@ export class Engine {
           this.pending--
           this.pendingBytes -= first.size
         }
-        batch.request.push(request)
-        batch.parts.push(part)
-        batch.bytes += part.size
+        batch.add(request, part)
         shard.consume(part.size)
       }
       if (!full && !shard.canSend() && shard.peek(now) !== undefined) this.bucketBlocked = true
     }
     this.roundRobin = n === 0 ? 0 : (this.roundRobin + 1) % n
-    if (full || batch.request.length >= maxRecords || batch.bytes >= maxBytes) batch.full = true
-    return batch.request.length === 0 ? undefined : batch
+    if (full || batch.count >= maxRecords || batch.bytes >= maxBytes) batch.full = true
+    return batch.count === 0 ? undefined : batch
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -598,6 +626,7 @@ export class Engine {
     const held = this.held
     this.held = undefined
     if (held !== undefined) {
+      held.seal()
       for (const part of held.parts) {
         const entries = part instanceof Entry ? [part] : part.entries
         for (const entry of entries) this.fail(entry, new ProducerError.ProducerClosed({ written: false }))
