@@ -546,19 +546,15 @@ export class Engine {
             continue
           }
         }
-        if (part instanceof Entry) {
-          recorder.kinesisPut(shard, shardId, 1, part.size)
-          recorder.userPut(part, now)
-          this.settle(part, undefined, shardId, sequenceNumber, 0)
-        } else {
-          const entries = part.entries
-          recorder.kinesisPut(shard, shardId, entries.length, part.size)
-          const aggregated = entries.length > 1
-          for (let j = 0; j < entries.length; j++) {
-            const entry = entries[j]!
-            recorder.userPut(entry, now)
-            this.settle(entry, undefined, shardId, sequenceNumber, aggregated ? j : 0)
-          }
+        // One path for plain records and aggregates (one call site each for the per-record work
+        // below), so that a process using both modes keeps it compact for the optimizer.
+        const entries = part instanceof Entry ? undefined : part.entries
+        const count = entries === undefined ? 1 : entries.length
+        recorder.kinesisPut(shard, shardId, count, part.size)
+        for (let j = 0; j < count; j++) {
+          const entry = entries === undefined ? part as Entry : entries[j]!
+          recorder.userPut(entry, now)
+          this.settle(entry, undefined, shardId, sequenceNumber, count > 1 ? j : 0)
         }
       }
       recorder.endResponse()
