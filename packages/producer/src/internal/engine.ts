@@ -1,4 +1,4 @@
-import type { Client, ShardMap } from "@effect-kinesis/core"
+import type { Aggregation, Client, ShardMap } from "@effect-kinesis/core"
 import type { Effect } from "effect"
 import * as ProducerError from "../ProducerError.ts"
 import type * as ProducerSettings from "../ProducerSettings.ts"
@@ -429,66 +429,86 @@ export class Engine {
         }
         const first = shard.peek(now)
         if (first === undefined) break
-        let part: Part
-        let request: PutRecordsRequestEntry
         const aggregator = shard.aggregator
         if (aggregator !== undefined && first.size <= aggregator.maxBytes) {
-          aggregator.reset()
-          const entries: Array<Entry> = []
-          let entry: Entry | undefined = first
-          // While a whole aggregate fits in the request, `add` alone decides (one size computation).
-          const roomy = batch.bytes + aggregator.maxBytes <= maxBytes
-          while (entry !== undefined) {
-            if (roomy) {
-              if (!aggregator.add(entry)) break
-            } else {
-              const size = aggregator.sizeWith(entry)
-              if (size > aggregator.maxBytes || batch.bytes + size > maxBytes) break
-              aggregator.add(entry)
-            }
-            shard.take(entry)
-            entries.push(entry)
-            entry = shard.peek(now)
-          }
-          if (entries.length === 0) {
+          if (!this.addAggregate(batch, shard, aggregator, first, now)) {
             full = true
             break
           }
-          // Exact: what Kinesis will count for the record `build` returns.
-          const size = aggregator.size
-          const record = aggregator.build()!
-          aggregator.reset()
-          part = new Aggregate(shard, entries, size)
-          request = record.explicitHashKey === undefined
-            ? { PartitionKey: record.partitionKey, Data: record.data }
-            : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey }
-          for (const entry of entries) {
-            entry.attempts++
-            this.pendingBytes -= entry.size
-          }
-          this.pending -= entries.length
-        } else {
-          if (batch.bytes + first.size > maxBytes) {
-            full = true
-            break
-          }
-          shard.take(first)
-          part = first
-          request = first.explicitHashKey === undefined
-            ? { PartitionKey: first.partitionKey, Data: first.data }
-            : { PartitionKey: first.partitionKey, Data: first.data, ExplicitHashKey: first.explicitHashKey }
-          first.attempts++
-          this.pending--
-          this.pendingBytes -= first.size
+          continue
         }
-        batch.add(request, part)
-        shard.consume(part.size)
+        if (batch.bytes + first.size > maxBytes) {
+          full = true
+          break
+        }
+        shard.take(first)
+        first.attempts++
+        this.pending--
+        this.pendingBytes -= first.size
+        const explicitHashKey = first.explicitHashKey
+        batch.add(
+          explicitHashKey === undefined
+            ? { PartitionKey: first.partitionKey, Data: first.data }
+            : { PartitionKey: first.partitionKey, Data: first.data, ExplicitHashKey: explicitHashKey },
+          first
+        )
+        shard.consume(first.size)
       }
       if (!full && !shard.canSend() && shard.peek(now) !== undefined) this.bucketBlocked = true
     }
     this.roundRobin = n === 0 ? 0 : (this.roundRobin + 1) % n
     if (full || batch.count >= maxRecords || batch.bytes >= maxBytes) batch.full = true
     return batch.count === 0 ? undefined : batch
+  }
+
+  /**
+   * Adds one aggregated record of `shard`'s due records, starting with `first`, to `batch`;
+   * false if not even `first` fits in the request. (A method of its own, so that `build` stays
+   * compact for plain records in a process that also aggregates.)
+   */
+  private addAggregate(
+    batch: Batch,
+    shard: ShardState,
+    aggregator: Aggregation.Aggregator,
+    first: Entry,
+    now: number
+  ): boolean {
+    const maxBytes = this.settings.maxRequestBytes
+    aggregator.reset()
+    const entries: Array<Entry> = []
+    let entry: Entry | undefined = first
+    // While a whole aggregate fits in the request, `add` alone decides (one size computation).
+    const roomy = batch.bytes + aggregator.maxBytes <= maxBytes
+    while (entry !== undefined) {
+      if (roomy) {
+        if (!aggregator.add(entry)) break
+      } else {
+        const size = aggregator.sizeWith(entry)
+        if (size > aggregator.maxBytes || batch.bytes + size > maxBytes) break
+        aggregator.add(entry)
+      }
+      shard.take(entry)
+      entries.push(entry)
+      entry = shard.peek(now)
+    }
+    if (entries.length === 0) return false
+    // Exact: what Kinesis will count for the record `build` returns.
+    const size = aggregator.size
+    const record = aggregator.build()!
+    aggregator.reset()
+    for (const entry of entries) {
+      entry.attempts++
+      this.pendingBytes -= entry.size
+    }
+    this.pending -= entries.length
+    batch.add(
+      record.explicitHashKey === undefined
+        ? { PartitionKey: record.partitionKey, Data: record.data }
+        : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey },
+      new Aggregate(shard, entries, size)
+    )
+    shard.consume(size)
+    return true
   }
 
   // ---------------------------------------------------------------------------------------------
