@@ -116,6 +116,32 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
         expect(all.filter((r) => r.shardId === parent)).toHaveLength(24)
       }))
 
+    it.effect("a store refusing deletes does not stop the consumer: the finished lease stays", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        let refused = 0
+        const repository = yield* LeaseRepository.makeMemory({
+          fault: (operation) => {
+            if (operation !== "delete") return undefined
+            refused++
+            return new LeaseRepository.LeaseStoreError({ operation, message: "access denied", retryable: false })
+          }
+        })
+        const parent = shards[0]!.shardId
+        yield* put(streamName, phase(0, 8))
+        yield* admin.splitShard(streamName, parent)
+        yield* put(streamName, phase(8, 8))
+        const worker = yield* startWorker({ stream: streamName, workerId: "w", repository })
+        yield* eventually(Effect.sync(() => worker.seen.length >= 16), "30 seconds", "all 16 records")
+        yield* eventually(Effect.sync(() => refused >= 2), "10 seconds", "two refused cleanups")
+        yield* put(streamName, phase(16, 8))
+        yield* eventually(Effect.sync(() => worker.seen.length >= 24), "30 seconds", "8 more records")
+        expect(worker.fiber.pollUnsafe()).toBeUndefined()
+        expect(worker.seen).toHaveLength(24)
+        expect((yield* repository.list).map((l) => l.leaseKey)).toContain(parent)
+      }))
+
     it.effect("with cleanupFinished off, finished leases stay", () =>
       Effect.gen(function*() {
         const admin = yield* AdminClient.AdminClient

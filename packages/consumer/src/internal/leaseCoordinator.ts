@@ -216,7 +216,13 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     const leases = new Map((yield* repository.list).map((lease) => [lease.leaseKey, lease]))
     // Before the lineage: a lease deleted here must not be created again below.
     if (settings.cleanupFinished) {
-      const deleted = yield* deleteFinished(repository, [...leases.values()])
+      // Cleanup is housekeeping: a store refusing deletes (say, no DeleteItem permission) must
+      // not stop the consumer. What was not deleted stays a lease and is tried again next sync.
+      const deleted = yield* deleteFinished(repository, [...leases.values()]).pipe(
+        Effect.catch((error) =>
+          Effect.as(Effect.logWarning(`deleting finished leases failed: ${error.message}`), [] as ReadonlyArray<string>)
+        )
+      )
       for (const shardId of deleted) {
         leases.delete(shardId)
         yield* emit({ _tag: "LeaseDeleted", workerId, shardId })
