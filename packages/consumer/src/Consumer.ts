@@ -189,8 +189,8 @@ export interface ShardedStreamOptions<A> {
 }
 
 /**
- * One shard held by this worker. Consume **one** of `records` and `results` (each runs the shard's
- * fetcher). The stream ends when the shard has been read to its end, and ends early — without a
+ * One shard held by this worker. Consume **one** of `records` and `results`, once (each runs the shard's
+ * fetcher; a second reader while one runs is a defect). The stream ends when the shard has been read to its end, and ends early — without a
  * checkpoint — when the lease is lost. The last staged record is checkpointed when it ends, fails
  * or is interrupted.
  *
@@ -427,6 +427,13 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     toStream: (decoded: RecordDecoder.DecodedBatch<A>) => Stream.Stream<B, E>
   ): Stream.Stream<B, E | KinesisError.KinesisError> =>
     Stream.unwrap(Effect.gen(function*() {
+      if (owned.streams > 0) {
+        // Two readers of one shard would each fetch it, deliver every record twice and race
+        // each other's checkpoints.
+        return yield* Effect.die(
+          new Error(`${shardId} is already being read: consume one of ShardStream.records and .results, once`)
+        )
+      }
       const decoder = RecordDecoder.make({
         shardId,
         after: start,

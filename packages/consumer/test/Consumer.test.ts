@@ -1,9 +1,9 @@
-import { DiagnosticEvent, LeaseRepository } from "@effect-kinesis/consumer"
-import { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { Consumer, DiagnosticEvent, LeaseRepository } from "@effect-kinesis/consumer"
+import { ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Metric } from "effect"
-import { eventually, KinesisLive, put, startWorker } from "./fixtures.ts"
+import { Cause, Effect, Exit, Fiber, Metric, Stream } from "effect"
+import { eventually, fastLeases, KinesisLive, put, startWorker } from "./fixtures.ts"
 
 const records = (from: number, to: number) =>
   Array.from({ length: to - from }, (_, i) => ({ partitionKey: `key-${(from + i) % 12}`, data: `r${from + i}` }))
@@ -96,6 +96,40 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Consum
         expect(Exit.isFailure(exit)).toBe(true)
         const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
         expect(error).toMatchObject({ _tag: "StreamNotFound" })
+      }))
+  })
+
+  describe("shardedStream", () => {
+    it.effect("a second reader of a shard while one runs is a defect, not a second fetcher delivering every record twice", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, records(0, 5))
+        const exit = yield* Consumer.shardedStream({
+          stream: streamName,
+          applicationName: "test",
+          workerId: "w",
+          deserializer: Serde.string,
+          fetch: { pollInterval: "100 millis" },
+          lease: fastLeases
+        }).pipe(
+          Stream.take(1),
+          Stream.flatMap((shard) =>
+            Stream.merge(
+              shard.records,
+              Stream.drain(Stream.fromEffect(Effect.sleep("200 millis"))).pipe(
+                Stream.concat(shard.results)
+              )
+            )
+          ),
+          Stream.runDrain,
+          Effect.provide(Consumer.layer),
+          Effect.provideService(LeaseRepository.LeaseRepository, repository),
+          Effect.timeout("20 seconds"),
+          Effect.exit
+        )
+        expect(Exit.isFailure(exit) && Cause.hasDies(exit.cause)).toBe(true)
+        expect(String(Exit.isFailure(exit) ? Cause.squash(exit.cause) : "")).toContain("already being read")
       }))
   })
 })
