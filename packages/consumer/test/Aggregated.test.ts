@@ -1,9 +1,9 @@
 import { Consumer, type ConsumerRecord, type DiagnosticEvent, LeaseRepository } from "@effect-kinesis/consumer"
-import { Aggregation, Client, ExtendedSequenceNumber, HashKey, Serde } from "@effect-kinesis/core"
+import { Aggregation, Client, ExtendedSequenceNumber, HashKey } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Fiber, Stream } from "effect"
-import { eventually, fastLeases, KinesisLive } from "./fixtures.ts"
+import { eventually, KinesisLive, shardedStreamOptions } from "./fixtures.ts"
 
 const encoder = new TextEncoder()
 
@@ -33,14 +33,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("KPL ag
         const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
         yield* putAggregates(streamName, shards[0]!.startingHashKey)
         const repository = yield* LeaseRepository.makeMemory()
-        const options: Consumer.ShardedStreamOptions<string> = {
-          stream: streamName,
-          applicationName: "test",
-          workerId: "w",
-          deserializer: Serde.string,
-          fetch: { pollInterval: "100 millis" },
-          lease: fastLeases
-        }
+        const options = shardedStreamOptions(streamName)
         // Processes (and stages) the first `n` records of the shard, then stops.
         const consume = (n: number) =>
           Consumer.shardedStream(options).pipe(
@@ -104,12 +97,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("KPL ag
         const seen: Array<ConsumerRecord.ConsumerRecord<string>> = []
         const events: Array<DiagnosticEvent.DiagnosticEvent> = []
         const fiber = yield* Consumer.shardedStream({
-          stream: streamName,
-          applicationName: "test",
-          workerId: "w",
-          deserializer: Serde.string,
-          fetch: { pollInterval: "100 millis" },
-          lease: fastLeases,
+          ...shardedStreamOptions(streamName),
           onDiagnostic: (event) => Effect.sync(() => events.push(event))
         }).pipe(
           Stream.flatMap((shard) =>

@@ -1,18 +1,11 @@
 import { Consumer, type ConsumerRecord, LeaseRepository } from "@effect-kinesis/consumer"
-import { ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
+import { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Stream } from "effect"
-import { eventually, fastLeases, KinesisLive, put } from "./fixtures.ts"
+import { eventually, KinesisLive, put, shardedStreamOptions } from "./fixtures.ts"
 
-const options = (stream: string): Consumer.ShardedStreamOptions<string> => ({
-  stream,
-  applicationName: "test",
-  workerId: "w",
-  deserializer: Serde.string,
-  fetch: { pollInterval: "100 millis" },
-  lease: fastLeases
-})
+const options = shardedStreamOptions
 
 layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Checkpointer", (it) => {
   describe("shardedStream", () => {

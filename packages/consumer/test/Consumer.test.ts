@@ -1,9 +1,9 @@
 import { Consumer, DiagnosticEvent, LeaseRepository } from "@effect-kinesis/consumer"
-import { ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
+import { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Metric, Stream } from "effect"
-import { eventually, fastLeases, KinesisLive, put, startWorker } from "./fixtures.ts"
+import { eventually, KinesisLive, put, shardedStreamOptions, startWorker } from "./fixtures.ts"
 
 const records = (from: number, to: number) =>
   Array.from({ length: to - from }, (_, i) => ({ partitionKey: `key-${(from + i) % 12}`, data: `r${from + i}` }))
@@ -105,14 +105,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Consum
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
         const repository = yield* LeaseRepository.makeMemory()
         yield* put(streamName, records(0, 5))
-        const exit = yield* Consumer.shardedStream({
-          stream: streamName,
-          applicationName: "test",
-          workerId: "w",
-          deserializer: Serde.string,
-          fetch: { pollInterval: "100 millis" },
-          lease: fastLeases
-        }).pipe(
+        const exit = yield* Consumer.shardedStream(shardedStreamOptions(streamName)).pipe(
           Stream.take(1),
           Stream.flatMap((shard) =>
             Stream.merge(

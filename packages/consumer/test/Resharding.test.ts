@@ -1,9 +1,9 @@
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { AdminClient, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
+import { AdminClient, ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Stream } from "effect"
-import { eventually, fastLeases, KinesisLive, put, startWorker } from "./fixtures.ts"
+import { eventually, fastLeases, KinesisLive, put, shardedStreamOptions, startWorker } from "./fixtures.ts"
 
 const KEYS = 8
 
@@ -177,14 +177,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
 
         // Reads the closed parent to its end, staging every record but those `skip` names, then stops.
         const readParent = (skip: (data: string) => boolean) =>
-          Consumer.shardedStream({
-            stream: streamName,
-            applicationName: "test",
-            workerId: "w",
-            deserializer: Serde.string,
-            fetch: { pollInterval: "100 millis" },
-            lease: fastLeases
-          }).pipe(
+          Consumer.shardedStream(shardedStreamOptions(streamName)).pipe(
             Stream.filter((shard) => shard.shardId === parent),
             Stream.take(1),
             Stream.flatMap((shard) =>

@@ -68,6 +68,16 @@ export const fastLeases = {
   shardSyncInterval: "1 second"
 } as const
 
+/** `Consumer.shardedStream` options for one worker `w` on `stream`, with the fast test timings. */
+export const shardedStreamOptions = (stream: string): Consumer.ShardedStreamOptions<string> => ({
+  stream,
+  applicationName: "test",
+  workerId: "w",
+  deserializer: Serde.string,
+  fetch: { pollInterval: "100 millis" },
+  lease: fastLeases
+})
+
 export type Worker = ConsumerWorker.ConsumerWorker<string>
 
 /** Runs `Consumer.consumeWith` in the background on `repository`, recording records and diagnostic events. */
