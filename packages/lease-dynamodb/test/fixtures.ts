@@ -6,8 +6,8 @@ import { type AttributeValue, CreateTableCommand, PutItemCommand, ScanCommand } 
 import type { Consumer, ConsumerRecord, Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { Client, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
-import { ConsumerWorker, DynamoEmulator, KinesisEmulator } from "@effect-kinesis/testing"
-import { type Duration, Effect, Layer, Schedule, type Scope } from "effect"
+import { ConsumerWorker, DynamoEmulator, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
+import { type Duration, Effect, Layer, type Scope } from "effect"
 import { randomUUID } from "node:crypto"
 
 const DynamoClientLive = Layer.unwrap(
@@ -23,28 +23,8 @@ export const Env = Layer.mergeAll(
 /** A lease table (and application) name no other scenario uses. */
 export const uniqueTable = (label: string) => `${label}-${randomUUID().slice(0, 8)}`
 
-const encoder = new TextEncoder()
-
 /** Writes records (all accepted before it returns), in order per partition key. */
-export const put = (
-  stream: string,
-  records: ReadonlyArray<{ readonly partitionKey: string; readonly data: string }>
-) =>
-  Effect.gen(function*() {
-    const client = yield* Client.Client
-    for (let i = 0; i < records.length; i += 250) {
-      let pending = records.slice(i, i + 250).map((r) => ({
-        PartitionKey: r.partitionKey,
-        Data: encoder.encode(r.data)
-      }))
-      while (pending.length > 0) {
-        const out = yield* client.putRecords(stream, pending)
-        // Retrying a failed record together with everything after it keeps each key in order.
-        const firstFailed = (out.Records ?? []).findIndex((r) => r.ErrorCode !== undefined)
-        pending = firstFailed < 0 ? [] : pending.slice(firstFailed)
-      }
-    }
-  })
+export const put = StreamFixtures.putInOrder
 
 const decoder = new TextDecoder()
 
@@ -72,29 +52,9 @@ export const readShard = (stream: string, shardId: string) =>
     return out
   })
 
-/** Waits until `check` holds (polling), failing after `timeout`. */
-export const eventually = <E, R>(
-  check: Effect.Effect<boolean, E, R>,
-  timeout: Duration.Input,
-  what: string
-) =>
-  check.pipe(
-    Effect.filterOrFail((ok) => ok, () => new Error(`not yet: ${what}`)),
-    Effect.retry({ schedule: Schedule.spaced("100 millis") }),
-    Effect.timeoutOrElse({
-      duration: timeout,
-      orElse: () => Effect.fail(new Error(`timed out waiting for ${what}`))
-    }),
-    Effect.asVoid
-  )
+export const eventually = ConsumerWorker.eventually
 
-export const fastLeases = {
-  expiry: "2 seconds",
-  renewInterval: "500 millis",
-  takeInterval: "1 second",
-  scanInterval: "200 millis",
-  shardSyncInterval: "1 second"
-} as const
+export const fastLeases = ConsumerWorker.fastLeases
 
 type Store = Layer.Layer<
   LeaseRepository.LeaseRepository,

@@ -7,7 +7,8 @@
  */
 import { Consumer, type ConsumerRecord, type DiagnosticEvent, type LeaseRepository } from "@effect-kinesis/consumer"
 import type { Client } from "@effect-kinesis/core"
-import { Effect, Fiber, Layer, type Scope } from "effect"
+import { type Duration, Effect, Fiber, Layer, Schedule, type Scope } from "effect"
+import { withLiveClock } from "./internal/liveClock.ts"
 
 /**
  * A running worker.
@@ -135,3 +136,58 @@ export const start = <A, E = never, R = never>(
       stop: Effect.asVoid(Fiber.interrupt(fiber))
     }
   })
+
+/**
+ * Lease timings for tests: expiry in 2 s, releases and new leases noticed within 200 ms, shards
+ * listed every second. Far too eager for production.
+ *
+ * @example
+ * ```ts
+ * import { ConsumerWorker } from "@effect-kinesis/testing"
+ *
+ * // Only a release can move a lease during the test.
+ * const lease = { ...ConsumerWorker.fastLeases, expiry: "5 minutes" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category settings
+ */
+export const fastLeases = {
+  expiry: "2 seconds",
+  renewInterval: "500 millis",
+  takeInterval: "1 second",
+  scanInterval: "200 millis",
+  shardSyncInterval: "1 second"
+} as const satisfies Consumer.LeaseSettings
+
+/**
+ * Waits until `check` holds, polling every 100 ms on the real clock, failing with an error naming
+ * `what` after `timeout`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ConsumerWorker } from "@effect-kinesis/testing"
+ *
+ * const allDelivered = (worker: ConsumerWorker.ConsumerWorker<string>, n: number) =>
+ *   ConsumerWorker.eventually(Effect.sync(() => worker.seen.length >= n), "20 seconds", `${n} records`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const eventually = <E, R>(
+  check: Effect.Effect<boolean, E, R>,
+  timeout: Duration.Input = "30 seconds",
+  what = "condition"
+): Effect.Effect<void, E | Error, R> =>
+  check.pipe(
+    Effect.filterOrFail((ok) => ok, () => new Error(`not yet: ${what}`)),
+    Effect.retry({ schedule: Schedule.spaced("100 millis") }),
+    Effect.timeoutOrElse({
+      duration: timeout,
+      orElse: () => Effect.fail(new Error(`timed out waiting for ${what}`))
+    }),
+    Effect.asVoid,
+    withLiveClock
+  )

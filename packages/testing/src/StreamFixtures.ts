@@ -302,3 +302,61 @@ export const stream = (
       createStream(streamName, options),
       () => Effect.ignore(deleteStream(streamName))
     ))
+
+/**
+ * A record for {@link putInOrder}.
+ *
+ * @example
+ * ```ts
+ * import type { StreamFixtures } from "@effect-kinesis/testing"
+ *
+ * const record: StreamFixtures.TestRecord = { partitionKey: "customer-1", data: "order placed" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TestRecord {
+  readonly partitionKey: string
+  /** A string is written as UTF-8. */
+  readonly data: string | Uint8Array
+  readonly explicitHashKey?: string | undefined
+}
+
+const encoder = new TextEncoder()
+
+/**
+ * Writes records with plain PutRecords calls (no producer), all accepted before it returns, in
+ * order per partition key: a record Kinesis rejects is sent again together with every record
+ * after it.
+ *
+ * @example
+ * ```ts
+ * import { StreamFixtures } from "@effect-kinesis/testing"
+ *
+ * const write = (stream: string) =>
+ *   StreamFixtures.putInOrder(stream, Array.from({ length: 100 }, (_, i) => ({ partitionKey: `k${i % 4}`, data: `r${i}` })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category writing
+ */
+export const putInOrder = (
+  stream: string,
+  records: ReadonlyArray<TestRecord>
+): Effect.Effect<void, KinesisError.KinesisError, Client.Client> =>
+  Effect.gen(function*() {
+    const client = yield* Client.Client
+    for (let i = 0; i < records.length; i += 250) {
+      let pending = records.slice(i, i + 250).map((r) => ({
+        PartitionKey: r.partitionKey,
+        Data: typeof r.data === "string" ? encoder.encode(r.data) : r.data,
+        ...(r.explicitHashKey !== undefined ? { ExplicitHashKey: r.explicitHashKey } : {})
+      }))
+      while (pending.length > 0) {
+        const out = yield* client.putRecords(stream, pending)
+        const firstFailed = (out.Records ?? []).findIndex((r) => r.ErrorCode !== undefined)
+        pending = firstFailed < 0 ? [] : pending.slice(firstFailed)
+      }
+    }
+  })
