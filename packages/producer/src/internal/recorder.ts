@@ -120,6 +120,19 @@ const effectMetrics = (stream: string) => {
   }
 }
 
+/** What the Effect counters have been told: nothing yet. */
+const noneReported = () => ({
+  user: 0,
+  userBytes: 0,
+  kinesis: 0,
+  kinesisBytes: 0,
+  req: 0,
+  reqFailed: 0,
+  thr: 0,
+  ret: 0,
+  fail: 0
+})
+
 /**
  * Counts what the engine does, for {@link ProducerMetrics} snapshots (per interval) and Effect
  * metrics (updated as responses arrive, counters in bulk per request).
@@ -155,17 +168,7 @@ export class Recorder {
   private pendingHigh = -1
   private pendingAttemptsHigh = -1
   // What the Effect counters have been told so far.
-  private reported = {
-    user: 0,
-    userBytes: 0,
-    kinesis: 0,
-    kinesisBytes: 0,
-    req: 0,
-    reqFailed: 0,
-    thr: 0,
-    ret: 0,
-    fail: 0
-  }
+  private reported = noneReported()
   private readonly now: () => number
 
   constructor(stream: string, context: Context.Context<never>, now: () => number) {
@@ -330,17 +333,7 @@ export class Recorder {
     this.throttled = 0
     this.retried = 0
     this.failed = 0
-    this.reported = {
-      user: 0,
-      userBytes: 0,
-      kinesis: 0,
-      kinesisBytes: 0,
-      req: 0,
-      reqFailed: 0,
-      thr: 0,
-      ret: 0,
-      fail: 0
-    }
+    this.reported = noneReported()
     this.attempts = ProducerMetrics.makeHistogram()
     this.latency = ProducerMetrics.makeHistogram()
     this.shards = new Map()
