@@ -427,9 +427,10 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     toStream: (decoded: RecordDecoder.DecodedBatch<A>) => Stream.Stream<B, E>
   ): Stream.Stream<B, E | KinesisError.KinesisError> =>
     Stream.unwrap(Effect.gen(function*() {
+      const range = yield* hashKeyRange
+      // Checked and counted with no wait in between. Two readers of one shard would each fetch
+      // it, deliver every record twice and race each other's checkpoints.
       if (owned.streams > 0) {
-        // Two readers of one shard would each fetch it, deliver every record twice and race
-        // each other's checkpoints.
         return yield* Effect.die(
           new Error(`${shardId} is already being read: consume one of ShardStream.records and .results, once`)
         )
@@ -438,7 +439,7 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
         shardId,
         after: start,
         deserializer: context.deserializer,
-        hashKeyRange: yield* hashKeyRange,
+        hashKeyRange: range,
         onDelivered: internal.delivered,
         onDropped: internal.dropped
       })

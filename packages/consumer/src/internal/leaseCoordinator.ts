@@ -157,15 +157,21 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     return o.semaphore.withPermit(attempt(true))
   }
 
+  // The staged position is written first (outside the permit: the checkpoint takes it), so that
+  // the next owner does not replay what was processed: at shutdown, and when a manual assignment
+  // drops a shard whose stream still runs.
   const release = (o: OwnedLease) =>
-    o.semaphore.withPermit(Effect.uninterruptible(Effect.gen(function*() {
-      if (o.state !== "active") return
-      o.state = "released"
-      owned.delete(o.shardId)
-      yield* Effect.ignore(repository.release(o.lease))
-      yield* emit({ _tag: "LeaseReleased", workerId, shardId: o.shardId })
-      yield* settle(o)
-    })))
+    Effect.andThen(
+      Effect.suspend(() => o.state === "active" ? o.flush : Effect.void),
+      o.semaphore.withPermit(Effect.uninterruptible(Effect.gen(function*() {
+        if (o.state !== "active") return
+        o.state = "released"
+        owned.delete(o.shardId)
+        yield* Effect.ignore(repository.release(o.lease))
+        yield* emit({ _tag: "LeaseReleased", workerId, shardId: o.shardId })
+        yield* settle(o)
+      })))
+    )
 
   const park = (o: OwnedLease) =>
     Effect.suspend(() => {
@@ -385,7 +391,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           Effect.retry({ while: (e) => e._tag === "LeaseStoreError" && e.retryable, schedule: storeRetry }),
           Effect.map((lease) => ({ lease })),
           Effect.catchTag("LeaseConflict", () => Effect.succeed({ lease: undefined })),
-          Effect.timeoutOption(Duration.millis(left)),
+          // At most a renewal interval: one stuck renewal must not hold up the next round, in
+          // which every other lease of this worker is renewed.
+          Effect.timeoutOption(Duration.millis(Math.min(left, Duration.toMillis(settings.renewInterval)))),
           Effect.catchTag(
             "LeaseStoreError",
             (e) => Effect.as(Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`), undefined)
@@ -419,8 +427,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // own exit handlers. Releasing a lease first would skip its final checkpoint, and the next
   // owner would replay what was processed. So the streams are stopped and given a renewal
   // interval to checkpoint and hand their lease on themselves (at shard end too); what is still
-  // held then (a stream stuck behind its consumer) gets its staged position written here, then
-  // is released.
+  // held then (a stream stuck behind its consumer) is released, its staged position written first.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       shuttingDown = true
@@ -431,8 +438,6 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         (o) =>
           Effect.gen(function*() {
             if (o.streams > 0) yield* Effect.timeoutOption(Deferred.await(o.settled), settings.renewInterval)
-            if (o.state !== "active") return
-            yield* o.flush
             yield* release(o)
           }),
         { concurrency: "unbounded", discard: true }
