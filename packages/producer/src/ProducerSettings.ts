@@ -31,7 +31,7 @@ export interface ProducerSettings {
    * (default, backpressure), or `"fail"` at once with `BufferFull`.
    */
   readonly whenBufferFull: "suspend" | "fail"
-  /** Largest record (data + partition key bytes). Default 1 MiB, the Kinesis limit. */
+  /** Largest record (data + partition key bytes); at most `maxRequestBytes`. Default 1 MiB, the Kinesis limit. */
   readonly maxRecordBytes: number
   /** Largest PutRecords request (data + partition keys). Default 5 MiB. */
   readonly maxRequestBytes: number
@@ -185,12 +185,14 @@ const positiveInt = (name: string, value: number, max = Number.MAX_SAFE_INTEGER)
  */
 export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
   const s = { ...defaults, ...settings }
-  const maxRecordBytes = positiveInt("maxRecordBytes", s.maxRecordBytes)
+  const maxRequestBytes = positiveInt("maxRequestBytes", s.maxRequestBytes)
+  // A record must fit in a request: one that cannot would wait at the head of its shard until it expires.
+  const maxRecordBytes = positiveInt("maxRecordBytes", s.maxRecordBytes, maxRequestBytes)
   return {
     bufferSize: positiveInt("bufferSize", s.bufferSize),
     whenBufferFull: s.whenBufferFull,
     maxRecordBytes,
-    maxRequestBytes: positiveInt("maxRequestBytes", s.maxRequestBytes),
+    maxRequestBytes,
     maxRecordsPerRequest: positiveInt("maxRecordsPerRequest", s.maxRecordsPerRequest, 500),
     lingerMillis: millis(s.lingerTime),
     maxInFlightRequests: positiveInt("maxInFlightRequests", s.maxInFlightRequests),

@@ -63,5 +63,7 @@ describe("ProducerSettings", () => {
     assert.strictEqual(resolved.maxRecordsPerRequest, 500)
     assert.throws(() => ProducerSettings.resolve({ maxRecordsPerRequest: 501 }), RangeError)
     assert.throws(() => ProducerSettings.resolve({ maxAggregateBytes: 2_000_000 }), RangeError)
+    // A record larger than a request could never be sent.
+    assert.throws(() => ProducerSettings.resolve({ maxRequestBytes: 500_000 }), RangeError)
   })
 })

@@ -79,6 +79,7 @@ class KeyTable {
   }
 
   clear(): void {
+    if (this.size === 0) return
     this.epoch++
     // Keys come and go (random ids): do not let stale ones pile up.
     if (this.epoch === EPOCHS || this.indexes.size > 2 * this.size + 64) {

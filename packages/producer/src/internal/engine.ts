@@ -153,10 +153,6 @@ export class Engine {
     this.applyShardMap(shardMap, now)
   }
 
-  get hasSpace(): boolean {
-    return this.buffered < this.settings.bufferSize
-  }
-
   // ---------------------------------------------------------------------------------------------
   // intake
 
@@ -171,7 +167,6 @@ export class Engine {
     this.route(entry).push(entry)
     this.pending++
     this.pendingBytes += entry.size
-    this.recorder.received++
     this.wake()
     return true
   }
@@ -267,7 +262,6 @@ export class Engine {
   }
 
   private expire(entry: Entry): void {
-    this.recorder.expired++
     this.fail(entry, new ProducerError.RecordExpired({ attempts: entry.attempts, lastError: entry.retry?.lastError }))
   }
 
@@ -474,7 +468,7 @@ export class Engine {
     now: number
   ): boolean {
     const maxBytes = this.settings.maxRequestBytes
-    aggregator.reset()
+    // The aggregator is empty here: every aggregate is reset right after `build`.
     const entries: Array<Entry> = []
     let entry: Entry | undefined = first
     // While a whole aggregate fits in the request, `add` alone decides (one size computation).
@@ -555,7 +549,6 @@ export class Engine {
           if (part instanceof Aggregate && part.entries.length > 1) {
             // The shard split or merged under us: an aggregate landed where the KCL would drop its
             // user records (their hash keys lie outside the shard), so they are sent again.
-            recorder.wrongShardAggregates++
             const f: RequestFailure = {
               code: "WrongShard",
               message: `aggregate predicted for ${shard.info.shardId} landed on ${shardId}`,

@@ -120,25 +120,11 @@ const effectMetrics = (stream: string) => {
   }
 }
 
-/** What the Effect counters have been told: nothing yet. */
-const noneReported = () => ({
-  user: 0,
-  userBytes: 0,
-  kinesis: 0,
-  kinesisBytes: 0,
-  req: 0,
-  reqFailed: 0,
-  thr: 0,
-  ret: 0,
-  fail: 0
-})
-
 /**
  * Counts what the engine does, for {@link ProducerMetrics} snapshots (per interval) and Effect
- * metrics (updated as responses arrive, counters in bulk per request).
+ * metrics (histogram series as responses arrive, counters once per metrics interval).
  */
 export class Recorder {
-  received = 0
   userRecordsPut = 0
   userBytesPut = 0
   kinesisRecordsPut = 0
@@ -149,8 +135,6 @@ export class Recorder {
   throttled = 0
   retried = 0
   failed = 0
-  expired = 0
-  wrongShardAggregates = 0
   private attempts = ProducerMetrics.makeHistogram()
   private latency = ProducerMetrics.makeHistogram()
   private shards = new Map<string, MutableShardMetrics>()
@@ -168,7 +152,6 @@ export class Recorder {
   private pendingHigh = -1
   private pendingAttemptsHigh = -1
   // What the Effect counters have been told so far.
-  private reported = noneReported()
   private readonly now: () => number
 
   constructor(stream: string, context: Context.Context<never>, now: () => number) {
@@ -270,35 +253,26 @@ export class Recorder {
     this.pendingAttemptsHigh = -1
   }
 
-  /** Pushes the counters' growth since the last call to the Effect metrics. */
+  /**
+   * Adds this interval's counts to the Effect counters. Called right before {@link snapshot},
+   * which starts the next interval from zero.
+   */
   flushEffectMetrics(buffered: number): void {
     const m = this.metrics
-    const r = this.reported
     const ctx = this.context
-    const push = (metric: Metric.Metric<number, unknown>, total: number, seen: number) => {
-      if (total > seen) metric.updateUnsafe(total - seen, ctx)
+    const push = (metric: Metric.Metric<number, unknown>, total: number) => {
+      if (total > 0) metric.updateUnsafe(total, ctx)
     }
-    push(m.userRecordsPut, this.userRecordsPut, r.user)
-    push(m.userBytesPut, this.userBytesPut, r.userBytes)
-    push(m.kinesisRecordsPut, this.kinesisRecordsPut, r.kinesis)
-    push(m.kinesisBytesPut, this.kinesisBytesPut, r.kinesisBytes)
-    push(m.requests, this.requests, r.req)
-    push(m.requestsFailed, this.requestsFailed, r.reqFailed)
-    push(m.throttled, this.throttled, r.thr)
-    push(m.retried, this.retried, r.ret)
-    push(m.failed, this.failed, r.fail)
+    push(m.userRecordsPut, this.userRecordsPut)
+    push(m.userBytesPut, this.userBytesPut)
+    push(m.kinesisRecordsPut, this.kinesisRecordsPut)
+    push(m.kinesisBytesPut, this.kinesisBytesPut)
+    push(m.requests, this.requests)
+    push(m.requestsFailed, this.requestsFailed)
+    push(m.throttled, this.throttled)
+    push(m.retried, this.retried)
+    push(m.failed, this.failed)
     m.buffered.updateUnsafe(buffered, ctx)
-    this.reported = {
-      user: this.userRecordsPut,
-      userBytes: this.userBytesPut,
-      kinesis: this.kinesisRecordsPut,
-      kinesisBytes: this.kinesisBytesPut,
-      req: this.requests,
-      reqFailed: this.requestsFailed,
-      thr: this.throttled,
-      ret: this.retried,
-      fail: this.failed
-    }
   }
 
   /** The metrics since the last snapshot; starts a new interval. */
@@ -333,7 +307,6 @@ export class Recorder {
     this.throttled = 0
     this.retried = 0
     this.failed = 0
-    this.reported = noneReported()
     this.attempts = ProducerMetrics.makeHistogram()
     this.latency = ProducerMetrics.makeHistogram()
     this.shards = new Map()
