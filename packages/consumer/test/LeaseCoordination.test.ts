@@ -30,7 +30,13 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
           "3 workers holding 3/3/2 of 8 shards"
         )
 
-        const fourth = yield* startWorker({ stream: streamName, workerId: "w4", repository })
+        // Its only full take round (the one that may steal) is its first: a second comes a minute later.
+        const fourth = yield* startWorker({
+          stream: streamName,
+          workerId: "w4",
+          repository,
+          lease: { ...fastLeases, takeInterval: "1 minute" }
+        })
         const all = [...workers, fourth]
         yield* eventually(
           Effect.sync(() => counts(all).every((n) => n === 2)),
@@ -144,8 +150,15 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
       Effect.gen(function*() {
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 4 })
         const repository = yield* LeaseRepository.makeMemory()
-        // Expiry far beyond the test: only a release can move a lease.
-        const lease = { ...fastLeases, expiry: "5 minutes", renewInterval: "1 second" } as const
+        // Expiry far beyond the test: only a release can move a lease. Full take rounds only at
+        // each worker's start: after that, only the default 500 ms scan can notice a release.
+        const lease = {
+          ...fastLeases,
+          expiry: "5 minutes",
+          renewInterval: "1 second",
+          takeInterval: "1 minute",
+          scanInterval: "500 millis"
+        } as const
         const a = yield* startWorker({ stream: streamName, workerId: "a", repository, lease })
         yield* eventually(Effect.sync(() => a.held().size === 4), "20 seconds", "a holding all shards")
         const b = yield* startWorker({ stream: streamName, workerId: "b", repository, lease })
@@ -154,9 +167,12 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
         yield* put(streamName, records("x", 20))
         yield* eventually(Effect.sync(() => dataOf([a, b]).size === 20), "20 seconds", "first 20 records")
         yield* a.stop
+        const stoppedAt = Date.now()
         expect(a.events.filter((e) => e._tag === "LeaseReleased")).toHaveLength(2)
 
         yield* eventually(Effect.sync(() => b.held().size === 4), "10 seconds", "b holding all shards")
+        const handOffMillis = Date.now() - stoppedAt
+        expect(handOffMillis).toBeLessThan(1000)
         const taken = b.events.filter((e) => e._tag === "LeaseAcquired").slice(2)
         expect(taken.map((e) => e._tag === "LeaseAcquired" && e.previousOwner)).toEqual([undefined, undefined])
 
