@@ -1,7 +1,7 @@
 import { LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Deferred, Effect, Logger } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Logger } from "effect"
 import { eventually, fastLeases, KinesisLive, put, startWorker, type Worker } from "./fixtures.ts"
 
 const counts = (workers: ReadonlyArray<Worker>) => workers.map((w) => w.held().size)
@@ -112,6 +112,27 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
         expect(warnings).toBeLessThanOrEqual(1 + 3)
         expect(worker.events.filter((e) => e._tag === "LeaseLost")).toEqual([])
         expect(worker.held().size).toBe(2)
+      }))
+
+    it.effect("a lease store that fails for good (not retryable) fails the consumer with a typed error instead of looping", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        let broken = false
+        const repository = yield* LeaseRepository.makeMemory({
+          fault: (operation) =>
+            broken && operation === "list"
+              ? new LeaseRepository.LeaseStoreError({ operation, message: "table deleted", retryable: false })
+              : undefined
+        })
+        const worker = yield* startWorker({ stream: streamName, workerId: "w", repository })
+        yield* eventually(Effect.sync(() => worker.held().size === 2), "20 seconds", "both shards held")
+        broken = true
+        const exit = yield* Fiber.await(worker.fiber).pipe(Effect.timeout("10 seconds"))
+        expect(Exit.isFailure(exit)).toBe(true)
+        expect(Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined).toMatchObject({
+          _tag: "LeaseStoreError",
+          retryable: false
+        })
       }))
   })
 
