@@ -370,6 +370,30 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer", (i
       assert.strictEqual((error as ProducerError.RecordExpired).lastError, "ProvisionedThroughputExceededException")
     }).pipe(Effect.provide(direct)))
 
+  it.effect("a record throttled on every attempt fails with PutFailed after exactly maxAttempts attempts", () =>
+    Effect.gen(function*() {
+      const proxy = yield* FaultProxy.FaultProxy
+      yield* proxy.reset
+      const stream = yield* StreamFixtures.stream({ shardCount: 1 })
+      yield* proxy.update({ throttleRate: 1 })
+      const started = Date.now()
+      const error = yield* Effect.scoped(Effect.gen(function*() {
+        const producer = yield* Producer.make({
+          stream: stream.streamName,
+          serde: Serde.string,
+          settings: { maxAttempts: 3, recordTtl: "1 minute", retryBaseDelay: "200 millis", retryMaxDelay: "200 millis" }
+        })
+        return yield* Effect.flip(producer.produce({ partitionKey: "k", data: "never" }))
+      })).pipe(Effect.provide(viaProxy), Effect.ensuring(proxy.update({ throttleRate: 0 })))
+      assert.instanceOf(error, ProducerError.PutFailed)
+      assert.strictEqual((error as ProducerError.PutFailed).attempts, 3)
+      assert.strictEqual((error as ProducerError.PutFailed).retryable, true)
+      assert.strictEqual((error as ProducerError.PutFailed).code, "ProvisionedThroughputExceededException")
+      // Two waits between three attempts, each at most the 200 ms cap (full jitter: anywhere below it).
+      assert.isAtMost(Date.now() - started, 5_000)
+      assert.strictEqual((yield* proxy.stats).throttledRecords, 3)
+    }).pipe(Effect.provide(direct)))
+
   it.effect("an error a retry cannot fix fails the record at once", () =>
     Effect.gen(function*() {
       const stream = yield* StreamFixtures.stream({ shardCount: 1 })
