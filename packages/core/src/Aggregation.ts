@@ -228,6 +228,22 @@ export const makeAggregator = (options: AggregatorOptions): Aggregator => {
 export const recordSize: (record: KinesisRecord) => number = internal.recordSize
 
 /**
+ * The UTF-8 bytes of a partition key, as Kinesis counts them (a lone surrogate as the 3 bytes
+ * of U+FFFD), without encoding it.
+ *
+ * @example
+ * ```ts
+ * import { Aggregation } from "@effect-kinesis/core"
+ *
+ * Aggregation.partitionKeyBytes("clé") // 4
+ * ```
+ *
+ * @since 0.1.0
+ * @category sizes
+ */
+export const partitionKeyBytes: (partitionKey: string) => number = Protobuf.utf8Length
+
+/**
  * Whether a Kinesis record's data is a KPL aggregate: it starts with the magic, is longer than
  * magic and digest, and ends with the MD5 of the bytes in between.
  *

@@ -12,12 +12,12 @@
  * @since 0.1.0
  */
 import type { KinesisError } from "@effect-kinesis/core"
-import { Client, HashKey, Serde, ShardMap } from "@effect-kinesis/core"
+import { Aggregation, Client, HashKey, Serde, ShardMap } from "@effect-kinesis/core"
 import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Queue, Result, Schedule, Sink, Stream } from "effect"
 import type { Scope } from "effect"
 import { Engine } from "./internal/engine.ts"
 import type { Batch, PutRecordsOutput, RequestFailure } from "./internal/engine.ts"
-import { type Done, Entry, HashKeyRoute, partitionKeyBytes, PartitionKeyHashes } from "./internal/entry.ts"
+import { type Done, Entry, HashKeyRoute, PartitionKeyHashes } from "./internal/entry.ts"
 import { Recorder } from "./internal/recorder.ts"
 import * as ProducerError from "./ProducerError.ts"
 import type * as ProducerMetrics from "./ProducerMetrics.ts"
@@ -415,7 +415,7 @@ export const make = <A>(
       if (explicit !== undefined) {
         const parsed = HashKey.parseExplicit(explicit)
         if (parsed === undefined) return new ProducerError.InvalidExplicitHashKey({ explicitHashKey: explicit })
-        hashKey = new HashKeyRoute(parsed, partitionKeyBytes(key), explicit)
+        hashKey = new HashKeyRoute(parsed, Aggregation.partitionKeyBytes(key), explicit)
       } else {
         hashKey = hashes.get(key)
       }

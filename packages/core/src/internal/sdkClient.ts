@@ -11,7 +11,8 @@ const reveal = (value: string | Redacted.Redacted<string>): string =>
 // The SDK's default no-op logger still has `info`, so its logger middleware deep-copies every
 // request and response (filtering sensitive fields) just to throw the copy away — about 0.4 µs per
 // produced record. Without `info` and `error` the middleware skips that; failures reach callers
-// as typed errors anyway, and SDK warnings (e.g. socket exhaustion) are still printed.
+// as typed errors anyway. Unlike the default (which prints nothing), SDK warnings (e.g. socket
+// exhaustion) go to the console: they point at a misconfigured client.
 const quietLogger = {
   trace: () => {},
   debug: () => {},

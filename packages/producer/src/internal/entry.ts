@@ -1,4 +1,4 @@
-import { HashKey } from "@effect-kinesis/core"
+import { Aggregation, HashKey } from "@effect-kinesis/core"
 import type { ProducerError } from "../ProducerError.ts"
 import type { ShardState } from "./shardState.ts"
 
@@ -106,19 +106,8 @@ export class HashKeyRoute {
   }
 }
 
-const textEncoder = new TextEncoder()
-
-/** UTF-8 bytes of a partition key. */
-export const partitionKeyBytes = (key: string): number => {
-  // ASCII keys (the usual case) are as many bytes as characters.
-  for (let i = 0; i < key.length; i++) {
-    if (key.charCodeAt(i) > 0x7f) return textEncoder.encode(key).length
-  }
-  return key.length
-}
-
 const partitionKeyRoute = (partitionKey: string): HashKeyRoute =>
-  new HashKeyRoute(HashKey.fromPartitionKey(partitionKey), partitionKeyBytes(partitionKey))
+  new HashKeyRoute(HashKey.fromPartitionKey(partitionKey), Aggregation.partitionKeyBytes(partitionKey))
 
 /** `HashKeyRoute.high` of a shard's starting hash key. */
 export const highBits = (key: bigint): number => Number(key >> LOW_BITS)
