@@ -62,7 +62,6 @@ export interface LeaseCoordinator {
   readonly shardEnded: (owned: OwnedLease, childShards: ReadonlyArray<ChildShard>) => Effect.Effect<void>
   /** The shard stream ended early (not at shard end, lease still held): release and do not retake. */
   readonly park: (owned: OwnedLease) => Effect.Effect<void>
-  readonly release: (owned: OwnedLease) => Effect.Effect<void>
 }
 
 /** @internal */
@@ -502,7 +501,6 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     acquired,
     checkpoint,
     shardEnded,
-    park,
-    release
+    park
   } satisfies LeaseCoordinator
 })
