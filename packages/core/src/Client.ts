@@ -36,6 +36,7 @@ import {
   SubscribeToShardCommand
 } from "@aws-sdk/client-kinesis"
 import { Config, Context, Effect, Layer, Option, Redacted, Stream } from "effect"
+import * as PutRecordsBody from "./internal/putRecordsBody.ts"
 import { makeSdkClient, sdkOptions as sdkOptionsInternal } from "./internal/sdkClient.ts"
 import * as KinesisError from "./KinesisError.ts"
 
@@ -240,6 +241,7 @@ export class Client extends Context.Service<Client, {
  * @category constructors
  */
 export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
+  PutRecordsBody.install(sdk)
   const call = <A>(operation: string, send: (signal: AbortSignal) => Promise<A>) =>
     Effect.tryPromise({ try: send, catch: (error) => KinesisError.fromSdkError(operation, error) })
 
@@ -274,7 +276,7 @@ export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
     putRecords: (stream, records) =>
       call(
         "PutRecords",
-        (abortSignal) => sdk.send(new PutRecordsCommand({ Records: records, ...streamParams(stream) }), { abortSignal })
+        (abortSignal) => sdk.send(new PutRecordsCommand(PutRecordsBody.input(stream, records)), { abortSignal })
       ),
     getShardIterator: (stream, options) =>
       call("GetShardIterator", (abortSignal) =>
