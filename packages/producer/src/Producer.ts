@@ -467,7 +467,10 @@ export const make = <A>(
           else if (engine.closed) reject(i, closedError)
           else if (!engine.tryAccept(item, t)) {
             if (settings.whenBufferFull === "fail") {
-              reject(i, new ProducerError.BufferFull({ capacity: settings.bufferSize }))
+              reject(
+                i,
+                new ProducerError.BufferFull({ capacity: settings.bufferSize, capacityBytes: settings.bufferBytes })
+              )
             } else {
               waiting = true
               engine.addWaiter(waiter, woken)

@@ -9,14 +9,14 @@ import type { Serde } from "@effect-kinesis/core"
 import { Data } from "effect"
 
 /**
- * The buffer held `capacity` records and the producer was set to reject rather than wait
- * (`whenBufferFull: "fail"`). The record was not accepted.
+ * The buffer was full (`capacity` records, or `capacityBytes` bytes) and the producer was set to
+ * reject rather than wait (`whenBufferFull: "fail"`). The record was not accepted.
  *
  * @example
  * ```ts
  * import { ProducerError } from "@effect-kinesis/producer"
  *
- * const error = new ProducerError.BufferFull({ capacity: 10_000 })
+ * const error = new ProducerError.BufferFull({ capacity: 10_000, capacityBytes: 67_108_864 })
  * error._tag // "BufferFull"
  * ```
  *
@@ -25,9 +25,10 @@ import { Data } from "effect"
  */
 export class BufferFull extends Data.TaggedError("BufferFull")<{
   readonly capacity: number
+  readonly capacityBytes: number
 }> {
   override get message(): string {
-    return `the producer buffer is full (${this.capacity} records)`
+    return `the producer buffer is full (${this.capacity} records or ${this.capacityBytes} bytes)`
   }
 }
 

@@ -24,8 +24,16 @@ import { Duration } from "effect"
  * @category models
  */
 export interface ProducerSettings {
-  /** User records accepted but not yet acknowledged, at most. Default 16,384. */
+  /**
+   * User records accepted but not yet acknowledged, at most. Default 65,536: an aggregating
+   * request may carry a quarter of them, so that several are in flight while the next fills.
+   */
   readonly bufferSize: number
+  /**
+   * Bytes (data plus partition keys) of those records, at most; at least `maxRecordBytes`.
+   * Default 64 MiB, so that large records cannot make the record count a memory hazard.
+   */
+  readonly bufferBytes: number
   /**
    * What an offer does when the buffer is full: `"suspend"` the caller until there is room
    * (default, backpressure), or `"fail"` at once with `BufferFull`.
@@ -99,7 +107,8 @@ export interface ProducerSettings {
  * @category constants
  */
 export const defaults: ProducerSettings = {
-  bufferSize: 16_384,
+  bufferSize: 65_536,
+  bufferBytes: 64 * 1_048_576,
   whenBufferFull: "suspend",
   maxRecordBytes: 1_048_576,
   maxRequestBytes: 5 * 1_048_576,
@@ -138,6 +147,7 @@ export const defaults: ProducerSettings = {
  */
 export interface Resolved {
   readonly bufferSize: number
+  readonly bufferBytes: number
   readonly whenBufferFull: "suspend" | "fail"
   readonly maxRecordBytes: number
   readonly maxRequestBytes: number
@@ -188,8 +198,16 @@ export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
   const maxRequestBytes = positiveInt("maxRequestBytes", s.maxRequestBytes)
   // A record must fit in a request: one that cannot would wait at the head of its shard until it expires.
   const maxRecordBytes = positiveInt("maxRecordBytes", s.maxRecordBytes, maxRequestBytes)
+  // Likewise a record must fit in the buffer.
+  const bufferBytes = positiveInt("bufferBytes", s.bufferBytes)
+  if (bufferBytes < maxRecordBytes) {
+    throw new RangeError(
+      `ProducerSettings.bufferBytes must be at least maxRecordBytes (${maxRecordBytes}), got ${bufferBytes}`
+    )
+  }
   return {
     bufferSize: positiveInt("bufferSize", s.bufferSize),
+    bufferBytes,
     whenBufferFull: s.whenBufferFull,
     maxRecordBytes,
     maxRequestBytes,

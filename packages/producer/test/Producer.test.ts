@@ -425,6 +425,60 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer", (i
       }))
     }).pipe(Effect.provide(direct)))
 
+  it.effect("the buffer is bounded in bytes too: full by bytes it rejects when set to fail, and waiting offers resume as bytes free up", () =>
+    Effect.gen(function*() {
+      const stream = yield* StreamFixtures.stream({ shardCount: 1 })
+      // 300,000 data bytes plus a 9-byte key: three records fit in 1 MiB, a fourth does not.
+      const big = (i: number) => ({ partitionKey: `bytes-k-${i % 10}`, data: `${i}`.padEnd(300_000, ".") })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const producer = yield* Producer.make({
+          stream: stream.streamName,
+          serde: Serde.string,
+          settings: {
+            bufferBytes: 1_048_576,
+            whenBufferFull: "fail",
+            lingerTime: "1 second",
+            maxInFlightRequests: 1
+          }
+        })
+        const accepted = yield* Effect.forEach([0, 1, 2], (i) => producer.produceAsync(big(i)))
+        const rejected = yield* Effect.flip(producer.produceAsync(big(3)))
+        assert.instanceOf(rejected, ProducerError.BufferFull)
+        assert.strictEqual((rejected as ProducerError.BufferFull).capacityBytes, 1_048_576)
+        assert.strictEqual((yield* Effect.all(accepted)).length, 3)
+      }))
+      const results = yield* Effect.scoped(Effect.gen(function*() {
+        const producer = yield* Producer.make({
+          stream: stream.streamName,
+          serde: Serde.string,
+          settings: { bufferBytes: 1_048_576 }
+        })
+        return yield* producer.produceChunk(Array.from({ length: 12 }, (_, i) => big(100 + i)))
+      }))
+      assert.strictEqual(results.length, 12)
+      const stored = yield* readAll(stream.streamName)
+      assert.strictEqual(stored.length, 15)
+    }).pipe(Effect.provide(direct)))
+
+  it.effect("an aggregating request carries at most a quarter of the buffer, so that the next fills while it is in flight", () =>
+    Effect.gen(function*() {
+      const stream = yield* StreamFixtures.stream({ shardCount: 1 })
+      const metrics = yield* Ref.make(ProducerMetrics.empty())
+      yield* Effect.scoped(Effect.gen(function*() {
+        const producer = yield* Producer.make({
+          stream: stream.streamName,
+          serde: Serde.string,
+          settings: { aggregate: true, bufferSize: 400, rateLimit: false },
+          onMetrics: (m) => Ref.update(metrics, (total) => ProducerMetrics.combine(total, m))
+        })
+        yield* producer.produceChunk(records(2000, "quarter"))
+      }))
+      const m = yield* Ref.get(metrics)
+      assert.strictEqual(m.userRecordsPut, 2000)
+      // 2000 small records fit in one aggregate; a request may take 100 of them.
+      assert.isAtLeast(m.requests, 20)
+    }).pipe(Effect.provide(direct)))
+
   it.effect("a stream sink produces every element", () =>
     Effect.gen(function*() {
       const stream = yield* StreamFixtures.stream({ shardCount: 2 })

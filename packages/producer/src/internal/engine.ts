@@ -30,6 +30,8 @@ export class Batch {
   /** Records in `request` (and parts in `parts`); the arrays are longer until `seal`. */
   count = 0
   bytes = 0
+  /** User records in the request (more than `count` when aggregates are among them). */
+  userRecords = 0
   /** No further record fits (record count or bytes). */
   full = false
   /** When `step` first held it back (see `Engine.held`). */
@@ -47,8 +49,9 @@ export class Batch {
     this.parts = new Array(capacity)
   }
 
-  add(request: PutRecordsRequestEntry, part: Part): void {
+  add(request: PutRecordsRequestEntry, part: Part, userRecords: number): void {
     const i = this.count++
+    this.userRecords += userRecords
     if (i < this.request.length) {
       this.request[i] = request
       this.parts[i] = part
@@ -102,6 +105,12 @@ export class Engine {
   private readonly limits: RateLimits
   /** Whole milliseconds a record may wait: its deadline is `enqueuedAt + ttl`. */
   private readonly ttl: number
+  /**
+   * User records one request carries at most: a quarter of the buffer. An aggregating request
+   * could otherwise take the whole buffer, and then nothing is left to build the next one from
+   * while it is in flight; with several, intake and sending overlap.
+   */
+  private readonly maxUserRecords: number
   private shardMap: ShardMap.ShardMap
   private shards = new Map<string, ShardState>()
   private shardList: Array<ShardState> = []
@@ -110,6 +119,8 @@ export class Engine {
   private roundRobin = 0
   /** Accepted and not yet settled (queued, waiting to retry, or in flight). */
   buffered = 0
+  /** Their bytes (data plus partition keys). */
+  private bufferedBytes = 0
   /** Waiting in shard queues (not in flight). */
   private pending = 0
   private pendingBytes = 0
@@ -143,6 +154,7 @@ export class Engine {
     this.settings = settings
     this.recorder = recorder
     this.ttl = Math.floor(settings.recordTtlMillis)
+    this.maxUserRecords = Math.max(1, Math.floor(settings.bufferSize / 4))
     this.limits = {
       enabled: settings.rateLimit,
       bytesPerMs: settings.shardBytesPerSecond / 1000,
@@ -158,8 +170,9 @@ export class Engine {
 
   /** Accepts the record into the buffer if there is room. The caller checked `closed`. */
   tryAccept(entry: Entry, now: number): boolean {
-    if (this.buffered >= this.settings.bufferSize) return false
+    if (!this.hasRoomFor(entry.size)) return false
     this.buffered++
+    this.bufferedBytes += entry.size
     // Whole milliseconds fit in a small integer: a fractional time would box a heap number per
     // field of every buffered record.
     const ms = Math.floor(now)
@@ -169,6 +182,11 @@ export class Engine {
     this.pendingBytes += entry.size
     this.wake()
     return true
+  }
+
+  private hasRoomFor(bytes: number): boolean {
+    const settings = this.settings
+    return this.buffered < settings.bufferSize && this.bufferedBytes + bytes <= settings.bufferBytes
   }
 
   /** Calls `waiter` when a buffer slot frees up (or the producer closes). */
@@ -239,6 +257,7 @@ export class Engine {
     subSequenceNumber: number
   ) {
     this.buffered--
+    this.bufferedBytes -= entry.size
     if (error !== undefined) this.recorder.failed++
     entry.done(entry, error, shardId, sequenceNumber, subSequenceNumber)
   }
@@ -248,8 +267,12 @@ export class Engine {
    * per waiter admits a run of records, where one per freed slot would admit them one by one.
    */
   private release(): void {
-    // A waiter that finds no room re-queues itself first, so the loop stops with the buffer full.
-    while (this.waiters.length > 0 && this.buffered < this.settings.bufferSize) this.waiters.shift()!()
+    while (this.waiters.length > 0 && this.hasRoomFor(1)) {
+      const waiter = this.waiters.shift()!
+      waiter()
+      // It found no room for its next record and queued itself first again: wait for more room.
+      if (this.waiters[0] === waiter) break
+    }
     if (this.buffered === 0 && this.idleWaiters.length > 0) {
       const idle = this.idleWaiters
       this.idleWaiters = []
@@ -417,7 +440,7 @@ export class Engine {
         continue
       }
       while (shard.canSend()) {
-        if (batch.count >= maxRecords) {
+        if (batch.count >= maxRecords || batch.userRecords >= this.maxUserRecords) {
           full = true
           break
         }
@@ -444,14 +467,17 @@ export class Engine {
           explicitHashKey === undefined
             ? { PartitionKey: first.partitionKey, Data: first.data }
             : { PartitionKey: first.partitionKey, Data: first.data, ExplicitHashKey: explicitHashKey },
-          first
+          first,
+          1
         )
         shard.consume(first.size)
       }
       if (!full && !shard.canSend() && shard.peek(now) !== undefined) this.bucketBlocked = true
     }
     this.roundRobin = n === 0 ? 0 : (this.roundRobin + 1) % n
-    if (full || batch.count >= maxRecords || batch.bytes >= maxBytes) batch.full = true
+    if (full || batch.count >= maxRecords || batch.bytes >= maxBytes || batch.userRecords >= this.maxUserRecords) {
+      batch.full = true
+    }
     return batch.count === 0 ? undefined : batch
   }
 
@@ -473,7 +499,8 @@ export class Engine {
     let entry: Entry | undefined = first
     // While a whole aggregate fits in the request, `add` alone decides (one size computation).
     const roomy = batch.bytes + aggregator.maxBytes <= maxBytes
-    while (entry !== undefined) {
+    const room = this.maxUserRecords - batch.userRecords
+    while (entry !== undefined && entries.length < room) {
       if (roomy) {
         if (!aggregator.add(entry)) break
       } else {
@@ -499,7 +526,8 @@ export class Engine {
       record.explicitHashKey === undefined
         ? { PartitionKey: record.partitionKey, Data: record.data }
         : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey },
-      new Aggregate(shard, entries, size)
+      new Aggregate(shard, entries, size),
+      entries.length
     )
     shard.consume(size)
     return true
