@@ -26,32 +26,31 @@
  *   embedded emulator through the fault proxy enforcing the 1 MiB/s and 1000 records/s shard
  *   limits: achieved bytes/s as a share of 1 MiB/s, and the share of throttled records.
  */
-import {
-  KinesisClient,
-  ListShardsCommand,
-  PutRecordsCommand,
-  type PutRecordsRequestEntry
-} from "@aws-sdk/client-kinesis"
 import { Client, Serde } from "@effect-kinesis/core"
 import { Producer, ProducerMetrics } from "@effect-kinesis/producer"
 import { FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
-import { NodeHttpHandler } from "@smithy/node-http-handler"
 import { Effect, Layer, Ref } from "effect"
-import { spawn } from "node:child_process"
-import { createHash, randomBytes } from "node:crypto"
 import { mkdirSync, writeFileSync } from "node:fs"
-import { Agent, createServer } from "node:http"
 import { cpus } from "node:os"
 import { dirname, join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
+import {
+  BATCH,
+  credentials,
+  IN_FLIGHT,
+  KEYS,
+  measure,
+  type Measured,
+  rawSdkLoop,
+  record,
+  RECORD_BYTES,
+  SHARDS,
+  startFakeServer,
+  STREAM
+} from "./fakeKinesis.ts"
+import { peakRssInChild } from "./producerPeakRss.ts"
 
-const SHARDS = 256
-const SHARD_BITS = 8n
-const STREAM = "bench"
-const RECORD_BYTES = 100
-const BATCH = 500
-const IN_FLIGHT = 16
 const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 300_000)
 // Each scenario first runs unmeasured, at full size, so that all are measured at steady state.
 // The producer has more code than the raw loop for the JIT to settle: its first few hundred
@@ -59,128 +58,6 @@ const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 300_000)
 // which a short warm-up left in the first measured round.
 const WARMUP = Number(process.env["BENCH_WARMUP"] ?? RECORDS)
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 3)
-const credentials = { accessKeyId: "bench", secretAccessKey: "bench" }
-
-// ---------------------------------------------------------------------------------------------------
-// The fake-ack server (child process)
-
-const runFakeServer = () => {
-  const span = (1n << 128n) / BigInt(SHARDS)
-  const shardId = (i: number) => `shardId-${String(i).padStart(12, "0")}`
-  const shards = Array.from({ length: SHARDS }, (_, i) => ({
-    ShardId: shardId(i),
-    HashKeyRange: {
-      StartingHashKey: (span * BigInt(i)).toString(),
-      EndingHashKey: (i === SHARDS - 1 ? (1n << 128n) - 1n : span * BigInt(i + 1) - 1n).toString()
-    },
-    SequenceNumberRange: { StartingSequenceNumber: "1" }
-  }))
-  let sequence = 10n ** 20n
-  const server = createServer((req, res) => {
-    const chunks: Array<Buffer> = []
-    req.on("data", (chunk: Buffer) => chunks.push(chunk))
-    req.on("end", () => {
-      const target = String(req.headers["x-amz-target"] ?? "")
-      const body = JSON.parse(Buffer.concat(chunks).toString("utf8"))
-      let out: unknown
-      if (target.endsWith(".PutRecords")) {
-        const records = (body.Records as Array<{ PartitionKey: string; ExplicitHashKey?: string }>).map((r) => {
-          const hash = r.ExplicitHashKey !== undefined
-            ? BigInt(r.ExplicitHashKey)
-            : BigInt("0x" + createHash("md5").update(r.PartitionKey).digest("hex"))
-          return { SequenceNumber: (sequence++).toString(), ShardId: shardId(Number(hash >> (128n - SHARD_BITS))) }
-        })
-        out = { FailedRecordCount: 0, Records: records }
-      } else if (target.endsWith(".ListShards")) {
-        out = { Shards: shards }
-      } else {
-        res.writeHead(400, { "content-type": "application/x-amz-json-1.1" })
-        res.end(JSON.stringify({ __type: "InvalidArgumentException", message: `unsupported ${target}` }))
-        return
-      }
-      res.writeHead(200, { "content-type": "application/x-amz-json-1.1" })
-      res.end(JSON.stringify(out))
-    })
-  })
-  server.keepAliveTimeout = 60_000
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    process.stdout.write(`PORT ${typeof address === "object" && address !== null ? address.port : 0}\n`)
-  })
-}
-
-const startFakeServer = (): Promise<{ endpoint: string; stop: () => void }> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [...process.execArgv, fileURLToPath(import.meta.url), "--fake-server"],
-      { stdio: ["ignore", "pipe", "inherit"] }
-    )
-    child.on("error", reject)
-    child.stdout.setEncoding("utf8")
-    child.stdout.on("data", (text: string) => {
-      const match = /PORT (\d+)/.exec(text)
-      if (match !== null) resolve({ endpoint: `http://127.0.0.1:${match[1]}`, stop: () => child.kill("SIGKILL") })
-    })
-  })
-
-// ---------------------------------------------------------------------------------------------------
-// Inputs
-
-// A few thousand partition keys (customers, devices…), as in the demo: real workloads repeat keys.
-const KEYS = Number(process.env["BENCH_KEYS"] ?? 5000)
-const keys = Array.from({ length: KEYS }, (_, i) => `key-${i}-${(i * 2654435761) % 1_000_003}`)
-const payloads = Array.from({ length: 4096 }, () => new Uint8Array(randomBytes(RECORD_BYTES)))
-const record = (i: number) => ({ partitionKey: keys[i % keys.length]!, data: payloads[i % payloads.length]! })
-
-interface Measured {
-  readonly records: number
-  readonly wallMs: number
-  readonly cpuMs: number
-}
-
-const measure = async (records: number, run: () => Promise<void>): Promise<Measured> => {
-  const cpuStart = process.cpuUsage()
-  const wallStart = performance.now()
-  await run()
-  const wallMs = performance.now() - wallStart
-  const cpu = process.cpuUsage(cpuStart)
-  return { records, wallMs, cpuMs: (cpu.user + cpu.system) / 1000 }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Scenarios on the fake server
-
-const rawSdkLoop = (endpoint: string, total: number) => {
-  const client = new KinesisClient({
-    endpoint,
-    region: "us-east-1",
-    credentials,
-    maxAttempts: 1,
-    requestHandler: new NodeHttpHandler({ httpAgent: new Agent({ keepAlive: true, maxSockets: 50 }) })
-  })
-  let next = 0
-  // The producer lists the shards before writing; so does this loop, because a second operation
-  // makes the SDK's (shared) serde code polymorphic, which alone costs ~0.4 µs per PutRecords
-  // record. Without it the comparison would charge a JIT effect to the producer.
-  const listed = client.send(new ListShardsCommand({ StreamName: STREAM }))
-  const worker = async () => {
-    await listed
-    while (next < total) {
-      const start = next
-      const end = Math.min(total, start + BATCH)
-      next = end
-      const entries: Array<PutRecordsRequestEntry> = []
-      for (let i = start; i < end; i++) {
-        const r = record(i)
-        entries.push({ PartitionKey: r.partitionKey, Data: r.data })
-      }
-      const out = await client.send(new PutRecordsCommand({ StreamName: STREAM, Records: entries }))
-      if ((out.FailedRecordCount ?? 0) > 0) throw new Error("unexpected failed records")
-    }
-  }
-  return Promise.all(Array.from({ length: IN_FLIGHT }, worker)).then(() => client.destroy())
-}
 
 /** `BENCH_STATS=1` prints how full the requests were (per metrics interval). */
 const stats = process.env["BENCH_STATS"] !== undefined
@@ -215,75 +92,6 @@ const producerRun = (endpoint: string, total: number, aggregate: boolean) =>
       )
     })).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
   )
-
-/** Runs in a fresh child process (see `--peak-rss`), so that earlier scenarios do not inflate its RSS. */
-const peakRss = async (which: "producer" | "raw-sdk", endpoint: string, total: number) => {
-  // What the process holds before the producer exists: Node, the loaded modules, the inputs.
-  const baseline = process.memoryUsage().rss
-  let peak = baseline
-  // Where the memory was at the peak: V8 heap, or buffers outside it.
-  let atPeak = process.memoryUsage()
-  const sample = () => {
-    const usage = process.memoryUsage()
-    if (usage.rss > peak) {
-      peak = usage.rss
-      atPeak = usage
-    }
-  }
-  const sampler = setInterval(sample, 20)
-  const failures = { count: 0 }
-  const measured = await measure(total, () =>
-    which === "raw-sdk"
-      ? rawSdkLoop(endpoint, total)
-      : Effect.runPromise(
-        Effect.scoped(Effect.gen(function*() {
-          const producer = yield* Producer.make({
-            stream: STREAM,
-            serde: Serde.bytes,
-            onError: () => Effect.sync(() => failures.count++)
-          })
-          for (let c = 0; c < total / BATCH; c++) {
-            const chunk = []
-            for (let i = c * BATCH; i < (c + 1) * BATCH; i++) chunk.push(record(i))
-            yield* producer.offerAll(chunk)
-          }
-        })).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
-      ))
-  clearInterval(sampler)
-  sample()
-  if (failures.count > 0) throw new Error(`${failures.count} records failed`)
-  const mb = (bytes: number) => Math.round(bytes / 1024 / 1024)
-  return {
-    ...measured,
-    peakRssMb: peak / 1024 / 1024,
-    baselineRssMb: baseline / 1024 / 1024,
-    atPeakMb: {
-      heapTotal: mb(atPeak.heapTotal),
-      heapUsed: mb(atPeak.heapUsed),
-      external: mb(atPeak.external),
-      arrayBuffers: mb(atPeak.arrayBuffers)
-    }
-  }
-}
-
-type PeakRss = Awaited<ReturnType<typeof peakRss>>
-
-const peakRssInChild = (which: "producer" | "raw-sdk", endpoint: string, total: number): Promise<PeakRss> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [...process.execArgv, fileURLToPath(import.meta.url), "--peak-rss", which, endpoint, String(total)],
-      { stdio: ["ignore", "pipe", "inherit"] }
-    )
-    let out = ""
-    child.stdout.setEncoding("utf8")
-    child.stdout.on("data", (text: string) => out += text)
-    child.on("error", reject)
-    child.on(
-      "exit",
-      (code) => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`peak-rss child exited ${code}`))
-    )
-  })
 
 // ---------------------------------------------------------------------------------------------------
 // Shard limit through the fault proxy
@@ -459,10 +267,4 @@ const main = async () => {
   }
 }
 
-const peakArg = process.argv.indexOf("--peak-rss")
-if (process.argv.includes("--fake-server")) runFakeServer()
-else if (peakArg >= 0) {
-  const [which, endpoint, total] = process.argv.slice(peakArg + 1)
-  const result = await peakRss(which === "raw-sdk" ? "raw-sdk" : "producer", endpoint!, Number(total))
-  process.stdout.write(JSON.stringify(result))
-} else await main()
+await main()

@@ -1,0 +1,154 @@
+/**
+ * What the producer benchmarks share: a loopback server that acknowledges PutRecords without
+ * storing (in a child process: `startFakeServer`), the records written, the raw AWS SDK loop they
+ * are compared with, and the measurement.
+ *
+ * The server answers with synthetic sequence numbers and a fixed list of 256 shards, so that
+ * neither an emulator nor the server's CPU is measured.
+ */
+import {
+  KinesisClient,
+  ListShardsCommand,
+  PutRecordsCommand,
+  type PutRecordsRequestEntry
+} from "@aws-sdk/client-kinesis"
+import { NodeHttpHandler } from "@smithy/node-http-handler"
+import { spawn } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
+import { Agent, createServer } from "node:http"
+import { performance } from "node:perf_hooks"
+import { fileURLToPath } from "node:url"
+
+export const SHARDS = 256
+const SHARD_BITS = 8n
+export const STREAM = "bench"
+export const RECORD_BYTES = 100
+export const BATCH = 500
+export const IN_FLIGHT = 16
+export const credentials = { accessKeyId: "bench", secretAccessKey: "bench" }
+
+// ---------------------------------------------------------------------------------------------------
+// The fake-ack server (child process)
+
+const runFakeServer = () => {
+  const span = (1n << 128n) / BigInt(SHARDS)
+  const shardId = (i: number) => `shardId-${String(i).padStart(12, "0")}`
+  const shards = Array.from({ length: SHARDS }, (_, i) => ({
+    ShardId: shardId(i),
+    HashKeyRange: {
+      StartingHashKey: (span * BigInt(i)).toString(),
+      EndingHashKey: (i === SHARDS - 1 ? (1n << 128n) - 1n : span * BigInt(i + 1) - 1n).toString()
+    },
+    SequenceNumberRange: { StartingSequenceNumber: "1" }
+  }))
+  let sequence = 10n ** 20n
+  const server = createServer((req, res) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (chunk: Buffer) => chunks.push(chunk))
+    req.on("end", () => {
+      const target = String(req.headers["x-amz-target"] ?? "")
+      const body = JSON.parse(Buffer.concat(chunks).toString("utf8"))
+      let out: unknown
+      if (target.endsWith(".PutRecords")) {
+        const records = (body.Records as Array<{ PartitionKey: string; ExplicitHashKey?: string }>).map((r) => {
+          const hash = r.ExplicitHashKey !== undefined
+            ? BigInt(r.ExplicitHashKey)
+            : BigInt("0x" + createHash("md5").update(r.PartitionKey).digest("hex"))
+          return { SequenceNumber: (sequence++).toString(), ShardId: shardId(Number(hash >> (128n - SHARD_BITS))) }
+        })
+        out = { FailedRecordCount: 0, Records: records }
+      } else if (target.endsWith(".ListShards")) {
+        out = { Shards: shards }
+      } else {
+        res.writeHead(400, { "content-type": "application/x-amz-json-1.1" })
+        res.end(JSON.stringify({ __type: "InvalidArgumentException", message: `unsupported ${target}` }))
+        return
+      }
+      res.writeHead(200, { "content-type": "application/x-amz-json-1.1" })
+      res.end(JSON.stringify(out))
+    })
+  })
+  server.keepAliveTimeout = 60_000
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    process.stdout.write(`PORT ${typeof address === "object" && address !== null ? address.port : 0}\n`)
+  })
+}
+
+export const startFakeServer = (): Promise<{ endpoint: string; stop: () => void }> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    child.on("error", reject)
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (text: string) => {
+      const match = /PORT (\d+)/.exec(text)
+      if (match !== null) resolve({ endpoint: `http://127.0.0.1:${match[1]}`, stop: () => child.kill("SIGKILL") })
+    })
+  })
+
+/** Another bench script of this folder, as a child process run the way this one runs (source or built). */
+export const benchScript = (name: string): string =>
+  fileURLToPath(new URL(`./${name}${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url))
+
+// ---------------------------------------------------------------------------------------------------
+// Inputs
+
+// A few thousand partition keys (customers, devices…), as in the demo: real workloads repeat keys.
+export const KEYS = Number(process.env["BENCH_KEYS"] ?? 5000)
+const keys = Array.from({ length: KEYS }, (_, i) => `key-${i}-${(i * 2654435761) % 1_000_003}`)
+const payloads = Array.from({ length: 4096 }, () => new Uint8Array(randomBytes(RECORD_BYTES)))
+export const record = (i: number) => ({ partitionKey: keys[i % keys.length]!, data: payloads[i % payloads.length]! })
+
+export interface Measured {
+  readonly records: number
+  readonly wallMs: number
+  readonly cpuMs: number
+}
+
+export const measure = async (records: number, run: () => Promise<void>): Promise<Measured> => {
+  const cpuStart = process.cpuUsage()
+  const wallStart = performance.now()
+  await run()
+  const wallMs = performance.now() - wallStart
+  const cpu = process.cpuUsage(cpuStart)
+  return { records, wallMs, cpuMs: (cpu.user + cpu.system) / 1000 }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The baseline
+
+/** A plain AWS SDK loop: PutRecords of `BATCH` records, `IN_FLIGHT` requests at a time. */
+export const rawSdkLoop = (endpoint: string, total: number) => {
+  const client = new KinesisClient({
+    endpoint,
+    region: "us-east-1",
+    credentials,
+    maxAttempts: 1,
+    requestHandler: new NodeHttpHandler({ httpAgent: new Agent({ keepAlive: true, maxSockets: 50 }) })
+  })
+  let next = 0
+  // The producer lists the shards before writing; so does this loop, because a second operation
+  // makes the SDK's (shared) serde code polymorphic, which alone costs ~0.4 µs per PutRecords
+  // record. Without it the comparison would charge a JIT effect to the producer.
+  const listed = client.send(new ListShardsCommand({ StreamName: STREAM }))
+  const worker = async () => {
+    await listed
+    while (next < total) {
+      const start = next
+      const end = Math.min(total, start + BATCH)
+      next = end
+      const entries: Array<PutRecordsRequestEntry> = []
+      for (let i = start; i < end; i++) {
+        const r = record(i)
+        entries.push({ PartitionKey: r.partitionKey, Data: r.data })
+      }
+      const out = await client.send(new PutRecordsCommand({ StreamName: STREAM, Records: entries }))
+      if ((out.FailedRecordCount ?? 0) > 0) throw new Error("unexpected failed records")
+    }
+  }
+  return Promise.all(Array.from({ length: IN_FLIGHT }, worker)).then(() => client.destroy())
+}
+
+if (import.meta.main) runFakeServer()
