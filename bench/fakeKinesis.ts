@@ -92,6 +92,10 @@ export const startFakeServer = (): Promise<{ endpoint: string; stop: () => void 
 export const benchScript = (name: string): string =>
   fileURLToPath(new URL(`./${name}${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url))
 
+/** `bench/results`, also when running compiled from `build/bench-ts`. */
+export const resultsDir = (): string =>
+  fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./results" : "../../bench/results", import.meta.url))
+
 // ---------------------------------------------------------------------------------------------------
 // Inputs
 

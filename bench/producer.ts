@@ -39,9 +39,8 @@ import { FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/tes
 import { Effect, Layer, Ref } from "effect"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus } from "node:os"
-import { dirname, join } from "node:path"
+import { join } from "node:path"
 import { performance } from "node:perf_hooks"
-import { fileURLToPath } from "node:url"
 import {
   BATCH,
   credentials,
@@ -52,6 +51,7 @@ import {
   rawSdkLoop,
   record,
   RECORD_BYTES,
+  resultsDir,
   SHARDS,
   startFakeServer,
   STREAM
@@ -274,7 +274,7 @@ const main = async () => {
         peakRssMb: "< 200"
       }
     }
-    const dir = join(dirname(fileURLToPath(import.meta.url)), "results")
+    const dir = resultsDir()
     mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, "producer.json"), JSON.stringify(out, null, 2) + "\n")
   } finally {
