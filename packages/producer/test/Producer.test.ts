@@ -479,6 +479,36 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer", (i
       assert.isAtLeast(m.requests, 20)
     }).pipe(Effect.provide(direct)))
 
+  it.effect("a full request goes out at once, without waiting out the linger time, also when the buffer caps it", () =>
+    Effect.gen(function*() {
+      const stream = yield* StreamFixtures.stream({ shardCount: 1 })
+      const results = yield* Effect.scoped(Effect.gen(function*() {
+        const producer = yield* Producer.make({
+          stream: stream.streamName,
+          serde: Serde.string,
+          // 400 records never make a 500-record request; a quarter of the buffer (100) is full.
+          settings: { bufferSize: 400, lingerTime: "1 minute", rateLimit: false }
+        })
+        return yield* producer.produceChunk(records(400, "linger")).pipe(Effect.timeout("20 seconds"))
+      }))
+      assert.strictEqual(results.length, 400)
+    }).pipe(Effect.provide(direct)))
+
+  it.effect("a lone record waits out the linger time to fill a batch, then is sent", () =>
+    Effect.gen(function*() {
+      const stream = yield* StreamFixtures.stream({ shardCount: 1 })
+      const started = performance.now()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const producer = yield* Producer.make({
+          stream: stream.streamName,
+          serde: Serde.string,
+          settings: { lingerTime: "2 seconds" }
+        })
+        yield* producer.produce({ partitionKey: "k", data: "lingered" })
+      }))
+      assert.isAtLeast(performance.now() - started, 1900)
+    }).pipe(Effect.provide(direct)))
+
   it.effect("a stream sink produces every element", () =>
     Effect.gen(function*() {
       const stream = yield* StreamFixtures.stream({ shardCount: 2 })

@@ -336,11 +336,15 @@ export class Engine {
     const settings = this.settings
     this.expireDue(now)
     this.release()
+    // Set when the due records wait out the linger time: then nothing is due before it ends
+    // (new records wake the dispatcher anyway), however sendable they are.
+    let lingering = false
     while (this.inFlight < settings.maxInFlightRequests && (this.pending > 0 || this.held !== undefined)) {
       if (this.held === undefined && settings.lingerMillis > 0 && !this.flushing && !this.fullBatchWaiting()) {
         const due = this.oldestEnqueuedAt() + settings.lingerMillis
         if (due > now) {
           sleep = Math.min(sleep, due - now)
+          lingering = true
           break
         }
       }
@@ -362,7 +366,7 @@ export class Engine {
       batch.sentAt = now
       this.launch(batch)
     }
-    if (this.pending > 0 && this.inFlight < settings.maxInFlightRequests) {
+    if (!lingering && this.pending > 0 && this.inFlight < settings.maxInFlightRequests) {
       sleep = Math.min(sleep, this.nextDue(now) - now)
     }
     if (this.pending > 0) sleep = Math.min(sleep, this.earliestDeadline() - now)
@@ -371,7 +375,8 @@ export class Engine {
 
   private fullBatchWaiting(): boolean {
     const s = this.settings
-    return this.pendingBytes >= s.maxRequestBytes || (!s.aggregate && this.pending >= s.maxRecordsPerRequest)
+    return this.pendingBytes >= s.maxRequestBytes || this.pending >= this.maxUserRecords ||
+      (!s.aggregate && this.pending >= s.maxRecordsPerRequest)
   }
 
   private oldestEnqueuedAt(): number {
