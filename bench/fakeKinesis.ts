@@ -88,13 +88,16 @@ export const startFakeServer = (): Promise<{ endpoint: string; stop: () => void 
     })
   })
 
-/** Another bench script of this folder, as a child process run the way this one runs (source or built). */
-export const benchScript = (name: string): string =>
-  fileURLToPath(new URL(`./${name}${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url))
+/** Whether the bench runs from its TypeScript sources, rather than compiled into `build/bench-ts`. */
+const fromSources = import.meta.url.endsWith(".ts")
 
-/** `bench/results`, also when running compiled from `build/bench-ts`. */
+/** Another bench script of this folder, as a child process run the way this one runs. */
+export const benchScript = (name: string): string =>
+  fileURLToPath(new URL(`./${name}${fromSources ? ".ts" : ".js"}`, import.meta.url))
+
+/** `bench/results`, also when running compiled. */
 export const resultsDir = (): string =>
-  fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./results" : "../../bench/results", import.meta.url))
+  fileURLToPath(new URL(fromSources ? "./results" : "../../bench/results", import.meta.url))
 
 // ---------------------------------------------------------------------------------------------------
 // Inputs

@@ -229,9 +229,9 @@ export class Client extends Context.Service<Client, {
 /**
  * Builds the client service from an SDK client the caller owns.
  *
- * It adds one middleware to that client (once): `putRecords` writes the request body itself,
- * several times faster than the SDK's serializer, and the middleware sends it in place of the
- * SDK's before the request is signed. Commands sent to the client directly are left alone.
+ * It adds one middleware to that client (once): `putRecords` writes the request body itself
+ * (with Node's native base64, where the SDK's serializer encodes byte by byte in JavaScript),
+ * and the middleware sends it in place of the SDK's before the request is signed. Commands sent to the client directly are left alone.
  *
  * @example
  * ```ts
@@ -280,7 +280,8 @@ export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
     putRecords: (stream, records) =>
       call(
         "PutRecords",
-        (abortSignal) => sdk.send(new PutRecordsCommand(PutRecordsBody.input(stream, records)), { abortSignal })
+        (abortSignal) =>
+          sdk.send(new PutRecordsCommand(PutRecordsBody.input(streamParams(stream), records)), { abortSignal })
       ),
     getShardIterator: (stream, options) =>
       call("GetShardIterator", (abortSignal) =>

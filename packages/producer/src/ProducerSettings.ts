@@ -25,8 +25,9 @@ import { Duration } from "effect"
  */
 export interface ProducerSettings {
   /**
-   * User records accepted but not yet acknowledged, at most. Default 65,536: an aggregating
-   * request may carry a quarter of them, so that several are in flight while the next fills.
+   * User records accepted but not yet acknowledged, at most. Default 65,536. A request carries
+   * at most a quarter of them (only aggregating requests come near that), so that several are in
+   * flight while the next fills.
    */
   readonly bufferSize: number
   /**

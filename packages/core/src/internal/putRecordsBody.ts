@@ -156,20 +156,19 @@ const encodable = (records: ReadonlyArray<PutRecordsRequestEntry>): boolean => {
 }
 
 /**
- * The PutRecordsCommand input for `records`: with the body already encoded when it can be (the
- * SDK then serializes only an empty record list), else the records for the SDK to serialize.
+ * The PutRecordsCommand input for `records` sent to `stream` (`Client.streamParams`): with the
+ * body already encoded when it can be (the SDK then serializes only an empty record list), else
+ * the records for the SDK to serialize.
  */
-export const input = (stream: string, records: Array<PutRecordsRequestEntry>): PutRecordsInput => {
-  const arn = stream.startsWith("arn:")
-  if (!encodable(records)) {
-    return arn
-      ? { Records: records, StreamARN: stream }
-      : { Records: records, StreamName: stream }
-  }
-  const body = encode(arn ? "StreamARN" : "StreamName", stream, records)
-  const encoded: EncodedInput = arn
-    ? { Records: [], StreamARN: stream, [BODY]: body }
-    : { Records: [], StreamName: stream, [BODY]: body }
+export const input = (
+  stream: { readonly StreamName: string } | { readonly StreamARN: string },
+  records: Array<PutRecordsRequestEntry>
+): PutRecordsInput => {
+  if (!encodable(records)) return { ...stream, Records: records }
+  const body = "StreamARN" in stream
+    ? encode("StreamARN", stream.StreamARN, records)
+    : encode("StreamName", stream.StreamName, records)
+  const encoded: EncodedInput = { ...stream, Records: [], [BODY]: body }
   return encoded
 }
 
