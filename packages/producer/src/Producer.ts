@@ -178,13 +178,9 @@ export interface MakeOptions<A> {
 }
 
 const now = (): number => performance.now()
+/** Kinesis' limit, in UTF-16 code units. */
+const MAX_PARTITION_KEY_LENGTH = 256
 const noop = () => {}
-
-const codePoints = (key: string): number => {
-  let n = 0
-  for (const _ of key) n++
-  return n
-}
 
 const toFailure = (cause: Cause.Cause<KinesisError.KinesisError | Cause.TimeoutError>): RequestFailure => {
   const error = Cause.squash(cause)
@@ -407,7 +403,9 @@ export const make = <A>(
       if (typeof key !== "string" || key.length === 0) {
         return new ProducerError.InvalidPartitionKey({ partitionKey: String(key), reason: "empty" })
       }
-      if (key.length > 256 && codePoints(key) > 256) {
+      // Kinesis (and the KPL) count UTF-16 code units, which is what `length` is: an emoji counts
+      // two. A key over the limit would fail its whole request, or its whole aggregate.
+      if (key.length > MAX_PARTITION_KEY_LENGTH) {
         return new ProducerError.InvalidPartitionKey({ partitionKey: key, reason: "too long" })
       }
       let hashKey: HashKeyRoute

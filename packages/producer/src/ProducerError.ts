@@ -56,7 +56,9 @@ export class RecordTooLarge extends Data.TaggedError("RecordTooLarge")<{
 }
 
 /**
- * The partition key is empty or longer than 256 Unicode characters.
+ * The partition key is empty or longer than 256 UTF-16 code units (its JavaScript `length`, as
+ * Kinesis and the KPL count it: an emoji counts two). Checked before buffering: only this
+ * record fails.
  *
  * @example
  * ```ts

@@ -1,6 +1,6 @@
 import type { GetRecordsOutput } from "@aws-sdk/client-kinesis"
 import { AdminClient, Aggregation, Client, HashKey, Serde, ShardMap } from "@effect-kinesis/core"
-import { Producer, ProducerError, ProducerMetrics } from "@effect-kinesis/producer"
+import { Producer, ProducerError, ProducerMetrics, ProducerSettings } from "@effect-kinesis/producer"
 import { FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { assert, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Ref, Result, Schedule, Scope, Stream } from "effect"
@@ -75,6 +75,34 @@ const openShardMap = (stream: string) =>
 
 const shardOfKey = (map: ShardMap.ShardMap, partitionKey: string) =>
   ShardMap.shardForHashKey(map, HashKey.fromPartitionKey(partitionKey))!.shardId
+
+/**
+ * Offers `input` (all at once, as `offerAll` callers do) and closes the producer, which flushes:
+ * every failure reported to `onError`, in the order reported.
+ */
+const offerAndClose = (
+  stream: string,
+  input: ReadonlyArray<Producer.ProducerRecord<string>>,
+  settings: Partial<ProducerSettings.ProducerSettings>
+) =>
+  Effect.gen(function*() {
+    const failures: Array<Producer.OfferFailure<string>> = []
+    yield* Effect.scoped(Effect.gen(function*() {
+      const producer = yield* Producer.make({
+        stream,
+        serde: Serde.string,
+        settings,
+        onError: (failure) => Effect.sync(() => failures.push(failure))
+      })
+      yield* producer.offerAll(input)
+    }))
+    return failures
+  })
+
+/** 129 emoji: 129 code points, but 258 UTF-16 code units, which is what Kinesis counts. */
+const EMOJI_KEY_TOO_LONG = "\u{1F600}".repeat(129)
+/** 128 emoji: 256 UTF-16 code units, the longest key Kinesis accepts (512 UTF-8 bytes). */
+const EMOJI_KEY_LONGEST = "\u{1F600}".repeat(128)
 
 layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer", (it) => {
   it.effect("writes 10k records with mixed partition keys, each acknowledged with the shard it landed on", () =>
@@ -168,6 +196,31 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer", (i
         assert.strictEqual(ok.attempts, 1)
       }))
     }).pipe(Effect.provide(direct)))
+
+  for (const aggregate of [false, true]) {
+    it.effect(
+      `a partition key over 256 UTF-16 code units (129 emoji) fails alone at offer; its neighbours land (aggregate: ${aggregate})`,
+      () =>
+        Effect.gen(function*() {
+          const stream = yield* StreamFixtures.stream({ shardCount: 2 })
+          const input: Array<Producer.ProducerRecord<string>> = records(1000, "emoji")
+          // First, so that with aggregation it would be the aggregate's own partition key.
+          input.unshift({ partitionKey: EMOJI_KEY_TOO_LONG, data: "too-long" })
+          // The longest valid key, first of its aggregate too, lands like any other.
+          input.push({ partitionKey: EMOJI_KEY_LONGEST, data: "longest" })
+          const failures = yield* offerAndClose(stream.streamName, input, { aggregate })
+          assert.deepStrictEqual(failures.map((f) => [f.record.data, f.error._tag]), [[
+            "too-long",
+            "InvalidPartitionKey"
+          ]])
+          assert.strictEqual((failures[0]!.error as ProducerError.InvalidPartitionKey).reason, "too long")
+          const stored = yield* readAll(stream.streamName)
+          assert.strictEqual(new Set(stored.map((r) => r.data)).size, 1001)
+          assert.isFalse(stored.some((r) => r.data === "too-long"))
+          assert.strictEqual(stored.find((r) => r.data === "longest")?.partitionKey, EMOJI_KEY_LONGEST)
+        }).pipe(Effect.provide(direct))
+    )
+  }
 
   it.effect("through 20% throttling and 2% server errors every record is acknowledged once or fails typed", () =>
     Effect.gen(function*() {
