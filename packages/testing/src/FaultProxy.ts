@@ -68,6 +68,33 @@ export interface FaultSettings {
    * `undefined` (never).
    */
   readonly stallSubscriptionsAfterEvents: number | undefined
+  /**
+   * Rejects a PutRecords (or PutRecord) request as a whole, with `400 InvalidArgumentException` and nothing
+   * written, when any user record in it matches: how Kinesis answers a request with one record it finds invalid.
+   * Aggregated (KPL) records are unpacked, so a matching user record inside an aggregate rejects its request too.
+   * Default `undefined` (never).
+   */
+  readonly rejectRequestsWith: ((record: RejectCandidate) => boolean) | undefined
+}
+
+/**
+ * A user record of a PutRecords request, as {@link FaultSettings.rejectRequestsWith} sees it (unpacked from its
+ * aggregate if it was aggregated).
+ *
+ * @example
+ * ```ts
+ * import type { FaultProxy } from "@effect-kinesis/testing"
+ *
+ * const poisoned = (record: FaultProxy.RejectCandidate) => new TextDecoder().decode(record.data) === "poison"
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RejectCandidate {
+  readonly partitionKey: string
+  readonly explicitHashKey: string | undefined
+  readonly data: Uint8Array
 }
 
 /**
@@ -98,7 +125,8 @@ export const defaultSettings: FaultSettings = {
   latency: Duration.zero,
   latencyJitter: Duration.zero,
   faultOperations: "all",
-  stallSubscriptionsAfterEvents: undefined
+  stallSubscriptionsAfterEvents: undefined,
+  rejectRequestsWith: undefined
 }
 
 /**
@@ -145,6 +173,8 @@ export interface FaultStats {
   readonly throttledRecords: number
   readonly throttledGetRecords: number
   readonly stalledSubscriptions: number
+  /** PutRecords/PutRecord requests answered with `InvalidArgumentException` by `rejectRequestsWith`. */
+  readonly rejectedRequests: number
   /** Per stream name, per shard id. */
   readonly shards: Readonly<Record<string, Readonly<Record<string, ShardStats>>>>
 }

@@ -7,12 +7,12 @@
  * @internal
  */
 import type { Shard } from "@aws-sdk/client-kinesis"
-import { ShardMap } from "@effect-kinesis/core"
+import { Aggregation, ShardMap } from "@effect-kinesis/core"
 import { Duration, Option, Result } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import type * as Net from "node:net"
-import type { FaultSettings, FaultStats, ShardStats } from "../FaultProxy.ts"
+import type { FaultSettings, FaultStats, RejectCandidate, ShardStats } from "../FaultProxy.ts"
 import { EventStreamGate } from "./eventStreamGate.ts"
 import {
   decodeListShards,
@@ -73,6 +73,7 @@ interface MutableStats {
   throttledRecords: number
   throttledGetRecords: number
   stalledSubscriptions: number
+  rejectedRequests: number
   shards: Map<string, Map<string, MutableShardStats>>
 }
 
@@ -83,6 +84,7 @@ const emptyStats = (): MutableStats => ({
   throttledRecords: 0,
   throttledGetRecords: 0,
   stalledSubscriptions: 0,
+  rejectedRequests: 0,
   shards: new Map()
 })
 
@@ -477,6 +479,38 @@ export class FaultProxyServer {
     return decisions
   }
 
+  /** Whether `rejectRequestsWith` matches a user record of the request, aggregated ones unpacked. */
+  #rejects(
+    records: ReadonlyArray<
+      { readonly Data: string; readonly PartitionKey: string; readonly ExplicitHashKey?: string | null }
+    >,
+    settings: FaultSettings
+  ): boolean {
+    const matches = settings.rejectRequestsWith
+    if (matches === undefined) return false
+    for (const record of records) {
+      const data = new Uint8Array(Buffer.from(record.Data, "base64"))
+      const users = Aggregation.deaggregate({
+        partitionKey: record.PartitionKey,
+        explicitHashKey: record.ExplicitHashKey ?? undefined,
+        data
+      })
+      const candidates: ReadonlyArray<RejectCandidate> = Result.isSuccess(users)
+        ? users.success
+        : [{ partitionKey: record.PartitionKey, explicitHashKey: record.ExplicitHashKey ?? undefined, data }]
+      if (candidates.some((candidate) => matches(candidate))) return true
+    }
+    return false
+  }
+
+  #rejectRequest(res: Http.ServerResponse): void {
+    this.#stats.rejectedRequests++
+    return answer(res, 400, {
+      __type: "InvalidArgumentException",
+      message: "1 validation error detected: a record of the request was rejected by the fault proxy"
+    })
+  }
+
   #throttleMessage(target: StreamTarget | undefined, shardId: string | undefined): string {
     return `Rate exceeded for shard ${shardId ?? "shardId-000000000000"} in stream ${
       target?.name ?? ""
@@ -510,6 +544,7 @@ export class FaultProxyServer {
     const raw = parseJson(body)
     const input = decodePutRecords(raw)
     if (Option.isNone(input)) return this.#forwardThenAnswer(req, res, body, after, settings)
+    if (this.#rejects(input.value.Records, settings)) return this.#rejectRequest(res)
     const target = this.#streamTarget(req, input.value)
     const decisions = await this.#admit(req, target, input.value.Records, settings, "PutRecords")
     const admitted = decisions.flatMap((decision, index) => (decision.throttled ? [] : [index]))
@@ -559,6 +594,7 @@ export class FaultProxyServer {
   ): Promise<void> {
     const input = decodePutRecord(parseJson(body))
     if (Option.isNone(input)) return this.#forwardThenAnswer(req, res, body, after, settings)
+    if (this.#rejects([input.value], settings)) return this.#rejectRequest(res)
     const target = this.#streamTarget(req, input.value)
     const [decision] = await this.#admit(req, target, [input.value], settings, "PutRecord")
     if (decision?.throttled === true) {
