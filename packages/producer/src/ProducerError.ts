@@ -184,6 +184,34 @@ export class PutFailed extends Data.TaggedError("PutFailed")<{
 }
 
 /**
+ * Kinesis rejected a request holding this record as a whole, as invalid (`InvalidArgumentException`,
+ * `ValidationException`), for a reason the producer's own checks did not predict. The producer
+ * split the request until this record was sent alone and still rejected, so its neighbours were
+ * written: this record, not the request, is what Kinesis refuses. Retrying it cannot help.
+ * `code` is the Kinesis error, `detail` its message.
+ *
+ * @example
+ * ```ts
+ * import { ProducerError } from "@effect-kinesis/producer"
+ *
+ * const error = new ProducerError.RecordRejected({ code: "InvalidArgument", detail: "1 validation error detected" })
+ * error._tag // "RecordRejected"
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RecordRejected extends Data.TaggedError("RecordRejected")<{
+  readonly code: string
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `Kinesis rejected the record with ${this.code}: ${this.detail}`
+  }
+}
+
+/**
  * Every way producing a record can fail.
  *
  * @example
@@ -204,4 +232,5 @@ export type ProducerError =
   | ProducerClosed
   | RecordExpired
   | PutFailed
+  | RecordRejected
   | Serde.SerializationError

@@ -222,6 +222,42 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer", (i
     )
   }
 
+  for (const aggregate of [false, true]) {
+    it.effect(
+      `a request Kinesis rejects whole for one record is split until that record fails alone; the other 1,999 land (aggregate: ${aggregate})`,
+      () =>
+        Effect.gen(function*() {
+          const proxy = yield* FaultProxy.FaultProxy
+          yield* proxy.reset
+          const stream = yield* StreamFixtures.stream({ shardCount: 2 })
+          const poison = new TextEncoder().encode("poison")
+          // A rejection the producer's own checks do not predict.
+          yield* proxy.update({
+            rejectRequestsWith: (record) =>
+              record.data.length === poison.length && record.data.every((byte, i) => byte === poison[i])
+          })
+          const input: Array<Producer.ProducerRecord<string>> = records(2000, "split")
+          input[1234] = { partitionKey: "split-key-1234", data: "poison" }
+          const failures = yield* offerAndClose(stream.streamName, input, { aggregate, maxAttempts: 1 }).pipe(
+            Effect.provide(viaProxy)
+          )
+          const stats = yield* proxy.stats
+          yield* proxy.reset
+          assert.deepStrictEqual(failures.map((f) => [f.record.data, f.error._tag]), [["poison", "RecordRejected"]])
+          const error = failures[0]!.error as ProducerError.RecordRejected
+          assert.strictEqual(error.code, "InvalidArgument")
+          // Only the half holding the poison is rejected again: one rejection per halving of the
+          // request (2,000 records at most) and of the aggregate, not one per record.
+          assert.isAbove(stats.rejectedRequests, 1)
+          assert.isAtMost(stats.rejectedRequests, 2 * Math.ceil(Math.log2(2000)) + 1)
+          const stored = yield* readAll(stream.streamName)
+          assert.strictEqual(stored.length, 1999)
+          assert.strictEqual(new Set(stored.map((r) => r.data)).size, 1999)
+          assert.isFalse(stored.some((r) => r.data === "poison"))
+        }).pipe(Effect.provide(direct))
+    )
+  }
+
   it.effect("through 20% throttling and 2% server errors every record is acknowledged once or fails typed", () =>
     Effect.gen(function*() {
       const proxy = yield* FaultProxy.FaultProxy

@@ -69,6 +69,17 @@ export class Batch {
   }
 }
 
+/** Parts `from` to `to` of a sent request, as a request of their own. */
+const subBatch = (batch: Batch, from: number, to: number): Batch => {
+  const sub = new Batch(to - from)
+  for (let i = from; i < to; i++) {
+    const part = batch.parts[i]!
+    sub.add(batch.request[i]!, part, part instanceof Entry ? 1 : part.entries.length)
+  }
+  sub.full = true
+  return sub
+}
+
 /** A failed PutRecords call, reduced to what retry decisions need. */
 export interface RequestFailure {
   readonly code: string
@@ -78,6 +89,11 @@ export interface RequestFailure {
 }
 
 const THROTTLED = "ProvisionedThroughputExceededException"
+/**
+ * `RequestFailure.code` of a request Kinesis found invalid as a whole: the same request fails
+ * again, but one of its records is most likely the cause (see `Engine.isolate`).
+ */
+const INVALID_REQUEST = "InvalidArgument"
 /**
  * Longest a partial request is held back while shards wait for their buckets (see
  * `Engine.held`): short against the TTL, and against the wait the bucket already imposes.
@@ -135,6 +151,11 @@ export class Engine {
    * flight (`abandon` fails them).
    */
   private held: Batch | undefined = undefined
+  /**
+   * Parts of requests Kinesis rejected as a whole, to send before anything new (see `isolate`).
+   * Their records are neither pending nor in flight (`abandon` fails them).
+   */
+  private splits: Array<Batch> = []
   /** Set by `build`: a shard with due records was stopped by its bucket. */
   private bucketBlocked = false
   private waiters: Array<() => void> = []
@@ -332,10 +353,13 @@ export class Engine {
    */
   step(now: number): number {
     let sleep = Number.POSITIVE_INFINITY
-    if (this.pending === 0 && this.held === undefined) return sleep
+    if (this.pending === 0 && this.held === undefined && this.splits.length === 0) return sleep
     const settings = this.settings
     this.expireDue(now)
     this.release()
+    while (this.inFlight < settings.maxInFlightRequests && this.splits.length > 0) {
+      this.send(this.splits.shift()!, now)
+    }
     // Set when the due records wait out the linger time: then nothing is due before it ends
     // (new records wake the dispatcher anyway), however sendable they are.
     let lingering = false
@@ -360,17 +384,21 @@ export class Engine {
         break
       }
       this.held = undefined
-      batch.seal()
-      this.inFlight++
-      this.inFlightBatches.add(batch)
-      batch.sentAt = now
-      this.launch(batch)
+      this.send(batch, now)
     }
     if (!lingering && this.pending > 0 && this.inFlight < settings.maxInFlightRequests) {
       sleep = Math.min(sleep, this.nextDue(now) - now)
     }
     if (this.pending > 0) sleep = Math.min(sleep, this.earliestDeadline() - now)
     return Math.max(0, sleep)
+  }
+
+  private send(batch: Batch, now: number): void {
+    batch.seal()
+    this.inFlight++
+    this.inFlightBatches.add(batch)
+    batch.sentAt = now
+    this.launch(batch)
   }
 
   private fullBatchWaiting(): boolean {
@@ -552,7 +580,8 @@ export class Engine {
     if (failure !== undefined || output === undefined) {
       recorder.requestsFailed++
       const f = failure ?? { code: "EmptyResponse", message: "no response", retryable: true, cause: undefined }
-      for (const part of parts) this.retryPart(part, f, now)
+      if (f.code === INVALID_REQUEST) this.isolate(batch, f)
+      else for (const part of parts) this.retryPart(part, f, now)
     } else {
       const records = output.Records ?? []
       let wrongShard = false
@@ -608,6 +637,63 @@ export class Engine {
     }
     this.release()
     this.wake()
+  }
+
+  /**
+   * A request Kinesis rejected as a whole, as invalid. The producer checks every record against
+   * what Kinesis validates before buffering it, so this is a rule it did not predict, most likely
+   * about one record: the request is split in halves (an aggregate into two smaller ones) and
+   * both are sent again, recursively, until the culprit is alone and fails with `RecordRejected`,
+   * and its neighbours land. A record in n requests costs at most 2n − 1 requests this way. The
+   * split requests are not retries: they count no attempt, and take no more of the shard's rate
+   * budget (nothing of the rejected request was written).
+   */
+  private isolate(batch: Batch, failure: RequestFailure): void {
+    const parts = batch.parts
+    if (batch.userRecords <= 1) {
+      const error = new ProducerError.RecordRejected({
+        code: failure.code,
+        detail: failure.message,
+        cause: failure.cause
+      })
+      for (const part of parts) {
+        if (part instanceof Entry) this.fail(part, error)
+        else for (const entry of part.entries) this.fail(entry, error)
+      }
+      return
+    }
+    if (parts.length > 1) {
+      const half = parts.length >>> 1
+      this.splits.push(subBatch(batch, 0, half), subBatch(batch, half, parts.length))
+    } else {
+      const aggregate = parts[0] as Aggregate
+      const entries = aggregate.entries
+      const half = entries.length >>> 1
+      this.splits.push(
+        this.aggregateBatch(aggregate.shard, entries.slice(0, half)),
+        this.aggregateBatch(aggregate.shard, entries.slice(half))
+      )
+    }
+  }
+
+  /** A request of one aggregate of `entries`, part of an aggregate that fitted, so they fit. */
+  private aggregateBatch(shard: ShardState, entries: Array<Entry>): Batch {
+    // The aggregator is empty between `build`s, and this runs synchronously between them.
+    const aggregator = shard.aggregator!
+    for (const entry of entries) aggregator.add(entry)
+    const size = aggregator.size
+    const record = aggregator.build()!
+    aggregator.reset()
+    const batch = new Batch(1)
+    batch.add(
+      record.explicitHashKey === undefined
+        ? { PartitionKey: record.partitionKey, Data: record.data }
+        : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey },
+      new Aggregate(shard, entries, size),
+      entries.length
+    )
+    batch.full = true
+    return batch
   }
 
   private retryPart(part: Part, failure: RequestFailure, now: number): void {
@@ -670,6 +756,14 @@ export class Engine {
     if (held !== undefined) {
       held.seal()
       for (const part of held.parts) {
+        const entries = part instanceof Entry ? [part] : part.entries
+        for (const entry of entries) this.fail(entry, new ProducerError.ProducerClosed({ written: false }))
+      }
+    }
+    const splits = this.splits
+    this.splits = []
+    for (const batch of splits) {
+      for (const part of batch.parts) {
         const entries = part instanceof Entry ? [part] : part.entries
         for (const entry of entries) this.fail(entry, new ProducerError.ProducerClosed({ written: false }))
       }
