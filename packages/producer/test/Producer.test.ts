@@ -222,6 +222,24 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer", (i
     )
   }
 
+  it.effect("record size counts the partition key in UTF-8 bytes: with a 128-emoji key (512 bytes) a record of exactly 1 MiB lands, one byte more fails alone", () =>
+    Effect.gen(function*() {
+      const stream = yield* StreamFixtures.stream({ shardCount: 1 })
+      const limit = 1_048_576
+      const keyBytes = 4 * 128
+      const input: Array<Producer.ProducerRecord<string>> = [
+        { partitionKey: EMOJI_KEY_LONGEST, data: "a".repeat(limit - keyBytes) },
+        { partitionKey: EMOJI_KEY_LONGEST, data: "b".repeat(limit - keyBytes + 1) },
+        ...records(100, "size")
+      ]
+      const failures = yield* offerAndClose(stream.streamName, input, {})
+      assert.deepStrictEqual(failures.map((f) => [f.record.data[0], f.error._tag]), [["b", "RecordTooLarge"]])
+      assert.strictEqual((failures[0]!.error as ProducerError.RecordTooLarge).size, limit + 1)
+      const stored = yield* readAll(stream.streamName)
+      assert.strictEqual(stored.length, 101)
+      assert.strictEqual(stored.filter((r) => r.data.length === limit - keyBytes).length, 1)
+    }).pipe(Effect.provide(direct)))
+
   for (const aggregate of [false, true]) {
     it.effect(
       `a request Kinesis rejects whole for one record is split until that record fails alone; the other 1,999 land (aggregate: ${aggregate})`,
