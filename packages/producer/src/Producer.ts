@@ -5,6 +5,11 @@
  * closes. Every record is acknowledged exactly once, or fails with a typed
  * {@link ProducerError.ProducerError}.
  *
+ * One record never fails its neighbours: each is checked before buffering against what Kinesis
+ * validates per record (partition key of 1 to 256 UTF-16 code units, explicit hash key, data plus
+ * the key's UTF-8 bytes within `maxRecordBytes`), and a request Kinesis still rejects as a whole
+ * as invalid is split until the record at fault is alone and fails with `RecordRejected`.
+ *
  * Ordering: records of one partition key are sent in order, but a retried record can land after
  * records offered later (as with the KPL). Use `maxInFlightRequests: 1` and no retries where
  * strict order matters more than throughput.

@@ -256,7 +256,13 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer", (i
           })
           const input: Array<Producer.ProducerRecord<string>> = records(2000, "split")
           input[1234] = { partitionKey: "split-key-1234", data: "poison" }
-          const failures = yield* offerAndClose(stream.streamName, input, { aggregate, maxAttempts: 1 }).pipe(
+          const failures = yield* offerAndClose(stream.streamName, input, {
+            aggregate,
+            // A split is no retry: one attempt is enough for every neighbour.
+            maxAttempts: 1,
+            // The halves queue behind each other and behind new requests.
+            maxInFlightRequests: 1
+          }).pipe(
             Effect.provide(viaProxy)
           )
           const stats = yield* proxy.stats
