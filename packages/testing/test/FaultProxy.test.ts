@@ -11,6 +11,7 @@ import {
   SubscribeToShardCommand,
   type SubscribeToShardEvent
 } from "@aws-sdk/client-kinesis"
+import { Aggregation } from "@effect-kinesis/core"
 import type { Emulator } from "@effect-kinesis/testing"
 import { FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { assert, layer } from "@effect/vitest"
@@ -233,6 +234,46 @@ layer(TestLayer)("FaultProxy", (it) => {
         viaProxy.send(new PutRecordsCommand({ StreamName: "no-such-stream", Records: records(2) }))
       )
       assert.strictEqual(error?.name, "ResourceNotFoundException")
+    }))
+
+  it.effect("rejects a request as a whole when one of its user records matches, aggregated ones unpacked", () =>
+    Effect.gen(function*() {
+      const { proxy, viaProxy, direct } = yield* clients
+      const stream = yield* StreamFixtures.stream()
+      const shardId = stream.shards[0]!.shardId
+      yield* proxy.update({ rejectRequestsWith: (record) => Buffer.from(record.data).toString() === "poison" })
+      const plain = records(5)
+      plain[3] = { PartitionKey: "p", Data: Buffer.from("poison") }
+      const whole = yield* attempt(() =>
+        viaProxy.send(new PutRecordsCommand({ StreamName: stream.streamName, Records: plain }))
+      )
+      assert.strictEqual(whole?.name, "InvalidArgumentException")
+      assert.strictEqual(whole?.$metadata?.httpStatusCode, 400)
+
+      const aggregator = Aggregation.makeAggregator({ explicitHashKey: "0" })
+      for (const data of ["a", "poison", "b"]) aggregator.add({ partitionKey: "k", data: Buffer.from(data) })
+      const aggregate = aggregator.build()!
+      const inAggregate = yield* attempt(() =>
+        viaProxy.send(
+          new PutRecordsCommand({
+            StreamName: stream.streamName,
+            Records: [{ PartitionKey: aggregate.partitionKey, ExplicitHashKey: "0", Data: aggregate.data }]
+          })
+        )
+      )
+      assert.strictEqual(inAggregate?.name, "InvalidArgumentException")
+      const single = yield* attempt(() =>
+        viaProxy.send(
+          new PutRecordCommand({ StreamName: stream.streamName, PartitionKey: "k", Data: Buffer.from("poison") })
+        )
+      )
+      assert.strictEqual(single?.name, "InvalidArgumentException")
+      assert.deepStrictEqual(yield* readAll(direct, stream.streamName, shardId), [])
+      assert.strictEqual((yield* proxy.stats).rejectedRequests, 3)
+
+      // Requests without a match pass.
+      yield* send(() => viaProxy.send(new PutRecordsCommand({ StreamName: stream.streamName, Records: records(2) })))
+      assert.deepStrictEqual(yield* readAll(direct, stream.streamName, shardId), ["r-0", "r-1"])
     }))
 
   it.effect("random throttling of every record answers without writing anything", () =>
