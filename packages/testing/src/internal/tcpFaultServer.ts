@@ -8,7 +8,21 @@
  * @internal
  */
 import * as Net from "node:net"
-import type { ConnectionMode, ConnectionStats } from "../TcpFaultProxy.ts"
+
+/** What happens to new connections; the public module documents each. @internal */
+export type Mode = "forward" | "refuse" | "reset" | "blackHole"
+
+/** @internal */
+export interface ServerStats {
+  readonly accepted: number
+  readonly forwarded: number
+  readonly reset: number
+  readonly blackHoled: number
+  readonly dropped: number
+  readonly refusals: number
+  readonly mode: Mode
+  readonly open: number
+}
 
 interface Pair {
   readonly client: Net.Socket
@@ -40,7 +54,7 @@ export class TcpFaultServer {
   #held: Array<() => void> = []
   #server: Net.Server | undefined
   #port = 0
-  #mode: ConnectionMode = "forward"
+  #mode: Mode = "forward"
   #timer: ReturnType<typeof setTimeout> | undefined
   #stats: MutableStats = emptyStats()
   #closed = false
@@ -59,11 +73,11 @@ export class TcpFaultServer {
     return this.#port
   }
 
-  get mode(): ConnectionMode {
+  get mode(): Mode {
     return this.#mode
   }
 
-  stats(): ConnectionStats {
+  stats(): ServerStats {
     return { ...this.#stats, mode: this.#mode, open: this.#pairs.size }
   }
 
@@ -75,7 +89,7 @@ export class TcpFaultServer {
    * Switches to `mode`; with `steps` following, each runs for its duration in turn and the proxy forwards again after
    * the last. Any schedule still running is replaced.
    */
-  async schedule(steps: ReadonlyArray<readonly [ConnectionMode, number]>): Promise<void> {
+  async schedule(steps: ReadonlyArray<readonly [Mode, number]>): Promise<void> {
     this.#clearTimer()
     const [first, ...rest] = steps
     if (first === undefined) return this.#apply("forward")
@@ -86,7 +100,7 @@ export class TcpFaultServer {
     }, first[1])
   }
 
-  async set(mode: ConnectionMode): Promise<void> {
+  async set(mode: Mode): Promise<void> {
     this.#clearTimer()
     await this.#apply(mode)
   }
@@ -118,7 +132,7 @@ export class TcpFaultServer {
     this.#timer = undefined
   }
 
-  async #apply(mode: ConnectionMode): Promise<void> {
+  async #apply(mode: Mode): Promise<void> {
     if (this.#closed) return
     const previous = this.#mode
     this.#mode = mode
