@@ -20,7 +20,7 @@ const outage = [{ mode: "refuse", duration: "750 millis" }, { mode: "reset", dur
 layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
   "DynamoDB lease store through a network outage",
   (it) => {
-    it.effect("calls made while DynamoDB connections are refused, then reset, are retried within the budget and succeed", () =>
+    it.effect("calls during 1.5 s of refused, then reset, DynamoDB connections are retried within the budget", () =>
       Effect.gen(function*() {
         const { client, proxy } = yield* dynamoViaProxy
         const table = uniqueTable("outage-calls")
@@ -38,7 +38,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
       }).pipe(Effect.scoped))
 
     for (const httpHandler of ["http1", "http2"] as const) {
-      it.effect(`Kinesis on ${httpHandler}: a consumer survives a 1.5 s DynamoDB outage, keeps its leases and delivers everything`, () =>
+      it.effect(`Kinesis on ${httpHandler}: a consumer survives a 1.5 s DynamoDB outage, holds its leases after it, delivers all`, () =>
         Effect.gen(function*() {
           const { client, proxy } = yield* dynamoViaProxy
           const emulator = yield* KinesisEmulator.KinesisEmulator

@@ -1,6 +1,6 @@
 /**
- * A connection-level fault proxy: raw TCP forwarding to any upstream (a `KinesisEmulator`, a `DynamoEmulator`, …), so it
- * carries HTTP/1.1 and HTTP/2 cleartext (h2c) alike. Where `FaultProxy` answers single Kinesis requests with errors,
+ * A connection-level fault proxy: raw TCP forwarding to any upstream (a `KinesisEmulator`, a `DynamoEmulator`, …), so
+ * it carries HTTP/1.1 and HTTP/2 cleartext (h2c) alike. Where `FaultProxy` answers single Kinesis requests with errors,
  * this one breaks the network under them: for a while it refuses connections (no listener: a real `ECONNREFUSED`),
  * resets them, black-holes them (accepted, never answered), or drops every established connection at once — what a
  * client meets during a network blip, a load balancer failover or a restarting endpoint.

@@ -39,7 +39,7 @@ const retryableNames = new Set([
   "ServiceUnavailable"
 ])
 
-/** Throttling, 5xx and transport failures (core's one classification, nested causes included): trying again can help. @internal */
+/** Throttling, 5xx and transport failures (core's `TransportFailure`): trying again can help. @internal */
 export const isRetryable = (error: unknown): boolean => {
   if (typeof error !== "object" || error === null) return false
   if (retryableNames.has(errorName(error))) return true
