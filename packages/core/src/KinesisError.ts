@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { Data, Predicate } from "effect"
+import * as TransportFailure from "./TransportFailure.ts"
 
 interface Common {
   /** The Kinesis operation that failed, e.g. `"PutRecords"`. */
@@ -144,7 +145,9 @@ export class AccessDenied extends Data.TaggedError("AccessDenied")<
 
 /**
  * Kinesis or the network failed transiently: `InternalFailure`, `ServiceUnavailable`, any
- * HTTP 5xx, a timeout or a reset connection. The request may or may not have been applied.
+ * HTTP 5xx, or a transport failure on either HTTP handler (refused or reset connection, cancelled
+ * HTTP/2 stream, GOAWAY, timeout; also when nested as a `cause`, see `TransportFailure`). `code`
+ * is the outermost error's. The request may or may not have been applied.
  *
  * @example
  * ```ts
@@ -228,23 +231,12 @@ const accessCodes = new Set([
   "CredentialsProviderError"
 ])
 
-const transientCodes = new Set([
+// Kinesis' own transient answers; network failures are TransportFailure's.
+const serviceTransientCodes = new Set([
   "InternalFailure",
   "InternalFailureException",
   "ServiceUnavailable",
-  "ServiceUnavailableException",
-  "RequestTimeout",
-  "RequestTimeoutException",
-  "TimeoutError",
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "EPIPE",
-  "ETIMEDOUT",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "ERR_HTTP2_STREAM_ERROR",
-  "ERR_HTTP2_SESSION_ERROR",
-  "ERR_HTTP2_GOAWAY_SESSION"
+  "ServiceUnavailableException"
 ])
 
 const errorCode = (e: Record<string, unknown>): string => {
@@ -328,8 +320,8 @@ export const fromSdkError = (operation: string, error: unknown): KinesisError =>
     return new AccessDenied({ ...common, reason: code })
   }
   if (
-    transientCodes.has(code) || (statusCode !== undefined && statusCode >= 500) ||
-    (Predicate.isString(e["code"]) && transientCodes.has(e["code"]))
+    serviceTransientCodes.has(code) || (statusCode !== undefined && statusCode >= 500) ||
+    TransportFailure.isTransient(error)
   ) {
     return new ServiceUnavailable({ ...common, code, statusCode })
   }

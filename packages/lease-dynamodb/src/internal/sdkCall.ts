@@ -5,6 +5,7 @@
  * @internal
  */
 import { LeaseRepository } from "@effect-kinesis/consumer"
+import { TransportFailure } from "@effect-kinesis/core"
 import { Data, Duration, Effect, Schedule } from "effect"
 
 /** @internal */
@@ -35,23 +36,17 @@ const retryableNames = new Set([
   "RequestLimitExceeded",
   "LimitExceededException",
   "InternalServerError",
-  "ServiceUnavailable",
-  "TimeoutError",
-  "RequestTimeout",
-  "RequestTimeoutException"
+  "ServiceUnavailable"
 ])
 
-const retryableCodes = new Set(["ECONNRESET", "ECONNREFUSED", "EPIPE", "ETIMEDOUT", "EAI_AGAIN", "ECONNABORTED"])
-
-/** Throttling, 5xx and connection failures: trying again can help. @internal */
+/** Throttling, 5xx and transport failures (core's `TransportFailure`): trying again can help. @internal */
 export const isRetryable = (error: unknown): boolean => {
   if (typeof error !== "object" || error === null) return false
   if (retryableNames.has(errorName(error))) return true
   const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
   if (status !== undefined && status >= 500) return true
   if ((error as { $retryable?: unknown }).$retryable !== undefined) return true
-  const code = (error as { code?: unknown }).code
-  return typeof code === "string" && retryableCodes.has(code)
+  return TransportFailure.isTransient(error)
 }
 
 /** @internal */
