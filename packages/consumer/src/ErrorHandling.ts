@@ -15,6 +15,7 @@ import { Effect, Result, type Schedule, Stream } from "effect"
 import type { ShardStream } from "./Consumer.ts"
 import type { RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
+import { letFinishFor } from "./internal/checkpointer.ts"
 
 /**
  * Retry, then skip the record and go on with the next.
@@ -152,7 +153,8 @@ const STOP = Symbol.for("@effect-kinesis/consumer/ErrorHandling/stop")
 /**
  * Processes a shard's records one at a time with `handler`, staging each processed or skipped
  * record on the shard's checkpointer, per the error handling mode. The stream ends (without
- * failing) when a shard is stopped. Follow it with `checkpointBatched`.
+ * failing) when a shard is stopped. Follow it with `checkpointBatched`. A stop of the consumer
+ * lets the record being handled finish (its `shutdownGracePeriod`).
  *
  * @example
  * ```ts
@@ -206,8 +208,11 @@ export const processShard = <A, E, R, R2 = never>(
     })
   }
 
+  // A stop lets the record being handled (retries, dead-lettering) finish within the consumer's
+  // `shutdownGracePeriod`.
+  const finishing = letFinishFor(shard.checkpointer)
   return shard.results.pipe(
-    Stream.mapEffect(handle),
+    Stream.mapEffect((result) => finishing(handle(result))),
     Stream.takeWhile((handled) => handled !== STOP),
     Stream.map((handled) => handled as Handled<A, E>)
   )
