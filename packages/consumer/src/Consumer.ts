@@ -522,14 +522,29 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
         }),
         Stream.mapEffect((batch) =>
           Effect.tap(decoder.decode(batch.records), (decoded) =>
-            Effect.forEach(decoded.dropped, (dropped) =>
-              emit({
-                _tag: "AggregateDropped",
-                workerId: coordinator.workerId,
-                shardId,
-                sequenceNumber: dropped.sequenceNumber,
-                userRecords: dropped.userRecords
-              }), { discard: true }))
+            Effect.andThen(
+              Effect.forEach(decoded.dropped, (dropped) =>
+                emit({
+                  _tag: "AggregateDropped",
+                  workerId: coordinator.workerId,
+                  shardId,
+                  sequenceNumber: dropped.sequenceNumber,
+                  userRecords: dropped.userRecords
+                }), { discard: true }),
+              Effect.forEach(decoded.malformed, (malformed) =>
+                Effect.andThen(
+                  Effect.logWarning(
+                    `record ${malformed.sequenceNumber} of ${shardId} has a KPL aggregate's magic and MD5 but is malformed (${malformed.error.message}); delivered as a plain record`
+                  ),
+                  emit({
+                    _tag: "AggregateMalformed",
+                    workerId: coordinator.workerId,
+                    shardId,
+                    sequenceNumber: malformed.sequenceNumber,
+                    reason: malformed.error.message
+                  })
+                ), { discard: true })
+            ))
         ),
         Stream.flatMap(toStream),
         Stream.concat(Stream.fromEffectDrain(Effect.sync(() => {
