@@ -1,4 +1,4 @@
-import { Consumer, type ConsumerRecord, LeaseRepository } from "@effect-kinesis/consumer"
+import { Consumer, type ConsumerRecord, ErrorHandling, LeaseRepository } from "@effect-kinesis/consumer"
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
@@ -46,6 +46,8 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "90 seconds" })("Gracef
         yield* first.stop
 
         expect(slow.completed).toEqual(["r0", "r1"])
+        // No record is started once the stop arrived.
+        expect(slow.started).toEqual(["r0", "r1"])
         expect(first.events.slice(stopAt).filter((e) => e._tag === "LeaseRenewed").length).toBeGreaterThan(0)
         const [lease] = yield* repository.list
         expect(lease!.checkpoint).toEqual(ExtendedSequenceNumber.make(first.seen[1]!.sequenceNumber, 0))
@@ -88,6 +90,32 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "90 seconds" })("Gracef
       }))
   })
 
+  describe("consumeWith with an error handling mode", () => {
+    it.effect("a stop lets the record being handled finish and checkpoints it", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, records(4))
+        const slow = slowHandler(1500)
+        const first = yield* startWorker({
+          stream: streamName,
+          workerId: "first",
+          repository,
+          handler: slow.handler,
+          errorHandling: { mode: ErrorHandling.retryAndSkip(2) },
+          checkpointBatchSize: 100_000,
+          checkpointInterval: "1 hour"
+        })
+        yield* eventually(Effect.sync(() => slow.started.length === 2), "30 seconds", "the second record started")
+        yield* first.stop
+        expect(slow.completed).toEqual(["r0", "r1"])
+        expect(slow.started).toEqual(["r0", "r1"])
+        const [lease] = yield* repository.list
+        expect(lease!.leaseOwner).toBeUndefined()
+        expect(lease!.checkpoint).toEqual(ExtendedSequenceNumber.make(first.seen[1]!.sequenceNumber, 0))
+      }))
+  })
+
   describe("shardedStream with stageOnSuccess", () => {
     it.effect("a stop lets the running effect finish and checkpoints its record; a restart does not see it again", () =>
       Effect.gen(function*() {
@@ -111,6 +139,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "90 seconds" })("Gracef
         yield* eventually(Effect.sync(() => slow.started.length === 2), "30 seconds", "the second record started")
         yield* Fiber.interrupt(first)
         expect(slow.completed).toEqual(["r0", "r1"])
+        expect(slow.started).toEqual(["r0", "r1"])
         const [lease] = yield* repository.list
         expect(lease!.leaseOwner).toBeUndefined()
 
