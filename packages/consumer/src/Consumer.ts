@@ -774,8 +774,10 @@ export interface ConsumeWithOptions<A, E, R> extends ShardedStreamOptions<A> {
 
 /**
  * Runs `handler` for every record of every shard this worker holds, shards in parallel and each
- * shard in order, checkpointing in batches. Runs until interrupted (then checkpoints and releases
- * its leases) or until it fails.
+ * shard in order, checkpointing in batches. Runs until interrupted (then starts no new record,
+ * lets the handlers running finish within `shutdownGracePeriod`, checkpoints and releases its
+ * leases) or until it fails. A record that cannot be decoded goes to `errorHandling` if given,
+ * else is handled per `onDecodeFailure` (skipped, with a warning, by default).
  *
  * @example
  * ```ts

@@ -53,9 +53,7 @@ const readmeShape = (
     }).pipe(
       Stream.flatMap((shard) =>
         shard.records.pipe(
-          Stream.mapEffect((record) =>
-            shard.checkpointer.stageOnSuccess(Effect.sync(() => seen.push(record)), record)
-          ),
+          Stream.mapEffect((record) => shard.checkpointer.stageOnSuccess(Effect.sync(() => seen.push(record)), record)),
           shard.checkpointer.checkpointBatched({ records: 1000, interval: "100 millis" })
         ), { concurrency: "unbounded" }),
       Stream.runDrain,
@@ -77,8 +75,10 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Undeco
         const repository = yield* LeaseRepository.makeMemory()
         const run = yield* readmeShape({ ...shardedStreamOptions(streamName), deserializer: json }, repository)
         yield* eventually(
-          Effect.map(checkpointOf(repository, shardA), (c) =>
-            c !== undefined && ExtendedSequenceNumber.compare(c, ExtendedSequenceNumber.make(seqA[3]!, 0)) === 0),
+          Effect.map(
+            checkpointOf(repository, shardA),
+            (c) => c !== undefined && ExtendedSequenceNumber.compare(c, ExtendedSequenceNumber.make(seqA[3]!, 0)) === 0
+          ),
           "20 seconds",
           "shard A checkpointed past its last, undecodable record"
         )
@@ -100,8 +100,10 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Undeco
           onDecodeFailure: (failure) => Effect.as(Effect.sync(() => dead.push(failure)), "skip" as const)
         }, repository)
         yield* eventually(
-          Effect.map(checkpointOf(repository, shardA), (c) =>
-            c !== undefined && ExtendedSequenceNumber.compare(c, ExtendedSequenceNumber.make(seqA[3]!, 0)) === 0),
+          Effect.map(
+            checkpointOf(repository, shardA),
+            (c) => c !== undefined && ExtendedSequenceNumber.compare(c, ExtendedSequenceNumber.make(seqA[3]!, 0)) === 0
+          ),
           "20 seconds",
           "shard A checkpointed past its last, undecodable record"
         )
@@ -142,8 +144,10 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Undeco
           leases: Layer.succeed(LeaseRepository.LeaseRepository, repository)
         })
         yield* eventually(
-          Effect.map(checkpointOf(repository, shardA), (c) =>
-            c !== undefined && ExtendedSequenceNumber.compare(c, ExtendedSequenceNumber.make(seqA[3]!, 0)) === 0),
+          Effect.map(
+            checkpointOf(repository, shardA),
+            (c) => c !== undefined && ExtendedSequenceNumber.compare(c, ExtendedSequenceNumber.make(seqA[3]!, 0)) === 0
+          ),
           "20 seconds",
           "shard A checkpointed past its last, undecodable record"
         )

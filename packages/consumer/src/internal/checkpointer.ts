@@ -43,20 +43,24 @@ export interface InternalCheckpointer {
  *
  * @internal
  */
-export const letFinish = (gracePeriod: Duration.Duration) =>
-<A, E, R>(effect: Effect.Effect<A, E, R>, onStop?: () => void): Effect.Effect<A, E, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(Effect.forkChild(restore(effect), { startImmediately: true }), (fiber) =>
-      restore(Fiber.join(fiber)).pipe(
-        Effect.onInterrupt(() => {
-          onStop?.()
-          return Fiber.await(fiber).pipe(
-            Effect.timeoutOption(gracePeriod),
-            Effect.andThen(Fiber.interrupt(fiber))
+export const letFinish =
+  (gracePeriod: Duration.Duration) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>, onStop?: () => void): Effect.Effect<A, E, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(
+        Effect.forkChild(restore(effect), { startImmediately: true }),
+        (fiber) =>
+          restore(Fiber.join(fiber)).pipe(
+            Effect.onInterrupt(() => {
+              onStop?.()
+              return Fiber.await(fiber).pipe(
+                Effect.timeoutOption(gracePeriod),
+                Effect.andThen(Fiber.interrupt(fiber))
+              )
+            })
           )
-        })
-      ))
-  )
+      )
+    )
 
 // The grace period of each shard's checkpointer, for `ErrorHandling.processShard`, which only
 // sees the public `Checkpointer`.
