@@ -435,11 +435,12 @@ const positionOf = (item: Checkpointable | RecordDecodeFailed) => {
   return ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber)
 }
 
-// Whether the lease behind a shard stream made here is still held, for loops that outrun the stream.
+// Whether the lease behind a shard stream made here is still held and not being stopped (the
+// shard's `done`), for loops that outrun the stream.
 const leases = new WeakMap<ShardStream<any>, LeaseCoordinator.OwnedLease>()
 const isActive = (shard: ShardStream<any>): () => boolean => {
   const owned = leases.get(shard)
-  return owned === undefined ? () => true : () => owned.state === "active"
+  return owned === undefined ? () => true : () => owned.state === "active" && !Deferred.isDoneUnsafe(owned.done)
 }
 
 const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardContext<A>): ShardStream<A> => {
@@ -451,7 +452,9 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     initial: start,
     write: (position, childShardIds) => coordinator.checkpoint(owned, position, childShardIds),
     retrySchedule: context.checkpointRetrySchedule,
-    gracePeriod: context.gracePeriod
+    gracePeriod: context.gracePeriod,
+    // `done` completes while the lease is still active only when the coordinator stops the shard.
+    stopping: () => owned.state === "active" && Deferred.isDoneUnsafe(owned.done)
   })
   owned.flush = Effect.catch(
     internal.checkpointer.checkpoint,

@@ -2,7 +2,7 @@ import { Consumer, type ConsumerRecord, ErrorHandling, LeaseRepository } from "@
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Fiber, Stream } from "effect"
+import { Effect, Exit, Fiber, Scope, Stream } from "effect"
 import { eventually, KinesisLive, put, shardedStreamOptions, startWorker } from "./fixtures.ts"
 
 const records = (n: number) => Array.from({ length: n }, (_, i) => ({ partitionKey: "k", data: `r${i}` }))
@@ -148,6 +148,47 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "90 seconds" })("Gracef
         yield* eventually(Effect.sync(() => fast.completed.length >= 2), "30 seconds", "the rest")
         yield* Effect.sleep("1 second")
         yield* Fiber.interrupt(second)
+        expect(fast.completed).toEqual(["r2", "r3"])
+      }))
+  })
+
+  describe("shard streams run outside the shard list's fiber", () => {
+    it.effect("stopping the shard list lets a handler longer than the lease expiry finish and checkpoints it before the release", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, records(4))
+        const slow = slowHandler(4000)
+        // Each shard processed in a fiber of its own scope: stopping the shard list does not
+        // interrupt it, only ends its records; the lease coordinator's shutdown must wait for it.
+        const shards = yield* Scope.make()
+        const first = yield* Consumer.shardedStream(shardedStreamOptions(streamName)).pipe(
+          Stream.runForEach((shard) =>
+            shard.records.pipe(
+              Stream.mapEffect((record) => shard.checkpointer.stageOnSuccess(slow.handler(record), record)),
+              shard.checkpointer.checkpointBatched({ records: 1000, interval: "1 hour" }),
+              Stream.runDrain,
+              Effect.forkIn(shards)
+            )
+          ),
+          Effect.provide(Consumer.layer),
+          Effect.provideService(LeaseRepository.LeaseRepository, repository),
+          Effect.forkScoped
+        )
+        yield* eventually(Effect.sync(() => slow.started.length === 2), "30 seconds", "the second record started")
+        yield* Fiber.interrupt(first)
+        expect(slow.completed).toEqual(["r0", "r1"])
+        expect(slow.started).toEqual(["r0", "r1"])
+        const [lease] = yield* repository.list
+        expect(lease!.leaseOwner).toBeUndefined()
+        expect(lease!.checkpoint.sequenceNumber).not.toBe(ExtendedSequenceNumber.trimHorizon.sequenceNumber)
+        yield* Scope.close(shards, Exit.void)
+
+        const fast = slowHandler(0)
+        const second = yield* startWorker({ stream: streamName, workerId: "second", repository, handler: fast.handler })
+        yield* eventually(Effect.sync(() => fast.completed.length >= 2), "30 seconds", "the rest")
+        yield* Effect.sleep("1 second")
+        yield* second.stop
         expect(fast.completed).toEqual(["r2", "r3"])
       }))
   })

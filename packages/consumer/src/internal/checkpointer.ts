@@ -91,6 +91,11 @@ export const make = (options: {
   readonly retrySchedule: Schedule.Schedule<unknown, unknown>
   /** How long a stop lets a `stageOnSuccess` effect that is running finish. */
   readonly gracePeriod: Duration.Duration
+  /**
+   * Whether the consumer is stopping this shard (shutdown). A processing effect that has not
+   * started by then is not started: the fiber that would run it is interrupted instead.
+   */
+  readonly stopping: () => boolean
 }): InternalCheckpointer => {
   let written = options.initial
   let staged: Staged | undefined
@@ -101,7 +106,11 @@ export const make = (options: {
     readonly position: ExtendedSequenceNumber.ExtendedSequenceNumber
   }> = []
   const lock = Semaphore.makeUnsafe(1)
-  const finishing = letFinish(options.gracePeriod)
+  const letRunningFinish = letFinish(options.gracePeriod)
+  // A chunk the records stream emitted before the stop is still handed on element by element; a
+  // stop must not start their processing (only a stream pull, not a chunk, ends at a stop).
+  const finishing: ReturnType<typeof letFinish> = (effect, onStop) =>
+    Effect.suspend(() => options.stopping() ? Effect.interrupt : letRunningFinish(effect, onStop))
 
   const current = () => staged?.position ?? written
   const allProcessed = () =>
