@@ -126,6 +126,47 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Undeco
         expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toMatchObject({ _tag: "RecordDecodeFailed" })
         expect(yield* checkpointOf(repository, shardA)).toEqual(ExtendedSequenceNumber.make(seqA[0]!, 0))
       }))
+    it.effect("consecutive undecodable records behind records still in the pipeline are checkpointed past once those are processed", () =>
+      Effect.gen(function*() {
+        const client = yield* Client.Client
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const out = yield* client.putRecords(
+          streamName,
+          [`{"n":0}`, "not json", "nor this"].map((d) => ({ PartitionKey: "k", Data: encoder.encode(d) }))
+        )
+        const seq = out.Records!.map((r) => r.SequenceNumber!)
+        const repository = yield* LeaseRepository.makeMemory()
+        const seen: Array<number> = []
+        // The buffer lets the records stream run ahead of the slow processing: both failures are
+        // met while the record before them is still being processed.
+        const fiber = yield* Consumer.shardedStream({ ...shardedStreamOptions(streamName), deserializer: json }).pipe(
+          Stream.flatMap((shard) =>
+            shard.records.pipe(
+              Stream.buffer({ capacity: 16 }),
+              Stream.mapEffect((record) =>
+                shard.checkpointer.stageOnSuccess(
+                  Effect.andThen(Effect.sleep("300 millis"), Effect.sync(() => seen.push(record.data.n))),
+                  record
+                )
+              ),
+              shard.checkpointer.checkpointBatched({ records: 1000, interval: "100 millis" })
+            ), { concurrency: "unbounded" }),
+          Stream.runDrain,
+          Effect.provide(Consumer.layer),
+          Effect.provideService(LeaseRepository.LeaseRepository, repository),
+          Effect.forkScoped
+        )
+        yield* eventually(
+          Effect.map(
+            checkpointOf(repository, shards[0]!.shardId),
+            (c) => c !== undefined && ExtendedSequenceNumber.compare(c, ExtendedSequenceNumber.make(seq[2]!, 0)) === 0
+          ),
+          "20 seconds",
+          "the checkpoint past both undecodable records"
+        )
+        yield* Fiber.interrupt(fiber)
+        expect(seen).toEqual([0])
+      }))
   })
 
   describe("consumeWith without errorHandling", () => {
