@@ -144,7 +144,7 @@ export type Handled<A, E> =
 export interface Options<A, E, R> {
   /** The mode, or a function choosing one per record (e.g. by its data). */
   readonly mode: Mode | ((record: ConsumerRecord<A> | RecordDecodeFailed) => Mode)
-  /** Called before a record is skipped or its shard stopped. */
+  /** Called before a record is skipped or its shard stopped. Default: a warning is logged. */
   readonly onMaxRetryExceeded?: ((failure: Failure<A, E>) => Effect.Effect<void, never, R>) | undefined
 }
 
@@ -182,7 +182,16 @@ export const processShard = <A, E, R, R2 = never>(
   const modeFor = typeof options.mode === "function" ? options.mode : () => options.mode as Mode
   const giveUp = (failure: Failure<A, E>, position: { sequenceNumber: string; subSequenceNumber: number }) =>
     Effect.gen(function*() {
+      // Never silent: without a hook, the record given up on is at least logged.
       if (options.onMaxRetryExceeded !== undefined) yield* options.onMaxRetryExceeded(failure)
+      else {
+        yield* Effect.logWarning(
+          `${
+            failure.mode._tag === "RetryAndStop" ? "stopping the shard at" : "skipping"
+          } record ${position.sequenceNumber}/${position.subSequenceNumber} of ${shard.shardId}`,
+          failure._tag === "DecodingFailed" ? failure.error.message : failure.error
+        )
+      }
       if (failure.mode._tag === "RetryAndStop") return STOP
       yield* shard.checkpointer.stage(position)
       return { _tag: "Skipped", failure } as Handled<A, E>

@@ -8,7 +8,7 @@ import {
 import { Aggregation, Client, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
 import { ConsumerWorker, StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Result, Schema, Stream } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Logger, Result, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import { eventually, fastLeases, KinesisLive, shardedStreamOptions } from "./fixtures.ts"
 
@@ -174,6 +174,10 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Undeco
       Effect.gen(function*() {
         const { seqA, shardA, streamName } = yield* setup
         const repository = yield* LeaseRepository.makeMemory()
+        const warnings: Array<string> = []
+        const collect = Logger.make(({ logLevel, message }) => {
+          if (logLevel === "Warn") warnings.push(String(Array.isArray(message) ? message[0] : message))
+        })
         const worker = yield* ConsumerWorker.start({
           stream: streamName,
           applicationName: "test",
@@ -183,7 +187,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Undeco
           fetch: { pollInterval: "100 millis" },
           checkpointInterval: "100 millis",
           leases: Layer.succeed(LeaseRepository.LeaseRepository, repository)
-        })
+        }).pipe(Effect.provide(Logger.layer([collect])))
         yield* eventually(
           Effect.map(
             checkpointOf(repository, shardA),
@@ -197,6 +201,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Undeco
         yield* worker.stop
         expect(worker.seen.map((r) => r.data.n).sort((x, y) => x - y)).toEqual([0, 2, 10, 11])
         expect(undecodableEvents(worker.events)).toEqual([[seqA[1], "skipped"], [seqA[3], "skipped"]])
+        expect(warnings.filter((w) => w.startsWith("skipping a record"))).toHaveLength(2)
       }))
   })
 
