@@ -64,7 +64,11 @@ export interface Checkpointer {
   readonly checkpoint: Effect.Effect<void, ShardLeaseLost | LeaseStoreError>
   /** Stages the record and checkpoints. */
   readonly checkpointNow: (record: Checkpointable) => Effect.Effect<void, ShardLeaseLost | LeaseStoreError>
-  /** Runs `effect` and stages `record` when it succeeds, even if interrupted right after. */
+  /**
+   * Runs `effect` and stages `record` when it succeeds, even if interrupted right after. A stop of
+   * the consumer lets `effect` finish within the consumer's `shutdownGracePeriod` (and stages
+   * the record), so that it is checkpointed before the lease is released.
+   */
   readonly stageOnSuccess: <A, E, R>(effect: Effect.Effect<A, E, R>, record: Checkpointable) => Effect.Effect<A, E, R>
   /**
    * Checkpoints after every `records` elements (counted per chunk, so a batch may run a chunk

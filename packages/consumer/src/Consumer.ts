@@ -30,7 +30,7 @@ import {
 } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
-import type { Checkpointer } from "./Checkpointer.ts"
+import type { Checkpointable, Checkpointer } from "./Checkpointer.ts"
 import { type ConsumerError, RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import * as DiagnosticEvent from "./DiagnosticEvent.ts"
@@ -186,7 +186,53 @@ export interface ShardedStreamOptions<A> {
   readonly shardAssignment?: ShardAssignment.ShardAssignment | undefined
   /** Called with every diagnostic event (they are recorded as metrics in any case). */
   readonly onDiagnostic?: ((event: DiagnosticEvent.DiagnosticEvent) => Effect.Effect<void>) | undefined
+  /**
+   * What `ShardStream.records` (and so `consumeWith` without `errorHandling`) does with a record
+   * the deserializer rejects: see {@link DecodeFailureHandling}. Default `"skip"`: logged as a
+   * warning, reported as a `RecordUndecodable` diagnostic event, and checkpointed past. With
+   * `ShardStream.results` or `errorHandling` such records reach your code as values instead.
+   */
+  readonly onDecodeFailure?: DecodeFailureHandling | undefined
+  /**
+   * How long a stop (interrupting the consumer, as a SIGTERM handler does) lets handlers that are
+   * running finish: no new record is started, what finishes in time is checkpointed, then the
+   * leases are released; a handler still running after it is interrupted and its record is
+   * processed again by the next owner. Leases stay renewed meanwhile, so another worker cannot
+   * take a shard while its handler still runs here. Applies to `consumeWith`, to
+   * `ErrorHandling.processShard` and to `Checkpointer.stageOnSuccess`. Default 10 seconds: within
+   * the 30 s a Kubernetes pod gets between SIGTERM and SIGKILL, with time left for the final
+   * checkpoints and releases.
+   */
+  readonly shutdownGracePeriod?: Duration.Input | undefined
 }
+
+/**
+ * What to do with a record whose data the deserializer rejects (in `ShardStream.records` and
+ * `consumeWith` without `errorHandling`):
+ *
+ * - `"skip"` (the default): log a warning, emit a `RecordUndecodable` diagnostic event, and go
+ *   on; the checkpoint moves past it once the records before it are staged.
+ * - `"fail"`: the shard's stream fails with `RecordDecodeFailed` (and so, unless caught, the
+ *   whole consumer); the checkpoint stays before the record, so it fails again after a restart.
+ * - a function: a dead-letter hook. It gets the `RecordDecodeFailed` (raw bytes, shard, sequence
+ *   number, the deserializer's error) and answers `"skip"` or `"fail"`; the event is emitted too.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const deadLetter: Consumer.DecodeFailureHandling = (failure) =>
+ *   Effect.as(Effect.logError(`dead letter ${failure.record.shardId}/${failure.record.sequenceNumber}`), "skip")
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DecodeFailureHandling =
+  | "skip"
+  | "fail"
+  | ((failure: RecordDecodeFailed) => Effect.Effect<"skip" | "fail">)
 
 /**
  * One shard held by this worker. Consume **one** of `records` and `results`, once (each runs the shard's
@@ -220,7 +266,10 @@ export interface ShardedStreamOptions<A> {
  */
 export interface ShardStream<A> {
   readonly shardId: string
-  /** Records in order; fails with `RecordDecodeFailed` on a record that cannot be decoded. */
+  /**
+   * Records in order. A record that cannot be decoded is handled per the `onDecodeFailure`
+   * option (by default skipped, with a warning and a `RecordUndecodable` event).
+   */
   readonly records: Stream.Stream<ConsumerRecord<A>, KinesisError.KinesisError | RecordDecodeFailed>
   /** The same records, with undecodable ones as failures instead of failing the stream. */
   readonly results: Stream.Stream<Result.Result<ConsumerRecord<A>, RecordDecodeFailed>, KinesisError.KinesisError>
@@ -263,7 +312,9 @@ const resolveFetch = (settings: FetchSettings = {}): PollingFetcher.PollingSetti
   )
 })
 
-const resolveLease = (settings: LeaseSettings = {}): LeaseCoordinator.LeaseSettings => {
+const resolveLease = (
+  settings: LeaseSettings = {}
+): Omit<LeaseCoordinator.LeaseSettings, "shutdownGracePeriod"> => {
   const resolved = {
     expiry: Duration.fromInputUnsafe(settings.expiry ?? "10 seconds"),
     renewInterval: Duration.fromInputUnsafe(settings.renewInterval ?? "3 seconds"),
@@ -318,13 +369,14 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
                 : Effect.andThen(DiagnosticEvent.recordMetrics(event), onDiagnostic(event))
             // Before any lease is taken: a worker whose stream consumer cannot be registered holds none.
             const fetcher = yield* makeFetcher(client, options)
+            const gracePeriod = Duration.fromInputUnsafe(options.shutdownGracePeriod ?? "10 seconds")
             const coordinator = yield* LeaseCoordinator.make({
               workerId,
               stream: options.stream,
               client,
               repository,
               initialPosition: initialCheckpoint(options.initialPosition),
-              settings: resolveLease(options.lease),
+              settings: { ...resolveLease(options.lease), shutdownGracePeriod: gracePeriod },
               assignment: options.shardAssignment ?? ShardAssignment.balanced(),
               emit
             })
@@ -336,7 +388,9 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               emit,
               deserializer: options.deserializer,
               timestamp: typeof options.initialPosition === "object" ? options.initialPosition.atTimestamp : undefined,
-              checkpointRetrySchedule: options.checkpointRetrySchedule ?? defaultCheckpointRetry
+              checkpointRetrySchedule: options.checkpointRetrySchedule ?? defaultCheckpointRetry,
+              gracePeriod,
+              onDecodeFailure: options.onDecodeFailure ?? "skip"
             }
             return Stream.fromQueue(coordinator.acquired).pipe(Stream.map((owned) => makeShardStream(owned, context)))
           }).pipe(Effect.annotateLogs({ applicationName: options.applicationName, stream: options.stream }))
@@ -372,13 +426,21 @@ interface ShardContext<A> {
   readonly deserializer: Serde.Serde<A>
   readonly timestamp: Date | undefined
   readonly checkpointRetrySchedule: Schedule.Schedule<unknown, unknown>
+  readonly gracePeriod: Duration.Duration
+  readonly onDecodeFailure: DecodeFailureHandling
 }
 
-// Whether the lease behind a shard stream made here is still held, for loops that outrun the stream.
+const positionOf = (item: Checkpointable | RecordDecodeFailed) => {
+  const record = item instanceof RecordDecodeFailed ? item.record : item
+  return ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber)
+}
+
+// Whether the lease behind a shard stream made here is still held and not being stopped (the
+// shard's `done`), for loops that outrun the stream.
 const leases = new WeakMap<ShardStream<any>, LeaseCoordinator.OwnedLease>()
 const isActive = (shard: ShardStream<any>): () => boolean => {
   const owned = leases.get(shard)
-  return owned === undefined ? () => true : () => owned.state === "active"
+  return owned === undefined ? () => true : () => owned.state === "active" && !Deferred.isDoneUnsafe(owned.done)
 }
 
 const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardContext<A>): ShardStream<A> => {
@@ -389,7 +451,10 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     shardId,
     initial: start,
     write: (position, childShardIds) => coordinator.checkpoint(owned, position, childShardIds),
-    retrySchedule: context.checkpointRetrySchedule
+    retrySchedule: context.checkpointRetrySchedule,
+    gracePeriod: context.gracePeriod,
+    // `done` completes while the lease is still active only when the coordinator stops the shard.
+    stopping: () => owned.state === "active" && Deferred.isDoneUnsafe(owned.done)
   })
   owned.flush = Effect.catch(
     internal.checkpointer.checkpoint,
@@ -460,14 +525,29 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
         }),
         Stream.mapEffect((batch) =>
           Effect.tap(decoder.decode(batch.records), (decoded) =>
-            Effect.forEach(decoded.dropped, (dropped) =>
-              emit({
-                _tag: "AggregateDropped",
-                workerId: coordinator.workerId,
-                shardId,
-                sequenceNumber: dropped.sequenceNumber,
-                userRecords: dropped.userRecords
-              }), { discard: true }))
+            Effect.andThen(
+              Effect.forEach(decoded.dropped, (dropped) =>
+                emit({
+                  _tag: "AggregateDropped",
+                  workerId: coordinator.workerId,
+                  shardId,
+                  sequenceNumber: dropped.sequenceNumber,
+                  userRecords: dropped.userRecords
+                }), { discard: true }),
+              Effect.forEach(decoded.malformed, (malformed) =>
+                Effect.andThen(
+                  Effect.logWarning(
+                    `record ${malformed.sequenceNumber} of ${shardId} has a KPL aggregate's magic and MD5 but is malformed (${malformed.error.message}); delivered as a plain record`
+                  ),
+                  emit({
+                    _tag: "AggregateMalformed",
+                    workerId: coordinator.workerId,
+                    shardId,
+                    sequenceNumber: malformed.sequenceNumber,
+                    reason: malformed.error.message
+                  })
+                ), { discard: true })
+            ))
         ),
         Stream.flatMap(toStream),
         Stream.concat(Stream.fromEffectDrain(Effect.sync(() => {
@@ -477,6 +557,30 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
         Stream.onExit(() => Effect.suspend(() => finish(childShards)))
       )
     }))
+
+  // Runs when the records stream reaches the failure, in order: a skipped record counts as
+  // processed once the item before it is, so the checkpoint never passes records still in the
+  // user's pipeline; a failing one leaves the checkpoint before it.
+  const undecodable = (
+    failure: RecordDecodeFailed,
+    after: ExtendedSequenceNumber.ExtendedSequenceNumber | undefined
+  ): Effect.Effect<void, RecordDecodeFailed> =>
+    Effect.gen(function*() {
+      const handling = context.onDecodeFailure
+      const action = typeof handling === "function" ? yield* handling(failure) : handling
+      yield* emit({
+        _tag: "RecordUndecodable",
+        workerId: coordinator.workerId,
+        shardId,
+        sequenceNumber: failure.record.sequenceNumber,
+        subSequenceNumber: failure.record.subSequenceNumber,
+        reason: failure.cause.message,
+        action: action === "skip" ? "skipped" : "failed"
+      })
+      if (action === "fail") return yield* failure
+      if (handling === "skip") yield* Effect.logWarning(`skipping a record: ${failure.message}`)
+      internal.skipped(after, positionOf(failure.record))
+    })
 
   // Needed to drop aggregates routed to another shard. Leases written by other tools may lack it.
   const hashKeyRange = owned.lease.hashKeyRange !== undefined
@@ -504,13 +608,26 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
         decoded.items.map((item) => item instanceof RecordDecodeFailed ? Result.fail(item) : Result.succeed(item))
       )
     ),
-    records: build((decoded) => {
-      if (decoded.failures === 0) return Stream.fromArray(decoded.items as Array<ConsumerRecord<A>>)
-      const first = decoded.items.findIndex((item) => item instanceof RecordDecodeFailed)
-      return Stream.concat(
-        Stream.fromArray(decoded.items.slice(0, first) as Array<ConsumerRecord<A>>),
-        Stream.fail(decoded.items[first] as RecordDecodeFailed)
-      )
+    records: Stream.suspend(() => {
+      // The last item of the batch before, for a failure first in its batch.
+      let previous: ExtendedSequenceNumber.ExtendedSequenceNumber | undefined
+      return build((decoded) => {
+        const items = decoded.items
+        const before = previous
+        const last = items.at(-1)
+        if (last !== undefined) previous = positionOf(last)
+        if (decoded.failures === 0) return Stream.fromArray(items as Array<ConsumerRecord<A>>)
+        const parts: Array<Stream.Stream<ConsumerRecord<A>, RecordDecodeFailed>> = []
+        let from = 0
+        items.forEach((item, i) => {
+          if (!(item instanceof RecordDecodeFailed)) return
+          if (i > from) parts.push(Stream.fromArray(items.slice(from, i) as Array<ConsumerRecord<A>>))
+          parts.push(Stream.fromEffectDrain(undecodable(item, i === 0 ? before : positionOf(items[i - 1]!))))
+          from = i + 1
+        })
+        if (from < items.length) parts.push(Stream.fromArray(items.slice(from) as Array<ConsumerRecord<A>>))
+        return Stream.flatten(Stream.fromArray(parts))
+      })
     })
   }
   leases.set(shard, owned)
@@ -660,8 +777,10 @@ export interface ConsumeWithOptions<A, E, R> extends ShardedStreamOptions<A> {
 
 /**
  * Runs `handler` for every record of every shard this worker holds, shards in parallel and each
- * shard in order, checkpointing in batches. Runs until interrupted (then checkpoints and releases
- * its leases) or until it fails.
+ * shard in order, checkpointing in batches. Runs until interrupted (then starts no new record,
+ * lets the handlers running finish within `shutdownGracePeriod`, checkpoints and releases its
+ * leases) or until it fails. A record that cannot be decoded goes to `errorHandling` if given,
+ * else is handled per `onDecodeFailure` (skipped, with a warning, by default).
  *
  * @example
  * ```ts
@@ -691,20 +810,28 @@ export const consumeWith = <A, E, R, R2 = never>(
   return shardedStream(options).pipe(
     Stream.flatMap((shard) => {
       const processed: Stream.Stream<unknown, E | ConsumerError, R | R2> = errorHandling === undefined
-        ? Stream.mapArrayEffect(shard.records, (records) =>
+        ? Stream.mapArrayEffect(shard.records, (records) => {
           // One effect per chunk, not per record: records are handled in order and each is staged
-          // as soon as it is handled. A chunk can be large, so a lost lease stops it part-way.
-          Effect.as(
-            Effect.gen(function*() {
-              const active = isActive(shard)
-              for (const record of records) {
-                if (!active()) return
-                yield* handler(record)
-                yield* shard.checkpointer.stage(record)
+          // as soon as it is handled. A chunk can be large, so a lost lease or a stop ends it
+          // part-way; a stop lets the record being handled finish.
+          const active = isActive(shard)
+          let stopping = false
+          return Effect.as(
+            InternalCheckpointer.letFinishFor(shard.checkpointer)(
+              Effect.gen(function*() {
+                for (const record of records) {
+                  if (stopping || !active()) return
+                  yield* handler(record)
+                  yield* shard.checkpointer.stage(record)
+                }
+              }),
+              () => {
+                stopping = true
               }
-            }),
+            ),
             records
-          ))
+          )
+        })
         : ErrorHandling.processShard(shard, handler, errorHandling)
       return processed.pipe(shard.checkpointer.checkpointBatched(batching))
     }, { concurrency: "unbounded" }),

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import type { Aggregation, KinesisError, Serde, ShardMap } from "@effect-kinesis/core"
+import type { KinesisError, Serde, ShardMap } from "@effect-kinesis/core"
 import { Data } from "effect"
 import type { LeaseStoreError } from "./LeaseRepository.ts"
 
@@ -35,9 +35,10 @@ export class ShardLeaseLost extends Data.TaggedError("ShardLeaseLost")<{
 }
 
 /**
- * A record could not be turned into a user record: the deserializer rejected its data, or it
- * looked like a KPL aggregate (magic and MD5 matched) whose contents are malformed. `record`
- * carries the raw bytes and the record's position, for a dead-letter queue.
+ * A record could not be turned into a user record: the deserializer rejected its data. `record`
+ * carries the raw bytes and the record's position, for a dead-letter queue. (A record with a KPL
+ * aggregate's magic and MD5 whose contents are malformed is not one: it is delivered whole as a
+ * plain record, as the KCL does, with an `AggregateMalformed` diagnostic event.)
  *
  * @example
  * ```ts
@@ -60,7 +61,7 @@ export class RecordDecodeFailed extends Data.TaggedError("RecordDecodeFailed")<{
     readonly approximateArrivalTimestamp: Date | undefined
     readonly data: Uint8Array
   }
-  readonly cause: Serde.DeserializationError | Aggregation.AggregationDecodeError
+  readonly cause: Serde.DeserializationError
 }> {
   override get message(): string {
     return `record ${this.record.sequenceNumber}/${this.record.subSequenceNumber} of ${this.record.shardId} could not be decoded: ${this.cause.message}`
@@ -70,7 +71,8 @@ export class RecordDecodeFailed extends Data.TaggedError("RecordDecodeFailed")<{
 /**
  * Everything a consumer stream can fail with: a Kinesis error that retrying cannot fix (stream
  * deleted, access denied…), a lease store error, a malformed shard list, or an undecodable record
- * (only from `ShardStream.records`; `ShardStream.results` delivers those as values).
+ * (only from `ShardStream.records` with `onDecodeFailure` answering `"fail"`; by default such a
+ * record is skipped, and `ShardStream.results` delivers them as values).
  *
  * @example
  * ```ts

@@ -120,6 +120,40 @@ export interface AggregateDropped {
 }
 
 /**
+ * A record looked like a KPL aggregate (magic and MD5 matched) but its contents are not a valid
+ * aggregate: it was delivered as one plain record with its whole data, as the KCL does.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AggregateMalformed {
+  readonly _tag: "AggregateMalformed"
+  readonly workerId: string
+  readonly shardId: string
+  readonly sequenceNumber: string
+  /** Why the aggregate could not be read. */
+  readonly reason: string
+}
+
+/**
+ * `ShardStream.records` met a record the deserializer rejects, and skipped it (it counts as
+ * processed for checkpoints) or failed, per the `onDecodeFailure` option.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RecordUndecodable {
+  readonly _tag: "RecordUndecodable"
+  readonly workerId: string
+  readonly shardId: string
+  readonly sequenceNumber: string
+  readonly subSequenceNumber: number
+  /** The deserializer's message. */
+  readonly reason: string
+  readonly action: "skipped" | "failed"
+}
+
+/**
  * A shard without a lease was found, and a lease created for it.
  *
  * @since 0.1.0
@@ -193,6 +227,8 @@ export type DiagnosticEvent =
   | Checkpoint
   | ShardEnded
   | AggregateDropped
+  | AggregateMalformed
+  | RecordUndecodable
   | NewShardDetected
   | LeaseDeleted
   | WorkerJoined
@@ -232,6 +268,11 @@ export const metrics = {
     "kinesis_consumer_dropped_aggregates",
     "Aggregated records dropped for holding user records of another shard"
   ),
+  malformedAggregates: counter(
+    "kinesis_consumer_malformed_aggregates",
+    "Records with a KPL aggregate's magic and MD5 but malformed contents, delivered as plain records"
+  ),
+  undecodableRecords: counter("kinesis_consumer_undecodable_records", "Records the deserializer rejected"),
   shardsDetected: counter("kinesis_consumer_shards_detected", "Leases created for newly found shards"),
   deletedLeases: counter("kinesis_consumer_deleted_leases", "Leases of finished shards deleted"),
   workerChanges: counter("kinesis_consumer_worker_changes", "Other workers joining or leaving")
@@ -279,6 +320,10 @@ export const recordMetrics = (event: DiagnosticEvent): Effect.Effect<void> => {
       return count(metrics.shardsEnded)
     case "AggregateDropped":
       return count(metrics.droppedAggregates, { ...worker, shard: event.shardId })
+    case "AggregateMalformed":
+      return count(metrics.malformedAggregates, { ...worker, shard: event.shardId })
+    case "RecordUndecodable":
+      return count(metrics.undecodableRecords, { ...worker, shard: event.shardId, action: event.action })
     case "NewShardDetected":
       return count(metrics.shardsDetected)
     case "LeaseDeleted":

@@ -15,6 +15,7 @@ import { Effect, Result, type Schedule, Stream } from "effect"
 import type { ShardStream } from "./Consumer.ts"
 import type { RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
+import { letFinishFor } from "./internal/checkpointer.ts"
 
 /**
  * Retry, then skip the record and go on with the next.
@@ -143,7 +144,7 @@ export type Handled<A, E> =
 export interface Options<A, E, R> {
   /** The mode, or a function choosing one per record (e.g. by its data). */
   readonly mode: Mode | ((record: ConsumerRecord<A> | RecordDecodeFailed) => Mode)
-  /** Called before a record is skipped or its shard stopped. */
+  /** Called before a record is skipped or its shard stopped. Default: a warning is logged. */
   readonly onMaxRetryExceeded?: ((failure: Failure<A, E>) => Effect.Effect<void, never, R>) | undefined
 }
 
@@ -152,7 +153,8 @@ const STOP = Symbol.for("@effect-kinesis/consumer/ErrorHandling/stop")
 /**
  * Processes a shard's records one at a time with `handler`, staging each processed or skipped
  * record on the shard's checkpointer, per the error handling mode. The stream ends (without
- * failing) when a shard is stopped. Follow it with `checkpointBatched`.
+ * failing) when a shard is stopped. Follow it with `checkpointBatched`. A stop of the consumer
+ * lets the record being handled finish (its `shutdownGracePeriod`).
  *
  * @example
  * ```ts
@@ -180,7 +182,16 @@ export const processShard = <A, E, R, R2 = never>(
   const modeFor = typeof options.mode === "function" ? options.mode : () => options.mode as Mode
   const giveUp = (failure: Failure<A, E>, position: { sequenceNumber: string; subSequenceNumber: number }) =>
     Effect.gen(function*() {
+      // Never silent: without a hook, the record given up on is at least logged.
       if (options.onMaxRetryExceeded !== undefined) yield* options.onMaxRetryExceeded(failure)
+      else {
+        yield* Effect.logWarning(
+          `${
+            failure.mode._tag === "RetryAndStop" ? "stopping the shard at" : "skipping"
+          } record ${position.sequenceNumber}/${position.subSequenceNumber} of ${shard.shardId}`,
+          failure._tag === "DecodingFailed" ? failure.error.message : failure.error
+        )
+      }
       if (failure.mode._tag === "RetryAndStop") return STOP
       yield* shard.checkpointer.stage(position)
       return { _tag: "Skipped", failure } as Handled<A, E>
@@ -206,8 +217,11 @@ export const processShard = <A, E, R, R2 = never>(
     })
   }
 
+  // A stop lets the record being handled (retries, dead-lettering) finish within the consumer's
+  // `shutdownGracePeriod`.
+  const finishing = letFinishFor(shard.checkpointer)
   return shard.results.pipe(
-    Stream.mapEffect(handle),
+    Stream.mapEffect((result) => finishing(handle(result))),
     Stream.takeWhile((handled) => handled !== STOP),
     Stream.map((handled) => handled as Handled<A, E>)
   )

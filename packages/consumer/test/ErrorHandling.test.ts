@@ -2,7 +2,7 @@ import { type ErrorHandling, ErrorHandling as EH, LeaseRepository } from "@effec
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Logger } from "effect"
 import { eventually, KinesisLive, put, startWorker } from "./fixtures.ts"
 
 // Not valid UTF-8: `Serde.string` rejects it.
@@ -50,6 +50,32 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Error 
         )
         const [lease] = yield* repository.list
         expect(lease!.checkpoint).toEqual(ExtendedSequenceNumber.make(worker.seen[1]!.sequenceNumber, 0))
+      }))
+  })
+
+  describe("without onMaxRetryExceeded", () => {
+    it.effect("a record given up on is logged as a warning, not skipped silently", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, [
+          { partitionKey: "k", data: "ok-1" },
+          { partitionKey: "k", data: undecodable },
+          { partitionKey: "k", data: "ok-2" }
+        ])
+        const warnings: Array<string> = []
+        const collect = Logger.make(({ logLevel, message }) => {
+          if (logLevel === "Warn") warnings.push(String(Array.isArray(message) ? message[0] : message))
+        })
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          errorHandling: { mode: EH.retryAndSkip(0) }
+        }).pipe(Effect.provide(Logger.layer([collect])))
+        yield* eventually(Effect.sync(() => worker.seen.length === 2), "20 seconds", "ok records processed")
+        yield* worker.stop
+        expect(warnings.filter((w) => w.startsWith("skipping record"))).toHaveLength(1)
       }))
   })
 

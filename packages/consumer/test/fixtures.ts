@@ -49,6 +49,7 @@ export const startWorker = (options: {
   readonly fetch?: Consumer.FetchSettings | undefined
   readonly enhancedFanOut?: EnhancedFanOut.Settings | undefined
   readonly shardAssignment?: ShardAssignment.ShardAssignment | undefined
+  readonly shutdownGracePeriod?: Duration.Input | undefined
 }): Effect.Effect<Worker, never, Client.Client | Scope.Scope> => {
   const { repository, ...rest } = options
   return ConsumerWorker.start({

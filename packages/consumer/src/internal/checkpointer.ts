@@ -4,7 +4,7 @@
  * @internal
  */
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
-import { Deferred, Effect, Exit, type Schedule, Semaphore, Stream } from "effect"
+import { Deferred, type Duration, Effect, Exit, Fiber, type Schedule, Semaphore, Stream } from "effect"
 import type { Checkpointable, Checkpointer } from "../Checkpointer.ts"
 import type { ShardLeaseLost } from "../ConsumerError.ts"
 import type { LeaseStoreError } from "../LeaseRepository.ts"
@@ -25,7 +25,55 @@ export interface InternalCheckpointer {
   readonly stageShardEnd: (childShardIds: ReadonlyArray<string>) => Effect.Effect<void>
   /** Whether `SHARD_END` has been written. */
   readonly shardEndWritten: () => boolean
+  /**
+   * Notes a record skipped without reaching the user's processing: it counts as processed once
+   * the record delivered just before it (`after`; none: at once) is.
+   */
+  readonly skipped: (
+    after: ExtendedSequenceNumber.ExtendedSequenceNumber | undefined,
+    position: ExtendedSequenceNumber.ExtendedSequenceNumber
+  ) => void
 }
+
+/**
+ * Runs `effect` so that interrupting it (a graceful stop) lets it finish within `gracePeriod`
+ * before it is interrupted too; `onStop` is told at once, so that a loop starts no new record.
+ * The effect runs in a child fiber: interruption reaches a fiber at once, and only a second fiber
+ * can be waited for and interrupted at a deadline.
+ *
+ * @internal
+ */
+export const letFinish =
+  (gracePeriod: Duration.Duration) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>, onStop?: () => void): Effect.Effect<A, E, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(
+        Effect.forkChild(restore(effect), { startImmediately: true }),
+        (fiber) =>
+          restore(Fiber.join(fiber)).pipe(
+            Effect.onInterrupt(() => {
+              onStop?.()
+              return Fiber.await(fiber).pipe(
+                Effect.timeoutOption(gracePeriod),
+                Effect.andThen(Fiber.interrupt(fiber))
+              )
+            })
+          )
+      )
+    )
+
+// The grace period of each shard's checkpointer, for `ErrorHandling.processShard`, which only
+// sees the public `Checkpointer`.
+const graceful = new WeakMap<Checkpointer, ReturnType<typeof letFinish>>()
+
+/**
+ * {@link letFinish} with the grace period of the consumer that made `checkpointer` (none for a
+ * checkpointer made elsewhere).
+ *
+ * @internal
+ */
+export const letFinishFor = (checkpointer: Checkpointer): ReturnType<typeof letFinish> =>
+  graceful.get(checkpointer) ?? ((effect) => effect)
 
 interface Staged {
   readonly position: ExtendedSequenceNumber.ExtendedSequenceNumber
@@ -41,6 +89,13 @@ export const make = (options: {
     childShardIds: ReadonlyArray<string> | undefined
   ) => Effect.Effect<void, ShardLeaseLost | LeaseStoreError>
   readonly retrySchedule: Schedule.Schedule<unknown, unknown>
+  /** How long a stop lets a `stageOnSuccess` effect that is running finish. */
+  readonly gracePeriod: Duration.Duration
+  /**
+   * Whether the consumer is stopping this shard (shutdown). A processing effect that has not
+   * started by then is not started: the fiber that would run it is interrupted instead.
+   */
+  readonly stopping: () => boolean
 }): InternalCheckpointer => {
   let written = options.initial
   let staged: Staged | undefined
@@ -51,6 +106,11 @@ export const make = (options: {
     readonly position: ExtendedSequenceNumber.ExtendedSequenceNumber
   }> = []
   const lock = Semaphore.makeUnsafe(1)
+  const letRunningFinish = letFinish(options.gracePeriod)
+  // A chunk the records stream emitted before the stop is still handed on element by element; a
+  // stop must not start their processing (only a stream pull, not a chunk, ends at a stop).
+  const finishing: ReturnType<typeof letFinish> = (effect, onStop) =>
+    Effect.suspend(() => options.stopping() ? Effect.interrupt : letRunningFinish(effect, onStop))
 
   const current = () => staged?.position ?? written
   const allProcessed = () =>
@@ -58,7 +118,8 @@ export const make = (options: {
 
   const advance = (position: ExtendedSequenceNumber.ExtendedSequenceNumber) => {
     let target = position
-    while (droppedAfter.length > 0 && ExtendedSequenceNumber.compare(droppedAfter[0]!.after, position) <= 0) {
+    // Against the target: a skipped record can follow a skipped record.
+    while (droppedAfter.length > 0 && ExtendedSequenceNumber.compare(droppedAfter[0]!.after, target) <= 0) {
       const next = droppedAfter.shift()!
       if (ExtendedSequenceNumber.compare(next.position, target) > 0) target = next.position
     }
@@ -94,7 +155,7 @@ export const make = (options: {
     checkpoint,
     checkpointNow: (record) => Effect.andThen(stage(record), checkpoint),
     stageOnSuccess: (effect, record) =>
-      Effect.onExit(effect, (exit) => Exit.isSuccess(exit) ? stage(record) : Effect.void),
+      finishing(Effect.onExit(effect, (exit) => Exit.isSuccess(exit) ? stage(record) : Effect.void)),
     checkpointBatched: (batching) => (self) =>
       Stream.unwrap(Effect.gen(function*() {
         // The interval checkpoints run beside the stream; a lost lease (or a store failure that
@@ -123,6 +184,7 @@ export const make = (options: {
     lastCheckpoint: Effect.sync(() => written)
   }
 
+  graceful.set(checkpointer, finishing)
   return {
     checkpointer,
     delivered: (position) => {
@@ -137,6 +199,10 @@ export const make = (options: {
       Effect.sync(() => {
         staged = { position: ExtendedSequenceNumber.shardEnd, childShardIds }
       }),
-    shardEndWritten: () => ExtendedSequenceNumber.isShardEnd(written)
+    shardEndWritten: () => ExtendedSequenceNumber.isShardEnd(written),
+    skipped: (after, position) => {
+      if (after === undefined || ExtendedSequenceNumber.compare(current(), after) >= 0) advance(position)
+      else droppedAfter.push({ after, position })
+    }
   }
 }

@@ -24,6 +24,8 @@ export interface LeaseSettings {
   readonly scanInterval: Duration.Duration
   readonly shardSyncInterval: Duration.Duration
   readonly cleanupFinished: boolean
+  /** How long a stop lets running handlers finish; the streams get this and a renewal interval. */
+  readonly shutdownGracePeriod: Duration.Duration
 }
 
 /**
@@ -413,6 +415,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       )
     )
 
+  const renewAll = Effect.suspend(() =>
+    Effect.forEach([...owned.values()], renew, { concurrency: "unbounded", discard: true })
+  )
+
   // --- loops ---------------------------------------------------------------------------------
 
   // A store or Kinesis error that retrying cannot fix ends the consumer; others wait for the next round.
@@ -424,23 +430,27 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   // Runs after the loops stop (finalizers run in reverse), possibly before the shard streams'
   // own exit handlers. Releasing a lease first would skip its final checkpoint, and the next
-  // owner would replay what was processed. So the streams are stopped and given a renewal
-  // interval to checkpoint and hand their lease on themselves (at shard end too); what is still
-  // held then (a stream stuck behind its consumer) is released, its staged position written first.
+  // owner would replay what was processed. So the streams are stopped and given the grace period
+  // (their handlers may still run) and a renewal interval to checkpoint and hand their lease on
+  // themselves (at shard end too); what is still held then (a stream stuck behind its consumer)
+  // is released, its staged position written first. The renewal loop has stopped by now: the
+  // leases are renewed here meanwhile, or a drain longer than the expiry would let another worker
+  // take a shard whose handler still runs here.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       shuttingDown = true
       const held = [...owned.values()]
       yield* Effect.forEach(held, (o) => Deferred.succeed(o.done, undefined), { discard: true })
+      const wait = Duration.sum(settings.shutdownGracePeriod, settings.renewInterval)
       yield* Effect.forEach(
         held,
         (o) =>
           Effect.gen(function*() {
-            if (o.streams > 0) yield* Effect.timeoutOption(Deferred.await(o.settled), settings.renewInterval)
+            if (o.streams > 0) yield* Effect.timeoutOption(Deferred.await(o.settled), wait)
             yield* release(o)
           }),
         { concurrency: "unbounded", discard: true }
-      )
+      ).pipe(Effect.raceFirst(Effect.forever(Effect.delay(renewAll, settings.renewInterval))))
       yield* Queue.end(acquired)
     })
   )
@@ -489,12 +499,11 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     Effect.forever,
     Effect.forkScoped
   )
-  yield* Effect.suspend(() => Effect.forEach([...owned.values()], renew, { concurrency: "unbounded", discard: true }))
-    .pipe(
-      Effect.delay(settings.renewInterval),
-      Effect.forever,
-      Effect.forkScoped
-    )
+  yield* renewAll.pipe(
+    Effect.delay(settings.renewInterval),
+    Effect.forever,
+    Effect.forkScoped
+  )
 
   return {
     workerId,

@@ -1,7 +1,8 @@
 /**
  * Kinesis records of one batch → user records: KPL aggregates split into their user records,
  * records at or before the checkpoint dropped, aggregates holding a user record of another shard
- * dropped (as the KCL does), data decoded by the deserializer. This is the
+ * dropped (as the KCL does), malformed aggregates passed on whole as plain records (as the KCL
+ * does), data decoded by the deserializer. This is the
  * per-record hot path: with a synchronous deserializer it allocates one object per user record.
  *
  * @internal
@@ -19,6 +20,14 @@ export interface DecodedBatch<A> {
   readonly failures: number
   /** Aggregates dropped because a user record hashes outside the shard's range. */
   readonly dropped: Array<DroppedAggregate>
+  /** Records with an aggregate's magic and MD5 whose contents are malformed, delivered whole. */
+  readonly malformed: Array<MalformedAggregate>
+}
+
+/** @internal */
+export interface MalformedAggregate {
+  readonly sequenceNumber: string
+  readonly error: Aggregation.AggregationDecodeError
 }
 
 /** @internal */
@@ -96,17 +105,18 @@ export const make = <A>(options: {
     data
   })
 
-  const failed = (raw: Raw, cause: Serde.DeserializationError | Aggregation.AggregationDecodeError) =>
+  const failed = (raw: Raw, cause: Serde.DeserializationError) =>
     new RecordDecodeFailed({ record: record(raw, raw.data), cause })
 
-  // Calls `each` for every user record of the batch that is past the checkpoint, in order, and
-  // `malformed` for aggregates that cannot be split; returns the aggregates dropped.
+  // Calls `each` for every user record of the batch that is past the checkpoint, in order; an
+  // aggregate that cannot be split is one plain record (the KCL's choice: its bytes may be a
+  // producer's own format that happens to match, and the user decides what they mean).
   const forEachUserRecord = (
     records: ReadonlyArray<_Record>,
-    each: (raw: Raw) => void,
-    malformed: (raw: Raw, error: Aggregation.AggregationDecodeError) => void
-  ): Array<DroppedAggregate> => {
+    each: (raw: Raw) => void
+  ): { dropped: Array<DroppedAggregate>; malformed: Array<MalformedAggregate> } => {
     const dropped: Array<DroppedAggregate> = []
+    const malformed: Array<MalformedAggregate> = []
     // Positions are reported once per batch, or before a drop, to keep them off the per-record path.
     let last: _Record | undefined
     let lastSub = 0
@@ -134,14 +144,15 @@ export const make = <A>(options: {
       const users = Aggregation.deaggregate({ partitionKey: r.PartitionKey!, data })
       if (Result.isFailure(users)) {
         if (!obsolete(r.SequenceNumber!, 0)) {
-          malformed({
+          malformed.push({ sequenceNumber: r.SequenceNumber!, error: users.failure })
+          each({
             r,
             data,
             subSequenceNumber: 0,
             aggregated: false,
             partitionKey: r.PartitionKey!,
             explicitHashKey: undefined
-          }, users.failure)
+          })
           last = r
           lastSub = 0
         }
@@ -171,7 +182,7 @@ export const make = <A>(options: {
       }
     }
     flush()
-    return dropped
+    return { dropped, malformed }
   }
 
   if (sync !== undefined) {
@@ -180,7 +191,7 @@ export const make = <A>(options: {
         Effect.sync(() => {
           const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = []
           let failures = 0
-          const dropped = forEachUserRecord(records, (raw) => {
+          const { dropped, malformed } = forEachUserRecord(records, (raw) => {
             const decoded = sync.deserializeResult(raw.data)
             if (Result.isSuccess(decoded)) {
               items.push(record(raw, decoded.success))
@@ -188,30 +199,19 @@ export const make = <A>(options: {
               failures++
               items.push(failed(raw, decoded.failure))
             }
-          }, (raw, error) => {
-            failures++
-            items.push(failed(raw, error))
           })
-          return { items, failures, dropped }
+          return { items, failures, dropped, malformed }
         })
     }
   }
   return {
     decode: (records) =>
       Effect.suspend(() => {
-        const pending: Array<Raw | RecordDecodeFailed> = []
-        const dropped = forEachUserRecord(
-          records,
-          (raw) => pending.push(raw),
-          (raw, error) => pending.push(failed(raw, error))
-        )
+        const pending: Array<Raw> = []
+        const { dropped, malformed } = forEachUserRecord(records, (raw) => pending.push(raw))
         let failures = 0
         return Effect.map(
           Effect.forEach(pending, (entry): Effect.Effect<ConsumerRecord<A> | RecordDecodeFailed> => {
-            if (entry instanceof RecordDecodeFailed) {
-              failures++
-              return Effect.succeed(entry)
-            }
             return deserializer.deserialize(entry.data).pipe(
               Effect.map((data) => record(entry, data)),
               Effect.catch((error) => {
@@ -220,7 +220,7 @@ export const make = <A>(options: {
               })
             )
           }),
-          (items) => ({ items, failures, dropped })
+          (items) => ({ items, failures, dropped, malformed })
         )
       })
   }
