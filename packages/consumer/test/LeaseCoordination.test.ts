@@ -209,6 +209,37 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
       }))
   })
 
+  describe("shutdown", () => {
+    it.effect("workers stopping at the same moment leave no lease naming any of them, also when a take's answer is still in flight", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 12 })
+        // Scans every 20 ms: while one worker releases, the others' take rounds are taking.
+        const lease = { ...fastLeases, scanInterval: "20 millis", takeInterval: "100 millis" } as const
+        const left: Array<string> = []
+        for (let trial = 0; trial < 6; trial++) {
+          const store = yield* LeaseRepository.makeMemory()
+          // The take lands at once and its answer arrives 30 ms later, as over a network: a worker
+          // interrupted meanwhile owns the lease without knowing it.
+          const repository: LeaseRepository.LeaseRepository["Service"] = {
+            ...store,
+            take: (l, owner) => Effect.tap(store.take(l, owner), () => Effect.sleep("30 millis"))
+          }
+          const workers = yield* Effect.forEach(
+            ["a", "b", "c"],
+            (id) => startWorker({ stream: streamName, workerId: `${id}${trial}`, repository, lease })
+          )
+          yield* eventually(
+            Effect.map(store.list, (leases) => leases.length === 12 && leases.every((l) => l.leaseOwner !== undefined)),
+            "20 seconds",
+            "all 12 shards held"
+          )
+          yield* Effect.forEach(workers, (w) => w.stop, { concurrency: "unbounded", discard: true })
+          for (const l of yield* store.list) if (l.leaseOwner !== undefined) left.push(`${l.leaseKey}: ${l.leaseOwner}`)
+        }
+        expect(left).toEqual([])
+      }))
+  })
+
   describe("self-fencing", () => {
     it.effect("a worker that cannot renew loses its shards after expiry and can no longer checkpoint", () =>
       Effect.gen(function*() {

@@ -156,6 +156,19 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     return o.semaphore.withPermit(attempt(true))
   }
 
+  // The write is conditional on the counter last seen, but our own renewal or checkpoint whose
+  // answer was lost (cut short by shutdown or a timeout) may have moved it: then the lease still
+  // names us and is released as stored. Failures are left to the shutdown's last sweep.
+  const releaseStored = (lease: Lease) =>
+    repository.release(lease).pipe(
+      Effect.catchTag("LeaseConflict", () =>
+        Effect.flatMap(
+          repository.get(lease.leaseKey),
+          (current) => current?.leaseOwner === workerId ? repository.release(current) : Effect.void
+        )),
+      Effect.ignore
+    )
+
   // The staged position is written first (outside the permit: the checkpoint takes it), so that
   // the next owner does not replay what was processed: at shutdown, and when a manual assignment
   // drops a shard whose stream still runs.
@@ -166,7 +179,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         if (o.state !== "active") return
         o.state = "released"
         owned.delete(o.shardId)
-        yield* Effect.ignore(repository.release(o.lease))
+        yield* releaseStored(o.lease)
         yield* emit({ _tag: "LeaseReleased", workerId, shardId: o.shardId })
         yield* settle(o)
       })))
@@ -207,7 +220,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       yield* o.semaphore.withPermit(Effect.uninterruptible(Effect.gen(function*() {
         if (o.state !== "active") return
         o.state = "ended"
-        yield* Effect.ignore(repository.release(o.lease))
+        yield* releaseStored(o.lease)
         owned.delete(o.shardId)
         yield* settle(o)
       })))
@@ -240,8 +253,12 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   // --- taking --------------------------------------------------------------------------------
 
+  // Uninterruptible (bounded by the store's own timeouts): a take cut short after its write
+  // landed would leave a lease naming this worker that nothing renews or releases, and the next
+  // owner would wait out the expiry. One landing while shutting down is handed back at once.
   const take = (lease: Lease) =>
-    Effect.gen(function*() {
+    Effect.uninterruptible(Effect.gen(function*() {
+      if (shuttingDown) return false
       const sentAt = yield* Clock.currentTimeMillis
       const taken = yield* repository.take(lease, workerId).pipe(
         Effect.catchTag("LeaseConflict", () => Effect.succeed(undefined))
@@ -267,9 +284,12 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         checkpoint: taken.checkpoint,
         previousOwner: lease.leaseOwner === workerId ? undefined : lease.leaseOwner
       })
-      yield* Queue.offer(acquired, o)
+      if (shuttingDown || !(yield* Queue.offer(acquired, o))) {
+        yield* release(o)
+        return false
+      }
       return true
-    })
+    }))
 
   const takeRound = Effect.gen(function*() {
     const leases = yield* repository.list
@@ -422,8 +442,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         ? Effect.logWarning(`${what} failed, retrying: ${error.message}`)
         : Effect.andThen(Queue.fail(acquired, error), Effect.interrupt))
 
-  // Runs after the loops stop (finalizers run in reverse), possibly before the shard streams'
-  // own exit handlers. Releasing a lease first would skip its final checkpoint, and the next
+  // Runs after the loops stop (finalizers run in reverse; a take in flight finishes first, so
+  // what it took is in `owned`), possibly before the shard streams' own exit handlers. Releasing a lease first would skip its final checkpoint, and the next
   // owner would replay what was processed. So the streams are stopped and given a renewal
   // interval to checkpoint and hand their lease on themselves (at shard end too); what is still
   // held then (a stream stuck behind its consumer) is released, its staged position written first.
@@ -439,6 +459,14 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
             if (o.streams > 0) yield* Effect.timeoutOption(Deferred.await(o.settled), settings.renewInterval)
             yield* release(o)
           }),
+        { concurrency: "unbounded", discard: true }
+      )
+      // Last: a lease may still name this worker without being held, from a write whose answer
+      // was lost. The loops are stopped, so no write of ours can land after this.
+      const leftover = yield* Effect.orElseSucceed(repository.list, () => [] as ReadonlyArray<Lease>)
+      yield* Effect.forEach(
+        leftover.filter((lease) => lease.leaseOwner === workerId),
+        releaseStored,
         { concurrency: "unbounded", discard: true }
       )
       yield* Queue.end(acquired)
