@@ -78,6 +78,10 @@ export interface CoordinatorOptions {
 
 const storeRetry = Schedule.exponential("50 millis").pipe(Schedule.jittered)
 
+// The KCL's rule (`veryOldLeaseDurationNanosMultiplier`, default 3): a lease whose counter has not
+// moved for this many expiries is taken regardless of the fair share.
+const veryOldMultiplier = 3
+
 /** @internal */
 export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const { assignment, client, emit, initialPosition, repository, settings, stream, workerId } = options
@@ -90,6 +94,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   let existingShards: ReadonlySet<string> = new Set()
   let otherWorkers: ReadonlySet<string> = new Set()
   let lastFullRound = Number.NEGATIVE_INFINITY
+  const scanMillis = Duration.toMillis(settings.scanInterval)
+  const takeMillis = Math.max(Duration.toMillis(settings.takeInterval), scanMillis)
   let shuttingDown = false
 
   const acquired = yield* Queue.unbounded<OwnedLease, ConsumerError | Cause.Done>()
@@ -312,8 +318,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       else if (fenced(o, now)) yield* lose(o, "expired")
     }
 
-    const expired = (lease: Lease) =>
-      lease.leaseOwner !== undefined && now - (seen.get(lease.leaseKey)?.since ?? now) >= expiryMillis
+    // How long the lease's counter has stood still, on our clock.
+    const idle = (lease: Lease) => now - (seen.get(lease.leaseKey)?.since ?? now)
+    const expired = (lease: Lease) => lease.leaseOwner !== undefined && idle(lease) >= expiryMillis
     // A parent this worker still owns is finishing here (its `SHARD_END` may be stored already).
     const ready = leases.filter((lease) =>
       !ExtendedSequenceNumber.isShardEnd(lease.checkpoint) &&
@@ -334,27 +341,39 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     const free = (lease: Lease) =>
       !parked.has(lease.leaseKey) &&
       (lease.leaseOwner === undefined || (lease.leaseOwner === workerId && !owned.has(lease.leaseKey)))
-    const takeable = (lease: Lease) =>
-      free(lease) || (full && !parked.has(lease.leaseKey) && lease.leaseOwner !== workerId && expired(lease))
+    // Held by no live worker. Taken on every round, not only on full ones: then the scan interval,
+    // not the take interval, is what a dead worker's shards wait past the expiry.
+    const orphan = (lease: Lease) =>
+      free(lease) || (!parked.has(lease.leaseKey) && lease.leaseOwner !== workerId && expired(lease))
+    // Since when no live worker has held it: an expired lease from its expiry on.
+    const orphanedFor = (lease: Lease) => expired(lease) ? idle(lease) - expiryMillis : idle(lease)
+    // Longest orphaned first; the shuffle breaks ties, so that workers do not all reach for the same lease.
+    const orphans = (yield* Random.shuffle(ready.filter(orphan))).sort((a, b) => orphanedFor(b) - orphanedFor(a))
 
     if (assignment._tag === "Manual") {
       const wanted = new Set(assignment.select(ready.map((lease) => lease.leaseKey)))
       for (const o of [...owned.values()]) if (!wanted.has(o.shardId)) yield* release(o)
-      const candidates = ready.filter((lease) => wanted.has(lease.leaseKey) && takeable(lease))
-      yield* Effect.forEach(candidates, take, { discard: true })
+      yield* Effect.forEach(orphans.filter((lease) => wanted.has(lease.leaseKey)), take, { discard: true })
       return
     }
 
     const target = Math.ceil(ready.length / (live.size + 1))
     let need = target - ready.filter(mine).length
-    if (need <= 0) return
-    const candidates = [
-      ...(yield* Random.shuffle(ready.filter(free))),
-      ...(yield* Random.shuffle(ready.filter((lease) => !free(lease) && takeable(lease))))
-    ]
-    for (const lease of candidates) {
-      if (need <= 0) break
-      if (yield* take(lease)) need--
+    // The fair share counts a worker that died as live until its leases expire; while workers keep
+    // dying, every live worker can be at its share while a dead one's leases wait. So an orphan
+    // that no worker below its share took within a take interval is taken beyond the share, one
+    // per round (the steals even the shares out later); one whose counter has stood still for
+    // `veryOldMultiplier` expiries is taken regardless of the share, as the KCL does.
+    let beyond = 1
+    for (const lease of orphans) {
+      if (need > 0) {
+        if (yield* take(lease)) need--
+      } else if (idle(lease) >= veryOldMultiplier * expiryMillis) {
+        yield* take(lease)
+      } else if (beyond > 0 && orphanedFor(lease) >= takeMillis) {
+        beyond--
+        yield* take(lease)
+      }
     }
     if (need <= 0 || !full) return
     // Steal from the most loaded worker while it holds at least two more than we do: that
@@ -486,8 +505,6 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // While the store is down, rounds back off toward the take interval and the outage is logged
   // when it starts, at most once per take interval while it lasts, and when it ends. Renewal and
   // self-fencing run on their own loop and keep their timing.
-  const scanMillis = Duration.toMillis(settings.scanInterval)
-  const takeMillis = Math.max(Duration.toMillis(settings.takeInterval), scanMillis)
   let failedRounds = 0
   let warnedAt = Number.NEGATIVE_INFINITY
   const roundFailed = (error: LeaseStoreError | KinesisError.KinesisError) =>
