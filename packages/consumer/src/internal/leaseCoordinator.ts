@@ -462,8 +462,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         : Effect.andThen(Queue.fail(acquired, error), Effect.interrupt))
 
   // Runs after the loops stop (finalizers run in reverse; a take in flight finishes first, so
-  // what it took is in `owned`), possibly before the shard streams' own exit handlers. Releasing a lease first would skip its final checkpoint, and the next
-  // owner would replay what was processed. So the streams are stopped and given a renewal
+  // what it took is in `owned`), possibly before the shard streams' own exit handlers. Releasing
+  // a lease first would skip its final checkpoint, and the next owner would replay what was processed. So the streams are stopped and given a renewal
   // interval to checkpoint and hand their lease on themselves (at shard end too); what is still
   // held then (a stream stuck behind its consumer) is released, its staged position written first.
   yield* Effect.addFinalizer(() =>
@@ -481,7 +481,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         { concurrency: "unbounded", discard: true }
       )
       // Last: a lease may still name this worker without being held, from a write whose answer
-      // was lost. The loops are stopped, so no write of ours can land after this.
+      // was lost (a take that gave up after its store's time budget). No take or renewal of ours
+      // is in flight any more, so none can name us again after this.
       const leftover = yield* Effect.orElseSucceed(repository.list, () => [] as ReadonlyArray<Lease>)
       yield* Effect.forEach(
         leftover.filter((lease) => lease.leaseOwner === workerId),
