@@ -109,16 +109,25 @@ export interface FetchSettings {
  * @category models
  */
 export interface LeaseSettings {
-  /** Default 10 seconds (the KCL's failover time). */
+  /**
+   * Default 10 seconds (the KCL's failover time). A worker that dies without releasing its leases
+   * (killed, partitioned) has its shards taken over about this long after its last renewal: at the
+   * first scan that finds them expired, by a worker below its fair share, else, a take interval
+   * later, by one at its share.
+   */
   readonly expiry?: Duration.Input | undefined
   /** Default 3 seconds; must be well below `expiry`. */
   readonly renewInterval?: Duration.Input | undefined
-  /** How often to take expired leases and steal toward a fair share. Default 10 seconds. */
+  /**
+   * How often to steal toward a fair share; also how long an expired or released lease waits for a
+   * worker below its share before a worker at its share takes it (workers that died recently still
+   * count toward the share until their leases expire). Default 10 seconds.
+   */
   readonly takeInterval?: Duration.Input | undefined
   /**
    * How often to read the lease table for leases released by a worker shutting down (taken at
-   * once, so a graceful hand-off costs about this much), new leases, and leases taken from this
-   * worker. One consistent scan of the table each time. Default 500 milliseconds.
+   * once, so a graceful hand-off costs about this much), expired leases, new leases, and leases
+   * taken from this worker. One consistent scan of the table each time. Default 500 milliseconds.
    */
   readonly scanInterval?: Duration.Input | undefined
   /** How often to list the stream's shards (also right after a shard ends). Default 30 seconds. */

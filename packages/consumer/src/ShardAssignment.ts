@@ -11,7 +11,10 @@
  * Every worker aims at `ceil(leases / workers)` leases. It takes unowned and expired leases
  * first; when it is still short, it steals from the workers holding more than that, up to its
  * whole share in one round (at most `maxStealsPerRound`), so a new worker is at full speed after
- * one take round rather than one lease per round as in the KCL.
+ * one take round rather than one lease per round as in the KCL. Workers count only while they
+ * hold an unexpired lease, so a worker that just died still counts; a lease that no worker below
+ * its share took within a take interval is therefore taken by one at its share (one per round),
+ * and one idle for three expiries regardless of the share, as in the KCL.
  *
  * @since 0.1.0
  * @category models

@@ -1,8 +1,8 @@
-import { LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
+import { type DiagnosticEvent, LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Logger } from "effect"
-import { eventually, fastLeases, KinesisLive, put, startWorker, type Worker } from "./fixtures.ts"
+import { eventually, fastLeases, KinesisLive, millis, put, startWorker, type Worker } from "./fixtures.ts"
 
 const counts = (workers: ReadonlyArray<Worker>) => workers.map((w) => w.held().size)
 
@@ -209,6 +209,78 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
       }))
   })
 
+  describe("failover", () => {
+    it.effect("after a worker dies, every shard it held is taken over within expiry + take interval", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 8 })
+        const churn = yield* Churn.make(streamName, 4)
+        yield* churn.settled
+        const from = Date.now()
+        yield* churn.killOldest
+        yield* churn.settled
+        yield* Effect.sleep("500 millis")
+        const gap = churn.longestGap(from)
+        // Two scans of slack: a lease's expiry runs from the scan that first saw its last renewal,
+        // and it is found expired at a scan.
+        expect(gap.millis, gap.shardId).toBeLessThanOrEqual(failoverBound + 2 * millis(fastLeases.scanInterval))
+      }))
+
+    it.effect(
+      "while a worker dies every expiry and a new one starts, every shard is taken over within twice expiry + take interval",
+      () =>
+        Effect.gen(function*() {
+          const { streamName } = yield* StreamFixtures.stream({ shardCount: 8 })
+          const churn = yield* Churn.make(streamName, 3)
+          yield* churn.settled
+          const from = Date.now()
+          // A kill every expiry, its replacement starting half an expiry later: two or three workers
+          // live, and leases of dead workers, expired and not yet expired, are always around.
+          for (let i = 0; i < 16; i++) {
+            yield* churn.killOldest
+            yield* Effect.sleep(millis(fastLeases.expiry) / 2)
+            yield* churn.startOne
+            yield* Effect.sleep(millis(fastLeases.expiry) / 2)
+          }
+          yield* churn.settled
+          yield* Effect.sleep("500 millis")
+          const gap = churn.longestGap(from)
+          expect(gap.millis, gap.shardId).toBeLessThanOrEqual(2 * failoverBound + 2 * millis(fastLeases.scanInterval))
+        }),
+      90_000
+    )
+  })
+
+  describe("shutdown", () => {
+    it.effect("workers stopping at the same moment leave no lease naming any of them, also when a take's answer is still in flight", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 12 })
+        // Scans every 20 ms: while one worker releases, the others' take rounds are taking.
+        const lease = { ...fastLeases, scanInterval: "20 millis", takeInterval: "100 millis" } as const
+        const left: Array<string> = []
+        for (let trial = 0; trial < 6; trial++) {
+          const store = yield* LeaseRepository.makeMemory()
+          // The take lands at once and its answer arrives 30 ms later, as over a network: a worker
+          // interrupted meanwhile owns the lease without knowing it.
+          const repository: LeaseRepository.LeaseRepository["Service"] = {
+            ...store,
+            take: (l, owner) => Effect.tap(store.take(l, owner), () => Effect.sleep("30 millis"))
+          }
+          const workers = yield* Effect.forEach(
+            ["a", "b", "c"],
+            (id) => startWorker({ stream: streamName, workerId: `${id}${trial}`, repository, lease })
+          )
+          yield* eventually(
+            Effect.map(store.list, (leases) => leases.length === 12 && leases.every((l) => l.leaseOwner !== undefined)),
+            "20 seconds",
+            "all 12 shards held"
+          )
+          yield* Effect.forEach(workers, (w) => w.stop, { concurrency: "unbounded", discard: true })
+          for (const l of yield* store.list) if (l.leaseOwner !== undefined) left.push(`${l.leaseKey}: ${l.leaseOwner}`)
+        }
+        expect(left).toEqual([])
+      }))
+  })
+
   describe("self-fencing", () => {
     it.effect("a worker that cannot renew loses its shards after expiry and can no longer checkpoint", () =>
       Effect.gen(function*() {
@@ -291,3 +363,112 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
       }))
   })
 })
+
+// --- failover under churn ------------------------------------------------------------------
+
+const failoverBound = millis(fastLeases.expiry) + millis(fastLeases.takeInterval)
+
+/** A worker on a shared store that can be killed: its store calls fail from then on, as a SIGKILL looks to the others. */
+interface Mortal {
+  readonly worker: Worker
+  readonly startedAt: number
+  killedAt: number | undefined
+  readonly timeline: Array<{ readonly at: number; readonly event: DiagnosticEvent.DiagnosticEvent }>
+}
+
+const Churn = {
+  make: (stream: string, initial: number) =>
+    Effect.gen(function*() {
+      const store = yield* LeaseRepository.makeMemory()
+      const mortals: Array<Mortal> = []
+      let next = 0
+      const startOne = Effect.gen(function*() {
+        const timeline: Mortal["timeline"] = []
+        let dead = false
+        const gate = <A, E>(operation: string, self: Effect.Effect<A, E>) =>
+          Effect.suspend((): Effect.Effect<A, E | LeaseRepository.LeaseStoreError> =>
+            dead
+              ? Effect.fail(new LeaseRepository.LeaseStoreError({ operation, message: "killed", retryable: true }))
+              : self
+          )
+        const repository: LeaseRepository.LeaseRepository["Service"] = {
+          list: gate("list", store.list),
+          get: (key) => gate("get", store.get(key)),
+          create: (lease) => gate("create", store.create(lease)),
+          take: (lease, owner) => gate("take", store.take(lease, owner)),
+          renew: (lease) => gate("renew", store.renew(lease)),
+          checkpoint: (lease, position, children) => gate("checkpoint", store.checkpoint(lease, position, children)),
+          release: (lease) => gate("release", store.release(lease)),
+          delete: (lease) => gate("delete", store.delete(lease))
+        }
+        const worker = yield* startWorker({
+          stream,
+          workerId: `w${next++}`,
+          repository,
+          onDiagnostic: (event) => Effect.sync(() => timeline.push({ at: Date.now(), event }))
+        })
+        const mortal: Mortal = { worker, startedAt: Date.now(), killedAt: undefined, timeline }
+        mortals.push(mortal)
+        return () => {
+          dead = true
+        }
+      })
+      const kills = new Map<Mortal, () => void>()
+      for (let i = 0; i < initial; i++) {
+        const kill = yield* startOne
+        kills.set(mortals.at(-1)!, kill)
+      }
+      const alive = () => mortals.filter((m) => m.killedAt === undefined)
+      return {
+        startOne: Effect.flatMap(startOne, (kill) => Effect.sync(() => kills.set(mortals.at(-1)!, kill))),
+        killOldest: Effect.gen(function*() {
+          const victim = alive()[0]!
+          victim.killedAt = Date.now()
+          kills.get(victim)!()
+          // In the background: the others must not wait for it.
+          yield* Effect.forkScoped(victim.worker.stop)
+        }),
+        /** Every shard held by a live worker. */
+        settled: eventually(
+          Effect.sync(() => new Set(alive().flatMap((m) => [...m.worker.held()])).size === 8),
+          "30 seconds",
+          "every shard held by a live worker"
+        ),
+        /** The longest time since `from` that some shard was held by no live worker. */
+        longestGap: (from: number) => {
+          const until = Date.now()
+          const held = new Map<string, Array<[number, number]>>()
+          for (const m of mortals) {
+            const open = new Map<string, number>()
+            const close = (shardId: string, at: number) => {
+              const start = open.get(shardId)
+              if (start === undefined) return
+              open.delete(shardId)
+              const spans = held.get(shardId) ?? []
+              spans.push([start, at])
+              held.set(shardId, spans)
+            }
+            for (const { at, event } of m.timeline) {
+              if (m.killedAt !== undefined && at >= m.killedAt) break
+              if (event._tag === "LeaseAcquired") open.set(event.shardId, at)
+              if (event._tag === "LeaseLost" || event._tag === "LeaseReleased" || event._tag === "ShardEnded") {
+                close(event.shardId, at)
+              }
+            }
+            for (const shardId of [...open.keys()]) close(shardId, m.killedAt ?? until)
+          }
+          let longest = { shardId: "", millis: 0 }
+          for (const [shardId, spans] of held) {
+            spans.sort((a, b) => a[0] - b[0])
+            let covered = from
+            for (const [start, end] of spans) {
+              if (start > covered && start - covered > longest.millis) longest = { shardId, millis: start - covered }
+              covered = Math.max(covered, end)
+            }
+            if (until - covered > longest.millis) longest = { shardId, millis: until - covered }
+          }
+          return longest
+        }
+      }
+    })
+}

@@ -2,7 +2,14 @@
  * Shared test fixtures: an embedded Kinesis, writing records, and consumer workers run in the
  * background that record what they see.
  */
-import type { Consumer, ConsumerRecord, EnhancedFanOut, ErrorHandling, ShardAssignment } from "@effect-kinesis/consumer"
+import type {
+  Consumer,
+  ConsumerRecord,
+  DiagnosticEvent,
+  EnhancedFanOut,
+  ErrorHandling,
+  ShardAssignment
+} from "@effect-kinesis/consumer"
 import { LeaseRepository } from "@effect-kinesis/consumer"
 import { AdminClient, Client, Serde } from "@effect-kinesis/core"
 import { ConsumerWorker, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
@@ -50,6 +57,7 @@ export const startWorker = (options: {
   readonly enhancedFanOut?: EnhancedFanOut.Settings | undefined
   readonly shardAssignment?: ShardAssignment.ShardAssignment | undefined
   readonly shutdownGracePeriod?: Duration.Input | undefined
+  readonly onDiagnostic?: ((event: DiagnosticEvent.DiagnosticEvent) => Effect.Effect<void>) | undefined
 }): Effect.Effect<Worker, never, Client.Client | Scope.Scope> => {
   const { repository, ...rest } = options
   return ConsumerWorker.start({

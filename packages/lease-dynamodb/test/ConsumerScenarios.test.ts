@@ -1,7 +1,7 @@
 import { LeaseRepository } from "@effect-kinesis/consumer"
 import { AdminClient } from "@effect-kinesis/core"
-import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
-import { StreamFixtures } from "@effect-kinesis/testing"
+import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { DynamoEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Deferred, Effect, Layer } from "effect"
 import {
@@ -229,6 +229,49 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("Consumer on th
           "the parent's lease deleted"
         )
         expect(worker.events.filter((e) => e._tag === "LeaseDeleted").map((e) => e.shardId)).toEqual([parent])
+      }))
+  })
+
+  describe("shutdown", () => {
+    it.effect("workers stopping at the same moment leave no lease naming any of them, also when the table answers writes slowly", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 12 })
+        const dynamo = yield* DynamoEmulator.DynamoEmulator
+        // Every write is applied at once and answered 30 ms later, as over a slow network: a worker
+        // interrupted meanwhile may own a lease without knowing it.
+        const sdk = DynamoDbClient.makeSdkClient(dynamo.clientConfig)
+        yield* Effect.addFinalizer(() => Effect.sync(() => sdk.destroy()))
+        sdk.middlewareStack.add(
+          (next, context) => async (args) => {
+            const result = await next(args)
+            if (context.commandName === "UpdateItemCommand") await new Promise((resolve) => setTimeout(resolve, 30))
+            return result
+          },
+          { step: "initialize", name: "slowAnswers" }
+        )
+        const slowClient = Layer.succeed(DynamoDbClient.DynamoDbClient, DynamoDbClient.DynamoDbClient.of({ sdk }))
+        // Scans every 20 ms: while one worker releases, the others' take rounds are taking.
+        const lease = { ...fastLeases, scanInterval: "20 millis", takeInterval: "100 millis" } as const
+        const left: Array<string> = []
+        for (let trial = 0; trial < 4; trial++) {
+          const table = uniqueTable("shutdown")
+          const leases = yield* observer(table)
+          const store = DynamoDbLeaseRepository.layer({ applicationName: table }).pipe(Layer.provide(slowClient))
+          const workers = yield* Effect.forEach(
+            ["a", "b", "c"],
+            (workerId) => startWorker({ stream: streamName, applicationName: table, workerId, store, lease })
+          )
+          yield* eventually(
+            Effect.map(leases.list, (all) => all.length === 12 && all.every((l) => l.leaseOwner !== undefined)),
+            "30 seconds",
+            "all 12 shards held"
+          )
+          yield* Effect.forEach(workers, (w) => w.stop, { concurrency: "unbounded", discard: true })
+          for (const l of yield* leases.list) {
+            if (l.leaseOwner !== undefined) left.push(`${table} ${l.leaseKey}: ${l.leaseOwner}`)
+          }
+        }
+        expect(left).toEqual([])
       }))
   })
 

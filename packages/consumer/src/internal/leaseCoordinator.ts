@@ -80,6 +80,10 @@ export interface CoordinatorOptions {
 
 const storeRetry = Schedule.exponential("50 millis").pipe(Schedule.jittered)
 
+// The KCL's rule (`veryOldLeaseDurationNanosMultiplier`, default 3): a lease whose counter has not
+// moved for this many expiries is taken regardless of the fair share.
+const veryOldMultiplier = 3
+
 /** @internal */
 export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const { assignment, client, emit, initialPosition, repository, settings, stream, workerId } = options
@@ -92,6 +96,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   let existingShards: ReadonlySet<string> = new Set()
   let otherWorkers: ReadonlySet<string> = new Set()
   let lastFullRound = Number.NEGATIVE_INFINITY
+  const scanMillis = Duration.toMillis(settings.scanInterval)
+  const takeMillis = Math.max(Duration.toMillis(settings.takeInterval), scanMillis)
   let shuttingDown = false
 
   const acquired = yield* Queue.unbounded<OwnedLease, ConsumerError | Cause.Done>()
@@ -158,6 +164,19 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     return o.semaphore.withPermit(attempt(true))
   }
 
+  // The write is conditional on the counter last seen, but our own renewal or checkpoint whose
+  // answer was lost (cut short by shutdown or a timeout) may have moved it: then the lease still
+  // names us and is released as stored. Failures are left to the shutdown's last sweep.
+  const releaseStored = (lease: Lease) =>
+    repository.release(lease).pipe(
+      Effect.catchTag("LeaseConflict", () =>
+        Effect.flatMap(
+          repository.get(lease.leaseKey),
+          (current) => current?.leaseOwner === workerId ? repository.release(current) : Effect.void
+        )),
+      Effect.ignore
+    )
+
   // The staged position is written first (outside the permit: the checkpoint takes it), so that
   // the next owner does not replay what was processed: at shutdown, and when a manual assignment
   // drops a shard whose stream still runs.
@@ -168,7 +187,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         if (o.state !== "active") return
         o.state = "released"
         owned.delete(o.shardId)
-        yield* Effect.ignore(repository.release(o.lease))
+        yield* releaseStored(o.lease)
         yield* emit({ _tag: "LeaseReleased", workerId, shardId: o.shardId })
         yield* settle(o)
       })))
@@ -209,7 +228,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       yield* o.semaphore.withPermit(Effect.uninterruptible(Effect.gen(function*() {
         if (o.state !== "active") return
         o.state = "ended"
-        yield* Effect.ignore(repository.release(o.lease))
+        yield* releaseStored(o.lease)
         owned.delete(o.shardId)
         yield* settle(o)
       })))
@@ -242,8 +261,12 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   // --- taking --------------------------------------------------------------------------------
 
+  // Uninterruptible (bounded by the store's own timeouts): a take cut short after its write
+  // landed would leave a lease naming this worker that nothing renews or releases, and the next
+  // owner would wait out the expiry. One landing while shutting down is handed back at once.
   const take = (lease: Lease) =>
-    Effect.gen(function*() {
+    Effect.uninterruptible(Effect.gen(function*() {
+      if (shuttingDown) return false
       const sentAt = yield* Clock.currentTimeMillis
       const taken = yield* repository.take(lease, workerId).pipe(
         Effect.catchTag("LeaseConflict", () => Effect.succeed(undefined))
@@ -269,9 +292,12 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         checkpoint: taken.checkpoint,
         previousOwner: lease.leaseOwner === workerId ? undefined : lease.leaseOwner
       })
-      yield* Queue.offer(acquired, o)
+      if (shuttingDown || !(yield* Queue.offer(acquired, o))) {
+        yield* release(o)
+        return false
+      }
       return true
-    })
+    }))
 
   const takeRound = Effect.gen(function*() {
     const leases = yield* repository.list
@@ -294,8 +320,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       else if (fenced(o, now)) yield* lose(o, "expired")
     }
 
-    const expired = (lease: Lease) =>
-      lease.leaseOwner !== undefined && now - (seen.get(lease.leaseKey)?.since ?? now) >= expiryMillis
+    // How long the lease's counter has stood still, on our clock.
+    const idle = (lease: Lease) => now - (seen.get(lease.leaseKey)?.since ?? now)
+    const expired = (lease: Lease) => lease.leaseOwner !== undefined && idle(lease) >= expiryMillis
     // A parent this worker still owns is finishing here (its `SHARD_END` may be stored already).
     const ready = leases.filter((lease) =>
       !ExtendedSequenceNumber.isShardEnd(lease.checkpoint) &&
@@ -316,27 +343,39 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     const free = (lease: Lease) =>
       !parked.has(lease.leaseKey) &&
       (lease.leaseOwner === undefined || (lease.leaseOwner === workerId && !owned.has(lease.leaseKey)))
-    const takeable = (lease: Lease) =>
-      free(lease) || (full && !parked.has(lease.leaseKey) && lease.leaseOwner !== workerId && expired(lease))
+    // Held by no live worker. Taken on every round, not only on full ones: then the scan interval,
+    // not the take interval, is what a dead worker's shards wait past the expiry.
+    const orphan = (lease: Lease) =>
+      free(lease) || (!parked.has(lease.leaseKey) && lease.leaseOwner !== workerId && expired(lease))
+    // Since when no live worker has held it: an expired lease from its expiry on.
+    const orphanedFor = (lease: Lease) => expired(lease) ? idle(lease) - expiryMillis : idle(lease)
+    // Longest orphaned first; the shuffle breaks ties, so that workers do not all reach for the same lease.
+    const orphans = (yield* Random.shuffle(ready.filter(orphan))).sort((a, b) => orphanedFor(b) - orphanedFor(a))
 
     if (assignment._tag === "Manual") {
       const wanted = new Set(assignment.select(ready.map((lease) => lease.leaseKey)))
       for (const o of [...owned.values()]) if (!wanted.has(o.shardId)) yield* release(o)
-      const candidates = ready.filter((lease) => wanted.has(lease.leaseKey) && takeable(lease))
-      yield* Effect.forEach(candidates, take, { discard: true })
+      yield* Effect.forEach(orphans.filter((lease) => wanted.has(lease.leaseKey)), take, { discard: true })
       return
     }
 
     const target = Math.ceil(ready.length / (live.size + 1))
     let need = target - ready.filter(mine).length
-    if (need <= 0) return
-    const candidates = [
-      ...(yield* Random.shuffle(ready.filter(free))),
-      ...(yield* Random.shuffle(ready.filter((lease) => !free(lease) && takeable(lease))))
-    ]
-    for (const lease of candidates) {
-      if (need <= 0) break
-      if (yield* take(lease)) need--
+    // The fair share counts a worker that died as live until its leases expire; while workers keep
+    // dying, every live worker can be at its share while a dead one's leases wait. So an orphan
+    // that no worker below its share took within a take interval is taken beyond the share, one
+    // per round (the steals even the shares out later); one whose counter has stood still for
+    // `veryOldMultiplier` expiries is taken regardless of the share, as the KCL does.
+    let beyond = 1
+    for (const lease of orphans) {
+      if (need > 0) {
+        if (yield* take(lease)) need--
+      } else if (idle(lease) >= veryOldMultiplier * expiryMillis) {
+        yield* take(lease)
+      } else if (beyond > 0 && orphanedFor(lease) >= takeMillis) {
+        beyond--
+        yield* take(lease)
+      }
     }
     if (need <= 0 || !full) return
     // Steal from the most loaded worker while it holds at least two more than we do: that
@@ -428,9 +467,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         ? Effect.logWarning(`${what} failed, retrying: ${error.message}`)
         : Effect.andThen(Queue.fail(acquired, error), Effect.interrupt))
 
-  // Runs after the loops stop (finalizers run in reverse), possibly before the shard streams'
-  // own exit handlers. Releasing a lease first would skip its final checkpoint, and the next
-  // owner would replay what was processed. So the streams are stopped and given the grace period
+  // Runs after the loops stop (finalizers run in reverse; a take in flight finishes first, so
+  // what it took is in `owned`), possibly before the shard streams' own exit handlers. Releasing
+  // a lease first would skip its final checkpoint, and the next owner would replay what was
+  // processed. So the streams are stopped and given the grace period
   // (their handlers may still run) and a renewal interval to checkpoint and hand their lease on
   // themselves (at shard end too); what is still held then (a stream stuck behind its consumer)
   // is released, its staged position written first. The renewal loop has stopped by now: the
@@ -451,6 +491,15 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           }),
         { concurrency: "unbounded", discard: true }
       ).pipe(Effect.raceFirst(Effect.forever(Effect.delay(renewAll, settings.renewInterval))))
+      // Last: a lease may still name this worker without being held, from a write whose answer
+      // was lost (a take that gave up after its store's time budget). No take or renewal of ours
+      // is in flight any more, so none can name us again after this.
+      const leftover = yield* Effect.orElseSucceed(repository.list, () => [] as ReadonlyArray<Lease>)
+      yield* Effect.forEach(
+        leftover.filter((lease) => lease.leaseOwner === workerId),
+        releaseStored,
+        { concurrency: "unbounded", discard: true }
+      )
       yield* Queue.end(acquired)
     })
   )
@@ -468,8 +517,6 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // While the store is down, rounds back off toward the take interval and the outage is logged
   // when it starts, at most once per take interval while it lasts, and when it ends. Renewal and
   // self-fencing run on their own loop and keep their timing.
-  const scanMillis = Duration.toMillis(settings.scanInterval)
-  const takeMillis = Math.max(Duration.toMillis(settings.takeInterval), scanMillis)
   let failedRounds = 0
   let warnedAt = Number.NEGATIVE_INFINITY
   const roundFailed = (error: LeaseStoreError | KinesisError.KinesisError) =>
