@@ -51,6 +51,13 @@ import * as ShardAssignment from "./ShardAssignment.ts"
  * default), records written from now on (`"LATEST"`), or the first record at or after a time.
  * Child shards of a split or merge always start at their beginning.
  *
+ * Across resharding: with `"TRIM_HORIZON"` every shard still in the stream is read, parents
+ * before children. With `atTimestamp`, the shards that were open at that time are read from it,
+ * also those closed since, and every shard opened after it from its beginning, parents before
+ * children; shards that closed before the time are not read, and a time older than the stream
+ * reads everything, as `"TRIM_HORIZON"`. With `"LATEST"` only the shards open at the start are
+ * read (from their latest record), and their descendants.
+ *
  * @example
  * ```ts
  * import type { Consumer } from "@effect-kinesis/consumer"
@@ -324,6 +331,7 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               client,
               repository,
               initialPosition: initialCheckpoint(options.initialPosition),
+              timestamp: typeof options.initialPosition === "object" ? options.initialPosition.atTimestamp : undefined,
               settings: resolveLease(options.lease),
               assignment: options.shardAssignment ?? ShardAssignment.balanced(),
               emit

@@ -4,7 +4,7 @@ import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { eventually, fastLeases, KinesisLive, put, shardedStreamOptions, startWorker } from "./fixtures.ts"
-import { phase, splitAndMerge } from "./scenarios.ts"
+import { atTimestampAcrossReshard, phase, splitAndMerge } from "./scenarios.ts"
 
 layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Resharding", (it) => {
   describe("split and merge while consuming", () => {
@@ -18,6 +18,74 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
           lease: { ...fastLeases, cleanupFinished: false }
         })
       ))
+  })
+
+  describe("AT_TIMESTAMP", () => {
+    const start = (
+      stream: string,
+      repository: LeaseRepository.LeaseRepository["Service"],
+      initialPosition: Consumer.InitialPosition
+    ) => startWorker({ stream, workerId: "w", repository, initialPosition })
+
+    it.effect("started at a time before a split, the closed parent is read from the timestamp and its children after it", () =>
+      atTimestampAcrossReshard("split", start))
+
+    it.effect("started at a time before a merge, both closed parents are read from the timestamp and the child after them", () =>
+      atTimestampAcrossReshard("merge", start))
+
+    it.effect("a shard closed before the timestamp is not read; its children are, from the timestamp", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        const parent = shards[0]!.shardId
+        yield* put(streamName, phase(0, 16))
+        yield* admin.splitShard(streamName, parent)
+        // kinesis-mock records when a shard closed in whole seconds.
+        yield* Effect.sleep("1100 millis")
+        yield* put(streamName, phase(16, 16))
+        yield* Effect.sleep("20 millis")
+        const timestamp = new Date()
+        yield* Effect.sleep("20 millis")
+        yield* put(streamName, phase(32, 16))
+
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          initialPosition: { atTimestamp: timestamp }
+        })
+        yield* eventually(Effect.sync(() => worker.seen.length >= 16), "30 seconds", "16 records")
+        yield* Effect.sleep("2 seconds")
+        expect(worker.seen.map((r) => r.data).sort()).toEqual(phase(32, 16).map((r) => r.data).sort())
+        const touched = worker.events.filter((e) =>
+          (e._tag === "NewShardDetected" || e._tag === "LeaseAcquired") && e.shardId === parent
+        )
+        expect(touched).toEqual([])
+        expect((yield* repository.list).map((l) => l.leaseKey)).not.toContain(parent)
+      }))
+
+    it.effect("a timestamp older than the stream delivers every record, across a split, as TRIM_HORIZON does", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, phase(0, 24))
+        yield* admin.splitShard(streamName, shards[0]!.shardId)
+        yield* put(streamName, phase(24, 24))
+
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          initialPosition: { atTimestamp: new Date(Date.now() - 3_600_000) }
+        })
+        yield* eventually(Effect.sync(() => worker.seen.length >= 48), "30 seconds", "all 48 records").pipe(
+          Effect.catch((error) => Effect.fail(new Error(`${error.message}; delivered ${worker.seen.length}`)))
+        )
+        yield* Effect.sleep("1 second")
+        expect(worker.seen.map((r) => r.data).sort()).toEqual(phase(0, 48).map((r) => r.data).sort())
+      }))
   })
 
   describe("finished leases", () => {

@@ -71,6 +71,8 @@ export interface CoordinatorOptions {
   readonly client: Client.Client["Service"]
   readonly repository: LeaseRepository["Service"]
   readonly initialPosition: ExtendedSequenceNumber.ExtendedSequenceNumber
+  /** The time of an `AT_TIMESTAMP` initial position. */
+  readonly timestamp: Date | undefined
   readonly settings: LeaseSettings
   readonly assignment: ShardAssignment
   readonly emit: (event: DiagnosticEvent) => Effect.Effect<void>
@@ -217,7 +219,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // --- shard discovery -----------------------------------------------------------------------
 
   const syncShards = Effect.gen(function*() {
-    const shards: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream))
+    const shardFilter = ShardLineage.shardFilter(initialPosition, options.timestamp)
+    const shards: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream, { shardFilter }))
     const leases = new Map((yield* repository.list).map((lease) => [lease.leaseKey, lease]))
     // Before the lineage: a lease deleted here must not be created again below.
     if (settings.cleanupFinished) {
