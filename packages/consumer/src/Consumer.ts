@@ -131,9 +131,11 @@ export interface LeaseSettings {
   /** How often to list the stream's shards (also right after a shard ends). Default 30 seconds. */
   readonly shardSyncInterval?: Duration.Input | undefined
   /**
-   * Delete, at every shard sync, the leases of shards read to their end whose children have all
-   * started (`Lease.isFinished`), as the KCL's lease cleanup does, so that the lease table does
-   * not grow with every reshard. Default `true`.
+   * Delete, at every shard sync, the leases of shards read to their end once their parents'
+   * leases are gone and a child has started (`Lease.isFinished`), parents first as the KCL's
+   * lease cleanup does, so that the lease table does not grow with every reshard: it keeps the
+   * open shards' leases, and a finished parent only until one of its children gets a record.
+   * Default `true`.
    */
   readonly cleanupFinished?: boolean | undefined
 }

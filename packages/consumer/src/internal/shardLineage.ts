@@ -6,7 +6,8 @@
  */
 import type { ChildShard, Shard, ShardFilter } from "@aws-sdk/client-kinesis"
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
-import { hasStarted, type Lease } from "../Lease.ts"
+import type { Lease } from "../Lease.ts"
+import { hasStarted } from "./finishedLeases.ts"
 
 const newLease = (
   leaseKey: string,
