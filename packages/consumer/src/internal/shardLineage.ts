@@ -67,23 +67,35 @@ export const consumedShards = (
       else list.push(shard.ShardId!)
     }
   }
-  // Memoized over the shard graph (a DAG): each shard is visited once.
-  const memo = new Map<string, boolean>()
-  const startedBelow = (shardId: string): boolean => {
-    const known = memo.get(shardId)
-    if (known !== undefined) return known
-    memo.set(shardId, false)
-    const result = (children.get(shardId) ?? []).some((child) => {
-      const lease = leases.get(child)
-      return (lease !== undefined && hasStarted(lease)) || startedBelow(child)
-    })
-    memo.set(shardId, result)
-    return result
+  const started = (shardId: string) => {
+    const lease = leases.get(shardId)
+    return lease !== undefined && hasStarted(lease)
+  }
+  // Whether a descendant has started, children before parents over the shard graph (a DAG),
+  // without recursion: a stream resharded for years has long chains.
+  const startedBelow = new Map<string, boolean>()
+  for (const shard of shards) {
+    const stack = [shard.ShardId!]
+    while (stack.length > 0) {
+      const id = stack[stack.length - 1]!
+      if (startedBelow.has(id)) {
+        stack.pop()
+        continue
+      }
+      const kids = children.get(id) ?? []
+      const pending = kids.filter((kid) => !startedBelow.has(kid))
+      if (pending.length > 0) {
+        stack.push(...pending)
+        continue
+      }
+      startedBelow.set(id, kids.some((kid) => started(kid) || startedBelow.get(kid) === true))
+      stack.pop()
+    }
   }
   const consumed = new Set<string>()
   for (const shard of shards) {
     const id = shard.ShardId!
-    if (!leases.has(id) && shard.SequenceNumberRange?.EndingSequenceNumber !== undefined && startedBelow(id)) {
+    if (!leases.has(id) && shard.SequenceNumberRange?.EndingSequenceNumber !== undefined && startedBelow.get(id)) {
       consumed.add(id)
     }
   }
