@@ -51,6 +51,13 @@ import * as ShardAssignment from "./ShardAssignment.ts"
  * default), records written from now on (`"LATEST"`), or the first record at or after a time.
  * Child shards of a split or merge always start at their beginning.
  *
+ * Across resharding: with `"TRIM_HORIZON"` every shard still in the stream is read, parents
+ * before children. With `atTimestamp`, the shards that were open at that time are read from it,
+ * also those closed since, and every shard opened after it from its beginning, parents before
+ * children; shards that closed before the time are not read, and a time older than the stream
+ * reads everything, as `"TRIM_HORIZON"`. With `"LATEST"` only the shards open at the start are
+ * read (from their latest record), and their descendants.
+ *
  * @example
  * ```ts
  * import type { Consumer } from "@effect-kinesis/consumer"
@@ -133,9 +140,11 @@ export interface LeaseSettings {
   /** How often to list the stream's shards (also right after a shard ends). Default 30 seconds. */
   readonly shardSyncInterval?: Duration.Input | undefined
   /**
-   * Delete, at every shard sync, the leases of shards read to their end whose children have all
-   * started (`Lease.isFinished`), as the KCL's lease cleanup does, so that the lease table does
-   * not grow with every reshard. Default `true`.
+   * Delete, at every shard sync, the leases of shards read to their end once their parents'
+   * leases are gone and a child has started (`Lease.isFinished`), parents first as the KCL's
+   * lease cleanup does, so that the lease table does not grow with every reshard: it keeps the
+   * open shards' leases, and a finished parent only until one of its children gets a record.
+   * Default `true`.
    */
   readonly cleanupFinished?: boolean | undefined
 }
@@ -385,6 +394,7 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               client,
               repository,
               initialPosition: initialCheckpoint(options.initialPosition),
+              timestamp: typeof options.initialPosition === "object" ? options.initialPosition.atTimestamp : undefined,
               settings: { ...resolveLease(options.lease), shutdownGracePeriod: gracePeriod },
               assignment: options.shardAssignment ?? ShardAssignment.balanced(),
               emit

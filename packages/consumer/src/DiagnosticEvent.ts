@@ -167,8 +167,8 @@ export interface NewShardDetected {
 }
 
 /**
- * The lease of a shard read to its end was deleted, all its children having started
- * (`Lease.isFinished`; setting `lease.cleanupFinished`).
+ * The lease of a shard read to its end was deleted, its parents' leases gone and a child
+ * started (`Lease.isFinished`; setting `lease.cleanupFinished`).
  *
  * @since 0.1.0
  * @category models

@@ -5,7 +5,8 @@
  *
  * @since 0.1.0
  */
-import { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import * as internal from "./internal/finishedLeases.ts"
 
 /**
  * One lease.
@@ -69,15 +70,27 @@ export interface Lease {
  * @since 0.1.0
  * @category predicates
  */
-export const hasStarted = (lease: Lease): boolean =>
-  !ExtendedSequenceNumber.isSentinel(lease.checkpoint) || ExtendedSequenceNumber.isShardEnd(lease.checkpoint)
+export const hasStarted: (lease: Lease) => boolean = internal.hasStarted
 
 /**
- * Whether a lease may be deleted: its shard was read to its end (`SHARD_END`) and every child
- * shard's lease exists and {@link hasStarted}, so nothing will need this lease again. This is
- * the KCL's rule for cleaning up completed leases; the consumer applies it at every shard sync
- * (see `LeaseSettings.cleanupFinished`), and does not create a lease again for a closed shard
- * with a started descendant.
+ * Whether a lease may be deleted now. It is when all of these hold:
+ *
+ * - its shard was read to its end (`SHARD_END`) and its children are recorded;
+ * - none of its parents has a lease: leases are deleted parents first, as the KCL does, since a
+ *   parent's check needs its children's leases;
+ * - every child has a lease (a child without one would be created as a root, from the initial
+ *   position), or was consumed and its lease deleted first (a lease naming it as parent has
+ *   started: tables an older cleanup left that way are cleaned too);
+ * - at least one child {@link hasStarted} (or was consumed).
+ *
+ * The KCL waits for every child to start; here one is enough, so that a child that gets no record
+ * for a long time does not keep its parent's lease, and through the parents-first order every
+ * lease below it, for as long. The shard is never read again: a closed shard without a lease is
+ * not leased again once a descendant has started, and a started descendant stays for good. A
+ * child that has not started keeps its lease and is read from its beginning.
+ *
+ * The consumer applies this at every shard sync (see `LeaseSettings.cleanupFinished`). Pass the
+ * leases as a `Map` by lease key when checking many: an array is indexed on every call.
  *
  * @example
  * ```ts
@@ -86,17 +99,18 @@ export const hasStarted = (lease: Lease): boolean =>
  *
  * const finished = Effect.gen(function*() {
  *   const leases = yield* (yield* LeaseRepository.LeaseRepository).list
- *   return leases.filter((lease) => Lease.isFinished(lease, leases))
+ *   const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
+ *   return leases.filter((lease) => Lease.isFinished(lease, byKey))
  * })
  * ```
  *
  * @since 0.1.0
  * @category predicates
  */
-export const isFinished = (lease: Lease, all: ReadonlyArray<Lease>): boolean => {
-  if (!ExtendedSequenceNumber.isShardEnd(lease.checkpoint) || lease.childShardIds.length === 0) return false
-  return lease.childShardIds.every((childKey) => {
-    const child = all.find((l) => l.leaseKey === childKey)
-    return child !== undefined && hasStarted(child)
-  })
+export const isFinished = (lease: Lease, all: ReadonlyArray<Lease> | ReadonlyMap<string, Lease>): boolean => {
+  const byKey = isMap(all) ? all : new Map(all.map((l) => [l.leaseKey, l]))
+  return internal.isFinished(lease, byKey, internal.consumedByLeases(byKey.values()))
 }
+
+const isMap = (all: ReadonlyArray<Lease> | ReadonlyMap<string, Lease>): all is ReadonlyMap<string, Lease> =>
+  !Array.isArray(all)

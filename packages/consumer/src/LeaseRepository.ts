@@ -8,8 +8,9 @@
  */
 import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { Context, Data, Effect, Layer } from "effect"
+import * as FinishedLeases from "./internal/finishedLeases.ts"
 import * as internal from "./internal/memoryLeaseRepository.ts"
-import { isFinished, type Lease } from "./Lease.ts"
+import type { Lease } from "./Lease.ts"
 
 /**
  * A conditional write failed because the lease changed since it was read: another worker took,
@@ -198,10 +199,11 @@ export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LeaseRepo
 export const layerMemory: Layer.Layer<LeaseRepository> = Layer.effect(LeaseRepository, makeMemory())
 
 /**
- * Deletes the given leases that are finished (`Lease.isFinished`) among them, each conditionally on
- * the counter it was listed with (a lease that changed meanwhile is left for the next round).
- * Returns the deleted lease keys. The consumer does this itself at every shard sync unless
- * `LeaseSettings.cleanupFinished` is `false`.
+ * Deletes the given leases that are finished (`Lease.isFinished`) among them, parents before
+ * children (a lease whose parent is deleted here is checked again after it), each conditionally
+ * on the counter it was listed with: a lease that changed meanwhile is left for the next round,
+ * and so are its descendants. Returns the deleted lease keys, in the order deleted. The consumer
+ * does this itself at every shard sync unless `LeaseSettings.cleanupFinished` is `false`.
  *
  * @example
  * ```ts
@@ -221,14 +223,4 @@ export const layerMemory: Layer.Layer<LeaseRepository> = Layer.effect(LeaseRepos
 export const deleteFinished = (
   repository: LeaseRepository["Service"],
   leases: ReadonlyArray<Lease>
-): Effect.Effect<ReadonlyArray<string>, LeaseStoreError> =>
-  Effect.gen(function*() {
-    const deleted: Array<string> = []
-    for (const lease of leases) {
-      if (!isFinished(lease, leases)) continue
-      const outcome = yield* Effect.result(repository.delete(lease))
-      if (outcome._tag === "Success") deleted.push(lease.leaseKey)
-      else if (outcome.failure._tag === "LeaseStoreError") return yield* Effect.fail(outcome.failure)
-    }
-    return deleted
-  })
+): Effect.Effect<ReadonlyArray<string>, LeaseStoreError> => FinishedLeases.deleteFinished(repository, leases)

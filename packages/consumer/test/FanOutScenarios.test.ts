@@ -5,7 +5,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { fanOutSettings, startFanOutWorker } from "./fanOutFixtures.ts"
 import { eventually, fastLeases, KinesisLive, put, type Worker } from "./fixtures.ts"
-import { deaggregationResume, splitAndMerge } from "./scenarios.ts"
+import { atTimestampAcrossReshard, deaggregationResume, splitAndMerge } from "./scenarios.ts"
 
 const records = (prefix: string, n: number) =>
   Array.from({ length: n }, (_, i) => ({ partitionKey: `key-${i % 16}`, data: `${prefix}${i}` }))
@@ -73,6 +73,13 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Enhanc
             "20 seconds",
             "both children held"
           )
+      ))
+
+    it.effect("started AT_TIMESTAMP before a split, the closed parent is read from the timestamp and its children after it", () =>
+      atTimestampAcrossReshard(
+        "split",
+        (stream, repository, initialPosition) =>
+          startFanOutWorker({ stream, workerId: "w", repository, initialPosition })
       ))
   })
 })

@@ -144,3 +144,78 @@ export const splitAndMerge = (
     expect(ended).toEqual([parent, ...children].sort())
     expect(leases.find((l) => l.leaseKey === parent)?.childShardIds.slice().sort()).toEqual(children)
   })
+
+/**
+ * A consumer started `AT_TIMESTAMP` at a time before a split (or merge) of shards that are closed
+ * by the time it starts: every record written after the timestamp is delivered, exactly once, in
+ * order per key, and each child is taken only after its parents ended. Records before the
+ * timestamp may be delivered or not (Kinesis starts at the first record at or after it). `start`
+ * runs the worker on the given repository with the given initial position.
+ */
+export const atTimestampAcrossReshard = (
+  reshard: "split" | "merge",
+  start: (
+    stream: string,
+    repository: LeaseRepository.LeaseRepository["Service"],
+    initialPosition: Consumer.InitialPosition
+  ) => Effect.Effect<Worker, never, Client.Client | Scope.Scope>
+) =>
+  Effect.gen(function*() {
+    const admin = yield* AdminClient.AdminClient
+    const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: reshard === "split" ? 1 : 2 })
+    const repository = yield* LeaseRepository.makeMemory()
+    yield* put(streamName, phase(0, 16))
+    // Kinesis compares arrival times with the timestamp in milliseconds; keep both sides clear of it.
+    yield* Effect.sleep("20 millis")
+    const timestamp = new Date()
+    yield* Effect.sleep("20 millis")
+    yield* put(streamName, phase(16, 16))
+    if (reshard === "split") yield* admin.splitShard(streamName, shards[0]!.shardId)
+    else yield* admin.mergeShards(streamName, shards[0]!.shardId, shards[1]!.shardId)
+    yield* put(streamName, phase(32, 16))
+
+    const worker = yield* start(streamName, repository, { atTimestamp: timestamp })
+    const after = new Set(phase(16, 32).map((r) => r.data))
+    yield* eventually(
+      Effect.sync(() => worker.seen.filter((r) => after.has(r.data)).length >= after.size),
+      "30 seconds",
+      "the 32 records written after the timestamp"
+    ).pipe(Effect.catch((error) =>
+      Effect.fail(
+        new Error(
+          `${error.message}; delivered ${worker.seen.filter((r) => after.has(r.data)).length}: ${
+            worker.seen.map((r) => `${r.shardId.slice(-3)}/${r.data}`).join(" ")
+          }`
+        )
+      )
+    ))
+    // Give a duplicate the chance to show up.
+    yield* Effect.sleep("1 second")
+
+    // Per key, records 2 to 5 (written after the timestamp) arrive once each and in order; 0 and 1
+    // (written before) may come first.
+    const perKey = new Map<string, Array<number>>()
+    for (const record of worker.seen) {
+      const [key, index] = record.data.split(":")
+      perKey.set(key!, [...(perKey.get(key!) ?? []), Number(index)])
+    }
+    for (let k = 0; k < KEYS; k++) {
+      const indices = perKey.get(String(k)) ?? []
+      expect(indices.filter((i) => i >= 2)).toEqual([2, 3, 4, 5])
+      expect(indices).toEqual([...indices].sort((a, b) => a - b))
+      expect(new Set(indices).size).toBe(indices.length)
+    }
+
+    // Each child was acquired only after all of its parents had ended.
+    const order = worker.events.map((e) =>
+      e._tag === "ShardEnded" ? `end ${e.shardId}` : e._tag === "LeaseAcquired" ? `take ${e.shardId}` : ""
+    )
+    const listed = yield* Stream.runCollect((yield* Client.Client).listShards(streamName))
+    for (const shard of listed) {
+      for (const parent of [shard.ParentShardId, shard.AdjacentParentShardId]) {
+        if (parent === undefined) continue
+        expect(order.indexOf(`end ${parent}`)).toBeGreaterThanOrEqual(0)
+        expect(order.indexOf(`end ${parent}`)).toBeLessThan(order.indexOf(`take ${shard.ShardId}`))
+      }
+    }
+  })

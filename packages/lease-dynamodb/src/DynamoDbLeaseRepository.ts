@@ -471,8 +471,10 @@ export const layerConfig = (
 > => Layer.provide(layer(options), DynamoDbClient.layerConfig)
 
 /**
- * Whether a lease may be deleted: the consumer's `Lease.isFinished`, here for convenience. The
- * consumer deletes finished leases itself at every shard sync (`LeaseSettings.cleanupFinished`).
+ * Whether a lease may be deleted now: the consumer's `Lease.isFinished` (read to its end, no
+ * parent lease left, every child leased or consumed and at least one under way), here for
+ * convenience. The consumer deletes finished leases itself at every shard sync
+ * (`LeaseSettings.cleanupFinished`).
  *
  * @example
  * ```ts
@@ -482,19 +484,24 @@ export const layerConfig = (
  *
  * const finished = Effect.gen(function*() {
  *   const leases = yield* (yield* LeaseRepository.LeaseRepository).list
- *   return leases.filter((lease) => DynamoDbLeaseRepository.isFinished(lease, leases))
+ *   const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
+ *   return leases.filter((lease) => DynamoDbLeaseRepository.isFinished(lease, byKey))
  * })
  * ```
  *
  * @since 0.1.0
  * @category cleanup
  */
-export const isFinished: (lease: Lease.Lease, all: ReadonlyArray<Lease.Lease>) => boolean = Lease.isFinished
+export const isFinished: (
+  lease: Lease.Lease,
+  all: ReadonlyArray<Lease.Lease> | ReadonlyMap<string, Lease.Lease>
+) => boolean = Lease.isFinished
 
 /**
- * Deletes every finished lease (`Lease.isFinished`) of the table, each conditionally on the
- * counter it was listed with (a lease that changed meanwhile is left for the next round). Returns
- * the deleted lease keys. Works with any `LeaseRepository`; a running consumer does this itself.
+ * Deletes every finished lease (`Lease.isFinished`) of the table, parents before children, each
+ * conditionally on the counter it was listed with (a lease that changed meanwhile is left for the
+ * next round, and so are its descendants). Returns the deleted lease keys in the order deleted.
+ * Works with any `LeaseRepository`; a running consumer does this itself.
  *
  * @example
  * ```ts

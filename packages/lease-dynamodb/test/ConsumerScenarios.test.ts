@@ -1,9 +1,9 @@
 import { LeaseRepository } from "@effect-kinesis/consumer"
-import { AdminClient } from "@effect-kinesis/core"
+import { AdminClient, Client } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { DynamoEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Deferred, Effect, Layer } from "effect"
+import { Deferred, Effect, Layer, Stream } from "effect"
 import {
   Env,
   eventually,
@@ -272,6 +272,55 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("Consumer on th
           }
         }
         expect(left).toEqual([])
+      }))
+  })
+
+  describe("finished leases", () => {
+    it.effect("split P into C1 and C2, records only on C1, split C1: the table ends with the open shards' leases, P's and C1's deleted parents first", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const client = yield* Client.Client
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const table = uniqueTable("cleanup")
+        const leases = yield* observer(table)
+        const keys = Effect.map(leases.list, (all) => all.map((l) => l.leaseKey).sort())
+        // The children of `parent`, lower hash range first.
+        const childrenOf = (parent: string) =>
+          Effect.map(Stream.runCollect(client.listShards(streamName)), (all) =>
+            all
+              .filter((s) => s.ParentShardId === parent)
+              .sort((a, b) =>
+                BigInt(a.HashKeyRange!.StartingHashKey!) < BigInt(b.HashKeyRange!.StartingHashKey!) ? -1 : 1
+              )
+              .map((s) => ({ shardId: s.ShardId!, hashKey: s.HashKeyRange!.StartingHashKey! })))
+        const on = (hashKey: string, prefix: string) =>
+          records(prefix, 8).map((r) => ({ ...r, explicitHashKey: hashKey }))
+        const p = shards[0]!.shardId
+        const worker = yield* startWorker({ stream: streamName, applicationName: table, workerId: "w" })
+        yield* put(streamName, records("p", 8))
+        yield* eventually(Effect.sync(() => worker.seen.length >= 8), "30 seconds", "P's records")
+        yield* admin.splitShard(streamName, p)
+        const [c1, c2] = yield* childrenOf(p)
+        yield* put(streamName, on(c1!.hashKey, "c1-"))
+        yield* eventually(Effect.sync(() => worker.seen.length >= 16), "30 seconds", "C1's records")
+        yield* admin.splitShard(streamName, c1!.shardId)
+        const [d1, d2] = yield* childrenOf(c1!.shardId)
+        yield* put(streamName, [...on(d1!.hashKey, "d1-"), ...on(d2!.hashKey, "d2-")])
+        yield* eventually(Effect.sync(() => worker.seen.length >= 32), "30 seconds", "D1's and D2's records")
+
+        const open = [c2!.shardId, d1!.shardId, d2!.shardId].sort()
+        yield* eventually(
+          Effect.map(keys, (k) => k.join() === open.join()),
+          "15 seconds",
+          "only the open shards' leases"
+        )
+        expect(worker.events.filter((e) => e._tag === "LeaseDeleted").map((e) => e.shardId)).toEqual([p, c1!.shardId])
+        yield* put(streamName, on(c2!.hashKey, "c2-"))
+        yield* eventually(Effect.sync(() => worker.seen.length >= 40), "30 seconds", "C2's records")
+        yield* Effect.sleep("2500 millis")
+        expect(yield* keys).toEqual(open)
+        expect(worker.seen).toHaveLength(40)
+        expect(dataOf([worker]).size).toBe(40)
       }))
   })
 

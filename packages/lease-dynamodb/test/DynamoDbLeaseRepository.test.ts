@@ -413,35 +413,51 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("DynamoDbLeaseR
       )
     }))
 
-  it.effect("deleteFinished removes ended leases once all their children have started, and nothing else", () =>
+  it.effect("deleteFinished removes ended leases, parents first, once a child has started and every child has a lease", () =>
     Effect.gen(function*() {
       const application = tableName("cleanup")
       const repo = yield* DynamoDbLeaseRepository.make({ applicationName: application })
       const provide = Effect.provideService(LeaseRepository.LeaseRepository, repo)
-      const finish = (key: string, children: ReadonlyArray<string>) =>
-        Effect.gen(function*() {
-          const lease = yield* repo.take(yield* repo.create(newLease(key)), "worker-a")
-          return yield* repo.checkpoint(lease, ExtendedSequenceNumber.shardEnd, children)
-        })
-      yield* finish("shardId-000000000000", ["shardId-000000000002", "shardId-000000000003"])
+      const finish = (lease: Lease.Lease, children: ReadonlyArray<string>) =>
+        Effect.flatMap(
+          repo.take(lease, "worker-a"),
+          (taken) => repo.checkpoint(taken, ExtendedSequenceNumber.shardEnd, children)
+        )
+      yield* finish(yield* repo.create(newLease("shardId-000000000000")), [
+        "shardId-000000000002",
+        "shardId-000000000003"
+      ])
       // Ended but its children were never recorded: kept.
-      yield* finish("shardId-000000000001", [])
+      yield* finish(yield* repo.create(newLease("shardId-000000000001")), [])
       const childA = yield* repo.create(newLease("shardId-000000000002", { parentShardIds: ["shardId-000000000000"] }))
 
       // One child has no lease yet, the other has not started.
       assert.deepStrictEqual(yield* provide(DynamoDbLeaseRepository.deleteFinished), [])
-
-      const childB = yield* repo.create(newLease("shardId-000000000003", { parentShardIds: ["shardId-000000000000"] }))
-      const startedA = yield* repo.checkpoint(yield* repo.take(childA, "worker-b"), ExtendedSequenceNumber.make("1"))
+      yield* repo.create(newLease("shardId-000000000003", { parentShardIds: ["shardId-000000000000"] }))
+      // Both leased, neither started.
       assert.deepStrictEqual(yield* provide(DynamoDbLeaseRepository.deleteFinished), [])
 
-      yield* repo.checkpoint(yield* repo.take(childB, "worker-b"), ExtendedSequenceNumber.make("2"))
-      assert.deepStrictEqual(yield* provide(DynamoDbLeaseRepository.deleteFinished), ["shardId-000000000000"])
+      // Child A is read to its end and its child has started; child B never got a record. Listed
+      // children first, the parent still goes first, then A (its parent gone), in one pass.
+      const startedA = yield* repo.checkpoint(yield* repo.take(childA, "worker-b"), ExtendedSequenceNumber.make("1"))
+      yield* repo.checkpoint(startedA, ExtendedSequenceNumber.shardEnd, ["shardId-000000000004"])
+      const grandchild = yield* repo.create(
+        newLease("shardId-000000000004", { parentShardIds: ["shardId-000000000002"] })
+      )
+      const startedGrandchild = yield* repo.checkpoint(
+        yield* repo.take(grandchild, "worker-b"),
+        ExtendedSequenceNumber.make("7")
+      )
+      const listed = [...(yield* repo.list)].sort((a, b) => b.leaseKey.localeCompare(a.leaseKey))
+      assert.deepStrictEqual(yield* LeaseRepository.deleteFinished(repo, listed), [
+        "shardId-000000000000",
+        "shardId-000000000002"
+      ])
       assert.deepStrictEqual(
         (yield* repo.list).map((l) => l.leaseKey).sort(),
-        ["shardId-000000000001", "shardId-000000000002", "shardId-000000000003"]
+        ["shardId-000000000001", "shardId-000000000003", "shardId-000000000004"]
       )
-      assert.strictEqual((yield* repo.get("shardId-000000000002"))?.leaseCounter, startedA.leaseCounter)
+      assert.strictEqual((yield* repo.get("shardId-000000000004"))?.leaseCounter, startedGrandchild.leaseCounter)
     }))
 })
 

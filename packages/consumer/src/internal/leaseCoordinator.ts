@@ -12,8 +12,9 @@ import { ShardLeaseLost } from "../ConsumerError.ts"
 import type { ConsumerError } from "../ConsumerError.ts"
 import type { DiagnosticEvent } from "../DiagnosticEvent.ts"
 import type { Lease } from "../Lease.ts"
-import { deleteFinished, type LeaseRepository, type LeaseStoreError } from "../LeaseRepository.ts"
+import type { LeaseRepository, LeaseStoreError } from "../LeaseRepository.ts"
 import type { ShardAssignment } from "../ShardAssignment.ts"
+import * as FinishedLeases from "./finishedLeases.ts"
 import * as ShardLineage from "./shardLineage.ts"
 
 /** @internal */
@@ -73,6 +74,8 @@ export interface CoordinatorOptions {
   readonly client: Client.Client["Service"]
   readonly repository: LeaseRepository["Service"]
   readonly initialPosition: ExtendedSequenceNumber.ExtendedSequenceNumber
+  /** The time of an `AT_TIMESTAMP` initial position. */
+  readonly timestamp: Date | undefined
   readonly settings: LeaseSettings
   readonly assignment: ShardAssignment
   readonly emit: (event: DiagnosticEvent) => Effect.Effect<void>
@@ -238,13 +241,18 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // --- shard discovery -----------------------------------------------------------------------
 
   const syncShards = Effect.gen(function*() {
-    const shards: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream))
+    const shardFilter = ShardLineage.shardFilter(initialPosition, options.timestamp)
+    const shards: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream, { shardFilter }))
     const leases = new Map((yield* repository.list).map((lease) => [lease.leaseKey, lease]))
     // Before the lineage: a lease deleted here must not be created again below.
     if (settings.cleanupFinished) {
       // Cleanup is housekeeping: a store refusing deletes (say, no DeleteItem permission) must
       // not stop the consumer. What was not deleted stays a lease and is tried again next sync.
-      const deleted = yield* deleteFinished(repository, [...leases.values()]).pipe(
+      // A child whose lease was deleted before its parent's (as an older cleanup did) counts as
+      // consumed when the lineage says so, also when its own children's leases are gone too.
+      const consumed = ShardLineage.consumedShards(shards, leases)
+      const isConsumed = (shardId: string) => consumed.has(shardId)
+      const deleted = yield* FinishedLeases.deleteFinished(repository, [...leases.values()], isConsumed).pipe(
         Effect.catch((error) =>
           Effect.as(Effect.logWarning(`deleting finished leases failed: ${error.message}`), [] as ReadonlyArray<string>)
         )

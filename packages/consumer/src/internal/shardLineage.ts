@@ -4,9 +4,10 @@
  *
  * @internal
  */
-import type { ChildShard, Shard } from "@aws-sdk/client-kinesis"
+import type { ChildShard, Shard, ShardFilter } from "@aws-sdk/client-kinesis"
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
-import { hasStarted, type Lease } from "../Lease.ts"
+import type { Lease } from "../Lease.ts"
+import { hasStarted } from "./finishedLeases.ts"
 
 const newLease = (
   leaseKey: string,
@@ -48,9 +49,84 @@ export interface Lineage {
 }
 
 /**
- * With `LATEST` (or `AT_TIMESTAMP`), closed shards that have no lease yet are left out: reading a
- * parent from its latest record would end at once, and its children must not then be read from
- * their beginning as if the parent had been consumed. Their open descendants become roots.
+ * Closed shards that have no lease while a descendant's lease has started: read to their end
+ * before that descendant began, their lease since deleted as finished. Neither the lineage nor the
+ * lease cleanup may count them as still to be read.
+ *
+ * @internal
+ */
+export const consumedShards = (
+  shards: ReadonlyArray<Shard>,
+  leases: ReadonlyMap<string, Lease>
+): ReadonlySet<string> => {
+  const children = new Map<string, Array<string>>()
+  for (const shard of shards) {
+    for (const parent of parentsOf(shard)) {
+      const list = children.get(parent)
+      if (list === undefined) children.set(parent, [shard.ShardId!])
+      else list.push(shard.ShardId!)
+    }
+  }
+  const started = (shardId: string) => {
+    const lease = leases.get(shardId)
+    return lease !== undefined && hasStarted(lease)
+  }
+  // Whether a descendant has started, children before parents over the shard graph (a DAG),
+  // without recursion: a stream resharded for years has long chains.
+  const startedBelow = new Map<string, boolean>()
+  for (const shard of shards) {
+    const stack = [shard.ShardId!]
+    while (stack.length > 0) {
+      const id = stack[stack.length - 1]!
+      if (startedBelow.has(id)) {
+        stack.pop()
+        continue
+      }
+      const kids = children.get(id) ?? []
+      const pending = kids.filter((kid) => !startedBelow.has(kid))
+      if (pending.length > 0) {
+        stack.push(...pending)
+        continue
+      }
+      startedBelow.set(id, kids.some((kid) => started(kid) || startedBelow.get(kid) === true))
+      stack.pop()
+    }
+  }
+  const consumed = new Set<string>()
+  for (const shard of shards) {
+    const id = shard.ShardId!
+    if (!leases.has(id) && shard.SequenceNumberRange?.EndingSequenceNumber !== undefined && startedBelow.get(id)) {
+      consumed.add(id)
+    }
+  }
+  return consumed
+}
+
+/**
+ * Which shards `fromShards` must be given for a starting position: with `AT_TIMESTAMP`, those
+ * Kinesis lists `FROM_TIMESTAMP` (open at the timestamp or opened since, so every shard that can
+ * hold a record written after it, and none that closed before it); otherwise every shard.
+ *
+ * @internal
+ */
+export const shardFilter = (
+  initialPosition: ExtendedSequenceNumber.ExtendedSequenceNumber,
+  timestamp: Date | undefined
+): ShardFilter | undefined =>
+  initialPosition.sequenceNumber === ExtendedSequenceNumber.AT_TIMESTAMP && timestamp !== undefined
+    ? { Type: "FROM_TIMESTAMP", Timestamp: timestamp }
+    : undefined
+
+/**
+ * With `LATEST`, closed shards that have no lease yet are left out: reading a parent from its
+ * latest record would end at once, and its children must not then be read from their beginning
+ * as if the parent had been consumed. Their open descendants become roots.
+ *
+ * With `TRIM_HORIZON` and `AT_TIMESTAMP` closed shards are leased too, parents before children,
+ * so that nothing after the starting position is skipped. With `AT_TIMESTAMP`, `shards` are the
+ * ones listed with {@link shardFilter}: a shard without a listed parent was open at the timestamp
+ * and starts there (a closed one may hold records after it); the others began after it and start
+ * at `TRIM_HORIZON`, like every child.
  *
  * A closed shard without a lease is also left out when a descendant's lease has started: the
  * shard was consumed and its lease deleted as finished (`Lease.isFinished`). Creating it again
@@ -64,32 +140,12 @@ export const fromShards = (
   initialPosition: ExtendedSequenceNumber.ExtendedSequenceNumber,
   leases: ReadonlyMap<string, Lease>
 ): Lineage => {
-  const fromStart = initialPosition.sequenceNumber === ExtendedSequenceNumber.TRIM_HORIZON
-  const children = new Map<string, Array<string>>()
-  for (const shard of shards) {
-    for (const parent of parentsOf(shard)) {
-      const list = children.get(parent)
-      if (list === undefined) children.set(parent, [shard.ShardId!])
-      else list.push(shard.ShardId!)
-    }
-  }
-  const hasStartedDescendant = (shardId: string): boolean => {
-    const visited = new Set<string>()
-    const pending = [...(children.get(shardId) ?? [])]
-    while (pending.length > 0) {
-      const id = pending.pop()!
-      if (visited.has(id)) continue
-      visited.add(id)
-      const lease = leases.get(id)
-      if (lease !== undefined && hasStarted(lease)) return true
-      pending.push(...(children.get(id) ?? []))
-    }
-    return false
-  }
+  const withClosed = initialPosition.sequenceNumber !== ExtendedSequenceNumber.LATEST
+  const consumed = consumedShards(shards, leases)
   const considered = shards.filter((shard) => {
     const id = shard.ShardId!
     if (leases.has(id) || shard.SequenceNumberRange?.EndingSequenceNumber === undefined) return true
-    return fromStart && !hasStartedDescendant(id)
+    return withClosed && !consumed.has(id)
   })
   const existing = new Set(considered.map((shard) => shard.ShardId!))
   const leasesToCreate = considered
