@@ -313,6 +313,61 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
       }))
   })
 
+  describe("a crash at shard end", () => {
+    // A worker killed after writing P's SHARD_END and before creating its children's leases, with
+    // C1 split again before the next shard sync: C1 is closed and has no lease, D1 and D2 neither.
+    for (
+      const [name, initialPosition] of [
+        ["LATEST", () => "LATEST" as const],
+        ["AT_TIMESTAMP", (before: Date) => ({ atTimestamp: before })]
+      ] as const
+    ) {
+      it.effect(`${name}: the closed child without a lease and its children are read from their beginning, children after parents`, () =>
+        Effect.gen(function*() {
+          const admin = yield* AdminClient.AdminClient
+          const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+          const p = shards[0]!.shardId
+          const before = new Date(Date.now() - 1000)
+          yield* put(streamName, phase(0, 8))
+          yield* admin.splitShard(streamName, p)
+          const [c1, c2] = yield* childrenOf(streamName, p)
+          yield* put(streamName, [...phaseOn(c1!.hashKey, 8, 8), ...phaseOn(c2!.hashKey, 16, 8)])
+          yield* admin.splitShard(streamName, c1!.shardId)
+          const [d1, d2] = yield* childrenOf(streamName, c1!.shardId)
+          yield* put(streamName, [...phaseOn(d1!.hashKey, 24, 8), ...phaseOn(d2!.hashKey, 32, 8)])
+          const repository = yield* LeaseRepository.makeMemory({
+            leases: [{
+              leaseKey: p,
+              leaseOwner: undefined,
+              leaseCounter: 7,
+              checkpoint: ExtendedSequenceNumber.shardEnd,
+              pendingCheckpoint: undefined,
+              ownerSwitchesSinceCheckpoint: 0,
+              parentShardIds: [],
+              childShardIds: [c1!.shardId, c2!.shardId],
+              hashKeyRange: undefined
+            }]
+          })
+
+          const worker = yield* startWorker({
+            stream: streamName,
+            workerId: "w",
+            repository,
+            initialPosition: initialPosition(before)
+          })
+          yield* eventually(Effect.sync(() => worker.seen.length >= 32), "30 seconds", "the 32 records after P").pipe(
+            Effect.catch((error) => Effect.fail(new Error(`${error.message}; delivered ${worker.seen.length}`)))
+          )
+          yield* Effect.sleep("2 seconds")
+          expect(worker.seen.map((r) => r.data).sort()).toEqual(phase(8, 32).map((r) => r.data).sort())
+          // D1 and D2 begin only after C1's last record.
+          const lastOfC1 = worker.seen.findLastIndex((r) => r.shardId === c1!.shardId)
+          const firstOfD = worker.seen.findIndex((r) => r.shardId === d1!.shardId || r.shardId === d2!.shardId)
+          expect(lastOfC1).toBeLessThan(firstOfD)
+        }))
+    }
+  })
+
   describe("shard end", () => {
     it.effect("SHARD_END is written only once every record of the shard was staged; until then the checkpoint stays at the last staged record", () =>
       Effect.gen(function*() {

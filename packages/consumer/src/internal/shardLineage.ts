@@ -122,6 +122,12 @@ export const shardFilter = (
  * latest record would end at once, and its children must not then be read from their beginning
  * as if the parent had been consumed. Their open descendants become roots.
  *
+ * Except below a lease: a closed shard without one whose parent has a lease, or is itself leased
+ * in this pass, continues that lineage and is leased at `TRIM_HORIZON` (as `childLease` would at
+ * the parent's end). A worker killed between the parent's `SHARD_END` and creating the children's
+ * leases, or a parent read slower than its children reshard, leaves such a shard; left out, its
+ * open children would start at `LATEST` and lose its records and theirs.
+ *
  * With `TRIM_HORIZON` and `AT_TIMESTAMP` closed shards are leased too, parents before children,
  * so that nothing after the starting position is skipped. With `AT_TIMESTAMP`, `shards` are the
  * ones listed with {@link shardFilter}: a shard without a listed parent was open at the timestamp
@@ -142,10 +148,40 @@ export const fromShards = (
 ): Lineage => {
   const withClosed = initialPosition.sequenceNumber !== ExtendedSequenceNumber.LATEST
   const consumed = consumedShards(shards, leases)
+  const byId = new Map(shards.map((shard) => [shard.ShardId!, shard]))
+  const isClosedWithoutLease = (id: string) =>
+    !leases.has(id) && byId.get(id)?.SequenceNumberRange?.EndingSequenceNumber !== undefined
+  // Whether a closed shard without a lease descends from a lease through such shards only, parents
+  // before children over the shard graph, without recursion (lineages can be long).
+  const belowLease = new Map<string, boolean>()
+  const isBelowLease = (start: string): boolean => {
+    const stack = [start]
+    while (stack.length > 0) {
+      const id = stack[stack.length - 1]!
+      if (belowLease.has(id)) {
+        stack.pop()
+        continue
+      }
+      const parents = parentsOf(byId.get(id)!)
+      const pending = parents.filter((parent) => isClosedWithoutLease(parent) && !belowLease.has(parent))
+      if (pending.length > 0) {
+        stack.push(...pending)
+        continue
+      }
+      belowLease.set(
+        id,
+        !consumed.has(id) &&
+          parents.some((parent) => leases.has(parent) || (isClosedWithoutLease(parent) && belowLease.get(parent)))
+      )
+      stack.pop()
+    }
+    return belowLease.get(start)!
+  }
   const considered = shards.filter((shard) => {
     const id = shard.ShardId!
     if (leases.has(id) || shard.SequenceNumberRange?.EndingSequenceNumber === undefined) return true
-    return withClosed && !consumed.has(id)
+    if (consumed.has(id)) return false
+    return withClosed || isBelowLease(id)
   })
   const existing = new Set(considered.map((shard) => shard.ShardId!))
   const leasesToCreate = considered
