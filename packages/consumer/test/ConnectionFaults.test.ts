@@ -42,5 +42,39 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Consum
         assert.isAtLeast(stats.dropped, 1)
         assert.strictEqual(stats.refusals, 1)
       }))
+
+    it.effect(`${httpHandler}: polling survives 3 s of black-holed Kinesis connections (accepted, never answered) and delivers everything`, () =>
+      Effect.gen(function*() {
+        const emulator = yield* KinesisEmulator.KinesisEmulator
+        const proxy = yield* TcpFaultProxy.make(emulator.endpoint)
+        const viaProxy = yield* Layer.build(
+          Client.layer({ ...emulator.clientConfig, endpoint: proxy.endpoint, httpHandler })
+        )
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        const repository = yield* LeaseRepository.makeMemory()
+        const worker = yield* startWorker({ stream: streamName, workerId: "w", repository }).pipe(
+          Effect.provideContext(viaProxy)
+        )
+        yield* put(streamName, records("before-", 20))
+        yield* eventually(Effect.sync(() => worker.seen.length >= 20), "20 seconds", "the first 20 records")
+
+        // Every established connection is reset, and those opened in the next 3 s never get an answer, also
+        // afterwards: a flow a NAT or load balancer forgot.
+        yield* proxy.outage([{ mode: "blackHole", duration: "3 seconds" }])
+        yield* put(streamName, records("during-", 20))
+        yield* eventually(
+          Effect.map(proxy.mode, (mode) => mode === "forward"),
+          "10 seconds",
+          "the end of the black hole"
+        )
+        yield* put(streamName, records("after-", 20))
+        yield* eventually(Effect.sync(() => worker.seen.length >= 60), "30 seconds", "all 60 records").pipe(
+          Effect.catch((error) => Effect.fail(new Error(`${error.message}; delivered ${worker.seen.length}`)))
+        )
+
+        assert.isUndefined(worker.fiber.pollUnsafe(), "the consumer is still running")
+        assert.strictEqual(new Set(worker.seen.map((r) => r.data)).size, 60)
+        assert.isAtLeast((yield* proxy.stats).blackHoled, 1)
+      }))
   }
 })

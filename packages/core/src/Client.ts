@@ -35,7 +35,8 @@ import {
   RegisterStreamConsumerCommand,
   SubscribeToShardCommand
 } from "@aws-sdk/client-kinesis"
-import { Config, Context, Effect, Layer, Option, Redacted, Stream } from "effect"
+import { NodeHttp2Handler } from "@smithy/node-http-handler"
+import { Config, Context, Duration, Effect, Layer, Option, Redacted, Stream } from "effect"
 import * as PutRecordsBody from "./internal/putRecordsBody.ts"
 import { makeSdkClient, sdkOptions as sdkOptionsInternal } from "./internal/sdkClient.ts"
 import * as KinesisError from "./KinesisError.ts"
@@ -79,6 +80,28 @@ export interface ClientConfig {
   readonly maxAttempts?: number | undefined
   /** Sockets per host for the HTTP/1.1 handler. Default 50. */
   readonly maxSockets?: number | undefined
+  /**
+   * How long a unary call (every operation but `SubscribeToShard`) may wait for its answer before
+   * it is abandoned and fails with a retryable `ServiceUnavailable` (code `TimeoutError`). Without
+   * it, a connection that goes silent (a NAT or load balancer forgetting the flow: no answer, no
+   * reset) hangs the call for good. Default 10 s: `GetRecords` answers in well under a second,
+   * seconds when it returns its maximum of 10 MiB. The producer's own `requestTimeout` bounds
+   * `PutRecords` too; the shorter of the two applies. `SubscribeToShard` streams are watched by the
+   * consumer's stall detection instead. Applies to this Kinesis client only: `sdkOptions` leaves
+   * it out (the DynamoDB lease store times its calls itself).
+   */
+  readonly requestTimeout?: Duration.Input | undefined
+}
+
+/**
+ * Options of {@link fromSdk}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FromSdkOptions {
+  /** See {@link ClientConfig} `requestTimeout`. Default 10 s. */
+  readonly requestTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -244,10 +267,33 @@ export class Client extends Context.Service<Client, {
  * @since 0.1.0
  * @category constructors
  */
-export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
+export const fromSdk = (sdk: KinesisClient, options: FromSdkOptions = {}): Client["Service"] => {
   PutRecordsBody.install(sdk)
-  const call = <A>(operation: string, send: (signal: AbortSignal) => Promise<A>) =>
+  const requestTimeout = Duration.fromInputUnsafe(options.requestTimeout ?? "10 seconds")
+  // A call without an answer most likely went to a connection that went silent. On HTTP/1.1 the
+  // abort destroys its socket; an HTTP/2 session would carry the next calls into the same silence,
+  // so the pooled sessions are dropped (their other calls fail as transport failures and are
+  // retried; `SubscribeToShard` has sessions of its own and is left alone).
+  const dropSilentSessions = () => {
+    const handler: unknown = sdk.config.requestHandler
+    if (handler instanceof NodeHttp2Handler) handler.destroy()
+  }
+  const untimedCall = <A>(operation: string, send: (signal: AbortSignal) => Promise<A>) =>
     Effect.tryPromise({ try: send, catch: (error) => KinesisError.fromSdkError(operation, error) })
+  const call = <A>(operation: string, send: (signal: AbortSignal) => Promise<A>) =>
+    untimedCall(operation, send).pipe(
+      Effect.timeoutOrElse({
+        duration: requestTimeout,
+        orElse: () =>
+          Effect.suspend(() => {
+            dropSilentSessions()
+            return Effect.fail(KinesisError.fromSdkError(operation, {
+              name: "TimeoutError",
+              message: `no answer within ${Duration.format(requestTimeout)}`
+            }))
+          })
+      })
+    )
 
   const describeStreamSummary = (stream: StreamId) =>
     call(
@@ -348,7 +394,7 @@ export const fromSdk = (sdk: KinesisClient): Client["Service"] => {
           Effect.sync(() => new AbortController()),
           (controller) => Effect.sync(() => controller.abort())
         )
-        const out = yield* call("SubscribeToShard", () =>
+        const out = yield* untimedCall("SubscribeToShard", () =>
           sdk.send(
             new SubscribeToShardCommand({
               ConsumerARN: input.consumerARN,
@@ -454,7 +500,7 @@ export const layer = (config: ClientConfig = {}): Layer.Layer<Client> =>
     Client,
     Effect.map(
       Effect.acquireRelease(Effect.sync(() => makeSdkClient(config)), (sdk) => Effect.sync(() => sdk.destroy())),
-      fromSdk
+      (sdk) => fromSdk(sdk, { requestTimeout: config.requestTimeout })
     )
   )
 

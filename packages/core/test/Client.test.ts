@@ -1,5 +1,5 @@
 import { AdminClient, Client, ShardMap } from "@effect-kinesis/core"
-import { KinesisEmulator } from "@effect-kinesis/testing"
+import { KinesisEmulator, TcpFaultProxy } from "@effect-kinesis/testing"
 import { assert, describe, layer } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Result, Stream } from "effect"
 import * as Net from "node:net"
@@ -149,6 +149,37 @@ describe("Client against the embedded kinesis-mock", () => {
         // The abort reached the socket: the server saw the connection close.
         yield* Effect.promise(() => closed.closed)
       }))
+
+    for (const httpHandler of ["http1", "http2"] as const) {
+      it.effect(`${httpHandler}: a call left without an answer fails after requestTimeout as a retryable ServiceUnavailable, and calls after the silence succeed`, () =>
+        Effect.gen(function*() {
+          const emulator = yield* KinesisEmulator.KinesisEmulator
+          const admin = yield* AdminClient.AdminClient
+          const stream = uniqueName("silent")
+          yield* admin.createStream(stream, { shardCount: 1 })
+          const proxy = yield* TcpFaultProxy.make(emulator.endpoint)
+          const viaProxy = yield* Layer.build(
+            Client.layer({
+              ...emulator.clientConfig,
+              endpoint: proxy.endpoint,
+              httpHandler,
+              requestTimeout: "500 millis"
+            })
+          )
+          const client = Context.get(viaProxy, Client.Client)
+          assert.strictEqual((yield* client.describeStreamSummary(stream)).StreamName, stream)
+
+          // The established connection stalls, and the ones opened meanwhile are never answered, also afterwards.
+          yield* proxy.setMode("blackHole")
+          for (let i = 0; i < 2; i++) {
+            const error = yield* Effect.flip(client.describeStreamSummary(stream))
+            assert.strictEqual(error._tag, "ServiceUnavailable")
+            assert.isTrue(error.retryable)
+          }
+          yield* proxy.restore
+          assert.strictEqual((yield* client.describeStreamSummary(stream)).StreamName, stream)
+        }))
+    }
 
     it.effect("creating a stream whose name is taken fails at once with ResourceInUse", () =>
       Effect.gen(function*() {

@@ -84,7 +84,11 @@ export interface ProducerSettings {
   readonly retryBaseDelay: Duration.Input
   /** Longest retry delay. Default 5 s. */
   readonly retryMaxDelay: Duration.Input
-  /** A PutRecords request taking longer is abandoned and its records retried. Default 10 s. */
+  /**
+   * A PutRecords request taking longer is abandoned and its records retried. Default 10 s. The
+   * `Client`'s own `requestTimeout` (default 10 s) bounds every call too: to let requests run
+   * longer, raise both.
+   */
   readonly requestTimeout: Duration.Input
   /** How often the shard map is listed again. Default 1 minute. */
   readonly shardRefreshInterval: Duration.Input
