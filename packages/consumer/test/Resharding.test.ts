@@ -185,84 +185,97 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
         expect(created).toEqual([p, c1!.shardId, c2!.shardId, d1!.shardId, d2!.shardId].sort())
       }))
 
-    it.effect("a table an older cleanup left with a parent whose consumed descendants' leases were deleted first is cleaned, and nothing is read again", () =>
-      Effect.gen(function*() {
-        const admin = yield* AdminClient.AdminClient
-        const client = yield* Client.Client
-        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
-        const p = shards[0]!.shardId
-        yield* put(streamName, phase(0, 8))
-        yield* admin.splitShard(streamName, p)
-        const [c1, c2] = yield* childrenOf(streamName, p)
-        yield* put(streamName, phaseOn(c1!.hashKey, 8, 8))
-        yield* admin.splitShard(streamName, c1!.shardId)
-        const ds = yield* childrenOf(streamName, c1!.shardId)
-        for (const d of ds) yield* admin.splitShard(streamName, d.shardId)
-        const es = [
-          ...(yield* childrenOf(streamName, ds[0]!.shardId)),
-          ...(yield* childrenOf(streamName, ds[1]!.shardId))
-        ]
-        // Two records on each grandchild of C1; its lease says the first was processed.
-        const written = yield* client.putRecords(
-          streamName,
-          phase(16, 8).map((r, i) => ({
-            PartitionKey: r.partitionKey,
-            ExplicitHashKey: es[Math.floor(i / 2)]!.hashKey,
-            Data: new TextEncoder().encode(r.data)
-          }))
-        )
-        const lease = (
-          key: string,
-          checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber,
-          parents: ReadonlyArray<string>,
-          children: ReadonlyArray<string> = []
-        ): Lease.Lease => ({
-          leaseKey: key,
-          leaseOwner: undefined,
-          leaseCounter: 3,
-          checkpoint,
-          pendingCheckpoint: undefined,
-          ownerSwitchesSinceCheckpoint: 0,
-          parentShardIds: parents,
-          childShardIds: children,
-          hashKeyRange: undefined
-        })
-        // C1, D1 and D2 were consumed and their leases deleted before P's: P waits for C1's lease forever.
-        const repository = yield* LeaseRepository.makeMemory({
-          leases: [
-            lease(p, ExtendedSequenceNumber.shardEnd, [], [c1!.shardId, c2!.shardId]),
-            lease(c2!.shardId, ExtendedSequenceNumber.trimHorizon, [p]),
-            ...es.map((e, i) =>
-              lease(e.shardId, ExtendedSequenceNumber.make(written.Records![2 * i]!.SequenceNumber!), [
-                ds[Math.floor(i / 2)]!.shardId
-              ])
-            )
+    // With cleanup off the parent's lease stays: the consumed child below it must not be leased again either.
+    for (
+      const [initialPosition, cleanupFinished] of [["TRIM_HORIZON", true], ["LATEST", true], ["LATEST", false]] as const
+    ) {
+      it.effect(`${initialPosition}, cleanup ${cleanupFinished ? "on" : "off"}: a table an older cleanup left with a parent whose consumed descendants' leases were deleted first: nothing is read again, and the parent's lease goes with cleanup on`, () =>
+        Effect.gen(function*() {
+          const admin = yield* AdminClient.AdminClient
+          const client = yield* Client.Client
+          const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+          const p = shards[0]!.shardId
+          yield* put(streamName, phase(0, 8))
+          yield* admin.splitShard(streamName, p)
+          const [c1, c2] = yield* childrenOf(streamName, p)
+          yield* put(streamName, phaseOn(c1!.hashKey, 8, 8))
+          yield* admin.splitShard(streamName, c1!.shardId)
+          const ds = yield* childrenOf(streamName, c1!.shardId)
+          for (const d of ds) yield* admin.splitShard(streamName, d.shardId)
+          const es = [
+            ...(yield* childrenOf(streamName, ds[0]!.shardId)),
+            ...(yield* childrenOf(streamName, ds[1]!.shardId))
           ]
-        })
+          // Two records on each grandchild of C1; its lease says the first was processed.
+          const written = yield* client.putRecords(
+            streamName,
+            phase(16, 8).map((r, i) => ({
+              PartitionKey: r.partitionKey,
+              ExplicitHashKey: es[Math.floor(i / 2)]!.hashKey,
+              Data: new TextEncoder().encode(r.data)
+            }))
+          )
+          const lease = (
+            key: string,
+            checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber,
+            parents: ReadonlyArray<string>,
+            children: ReadonlyArray<string> = []
+          ): Lease.Lease => ({
+            leaseKey: key,
+            leaseOwner: undefined,
+            leaseCounter: 3,
+            checkpoint,
+            pendingCheckpoint: undefined,
+            ownerSwitchesSinceCheckpoint: 0,
+            parentShardIds: parents,
+            childShardIds: children,
+            hashKeyRange: undefined
+          })
+          // C1, D1 and D2 were consumed and their leases deleted before P's: P waits for C1's lease forever.
+          const repository = yield* LeaseRepository.makeMemory({
+            leases: [
+              lease(p, ExtendedSequenceNumber.shardEnd, [], [c1!.shardId, c2!.shardId]),
+              lease(c2!.shardId, ExtendedSequenceNumber.trimHorizon, [p]),
+              ...es.map((e, i) =>
+                lease(e.shardId, ExtendedSequenceNumber.make(written.Records![2 * i]!.SequenceNumber!), [
+                  ds[Math.floor(i / 2)]!.shardId
+                ])
+              )
+            ]
+          })
 
-        const worker = yield* startWorker({ stream: streamName, workerId: "w", repository })
-        const open = [c2!.shardId, ...es.map((e) => e.shardId)].sort()
-        yield* eventually(
-          Effect.map(leaseKeys(repository), (keys) => keys.join() === open.join()),
-          "15 seconds",
-          "only the open shards' leases"
-        ).pipe(
-          Effect.catch((error) =>
-            Effect.flatMap(
-              leaseKeys(repository),
-              (keys) => Effect.fail(new Error(`${error.message}; leases: ${keys.join(", ")}`))
+          const worker = yield* startWorker({
+            stream: streamName,
+            workerId: "w",
+            repository,
+            initialPosition,
+            lease: { ...fastLeases, cleanupFinished }
+          })
+          const open = [...(cleanupFinished ? [] : [p]), c2!.shardId, ...es.map((e) => e.shardId)].sort()
+          yield* eventually(
+            Effect.map(leaseKeys(repository), (keys) => keys.join() === open.join()),
+            "15 seconds",
+            "only the open shards' leases"
+          ).pipe(
+            Effect.catch((error) =>
+              Effect.flatMap(
+                leaseKeys(repository),
+                (keys) => Effect.fail(new Error(`${error.message}; leases: ${keys.join(", ")}`))
+              )
             )
           )
-        )
-        yield* put(streamName, phaseOn(c2!.hashKey, 24, 8))
-        yield* eventually(Effect.sync(() => worker.seen.length >= 12), "30 seconds", "12 records")
-        yield* Effect.sleep("3 seconds")
-        const expected = [...phase(16, 8).filter((_, i) => i % 2 === 1), ...phase(24, 8)].map((r) => r.data).sort()
-        expect(worker.seen.map((r) => r.data).sort()).toEqual(expected)
-        expect(worker.events.filter((e) => e._tag === "LeaseDeleted").map((e) => e.shardId)).toEqual([p])
-        expect(worker.events.filter((e) => e._tag === "NewShardDetected")).toEqual([])
-        expect(yield* leaseKeys(repository)).toEqual(open)
-      }))
+          yield* put(streamName, phaseOn(c2!.hashKey, 24, 8))
+          yield* eventually(Effect.sync(() => worker.seen.length >= 12), "30 seconds", "12 records")
+          yield* Effect.sleep("3 seconds")
+          const expected = [...phase(16, 8).filter((_, i) => i % 2 === 1), ...phase(24, 8)].map((r) => r.data).sort()
+          expect(worker.seen.map((r) => r.data).sort()).toEqual(expected)
+          expect(worker.events.filter((e) => e._tag === "LeaseDeleted").map((e) => e.shardId)).toEqual(
+            cleanupFinished ? [p] : []
+          )
+          expect(worker.events.filter((e) => e._tag === "NewShardDetected")).toEqual([])
+          expect(yield* leaseKeys(repository)).toEqual(open)
+        }))
+    }
 
     it.effect("a store refusing deletes does not stop the consumer: the finished lease stays", () =>
       Effect.gen(function*() {
