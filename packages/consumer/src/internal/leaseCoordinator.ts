@@ -242,8 +242,12 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   const syncShards = Effect.gen(function*() {
     const shardFilter = ShardLineage.shardFilter(initialPosition, options.timestamp)
-    const shards: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream, { shardFilter }))
+    const listed: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream, { shardFilter }))
     const leases = new Map((yield* repository.list).map((lease) => [lease.leaseKey, lease]))
+    // Leases from a run with an earlier timestamp may reach shards that closed before this one.
+    const shards = shardFilter !== undefined && ShardLineage.missesLeased(listed, leases)
+      ? ShardLineage.withLeasedLineage(listed, yield* Stream.runCollect(client.listShards(stream)), leases)
+      : listed
     // Before the lineage: a lease deleted here must not be created again below.
     if (settings.cleanupFinished) {
       // Cleanup is housekeeping: a store refusing deletes (say, no DeleteItem permission) must

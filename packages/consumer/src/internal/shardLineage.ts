@@ -118,6 +118,59 @@ export const shardFilter = (
     : undefined
 
 /**
+ * Whether a listing made with {@link shardFilter} misses a leased shard: one that closed before the
+ * timestamp (a lease from a run with an earlier one). Shards below it that closed before the
+ * timestamp too are missing as well, though its lineage continues through them: see
+ * {@link withLeasedLineage}.
+ *
+ * @internal
+ */
+export const missesLeased = (listed: ReadonlyArray<Shard>, leases: ReadonlyMap<string, Lease>): boolean => {
+  if (leases.size === 0) return false
+  const ids = new Set(listed.map((shard) => shard.ShardId!))
+  for (const key of leases.keys()) if (!ids.has(key)) return true
+  return false
+}
+
+/**
+ * `listed` plus the shards of `all` (an unfiltered listing) that it misses and that a lease's
+ * lineage reaches: the leased ones, and closed ones without a lease below them. Leases continue
+ * their lineage whatever the starting position; it only places the shards no lease reaches.
+ *
+ * @internal
+ */
+export const withLeasedLineage = (
+  listed: ReadonlyArray<Shard>,
+  all: ReadonlyArray<Shard>,
+  leases: ReadonlyMap<string, Lease>
+): ReadonlyArray<Shard> => {
+  const ids = new Set(listed.map((shard) => shard.ShardId!))
+  const children = new Map<string, Array<Shard>>()
+  for (const shard of all) {
+    for (const parent of parentsOf(shard)) {
+      const list = children.get(parent)
+      if (list === undefined) children.set(parent, [shard])
+      else list.push(shard)
+    }
+  }
+  const added: Array<Shard> = []
+  const queue: Array<Shard> = all.filter((shard) => leases.has(shard.ShardId!))
+  while (queue.length > 0) {
+    const shard = queue.shift()!
+    const id = shard.ShardId!
+    if (ids.has(id)) continue
+    ids.add(id)
+    added.push(shard)
+    for (const child of children.get(id) ?? []) {
+      const closedWithoutLease = !leases.has(child.ShardId!) &&
+        child.SequenceNumberRange?.EndingSequenceNumber !== undefined
+      if (closedWithoutLease) queue.push(child)
+    }
+  }
+  return added.length === 0 ? listed : [...added, ...listed]
+}
+
+/**
  * With `LATEST`, closed shards that have no lease yet are left out: reading a parent from its
  * latest record would end at once, and its children must not then be read from their beginning
  * as if the parent had been consumed. Their open descendants become roots.
@@ -130,9 +183,9 @@ export const shardFilter = (
  *
  * With `TRIM_HORIZON` and `AT_TIMESTAMP` closed shards are leased too, parents before children,
  * so that nothing after the starting position is skipped. With `AT_TIMESTAMP`, `shards` are the
- * ones listed with {@link shardFilter}: a shard without a listed parent was open at the timestamp
- * and starts there (a closed one may hold records after it); the others began after it and start
- * at `TRIM_HORIZON`, like every child.
+ * ones listed with {@link shardFilter} (and {@link withLeasedLineage}): a shard without a listed
+ * parent was open at the timestamp and starts there (a closed one may hold records after it); the
+ * others began after it and start at `TRIM_HORIZON`, like every child.
  *
  * A closed shard without a lease is also left out when a descendant's lease has started: the
  * shard was consumed and its lease deleted as finished (`Lease.isFinished`). Creating it again
