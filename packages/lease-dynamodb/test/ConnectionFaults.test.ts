@@ -24,12 +24,15 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })(
       Effect.gen(function*() {
         const { client, proxy } = yield* dynamoViaProxy
         const table = uniqueTable("outage-calls")
-        const store = yield* DynamoDbLeaseRepository.make({ applicationName: table }).pipe(
-          Effect.provide(client)
-        )
+        // A budget well above the outage: backoff doubles, so the retry after a 1.5 s outage may come
+        // as late as 2.4 s, past the default 2 s budget on a loaded machine.
+        const store = yield* DynamoDbLeaseRepository.make({ applicationName: table, retry: { budget: "5 seconds" } })
+          .pipe(
+            Effect.provide(client)
+          )
         assert.deepStrictEqual(yield* store.list, [])
         yield* proxy.outage(outage)
-        // Default budget (2 s) against a 1.5 s outage: the first call waits it out.
+        // The first call waits the outage out.
         assert.deepStrictEqual(yield* store.list, [])
         assert.isUndefined(yield* store.get("shardId-000000000000"))
         const stats = yield* proxy.stats
