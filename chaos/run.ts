@@ -77,6 +77,7 @@ const LEASE = {
   shardSyncInterval: "5 seconds"
 } as const
 const TARGET_MS = 4_000 + 2_000
+const POLL_MS = 250
 
 // mulberry32
 let rngState = SEED >>> 0
@@ -213,7 +214,10 @@ const program = Effect.gen(function*() {
   console.log(
     `chaos: seed ${SEED}, ${flags.short ? "short" : "long"} run, producing ${PRODUCE_MS / 1000} s at ${RATE} records/s `
       + `over ${KEYS} keys, ${WORKERS} workers, ${SHARDS} shards; lease expiry ${LEASE.expiry}, take every `
-      + `${LEASE.takeInterval} → resume target ${TARGET_MS} ms (${2 * TARGET_MS} ms under churn); output ${OUT}`
+      + `${LEASE.takeInterval}, poll every ${POLL_MS} ms → resume target ${TARGET_MS} ms + ${POLL_MS} (${
+        2 * TARGET_MS
+      } `
+      + `+ ${POLL_MS} ms under churn); output ${OUT}`
   )
   const kinesis = yield* KinesisEmulator.make()
   const dynamo = yield* DynamoEmulator.make()
@@ -287,7 +291,7 @@ const orchestrate = async (env: Env): Promise<void> => {
       credentials,
       recordsFile,
       eventsFile,
-      pollInterval: "250 millis",
+      pollInterval: POLL_MS,
       checkpointInterval: "1 second",
       checkpointBatchSize: 200,
       lease: LEASE
@@ -337,6 +341,8 @@ const orchestrate = async (env: Env): Promise<void> => {
 
   /** SIGTERM, wait for the exit, then look for leases still naming the workers. */
   const stopGracefully = async (stopping: ReadonlyArray<WorkerRun>) => {
+    // A process that has not yet installed its SIGTERM handler would just die: wait until it has (a few seconds).
+    for (let i = 0; i < 200 && stopping.some((run) => !booted(run)); i++) await sleep(100)
     for (const run of stopping) {
       run.stopRequested = true
       run.proc.child.kill("SIGTERM")
@@ -357,6 +363,8 @@ const orchestrate = async (env: Env): Promise<void> => {
       note(`leases left owned by stopped workers: ${owned.join("; ")}`)
     }
   }
+
+  const booted = (run: WorkerRun) => run.proc.exit !== undefined || run.events.read().some((e) => e.e === "boot")
 
   const running = () => slots.filter((run): run is WorkerRun => run !== undefined && !run.stopRequested && !run.killed)
 
@@ -588,6 +596,7 @@ const orchestrate = async (env: Env): Promise<void> => {
     shards,
     disruptions,
     targetMillis: TARGET_MS,
+    allowanceMillis: POLL_MS,
     runEnd
   })
   const checks: Array<Check> = [

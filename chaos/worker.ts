@@ -35,6 +35,7 @@ process.on("SIGTERM", () => {
   event({ e: "stopping" })
   interrupt?.()
 })
+event({ e: "boot", pid: process.pid })
 
 const { Consumer } = await import("@effect-kinesis/consumer")
 const { Client, ExtendedSequenceNumber, Serde } = await import("@effect-kinesis/core")
