@@ -477,21 +477,23 @@ const orchestrate = async (env: Env): Promise<void> => {
   for (let c = 0; c < cycles; c++) {
     const when = (fraction: number) => Math.round(c * cycle + cycle * fraction + between(-1_000, 1_000))
     steps.push(
-      { at: when(0.05), name: "Kinesis faults", run: () => faultPeriod("kinesis", cycle * 0.12, 1) },
-      { at: when(0.08), name: "SIGKILL one worker", run: kill },
-      { at: when(0.20), name: "DynamoDB faults", run: () => faultPeriod("dynamo", cycle * 0.25, 1) },
+      // Isolated: nothing else happens within two targets, so the single-kill target applies.
+      { at: when(0.06), name: "SIGKILL one worker", run: kill },
+      { at: when(0.22), name: "Kinesis faults", run: () => faultPeriod("kinesis", cycle * 0.1, 1) },
       { at: when(0.24), name: "SIGKILL one worker", run: kill },
-      { at: when(0.30), name: "split", run: split },
+      { at: when(0.32), name: "DynamoDB faults", run: () => faultPeriod("dynamo", cycle * 0.22, 1) },
+      { at: when(0.34), name: "split", run: split },
       // Stops while DynamoDB answers fail or get lost, and while peers take the leases of a killed worker.
-      { at: when(0.34), name: "graceful stop of one worker", run: stopOne },
-      { at: when(0.40), name: "SIGKILL one worker", run: kill },
-      { at: when(0.45), name: "graceful stop of all workers", run: stopAll },
+      { at: when(0.38), name: "graceful stop of one worker", run: stopOne },
+      { at: when(0.44), name: "SIGKILL one worker", run: kill },
+      { at: when(0.49), name: "graceful stop of all workers", run: stopAll },
       { at: when(0.60), name: "merge", run: merge },
+      { at: when(0.65), name: "SIGKILL (churn)", run: kill },
       { at: when(0.68), name: "SIGKILL (churn)", run: kill },
-      { at: when(0.71), name: "SIGKILL (churn)", run: kill },
-      { at: when(0.78), name: "Kinesis and DynamoDB faults", run: () => faultPeriod("both", cycle * 0.12, 0.5) },
-      { at: when(0.84), name: "graceful stop of one worker", run: stopOne },
-      { at: when(0.92), name: "SIGKILL one worker", run: kill }
+      { at: when(0.72), name: "Kinesis and DynamoDB faults", run: () => faultPeriod("both", cycle * 0.08, 0.5) },
+      { at: when(0.76), name: "graceful stop of one worker", run: stopOne },
+      // Isolated again: the last faults and stop are more than two targets earlier.
+      { at: when(0.94), name: "SIGKILL one worker", run: kill }
     )
   }
   steps.sort((a, b) => a.at - b.at)
