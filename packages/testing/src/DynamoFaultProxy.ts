@@ -150,12 +150,15 @@ export interface DynamoFaultControl {
  * @since 0.1.0
  * @category services
  */
-export class DynamoFaultProxy extends Context.Service<DynamoFaultProxy, DynamoFaultControl & {
-  /** e.g. `http://127.0.0.1:45123` */
-  readonly endpoint: string
-  /** The emulator's client configuration with the proxy's endpoint. */
-  readonly clientConfig: EmulatorClientConfig
-}>()("@effect-kinesis/testing/DynamoFaultProxy") {}
+export class DynamoFaultProxy extends Context.Service<
+  DynamoFaultProxy,
+  DynamoFaultControl & {
+    /** e.g. `http://127.0.0.1:45123` */
+    readonly endpoint: string
+    /** The emulator's client configuration with the proxy's endpoint. */
+    readonly clientConfig: EmulatorClientConfig
+  }
+>()("@effect-kinesis/testing/DynamoFaultProxy") {}
 
 const probabilities = [
   "throttleRate",

@@ -72,7 +72,9 @@ const bump = (table: string, k: string, expected: number) =>
 
 const valueOf = (direct: DynamoDBClient, table: string, k: string) =>
   Effect.map(
-    Effect.promise(() => direct.send(new GetItemCommand({ TableName: table, Key: { k: { S: k } }, ConsistentRead: true }))),
+    Effect.promise(() =>
+      direct.send(new GetItemCommand({ TableName: table, Key: { k: { S: k } }, ConsistentRead: true }))
+    ),
     (out) => (out.Item?.v?.N === undefined ? undefined : Number(out.Item.v.N))
   )
 
