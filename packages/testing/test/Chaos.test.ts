@@ -20,6 +20,8 @@ describe("chaos", () => {
       }
     )
     if (code !== 0) console.error(stdout.slice(-20_000), stderr.slice(-5_000))
+    // The failed checks' lines, with their numbers, are the failure message.
+    expect(stdout.split("\n").filter((line) => line.startsWith("FAIL"))).toEqual([])
     expect(stdout).toMatch(/chaos: all \d+ checks passed/)
     expect(code).toBe(0)
   }, 300_000)
