@@ -3,6 +3,7 @@
  */
 export * as ConsumerWorker from "./ConsumerWorker.ts"
 export * as DynamoEmulator from "./DynamoEmulator.ts"
+export * as DynamoFaultProxy from "./DynamoFaultProxy.ts"
 export * as Emulator from "./Emulator.ts"
 export * as FaultProxy from "./FaultProxy.ts"
 export * as KinesisEmulator from "./KinesisEmulator.ts"
