@@ -7,11 +7,11 @@
  *
  * @internal
  */
-import { Duration } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import type { DynamoFaultSettings, DynamoFaultStats } from "../DynamoFaultProxy.ts"
+import { type Buffered, chance, forwardableHeaders, millisOf, readBody, relay, sleep } from "./httpRelay.ts"
 
 /** @internal */
 export const CONTROL_PATH = "/__fault-proxy"
@@ -20,37 +20,12 @@ const JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
 const ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 const TARGET = /^DynamoDB_20120810\.(\w+)$/
 
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "expect", "upgrade", "proxy-connection"])
-
-const forwardableHeaders = (headers: Http.IncomingHttpHeaders): Http.OutgoingHttpHeaders => {
-  const out: Http.OutgoingHttpHeaders = {}
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value
-  }
-  return out
-}
-
-const readBody = (stream: Http.IncomingMessage): Promise<Buffer> =>
-  new Promise((resolve, reject) => {
-    const chunks: Array<Buffer> = []
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk))
-    stream.once("end", () => resolve(Buffer.concat(chunks)))
-    stream.once("error", reject)
-    stream.once("aborted", () => reject(new Error("request aborted")))
-  })
-
-const sleep = (millis: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, millis))
-
-const millisOf = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
-
 // Durations travel as milliseconds: a `Duration` value does not survive JSON.
 const wireSettings = (settings: DynamoFaultSettings): DynamoFaultSettings => ({
   ...settings,
   latency: millisOf(settings.latency),
   latencyJitter: millisOf(settings.latencyJitter)
 })
-
-const chance = (probability: number): boolean => probability > 0 && Math.random() < probability
 
 interface MutableStats {
   requests: Record<string, number>
@@ -71,12 +46,6 @@ const emptyStats = (): MutableStats => ({
   droppedConnections: 0,
   droppedAfterForward: 0
 })
-
-interface Buffered {
-  readonly status: number
-  readonly headers: Http.IncomingHttpHeaders
-  readonly body: Buffer
-}
 
 /** @internal */
 export interface ServerOptions {
@@ -243,11 +212,6 @@ const drop = (req: Http.IncomingMessage, _res: Http.ServerResponse): void => {
 
 const serverError = (res: Http.ServerResponse): void =>
   answer(res, 500, { __type: `${ERROR_PREFIX}InternalServerError`, message: "Internal server error" })
-
-const relay = (res: Http.ServerResponse, response: Buffered): void => {
-  res.writeHead(response.status, { ...forwardableHeaders(response.headers), "content-length": response.body.length })
-  res.end(response.body)
-}
 
 const answer = (res: Http.ServerResponse, status: number, json: unknown): void => {
   const body = Buffer.from(JSON.stringify(json))

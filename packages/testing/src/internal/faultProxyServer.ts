@@ -8,12 +8,13 @@
  */
 import type { Shard } from "@aws-sdk/client-kinesis"
 import { Aggregation, ShardMap } from "@effect-kinesis/core"
-import { Duration, Option, Result } from "effect"
+import { Option, Result } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import type { FaultSettings, FaultStats, RejectCandidate, ShardStats } from "../FaultProxy.ts"
 import { EventStreamGate } from "./eventStreamGate.ts"
+import { type Buffered, chance, forwardableHeaders, millisOf, readBody, relay, sleep } from "./httpRelay.ts"
 import {
   decodeListShards,
   decodePutRecord,
@@ -88,36 +89,7 @@ const emptyStats = (): MutableStats => ({
   shards: new Map()
 })
 
-interface Buffered {
-  readonly status: number
-  readonly headers: Http.IncomingHttpHeaders
-  readonly body: Buffer
-}
-
 type AfterForward = "none" | "serverError" | "drop"
-
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "expect", "upgrade", "proxy-connection"])
-
-const forwardableHeaders = (headers: Http.IncomingHttpHeaders): Http.OutgoingHttpHeaders => {
-  const out: Http.OutgoingHttpHeaders = {}
-  for (const [name, value] of Object.entries(headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value
-  }
-  return out
-}
-
-const readBody = (stream: Http.IncomingMessage): Promise<Buffer> =>
-  new Promise((resolve, reject) => {
-    const chunks: Array<Buffer> = []
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk))
-    stream.once("end", () => resolve(Buffer.concat(chunks)))
-    stream.once("error", reject)
-    stream.once("aborted", () => reject(new Error("request aborted")))
-  })
-
-const sleep = (millis: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, millis))
-
-const millisOf = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
 
 /** @internal */
 export interface ServerOptions {
@@ -620,13 +592,6 @@ export class FaultProxyServer {
     if (after !== "none") return this.#afterForward(req, res, after, settings)
     return relay(res, response)
   }
-}
-
-const chance = (probability: number): boolean => probability > 0 && Math.random() < probability
-
-const relay = (res: Http.ServerResponse, response: Buffered): void => {
-  res.writeHead(response.status, { ...forwardableHeaders(response.headers), "content-length": response.body.length })
-  res.end(response.body)
 }
 
 const answer = (
