@@ -321,6 +321,17 @@ export const analyze = (input: Input) => {
   })
 
   // --- figures ---
+  // A graceful stop hands its leases on: the others take them at their next scan, so a shard
+  // should wait no longer than a scan and a poll (stretches under a second are not gaps at all).
+  const stops = input.disruptions.filter((d) => d.kind === "stop").length
+  const afterStops = gaps.filter((gap) => {
+    const kinds = gap.causes.split("+")
+    return kinds.includes("stop") && !kinds.includes("kill") && !kinds.includes("stop-all")
+  })
+  figures.push(
+    `graceful stops of one worker: ${stops}; shards waiting over 1 s after one: ${afterStops.length}`
+      + (afterStops.length > 0 ? `, longest ${Math.max(...afterStops.map((gap) => gap.millis))} ms` : "")
+  )
   const duplicates = processedLines - processedIds.size
   // Why a record was processed again, judged by its first processing.
   const causes = { storedTwice: 0, killed: 0, stopped: 0, sameWorker: 0, leaseMoved: 0 }
