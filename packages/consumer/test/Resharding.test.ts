@@ -118,8 +118,11 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
 
         const first = yield* startWorker({ stream: streamName, workerId: "w1", repository })
         yield* eventually(Effect.sync(() => first.seen.length >= 48), "30 seconds", "all 48 records")
+        // The worker reports a deletion after the store made it: wait for the event too.
         yield* eventually(
-          Effect.map(repository.list, (leases) => leases.length === 2 && leases.every((l) => l.leaseKey !== parent)),
+          Effect.map(repository.list, (leases) =>
+            leases.length === 2 && leases.every((l) => l.leaseKey !== parent) &&
+            first.events.some((e) => e._tag === "LeaseDeleted")),
           "10 seconds",
           "the parent's lease deleted"
         )
@@ -160,8 +163,12 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Reshar
         yield* eventually(Effect.sync(() => worker.seen.length >= 32), "30 seconds", "D1's and D2's 16 records")
 
         const open = [c2!.shardId, d1!.shardId, d2!.shardId].sort()
+        // The worker reports a deletion after the store made it: wait for the events too.
         yield* eventually(
-          Effect.map(leaseKeys(repository), (keys) => keys.join() === open.join()),
+          Effect.map(
+            leaseKeys(repository),
+            (keys) => keys.join() === open.join() && worker.events.filter((e) => e._tag === "LeaseDeleted").length >= 2
+          ),
           "15 seconds",
           "only the open shards' leases"
         ).pipe(

@@ -223,12 +223,17 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("Consumer on th
         const ended = worker.events.find((e) => e._tag === "ShardEnded" && e.shardId === parent)
         expect(ended?._tag === "ShardEnded" ? [...ended.childShardIds].sort() : []).toEqual(children)
         // Once both children have started, the parent's finished lease is deleted from the table.
+        // The worker reports the deletion after the store made it: wait for the event too.
+        const deletedEvents = () => worker.events.filter((e) => e._tag === "LeaseDeleted").map((e) => e.shardId)
         yield* eventually(
-          Effect.map(leases.list, (all) => all.length === 2 && all.every((l) => l.leaseKey !== parent)),
+          Effect.map(
+            leases.list,
+            (all) => all.length === 2 && all.every((l) => l.leaseKey !== parent) && deletedEvents().length > 0
+          ),
           "10 seconds",
           "the parent's lease deleted"
         )
-        expect(worker.events.filter((e) => e._tag === "LeaseDeleted").map((e) => e.shardId)).toEqual([parent])
+        expect(deletedEvents()).toEqual([parent])
       }))
   })
 
@@ -309,8 +314,12 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("Consumer on th
         yield* eventually(Effect.sync(() => worker.seen.length >= 32), "30 seconds", "D1's and D2's records")
 
         const open = [c2!.shardId, d1!.shardId, d2!.shardId].sort()
+        // The worker reports a deletion after the store made it: wait for the events too.
         yield* eventually(
-          Effect.map(keys, (k) => k.join() === open.join()),
+          Effect.map(
+            keys,
+            (k) => k.join() === open.join() && worker.events.filter((e) => e._tag === "LeaseDeleted").length >= 2
+          ),
           "15 seconds",
           "only the open shards' leases"
         )

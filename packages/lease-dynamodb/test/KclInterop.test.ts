@@ -237,6 +237,12 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("KCL interopera
           "20 seconds",
           "the children's records"
         )
+        // A stop could cut the shard sync between the delete and its event: wait for the event.
+        yield* eventually(
+          Effect.sync(() => worker.events.some((e) => e._tag === "LeaseDeleted")),
+          "10 seconds",
+          "the parent's lease deleted"
+        )
         yield* Effect.sleep("500 millis")
         yield* worker.stop
         expect(worker.seen.map((r) => r.data).sort()).toEqual(expected)
