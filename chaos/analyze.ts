@@ -25,6 +25,8 @@ export interface Incarnation {
   readonly started: number | undefined
   readonly ended: number | undefined
   readonly ending: "killed" | "stopped" | "other"
+  /** When it reported losing a lease (taken or expired), per shard. */
+  readonly lost: ReadonlyMap<string, ReadonlyArray<number>>
 }
 
 export interface Input {
@@ -335,15 +337,21 @@ export const analyze = (input: Input) => {
   const duplicates = processedLines - processedIds.size
   // Why a record was processed again, judged by its first processing.
   const causes = { storedTwice: 0, killed: 0, stopped: 0, sameWorker: 0, leaseMoved: 0 }
-  const first = new Map<number, { readonly incarnation: Incarnation; readonly position: string }>()
+  const first = new Map<
+    number,
+    { readonly incarnation: Incarnation; readonly position: string; readonly time: number }
+  >()
   const all = input.incarnations.flatMap((incarnation) => incarnation.lines.map((line) => ({ incarnation, line })))
   all.sort((a, b) => a.line.t - b.line.t)
   for (const { incarnation, line } of all) {
     const earlier = first.get(line.id)
-    if (earlier === undefined) first.set(line.id, { incarnation, position: positionKey(line) })
+    if (earlier === undefined) first.set(line.id, { incarnation, position: positionKey(line), time: line.t })
     else if (earlier.position !== positionKey(line)) causes.storedTwice++
     else if (earlier.incarnation === incarnation) causes.sameWorker++
     else if (earlier.incarnation.ended === undefined || earlier.incarnation.ended > line.t) causes.leaseMoved++
+    // Its lease was taken or expired after it processed the record (say, during its stop, while
+    // the store failed): not the stop's doing, though the record came again after it ended.
+    else if ((earlier.incarnation.lost.get(line.s) ?? []).some((t) => t >= earlier.time)) causes.leaseMoved++
     else if (earlier.incarnation.ending === "killed") causes.killed++
     else causes.stopped++
   }

@@ -606,13 +606,21 @@ const orchestrate = async (env: Env): Promise<void> => {
   const incarnationsOut: Array<Incarnation> = runs.map((run) => {
     const events = run.events.read()
     const start = events.find((e) => e.e === "start")
+    const lost = new Map<string, Array<number>>()
+    for (const e of events as ReadonlyArray<{ e: string; t: number; s?: string }>) {
+      if (e.e !== "LeaseLost" || e.s === undefined) continue
+      const times = lost.get(e.s)
+      if (times === undefined) lost.set(e.s, [e.t - t0])
+      else times.push(e.t - t0)
+    }
     return {
       label: run.label,
       workerId: run.workerId,
       lines: run.records.read(),
       started: start === undefined ? undefined : start.t - t0,
       ended: run.proc.exit?.at,
-      ending: run.killed ? "killed" : run.stopRequested ? "stopped" : "other"
+      ending: run.killed ? "killed" : run.stopRequested ? "stopped" : "other",
+      lost
     }
   })
   // Times in the files are wall-clock; the analysis works in ms since the runner started.
