@@ -38,6 +38,7 @@ import {
 import { NodeHttp2Handler } from "@smithy/node-http-handler"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted, Stream } from "effect"
 import * as PutRecordsBody from "./internal/putRecordsBody.ts"
+import * as ResponseTimeout from "./internal/responseTimeout.ts"
 import { makeSdkClient, sdkOptions as sdkOptionsInternal } from "./internal/sdkClient.ts"
 import * as KinesisError from "./KinesisError.ts"
 
@@ -81,13 +82,14 @@ export interface ClientConfig {
   /** Sockets per host for the HTTP/1.1 handler. Default 50. */
   readonly maxSockets?: number | undefined
   /**
-   * How long a unary call (every operation but `SubscribeToShard`) may wait for its answer before
-   * it is abandoned and fails with a retryable `ServiceUnavailable` (code `TimeoutError`). Without
-   * it, a connection that goes silent (a NAT or load balancer forgetting the flow: no answer, no
-   * reset) hangs the call for good. Default 10 s: `GetRecords` answers in well under a second,
-   * seconds when it returns its maximum of 10 MiB. The producer's own `requestTimeout` bounds
-   * `PutRecords` too; the shorter of the two applies. `SubscribeToShard` streams are watched by the
-   * consumer's stall detection instead. Applies to this Kinesis client only: `sdkOptions` leaves
+   * How long a unary call (every operation but `SubscribeToShard`) may wait for its answer to
+   * start (the response headers) before it is abandoned and fails with a retryable
+   * `ServiceUnavailable` (code `TimeoutError`); on HTTP/2 the pooled sessions are then dropped, so
+   * that the next calls open a new connection. Without it, a connection that goes silent (a NAT or
+   * load balancer forgetting the flow: no answer, no reset) hangs the call for good. The body may
+   * then take as long as it needs: a 10 MiB `GetRecords` answer over a slow link is not cut off.
+   * Default 10 s. The producer's `requestTimeout` replaces it for `PutRecords`.
+   * `SubscribeToShard` streams are watched by the consumer's stall detection instead. Applies to this Kinesis client only: `sdkOptions` leaves
    * it out (the DynamoDB lease store times its calls itself).
    */
   readonly requestTimeout?: Duration.Input | undefined
@@ -208,9 +210,11 @@ export class Client extends Context.Service<Client, {
     stream: StreamId,
     input: Omit<PutRecordInput, "StreamName" | "StreamARN">
   ) => Effect.Effect<PutRecordOutput, KinesisError.KinesisError>
+  /** `options.requestTimeout` replaces the client's for this call (the producer's own setting). */
   readonly putRecords: (
     stream: StreamId,
-    records: Array<PutRecordsRequestEntry>
+    records: Array<PutRecordsRequestEntry>,
+    options?: { readonly requestTimeout?: Duration.Input | undefined }
   ) => Effect.Effect<PutRecordsOutput, KinesisError.KinesisError>
   readonly getShardIterator: (
     stream: StreamId,
@@ -269,7 +273,8 @@ export class Client extends Context.Service<Client, {
  */
 export const fromSdk = (sdk: KinesisClient, options: FromSdkOptions = {}): Client["Service"] => {
   PutRecordsBody.install(sdk)
-  const requestTimeout = Duration.fromInputUnsafe(options.requestTimeout ?? "10 seconds")
+  ResponseTimeout.install(sdk)
+  const requestTimeoutMillis = Duration.toMillis(Duration.fromInputUnsafe(options.requestTimeout ?? "10 seconds"))
   // A call without an answer most likely went to a connection that went silent. On HTTP/1.1 the
   // abort destroys its socket; an HTTP/2 session would carry the next calls into the same silence,
   // so the pooled sessions are dropped (their other calls fail as transport failures and are
@@ -280,19 +285,14 @@ export const fromSdk = (sdk: KinesisClient, options: FromSdkOptions = {}): Clien
   }
   const untimedCall = <A>(operation: string, send: (signal: AbortSignal) => Promise<A>) =>
     Effect.tryPromise({ try: send, catch: (error) => KinesisError.fromSdkError(operation, error) })
-  const call = <A>(operation: string, send: (signal: AbortSignal) => Promise<A>) =>
-    untimedCall(operation, send).pipe(
-      Effect.timeoutOrElse({
-        duration: requestTimeout,
-        orElse: () =>
-          Effect.suspend(() => {
-            dropSilentSessions()
-            return Effect.fail(KinesisError.fromSdkError(operation, {
-              name: "TimeoutError",
-              message: `no answer within ${Duration.format(requestTimeout)}`
-            }))
-          })
-      })
+  const call = <A>(
+    operation: string,
+    send: (signal: AbortSignal) => Promise<A>,
+    timeoutMillis = requestTimeoutMillis
+  ) =>
+    untimedCall(
+      operation,
+      (signal) => ResponseTimeout.send(signal, timeoutMillis, dropSilentSessions, send)
     )
 
   const describeStreamSummary = (stream: StreamId) =>
@@ -323,11 +323,14 @@ export const fromSdk = (sdk: KinesisClient, options: FromSdkOptions = {}): Clien
         "PutRecord",
         (abortSignal) => sdk.send(new PutRecordCommand({ ...input, ...streamParams(stream) }), { abortSignal })
       ),
-    putRecords: (stream, records) =>
+    putRecords: (stream, records, options) =>
       call(
         "PutRecords",
         (abortSignal) =>
-          sdk.send(new PutRecordsCommand(PutRecordsBody.input(streamParams(stream), records)), { abortSignal })
+          sdk.send(new PutRecordsCommand(PutRecordsBody.input(streamParams(stream), records)), { abortSignal }),
+        options?.requestTimeout === undefined
+          ? requestTimeoutMillis
+          : Duration.toMillis(Duration.fromInputUnsafe(options.requestTimeout))
       ),
     getShardIterator: (stream, options) =>
       call("GetShardIterator", (abortSignal) =>

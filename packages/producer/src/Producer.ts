@@ -187,11 +187,8 @@ const now = (): number => performance.now()
 const MAX_PARTITION_KEY_LENGTH = 256
 const noop = () => {}
 
-const toFailure = (cause: Cause.Cause<KinesisError.KinesisError | Cause.TimeoutError>): RequestFailure => {
+const toFailure = (cause: Cause.Cause<KinesisError.KinesisError>): RequestFailure => {
   const error = Cause.squash(cause)
-  if (Cause.isTimeoutError(error)) {
-    return { code: "RequestTimeout", message: "PutRecords timed out", retryable: true, cause: error }
-  }
   if (typeof error === "object" && error !== null && "_tag" in error && "retryable" in error) {
     const e = error as KinesisError.KinesisError
     return { code: e._tag, message: e.message, retryable: e.retryable, cause: e }
@@ -273,8 +270,9 @@ export const make = <A>(
     // --- requests ----------------------------------------------------------------------------------
     const requests = new Set<Fiber.Fiber<void>>()
     const send = (batch: Batch) =>
-      client.putRecords(stream, batch.request).pipe(
-        Effect.timeout(settings.requestTimeoutMillis),
+      // The client times the request (and, on HTTP/2, drops a connection gone silent, which an
+      // interruption from out here would leave in the pool for every retry to ride).
+      client.putRecords(stream, batch.request, { requestTimeout: settings.requestTimeoutMillis }).pipe(
         Effect.matchCauseEffect({
           onSuccess: (output: PutRecordsOutput) =>
             Effect.sync(() => engine.onResponse(batch, output, undefined, now())),

@@ -85,9 +85,9 @@ export interface ProducerSettings {
   /** Longest retry delay. Default 5 s. */
   readonly retryMaxDelay: Duration.Input
   /**
-   * A PutRecords request taking longer is abandoned and its records retried. Default 10 s. The
-   * `Client`'s own `requestTimeout` (default 10 s) bounds every call too: to let requests run
-   * longer, raise both.
+   * A PutRecords request whose answer has not started within this is abandoned and its records
+   * retried; on HTTP/2 the client's pooled connections are dropped too, so that the retry opens a
+   * new one. Default 10 s. Replaces the `Client`'s `requestTimeout` for PutRecords.
    */
   readonly requestTimeout: Duration.Input
   /** How often the shard map is listed again. Default 1 minute. */

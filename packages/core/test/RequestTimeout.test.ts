@@ -38,10 +38,13 @@ const slowProxy = (upstream: string, bytesPerSecond: number) =>
       server.listen(0, "127.0.0.1", () =>
         resume(Effect.succeed({ endpoint: `http://127.0.0.1:${(server.address() as Net.AddressInfo).port}`, server })))
     }),
-    ({ server }) => Effect.sync(() => server.close())
+    ({ server }) =>
+      Effect.sync(() =>
+        server.close()
+      )
   )
 
-layer(Live, { timeout: 90_000, excludeTestServices: true })("review: requestTimeout on a slow but flowing answer", (it) => {
+layer(Live, { timeout: 90_000, excludeTestServices: true })("requestTimeout on a slow but flowing answer", (it) => {
   for (const httpHandler of ["http1", "http2"] as const) {
     it.effect(`${httpHandler}: a GetRecords answer still arriving when requestTimeout ends is not abandoned`, () =>
       Effect.gen(function*() {
@@ -63,7 +66,10 @@ layer(Live, { timeout: 90_000, excludeTestServices: true })("review: requestTime
           requestTimeout: "2 seconds"
         }))
         const client = Context.get(ctx, Client.Client)
-        const iterator = yield* client.getShardIterator(stream, { shardId: "shardId-000000000000", type: "TRIM_HORIZON" })
+        const iterator = yield* client.getShardIterator(stream, {
+          shardId: "shardId-000000000000",
+          type: "TRIM_HORIZON"
+        })
         // The answer takes about 4 s at 400 kB/s, bytes arriving all along; retrying cannot make it shorter.
         const attempts: Array<string> = []
         const out = yield* client.getRecords({ ShardIterator: iterator, Limit: 10_000 }).pipe(

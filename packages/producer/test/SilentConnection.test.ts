@@ -50,7 +50,7 @@ const silencingProxy = (upstream: string) =>
   )
 
 layer(KinesisEmulator.layer(), { timeout: 90_000, excludeTestServices: true })(
-  "review: producer over an HTTP/2 session that went silent",
+  "producer over an HTTP/2 session that went silent",
   (it) => {
     it.effect(
       "a record produced after the pooled HTTP/2 connection went silent is acknowledged (producer requestTimeout 2 s, client default 10 s)",
