@@ -38,7 +38,7 @@ export interface LeaseSettings {
 export interface OwnedLease {
   readonly shardId: string
   lease: Lease
-  /** When the last successful write (take, renew, checkpoint) was sent, on this worker's clock. */
+  /** When the last successful write (take, renew, checkpoint) was sent, on this worker's monotonic clock. */
   lastRenewedAt: number
   state: "active" | "lost" | "released" | "ended"
   /** Completed when the shard stream must end: the lease stopped being active, or shutdown. */
@@ -82,6 +82,11 @@ export interface CoordinatorOptions {
 }
 
 const storeRetry = Schedule.exponential("50 millis").pipe(Schedule.jittered)
+
+// Lease timing (expiry, self-fencing, renewal budgets) is measured on a monotonic clock: a wall
+// clock stepped forward (NTP, a VM resumed) would otherwise make leases its peers keep renewing
+// look expired, and one stepped back would keep this worker processing past its expiry.
+const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (nanos) => Number(nanos / 1_000_000n))
 
 // The KCL's rule (`veryOldLeaseDurationNanosMultiplier`, default 3): a lease whose counter has not
 // moved for this many expiries is taken regardless of the fair share.
@@ -143,7 +148,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     const attempt = (again: boolean): Effect.Effect<void, ShardLeaseLost | LeaseStoreError> =>
       Effect.gen(function*() {
         if (o.state !== "active") return yield* new ShardLeaseLost({ shardId: o.shardId })
-        const sentAt = yield* Clock.currentTimeMillis
+        const sentAt = yield* monotonicMillis
         if (fenced(o, sentAt)) {
           yield* lose(o, "expired")
           return yield* new ShardLeaseLost({ shardId: o.shardId })
@@ -279,7 +284,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const take = (lease: Lease) =>
     Effect.uninterruptible(Effect.gen(function*() {
       if (shuttingDown) return false
-      const sentAt = yield* Clock.currentTimeMillis
+      const sentAt = yield* monotonicMillis
       const taken = yield* repository.take(lease, workerId).pipe(
         Effect.catchTag("LeaseConflict", () => Effect.succeed(undefined))
       )
@@ -313,7 +318,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   const takeRound = Effect.gen(function*() {
     const leases = yield* repository.list
-    const now = yield* Clock.currentTimeMillis
+    const now = yield* monotonicMillis
     const full = now - lastFullRound >= Duration.toMillis(settings.takeInterval)
     if (full) lastFullRound = now
     const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
@@ -435,7 +440,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     o.semaphore.withPermit(
       Effect.gen(function*() {
         if (o.state !== "active") return
-        const sentAt = yield* Clock.currentTimeMillis
+        const sentAt = yield* monotonicMillis
         const left = expiryMillis - (sentAt - o.lastRenewedAt)
         if (left <= 0) return yield* lose(o, "expired")
         // Retries stop at the expiry: past it the lease may be someone else's.
@@ -538,7 +543,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         return yield* Effect.interrupt
       }
       failedRounds++
-      const now = yield* Clock.currentTimeMillis
+      const now = yield* monotonicMillis
       if (failedRounds === 1 || now - warnedAt >= takeMillis) {
         warnedAt = now
         yield* Effect.logWarning(`take round failed (${failedRounds} in a row), retrying: ${error.message}`)
