@@ -388,13 +388,16 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
             // Before any lease is taken: a worker whose stream consumer cannot be registered holds none.
             const fetcher = yield* makeFetcher(client, options)
             const gracePeriod = Duration.fromInputUnsafe(options.shutdownGracePeriod ?? "10 seconds")
+            const timestamp = typeof options.initialPosition === "object"
+              ? options.initialPosition.atTimestamp
+              : undefined
             const coordinator = yield* LeaseCoordinator.make({
               workerId,
               stream: options.stream,
               client,
               repository,
               initialPosition: initialCheckpoint(options.initialPosition),
-              timestamp: typeof options.initialPosition === "object" ? options.initialPosition.atTimestamp : undefined,
+              timestamp,
               settings: { ...resolveLease(options.lease), shutdownGracePeriod: gracePeriod },
               assignment: options.shardAssignment ?? ShardAssignment.balanced(),
               emit
@@ -406,7 +409,7 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               fetcher,
               emit,
               deserializer: options.deserializer,
-              timestamp: typeof options.initialPosition === "object" ? options.initialPosition.atTimestamp : undefined,
+              timestamp,
               checkpointRetrySchedule: options.checkpointRetrySchedule ?? defaultCheckpointRetry,
               gracePeriod,
               onDecodeFailure: options.onDecodeFailure ?? "skip"

@@ -73,14 +73,16 @@ export const isFinished = (
  * Deletes the finished leases among `leases`, parents before children: a lease whose parent is
  * deleted in this pass is considered again after it. Each delete is conditional on the counter
  * the lease was listed with; one that changed meanwhile stays, and so do its descendants, until
- * the next pass.
+ * the next pass. `onDeleted` runs after each delete, so that a store error later in the pass does
+ * not hide the deletes made before it.
  *
  * @internal
  */
 export const deleteFinished = (
   repository: LeaseRepository["Service"],
   leases: ReadonlyArray<Lease>,
-  consumedShard: (shardId: string) => boolean = () => false
+  consumedShard: (shardId: string) => boolean = () => false,
+  onDeleted: (shardId: string) => Effect.Effect<void> = () => Effect.void
 ): Effect.Effect<ReadonlyArray<string>, LeaseStoreError> =>
   Effect.gen(function*() {
     const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
@@ -102,6 +104,7 @@ export const deleteFinished = (
           deleted.push(lease.leaseKey)
           byKey.delete(lease.leaseKey)
           progress = true
+          yield* onDeleted(lease.leaseKey)
         } else if (outcome.failure._tag === "LeaseStoreError") {
           return yield* Effect.fail(outcome.failure)
         }

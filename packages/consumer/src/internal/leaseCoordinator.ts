@@ -261,15 +261,15 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       // consumed when the lineage says so, also when its own children's leases are gone too.
       const consumed = ShardLineage.consumedShards(shards, leases)
       const isConsumed = (shardId: string) => consumed.has(shardId)
-      const deleted = yield* FinishedLeases.deleteFinished(repository, [...leases.values()], isConsumed).pipe(
-        Effect.catch((error) =>
-          Effect.as(Effect.logWarning(`deleting finished leases failed: ${error.message}`), [] as ReadonlyArray<string>)
-        )
+      // Each delete is reported as it is made: one failing later in the pass does not hide it.
+      const deleted = (shardId: string) =>
+        Effect.suspend(() => {
+          leases.delete(shardId)
+          return emit({ _tag: "LeaseDeleted", workerId, shardId })
+        })
+      yield* FinishedLeases.deleteFinished(repository, [...leases.values()], isConsumed, deleted).pipe(
+        Effect.catch((error) => Effect.logWarning(`deleting finished leases failed: ${error.message}`))
       )
-      for (const shardId of deleted) {
-        leases.delete(shardId)
-        yield* emit({ _tag: "LeaseDeleted", workerId, shardId })
-      }
     }
     const lineage = ShardLineage.fromShards(shards, initialPosition, leases)
     existingShards = lineage.existing
