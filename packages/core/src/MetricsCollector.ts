@@ -11,7 +11,7 @@
  *
  * @since 0.2.0
  */
-import { Clock, Context, Effect, Layer } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, type Scope } from "effect"
 
 /**
  * How much is recorded, as the KPL and the KCL define it: `none`; `summary` (the few metrics a
@@ -373,3 +373,169 @@ export const make: Effect.Effect<MetricsCollector["Service"]> = Effect.map(Clock
  * @category layers
  */
 export const layer: Layer.Layer<MetricsCollector> = Layer.effect(MetricsCollector, make)
+
+/**
+ * Options of {@link makePublishing}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface PublishingOptions {
+  /**
+   * How often the collector is drained and the interval handed to the publisher. Default 60 s: the
+   * KPL's `MetricsUploadDelay` and CloudWatch's standard resolution (one datum per metric per
+   * minute), so one interval is one CloudWatch data point.
+   */
+  readonly interval?: Duration.Input | undefined
+}
+
+/**
+ * A collector drained in the background: every `interval` the interval just ended is handed to
+ * `publish` (empty intervals are skipped), and when the scope closes the last one is drained and
+ * published too. `publish` runs on the draining fiber, so it should hand the interval off quickly
+ * (a publisher that calls a service buffers and sends from a fiber of its own); recording never
+ * waits for it either way. A failure or defect of `publish` is logged and the next interval
+ * goes on.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { MetricsCollector } from "@effect-kinesis/core"
+ *
+ * const LogMetrics = Layer.effect(
+ *   MetricsCollector.MetricsCollector,
+ *   MetricsCollector.makePublishing(
+ *     (interval) => Effect.log(`${interval.datums.length} metrics`),
+ *     { interval: "10 seconds" }
+ *   )
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makePublishing = <R>(
+  publish: (interval: MetricsInterval) => Effect.Effect<void, unknown, R>,
+  options: PublishingOptions = {}
+): Effect.Effect<MetricsCollector["Service"], never, R | Scope.Scope> =>
+  Effect.gen(function*() {
+    const collector = yield* make
+    const every = Duration.fromInputUnsafe(options.interval ?? "60 seconds")
+    const tick = Effect.flatMap(
+      collector.drain,
+      (interval) =>
+        interval.datums.length === 0 ? Effect.void : publish(interval).pipe(
+          Effect.catchCause((cause) => Effect.logWarning("metrics: publishing an interval failed", cause))
+        )
+    )
+    // Registered before the loop is forked, so it runs after the loop is interrupted: the last
+    // drain cannot race a periodic one.
+    yield* Effect.addFinalizer(() => tick)
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(every), tick)))
+    return collector
+  })
+
+/**
+ * Options of {@link publishEffectMetrics} and {@link layerEffectMetrics}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface EffectMetricsOptions extends PublishingOptions {
+  /**
+   * Names of `Count` / `Bytes` metrics that are levels or per-request distributions rather than
+   * running totals, published as gauges like the time metrics. Default {@link defaultGaugeNames}.
+   */
+  readonly gauges?: Iterable<string> | undefined
+}
+
+/**
+ * The KPL's and the KCL's `Count` metrics that are not totals: pending records, lease and worker
+ * counts, and per-record / per-request distributions. A sum of them over time means nothing.
+ *
+ * @example
+ * ```ts
+ * import { MetricsCollector } from "@effect-kinesis/core"
+ *
+ * MetricsCollector.defaultGaugeNames.has("CurrentLeases") // true
+ * ```
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const defaultGaugeNames: ReadonlySet<string> = new Set([
+  "UserRecordsPending",
+  "RetriesPerRecord",
+  "UserRecordsPerKinesisRecord",
+  "KinesisRecordsPerPutRecordsRequest",
+  "UserRecordsPerPutRecordsRequest",
+  "CurrentLeases",
+  "TotalLeases",
+  "NeededLeases",
+  "NumWorkers",
+  "LeasesToTake"
+])
+
+/**
+ * Publishes one interval as Effect `Metric`s, so that Effect's exporters (OTLP, Prometheus) see
+ * what the collector holds, with each dimension as an attribute:
+ *
+ * - a `Count` or `Bytes` metric (a running total: records put, bytes processed, errors) adds its
+ *   interval sum to the counter of the same name;
+ * - any other metric (times, lag, and the `Count` levels named in `gauges`) sets three gauges:
+ *   `<name>` to the interval's average, `<name>.max` and `<name>.min`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Metric } from "effect"
+ * import { MetricsCollector } from "@effect-kinesis/core"
+ *
+ * const program = Effect.gen(function*() {
+ *   const collector = yield* MetricsCollector.make
+ *   collector.series({ namespace: "App", name: "Orders", unit: "Count", dimensions: [] }).record(3)
+ *   yield* MetricsCollector.publishEffectMetrics()(yield* collector.drain)
+ *   return yield* Metric.value(Metric.counter("Orders")) // { count: 3, … }
+ * })
+ * ```
+ *
+ * @since 0.2.0
+ * @category publishers
+ */
+export const publishEffectMetrics = (
+  options: EffectMetricsOptions = {}
+): (interval: MetricsInterval) => Effect.Effect<void> => {
+  const gauges = options.gauges === undefined ? defaultGaugeNames : new Set(options.gauges)
+  return (interval) =>
+    Effect.map(Effect.context<never>(), (context) => {
+      // The fiber's context, so that a `MetricRegistry` provided by the caller is the one updated.
+      for (const datum of interval.datums) {
+        const attributes: Record<string, string> = {}
+        for (const d of datum.dimensions) attributes[d.name] = d.value
+        const { maximum, minimum, sampleCount, sum } = datum.statistics
+        if ((datum.unit === "Count" || datum.unit === "Bytes") && !gauges.has(datum.name)) {
+          Metric.counter(datum.name, { attributes }).updateUnsafe(sum, context)
+        } else {
+          Metric.gauge(datum.name, { attributes }).updateUnsafe(sum / sampleCount, context)
+          Metric.gauge(`${datum.name}.max`, { attributes }).updateUnsafe(maximum, context)
+          Metric.gauge(`${datum.name}.min`, { attributes }).updateUnsafe(minimum, context)
+        }
+      }
+    })
+}
+
+/**
+ * A collector whose intervals are published as Effect `Metric`s (see {@link publishEffectMetrics}),
+ * for Effect's OTLP or Prometheus exporters; no AWS involved.
+ *
+ * @example
+ * ```ts
+ * import { MetricsCollector } from "@effect-kinesis/core"
+ *
+ * const MetricsLive = MetricsCollector.layerEffectMetrics({ interval: "15 seconds" })
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerEffectMetrics = (options: EffectMetricsOptions = {}): Layer.Layer<MetricsCollector> =>
+  Layer.effect(MetricsCollector, makePublishing(publishEffectMetrics(options), options))

@@ -1,6 +1,7 @@
 /**
  * @since 0.1.0
  */
+export * as CloudWatchEndpoint from "./CloudWatchEndpoint.ts"
 export * as ConsumerWorker from "./ConsumerWorker.ts"
 export * as DynamoEmulator from "./DynamoEmulator.ts"
 export * as DynamoFaultProxy from "./DynamoFaultProxy.ts"
