@@ -109,10 +109,11 @@ export interface Status {
  * import { Effect } from "effect"
  * import { CloudWatchMetrics } from "@effect-kinesis/cloudwatch"
  *
- * const dropped = Effect.map(
- *   Effect.flatMap(CloudWatchMetrics.CloudWatchMetrics.asEffect(), (publisher) => publisher.status),
- *   (status) => status.droppedIntervals
- * )
+ * const dropped = Effect.gen(function*() {
+ *   const publisher = yield* CloudWatchMetrics.CloudWatchMetrics
+ *   const status = yield* publisher.status
+ *   return status.droppedIntervals
+ * })
  * ```
  *
  * @since 0.2.0

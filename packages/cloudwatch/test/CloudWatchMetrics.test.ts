@@ -222,7 +222,9 @@ describe("CloudWatchMetrics", () => {
       const calls = yield* endpoint.calls
       expect((yield* endpoint.stats).failed).toBeGreaterThanOrEqual(1)
       expect(
-        calls.flatMap((c) => c.datums).map((d) =>
+        calls.flatMap((c) =>
+          c.datums
+        ).map((d) =>
           d.metricName
         )
       ).toEqual(["UserRecordsPut"])
