@@ -11,19 +11,26 @@
  *   npm run demo -- --aws                         # real AWS (default credential chain; costs money)
  *
  * Flags: --records N (default 100000), --shards N (default 4), --rate N records/s (default 5000;
- * 0 = as fast as possible), --keys N partition keys (default 3000), --idle-timeout S (default 60).
+ * 0 = as fast as possible), --keys N partition keys (default 3000), --idle-timeout S (default 60),
+ * --metrics cloudwatch|emf: the producer's and the consumers' metrics (KPL/KCL names) published every
+ * 5 s, with PutMetricData to a fake CloudWatch endpoint the demo starts (a summary of what it
+ * received is printed at the end), or as Embedded Metric Format lines written to a file the demo names.
  *
  * The last line is `produced=… consumed=… unique=… lost=… duplicates=…`; the exit code is 0 only
  * when nothing acknowledged by Kinesis was lost (duplicates are allowed: delivery is at-least-once).
  */
 import { DeleteTableCommand } from "@aws-sdk/client-dynamodb"
+import { CloudWatchMetrics, EmbeddedMetrics } from "@effect-kinesis/cloudwatch"
 import { Consumer, type ConsumerRecord, type DiagnosticEvent } from "@effect-kinesis/consumer"
 import { AdminClient, Client, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { Producer } from "@effect-kinesis/producer"
-import { DynamoEmulator, KinesisEmulator } from "@effect-kinesis/testing"
+import { CloudWatchEndpoint, DynamoEmulator, KinesisEmulator } from "@effect-kinesis/testing"
 import { Cause, Effect, Exit, Fiber, Layer, Logger, Stream } from "effect"
 import { randomUUID } from "node:crypto"
+import { appendFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { parseArgs } from "node:util"
 
 // --- options ---------------------------------------------------------------------------------------
@@ -35,6 +42,7 @@ const { values: flags } = parseArgs({
     rate: { type: "string", default: "5000" },
     keys: { type: "string", default: "3000" },
     "idle-timeout": { type: "string", default: "60" },
+    metrics: { type: "string" },
     aws: { type: "boolean", default: false }
   }
 })
@@ -51,6 +59,11 @@ const SHARDS = integer("shards", flags.shards, 1)
 const RATE = integer("rate", flags.rate, 0)
 const KEYS = integer("keys", flags.keys, 1)
 const IDLE_TIMEOUT_MS = integer("idle-timeout", flags["idle-timeout"], 1) * 1000
+const METRICS = flags.metrics
+if (METRICS !== undefined && METRICS !== "cloudwatch" && METRICS !== "emf") {
+  console.error(`--metrics must be cloudwatch or emf, got ${METRICS}`)
+  process.exit(2)
+}
 const PAYLOAD_BYTES = 100
 const CHUNK = 500
 
@@ -405,15 +418,56 @@ const EventLogger = Logger.layer([
   })
 ])
 
+// --- metrics -----------------------------------------------------------------------------------------
+
+// Short intervals, so that a demo run publishes several (CloudWatch itself would get one a minute).
+const METRICS_INTERVAL = "5 seconds"
+const emfFile = join(tmpdir(), `effect-kinesis-demo-${runId}.emf.jsonl`)
+let metricsSummary: string | undefined
+
+// The collector is provided around the whole program, so the producer and both workers record into
+// it; the publisher's layer closes (sending the last interval) before the summary is read.
+const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) => {
+  if (METRICS === "emf") {
+    return self.pipe(
+      Effect.provide(
+        EmbeddedMetrics.layer({ interval: METRICS_INTERVAL, write: (line) => appendFileSync(emfFile, line + "\n") })
+      ),
+      Effect.ensuring(Effect.sync(() => {
+        metricsSummary = `metrics: Embedded Metric Format lines in ${emfFile}`
+      }))
+    )
+  }
+  if (METRICS === "cloudwatch") {
+    return Effect.scoped(Effect.gen(function*() {
+      const endpoint = yield* CloudWatchEndpoint.make()
+      const exit = yield* Effect.exit(
+        Effect.provide(self, CloudWatchMetrics.layer({ ...endpoint.clientConfig, interval: METRICS_INTERVAL }))
+      )
+      const calls = yield* endpoint.calls
+      const datums = calls.flatMap((call) => call.datums)
+      const names = new Set(datums.map((d) => `${d.namespace}/${d.metricName}`))
+      const rejected = (yield* endpoint.rejections).length
+      metricsSummary =
+        `metrics: fake CloudWatch received ${calls.length} PutMetricData calls, ${datums.length} datums, `
+        + `${names.size} metrics in ${new Set(calls.map((c) => c.namespace)).size} namespaces`
+        + (rejected > 0 ? `, REJECTED ${rejected} requests` : "")
+      return yield* exit
+    }))
+  }
+  return self
+}
+
 console.log(
   `Kinesis: ${kinesisExternal ? process.env.KINESIS_ENDPOINT ?? "AWS" : "embedded kinesis-mock"}; `
     + `DynamoDB: ${dynamoExternal ? process.env.DYNAMODB_ENDPOINT ?? "AWS" : "embedded dynalite"}`
 )
 const exit = await Effect.runPromiseExit(
-  program.pipe(Effect.scoped, Effect.provide(Layer.mergeAll(KinesisLive, DynamoLive, EventLogger)))
+  program.pipe(Effect.scoped, withMetrics, Effect.provide(Layer.mergeAll(KinesisLive, DynamoLive, EventLogger)))
 )
 const seconds = ((performance.now() - startedAt) / 1000).toFixed(1)
 const { duplicates, lost } = tally()
+if (metricsSummary !== undefined) console.log(metricsSummary)
 if (Exit.isFailure(exit)) {
   console.error(Cause.pretty(exit.cause))
   console.log(`produced=${produced} consumed=${consumed} unique=${unique} lost=${lost} duplicates=${duplicates}`)
