@@ -296,7 +296,14 @@ export const make = (
       })
 
     const sender = yield* Effect.forkScoped(
-      Effect.forever(Effect.flatMap(Queue.take(buffer), sendInterval)).pipe(Effect.ignore)
+      Effect.forever(Effect.flatMap(Queue.take(buffer), (interval) =>
+        sendInterval(interval).pipe(
+          // A defect (a bug) costs one interval, not the publisher.
+          Effect.catchCause((cause) => Effect.logError("CloudWatch metrics: sending an interval failed", cause))
+        ))).pipe(
+          // Ends when the queue is ended at close and empty.
+          Effect.ignore
+        )
     )
 
     // Runs after the collector's own finalizer (registered below, so it runs first) has queued the last interval.

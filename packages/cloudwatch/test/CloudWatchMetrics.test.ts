@@ -197,6 +197,56 @@ describe("CloudWatchMetrics", () => {
       expect(droppedAfter - droppedBefore).toBe(status.droppedIntervals)
     }))
 
+  it.live("recording keeps its throughput while CloudWatch fails or hangs (compared with a healthy CloudWatch)", () =>
+    Effect.gen(function*() {
+      // Records per millisecond of a workload that shares the thread with the publisher: rounds of recording into
+      // 500 series, yielding between rounds so that the sender, timers and sockets run, over many intervals.
+      const SERIES = 500
+      const throughput = (settings: Partial<CloudWatchEndpoint.EndpointSettings>) =>
+        Effect.scoped(Effect.gen(function*() {
+          const endpoint = yield* CloudWatchEndpoint.make(settings)
+          const { result, status } = yield* withPublisher(
+            endpoint,
+            { interval: "25 millis", maxBufferedIntervals: 4, requestTimeout: "1 hour", closeTimeout: "100 millis" },
+            (collector) =>
+              Effect.gen(function*() {
+                const series = Array.from({ length: SERIES }, (_, i) =>
+                  collector.series(key("UserRecordsPut", "Count", { ShardId: String(i) })))
+                const start = performance.now()
+                let recorded = 0
+                for (let round = 0; round < 300; round++) {
+                  for (let i = 0; i < 20_000; i++) {
+                    series[i % SERIES]!.record(i)
+                  }
+                  recorded += 20_000
+                  yield* Effect.yieldNow
+                }
+                return recorded / (performance.now() - start)
+              })
+          )
+          return { perMilli: result, status, stats: yield* endpoint.stats }
+        }))
+      type Run = Effect.Success<ReturnType<typeof throughput>>
+      // A warm-up run first (the JIT), then each case twice, interleaved; the better run of each counts.
+      yield* throughput({})
+      const runs = { healthy: [] as Array<Run>, failing: [] as Array<Run>, hanging: [] as Array<Run> }
+      for (let i = 0; i < 2; i++) {
+        runs.healthy.push(yield* throughput({}))
+        runs.failing.push(yield* throughput({ fault: "InternalFailure" }))
+        runs.hanging.push(yield* throughput({ fault: "hang" }))
+      }
+      const best = (rs: Array<Run>) => rs.reduce((a, b) => (a.perMilli >= b.perMilli ? a : b))
+      const healthy = best(runs.healthy)
+      const failing = best(runs.failing)
+      const hanging = best(runs.hanging)
+      // The healthy runs did send, the others met their faults.
+      expect(Math.min(...runs.healthy.map((r) => r.status.sentRequests))).toBeGreaterThan(0)
+      expect(Math.min(...runs.failing.map((r) => r.stats.failed))).toBeGreaterThan(0)
+      expect(Math.min(...runs.hanging.map((r) => r.stats.hung))).toBeGreaterThan(0)
+      expect(failing.perMilli / healthy.perMilli).toBeGreaterThan(0.5)
+      expect(hanging.perMilli / healthy.perMilli).toBeGreaterThan(0.5)
+    }))
+
   it.live("CloudWatch throttling: a request is retried maxRetries times, then given up on and counted", () =>
     Effect.gen(function*() {
       const endpoint = yield* CloudWatchEndpoint.make({ fault: "Throttling" })
