@@ -279,20 +279,29 @@ export const make = (
       )
 
     const sendInterval = (interval: MetricsCollector.MetricsInterval) =>
-      Effect.suspend(() => {
-        const { batches, skipReason, skipped } = PutMetricData.batches(interval)
-        counts.skippedDatums += skipped
-        const skipNote = skipped === 0 ? Effect.void : Effect.logWarning(
-          `CloudWatch metrics: ${skipped} datums CloudWatch would reject were not sent (first: ${skipReason})`
-        )
-        return skipNote.pipe(
-          Effect.andThen(Effect.forEach(batches, send, { concurrency })),
-          Effect.tap((sent) =>
-            Effect.sync(() => {
-              if (sent.every(Boolean)) counts.sentIntervals++
-            })
+      Effect.gen(function*() {
+        const plan = PutMetricData.plan(interval)
+        counts.skippedDatums += plan.skipped
+        if (plan.skipped > 0) {
+          yield* Effect.logWarning(
+            `CloudWatch metrics: ${plan.skipped} datums CloudWatch would reject were not sent (first: ${plan.skipReason})`
           )
-        )
+        }
+        // `concurrency` workers take requests from one lazy sequence: each is built just before it is sent.
+        const requests = PutMetricData.batches(plan)
+        let allSent = true
+        const worker = Effect.gen(function*() {
+          while (true) {
+            const next = requests.next()
+            if (next.done === true) return
+            if (!(yield* send(next.value))) allSent = false
+          }
+        })
+        yield* Effect.all(Array.from({ length: concurrency }, () => worker), {
+          concurrency: "unbounded",
+          discard: true
+        })
+        if (allSent) counts.sentIntervals++
       })
 
     const sender = yield* Effect.forkScoped(

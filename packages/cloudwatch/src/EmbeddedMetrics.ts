@@ -46,6 +46,8 @@ export interface Options {
   readonly write?: ((line: string) => void) | undefined
 }
 
+const LINES_PER_SLICE = 200
+
 const stdout = (line: string): void => {
   process.stdout.write(line + "\n")
 }
@@ -74,7 +76,8 @@ const stdout = (line: string): void => {
  * @since 0.2.0
  * @category encoding
  */
-export const lines = (interval: MetricsCollector.MetricsInterval): ReadonlyArray<string> => Emf.lines(interval).lines
+export const lines = (interval: MetricsCollector.MetricsInterval): ReadonlyArray<string> =>
+  Array.from(Emf.lines(interval).lines)
 
 /**
  * A collector whose intervals are written as EMF lines, for the current scope (closing it writes the last interval).
@@ -99,12 +102,15 @@ export const make = (
   const write = options.write ?? stdout
   return MetricsCollector.makePublishing(
     (interval) =>
-      Effect.suspend(() => {
+      Effect.gen(function*() {
         const { lines, skipped } = Emf.lines(interval)
-        for (const line of lines) write(line)
-        return skipped === 0
-          ? Effect.void
-          : Effect.logWarning(`Embedded metrics: ${skipped} datums EMF cannot carry were left out`)
+        let written = 0
+        for (const line of lines) {
+          write(line)
+          // A large interval (10,000 shards' worth) is written in slices, so the thread is never held for long.
+          if (++written % LINES_PER_SLICE === 0) yield* Effect.yieldNow
+        }
+        if (skipped > 0) yield* Effect.logWarning(`Embedded metrics: ${skipped} datums EMF cannot carry were left out`)
       }),
     { interval: options.interval }
   )

@@ -26,15 +26,22 @@ interface Group {
 }
 
 const groupKey = (datum: MetricsCollector.MetricDatum): string => {
-  const dims = [...datum.dimensions].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const dims = datum.dimensions.length <= 1
+    ? datum.dimensions
+    : [...datum.dimensions].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   let key = datum.namespace
   for (const d of dims) key += `\u0000${d.name}\u0001${d.value}`
   return key
 }
 
-/** The lines of one interval, and the datums EMF cannot carry (too many dimensions, non-finite values). @internal */
+/**
+ * The lines of one interval, built one at a time as they are taken (so that a large interval can be written in
+ * slices), and the count of datums EMF cannot carry (too many dimensions, non-finite values).
+ *
+ * @internal
+ */
 export const lines = (interval: MetricsCollector.MetricsInterval): {
-  readonly lines: ReadonlyArray<string>
+  readonly lines: Generator<string>
   readonly skipped: number
 } => {
   const groups = new Map<string, Group>()
@@ -56,16 +63,18 @@ export const lines = (interval: MetricsCollector.MetricsInterval): {
     }
     group.datums.push(datum)
   }
-  const out: Array<string> = []
-  for (const group of groups.values()) {
+  return { lines: render(interval.endTime, groups.values()), skipped }
+}
+
+function* render(timestamp: number, groups: Iterable<Group>): Generator<string> {
+  for (const group of groups) {
     let metrics: Array<{ Name: string; Unit: string; StorageResolution: 60 }> = []
     let root: Record<string, unknown> = {}
     let bytes = 0
-    const flush = () => {
-      if (metrics.length === 0) return
+    const line = (): string => {
       const line: Record<string, unknown> = {
         _aws: {
-          Timestamp: interval.endTime,
+          Timestamp: timestamp,
           CloudWatchMetrics: [{
             Namespace: group.namespace,
             Dimensions: [group.dimensions.map((d) => d.name)],
@@ -75,10 +84,10 @@ export const lines = (interval: MetricsCollector.MetricsInterval): {
       }
       for (const d of group.dimensions) line[d.name] = d.value
       Object.assign(line, root)
-      out.push(JSON.stringify(line))
       metrics = []
       root = {}
       bytes = 0
+      return JSON.stringify(line)
     }
     for (const datum of group.datums) {
       const s = datum.statistics
@@ -87,12 +96,11 @@ export const lines = (interval: MetricsCollector.MetricsInterval): {
       const value = { Max: s.maximum, Min: s.minimum, Count: s.sampleCount, Sum: s.sum }
       const size = datum.name.length * 2 + 120
       // One value per name in a line: a second unit of the same name starts a new line.
-      if (metrics.length === MAX_METRICS_PER_LINE || datum.name in root || bytes + size > MAX_LINE_BYTES) flush()
+      if (metrics.length === MAX_METRICS_PER_LINE || datum.name in root || bytes + size > MAX_LINE_BYTES) yield line()
       metrics.push({ Name: datum.name, Unit: datum.unit, StorageResolution: 60 })
       root[datum.name] = value
       bytes += size
     }
-    flush()
+    if (metrics.length > 0) yield line()
   }
-  return { lines: out, skipped }
 }

@@ -30,14 +30,33 @@ export interface Batch {
   readonly input: PutMetricDataInput & { MetricData: Array<SdkDatum> }
 }
 
-/** Batches of an interval, and how many datums CloudWatch would reject (skipped, with the first reason). @internal */
-export interface Batched {
-  readonly batches: ReadonlyArray<Batch>
+/**
+ * An interval's datums by namespace (one namespace per request), and how many datums CloudWatch would reject
+ * (skipped, with the first reason).
+ *
+ * @internal
+ */
+export interface Plan {
+  readonly timestamp: Date
+  readonly namespaces: ReadonlyMap<string, ReadonlyArray<MetricsCollector.MetricDatum>>
   readonly skipped: number
   readonly skipReason: string | undefined
 }
 
-const jsonBytes = (text: string): number => Buffer.byteLength(JSON.stringify(text))
+/** The UTF-8 size of `JSON.stringify(text)`, without building it: this runs for every string of every datum. */
+const jsonBytes = (text: string): number => {
+  let bytes = 2
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22 || c === 0x5c) bytes += 2
+    else if (c < 0x20) bytes += 6
+    else if (c < 0x80) bytes += 1
+    else if (c < 0x800) bytes += 2
+    else if (c >= 0xd800 && c < 0xe000) bytes += 3 // a surrogate: 4 bytes a pair, or a 6-byte escape alone (rounded)
+    else bytes += 3
+  }
+  return bytes
+}
 
 const valid = (x: number): boolean => Number.isFinite(x) && Math.abs(x) <= MAX_MAGNITUDE
 
@@ -74,15 +93,13 @@ const estimate = (datum: MetricsCollector.MetricDatum): number => {
 }
 
 /**
- * Groups an interval's datums by namespace (one namespace per request) and cuts each group into requests of at most
- * {@link MAX_DATUMS_PER_REQUEST} datums and {@link MAX_REQUEST_BYTES} estimated bytes. Every datum is a statistic set
- * timestamped at the interval's end, at standard (60 s) resolution.
+ * Checks an interval's datums against CloudWatch's limits and groups them by namespace; one pass, no batches built
+ * yet.
  *
  * @internal
  */
-export const batches = (interval: MetricsCollector.MetricsInterval): Batched => {
-  const timestamp = new Date(interval.endTime)
-  const byNamespace = new Map<string, Array<MetricsCollector.MetricDatum>>()
+export const plan = (interval: MetricsCollector.MetricsInterval): Plan => {
+  const namespaces = new Map<string, Array<MetricsCollector.MetricDatum>>()
   let skipped = 0
   let skipReason: string | undefined
   for (const datum of interval.datums) {
@@ -92,26 +109,37 @@ export const batches = (interval: MetricsCollector.MetricsInterval): Batched => 
       skipReason ??= reason
       continue
     }
-    let group = byNamespace.get(datum.namespace)
-    if (group === undefined) byNamespace.set(datum.namespace, group = [])
+    let group = namespaces.get(datum.namespace)
+    if (group === undefined) namespaces.set(datum.namespace, group = [])
     group.push(datum)
   }
-  const out: Array<Batch> = []
-  for (const [namespace, datums] of byNamespace) {
+  return { timestamp: new Date(interval.endTime), namespaces, skipped, skipReason }
+}
+
+/**
+ * The requests of a plan, built one at a time as they are taken, so that an interval of 100,000 datums never holds
+ * the thread for more than one request's worth: at most {@link MAX_DATUMS_PER_REQUEST} datums and
+ * {@link MAX_REQUEST_BYTES} estimated bytes each, statistic sets timestamped at the interval's end, standard (60 s)
+ * resolution.
+ *
+ * @internal
+ */
+export function* batches(plan: Plan): Generator<Batch> {
+  for (const [namespace, datums] of plan.namespaces) {
     const envelope = 40 + jsonBytes(namespace)
     let current: Array<SdkDatum> = []
     let bytes = envelope
     for (const datum of datums) {
       const size = estimate(datum) + 1
       if (current.length === MAX_DATUMS_PER_REQUEST || (current.length > 0 && bytes + size > MAX_REQUEST_BYTES)) {
-        out.push({ input: { Namespace: namespace, MetricData: current } })
+        yield { input: { Namespace: namespace, MetricData: current } }
         current = []
         bytes = envelope
       }
       current.push({
         MetricName: datum.name,
         Dimensions: datum.dimensions.map((d) => ({ Name: d.name, Value: d.value })),
-        Timestamp: timestamp,
+        Timestamp: plan.timestamp,
         StatisticValues: {
           SampleCount: datum.statistics.sampleCount,
           Sum: datum.statistics.sum,
@@ -123,7 +151,6 @@ export const batches = (interval: MetricsCollector.MetricsInterval): Batched => 
       })
       bytes += size
     }
-    if (current.length > 0) out.push({ input: { Namespace: namespace, MetricData: current } })
+    if (current.length > 0) yield { input: { Namespace: namespace, MetricData: current } }
   }
-  return { batches: out, skipped, skipReason }
 }
