@@ -2,7 +2,7 @@ import { CloudWatchMetrics } from "@effect-kinesis/cloudwatch"
 import { MetricsCollector } from "@effect-kinesis/core"
 import { CloudWatchEndpoint } from "@effect-kinesis/testing"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Metric, Scope } from "effect"
+import { ConfigProvider, Duration, Effect, Exit, Layer, Metric, Scope } from "effect"
 
 const KPL = "KinesisProducerLibrary"
 
@@ -295,5 +295,45 @@ describe("CloudWatchMetrics", () => {
       expect(yield* endpoint.rejections).toEqual([])
       expect((yield* endpoint.calls).flatMap((c) => c.datums).map((d) => d.metricName)).toEqual(["Good"])
       expect(status).toMatchObject({ skippedDatums: 2, sentDatums: 1 })
+    }))
+
+  it.live("layerConfig reads the endpoint, region, interval and buffer from the environment, credentials from the SDK's chain", () =>
+    Effect.gen(function*() {
+      const defaults = yield* CloudWatchMetrics.options.parse(ConfigProvider.fromUnknown({}))
+      expect(defaults).toMatchObject({ endpoint: undefined, region: undefined, maxBufferedIntervals: 15 })
+      expect(Duration.toMillis(Duration.fromInputUnsafe(defaults.interval!))).toBe(60_000)
+      const endpoint = yield* CloudWatchEndpoint.make()
+      const env = {
+        AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY
+      }
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          process.env.AWS_ACCESS_KEY_ID = "from-env"
+          process.env.AWS_SECRET_ACCESS_KEY = "from-env"
+        }),
+        () =>
+          Effect.sync(() => {
+            for (const [name, value] of Object.entries(env)) {
+              if (value === undefined) delete process.env[name]
+              else process.env[name] = value
+            }
+          })
+      )
+      yield* Effect.gen(function*() {
+        const collector = yield* MetricsCollector.MetricsCollector
+        collector.series(key("UserRecordsPut", "Count", {})).record(2)
+      }).pipe(
+        Effect.provide(CloudWatchMetrics.layerConfig.pipe(
+          Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({
+            CLOUDWATCH_ENDPOINT: endpoint.endpoint,
+            AWS_REGION: "eu-west-1",
+            CLOUDWATCH_METRICS_INTERVAL: "1 hour",
+            CLOUDWATCH_METRICS_MAX_BUFFERED_INTERVALS: "3"
+          })))
+        ))
+      )
+      const datums = (yield* endpoint.calls).flatMap((c) => c.datums)
+      expect(datums.map((d) => [d.metricName, d.statisticValues?.sum])).toEqual([["UserRecordsPut", 2]])
     }))
 })
