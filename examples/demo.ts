@@ -28,7 +28,7 @@ import { Producer } from "@effect-kinesis/producer"
 import { CloudWatchEndpoint, DynamoEmulator, KinesisEmulator } from "@effect-kinesis/testing"
 import { Cause, Effect, Exit, Fiber, Layer, Logger, Stream } from "effect"
 import { randomUUID } from "node:crypto"
-import { appendFileSync } from "node:fs"
+import { appendFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
@@ -429,6 +429,7 @@ let metricsSummary: string | undefined
 // it; the publisher's layer closes (sending the last interval) before the summary is read.
 const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) => {
   if (METRICS === "emf") {
+    writeFileSync(emfFile, "")
     return self.pipe(
       Effect.provide(
         EmbeddedMetrics.layer({ interval: METRICS_INTERVAL, write: (line) => appendFileSync(emfFile, line + "\n") })
