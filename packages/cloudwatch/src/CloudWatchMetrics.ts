@@ -37,7 +37,7 @@ import * as PutMetricData from "./internal/putMetricData.ts"
  * ```ts
  * import type { CloudWatchMetrics } from "@effect-kinesis/cloudwatch"
  *
- * const options: CloudWatchMetrics.Options = { region: "eu-west-1", interval: "60 seconds", maxBufferedIntervals: 15 }
+ * const options: CloudWatchMetrics.Options = { region: "eu-west-1", interval: "60 seconds", maxBufferedIntervals: 10 }
  * ```
  *
  * @since 0.2.0
@@ -58,9 +58,10 @@ export interface Options {
   readonly interval?: Duration.Input | undefined
   /**
    * Intervals kept while CloudWatch cannot take them (waiting to be sent, besides the one being sent). When one more
-   * arrives, the oldest is dropped, counted and logged. Default 15: a quarter of an hour of metrics rides out a
-   * short outage, while memory stays bounded (about a hundred bytes per datum: 10,000 shards' producer metrics are
-   * ~10 MB per interval).
+   * arrives, the oldest is dropped, counted and logged. Default 10: ten minutes of metrics ride out a short outage,
+   * while memory stays bounded. A buffered datum takes about 145 bytes (measured), so with the producer's ~10 metrics
+   * per shard an interval is ~1.5 KB per shard: 100 shards hold at most ~1.6 MB, 10,000 shards ~160 MB (lower it
+   * there, or use Embedded Metric Format, which buffers nothing).
    */
   readonly maxBufferedIntervals?: number | undefined
   /** Time allowed for one `PutMetricData` call, answer included. Default 10 s. */
@@ -224,7 +225,7 @@ export const make = (
   Scope.Scope
 > =>
   Effect.gen(function*() {
-    const capacity = Math.max(1, options.maxBufferedIntervals ?? 15)
+    const capacity = Math.max(1, options.maxBufferedIntervals ?? 10)
     const requestTimeoutMillis = Duration.toMillis(Duration.fromInputUnsafe(options.requestTimeout ?? "10 seconds"))
     const closeTimeout = Duration.fromInputUnsafe(options.closeTimeout ?? "10 seconds")
     const concurrency = Math.max(1, options.concurrency ?? 4)
@@ -424,7 +425,7 @@ export const layer = (options: Options = {}): Layer.Layer<MetricsCollector.Metri
  * | `CLOUDWATCH_ENDPOINT` | endpoint override (unset: AWS) |
  * | `AWS_REGION` | region (unset: the SDK's chain) |
  * | `CLOUDWATCH_METRICS_INTERVAL` | e.g. `60 seconds` (default) |
- * | `CLOUDWATCH_METRICS_MAX_BUFFERED_INTERVALS` | default 15 |
+ * | `CLOUDWATCH_METRICS_MAX_BUFFERED_INTERVALS` | default 10 |
  *
  * Credentials always come from the SDK's default chain.
  *
@@ -443,7 +444,7 @@ export const options: Config.Config<Options> = Config.all({
   endpoint: Config.option(Config.String("CLOUDWATCH_ENDPOINT")),
   region: Config.option(Config.String("AWS_REGION")),
   interval: Config.Duration("CLOUDWATCH_METRICS_INTERVAL").pipe(Config.withDefault(Duration.seconds(60))),
-  maxBufferedIntervals: Config.Int("CLOUDWATCH_METRICS_MAX_BUFFERED_INTERVALS").pipe(Config.withDefault(15))
+  maxBufferedIntervals: Config.Int("CLOUDWATCH_METRICS_MAX_BUFFERED_INTERVALS").pipe(Config.withDefault(10))
 }).pipe(Config.map((c) => ({
   endpoint: Option.getOrUndefined(c.endpoint),
   region: Option.getOrUndefined(c.region),

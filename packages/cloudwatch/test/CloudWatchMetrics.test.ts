@@ -300,7 +300,7 @@ describe("CloudWatchMetrics", () => {
   it.live("layerConfig reads the endpoint, region, interval and buffer from the environment, credentials from the SDK's chain", () =>
     Effect.gen(function*() {
       const defaults = yield* CloudWatchMetrics.options.parse(ConfigProvider.fromUnknown({}))
-      expect(defaults).toMatchObject({ endpoint: undefined, region: undefined, maxBufferedIntervals: 15 })
+      expect(defaults).toMatchObject({ endpoint: undefined, region: undefined, maxBufferedIntervals: 10 })
       expect(Duration.toMillis(Duration.fromInputUnsafe(defaults.interval!))).toBe(60_000)
       const endpoint = yield* CloudWatchEndpoint.make()
       const env = {
