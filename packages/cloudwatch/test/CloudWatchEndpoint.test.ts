@@ -1,16 +1,25 @@
 import { CloudWatchClient, type MetricDatum, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch"
-import { AwsQueryProtocol } from "@aws-sdk/core/protocols"
+import { AwsQueryProtocol, AwsSmithyRpcV2CborProtocol } from "@aws-sdk/core/protocols"
 import { CloudWatchEndpoint } from "@effect-kinesis/testing"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 
-const client = (endpoint: CloudWatchEndpoint.CloudWatchEndpoint["Service"], query = false) =>
+const client = (
+  endpoint: CloudWatchEndpoint.CloudWatchEndpoint["Service"],
+  protocol: "json" | "query" | "cbor" = "json"
+) =>
   Effect.acquireRelease(
     Effect.sync(() =>
       new CloudWatchClient({
         ...endpoint.clientConfig,
         maxAttempts: 1,
-        ...(query ? { protocol: AwsQueryProtocol } : {})
+        ...(protocol === "query"
+          ? { protocol: AwsQueryProtocol }
+          : protocol === "cbor"
+          // With CBOR the SDK (3.1178) compresses the body but sends the uncompressed Content-Length, so a
+          // compressed request never ends; CBOR clients here send uncompressed.
+          ? { protocol: AwsSmithyRpcV2CborProtocol, disableRequestCompression: true }
+          : {})
       })
     ),
     (c) => Effect.sync(() => c.destroy())
@@ -36,7 +45,7 @@ const failure = (error: unknown) => {
 }
 
 describe("CloudWatchEndpoint", () => {
-  it.live("decodes what the real client sends, in JSON 1.0 (gzip or not) and in the awsQuery form encoding", () =>
+  it.live("decodes what the real client sends: JSON 1.0 (gzip or not), the awsQuery form encoding, RPC v2 CBOR", () =>
     Effect.gen(function*() {
       const endpoint = yield* CloudWatchEndpoint.make()
       const at = new Date(Date.now() - 60_000)
@@ -54,16 +63,18 @@ describe("CloudWatchEndpoint", () => {
         Values: [1, 2],
         Counts: [3, 4]
       }])
-      yield* put(yield* client(endpoint, true), "NS", [one])
+      yield* put(yield* client(endpoint, "query"), "NS", [one])
+      yield* put(yield* client(endpoint, "cbor"), "NS", [one])
       // Past the SDK's 10 KiB compression threshold.
       yield* put(yield* client(endpoint), "NS", Array.from({ length: 200 }, (_, i) => datum(i)))
       const calls = yield* endpoint.calls
       expect(calls.map((c) => [c.protocol, c.compressed, c.datums.length])).toEqual([
         ["json", false, 2],
         ["query", false, 1],
+        ["cbor", false, 1],
         ["json", true, 200]
       ])
-      for (const call of calls.slice(0, 2)) {
+      for (const call of calls.slice(0, 3)) {
         expect(call.datums[0]).toEqual({
           namespace: "NS",
           metricName: "UserRecordsPut",
@@ -91,6 +102,9 @@ describe("CloudWatchEndpoint", () => {
         status: 400,
         fault: "client"
       })
+      const cbor = yield* client(endpoint, "cbor")
+      const tooManyCbor = yield* Effect.flip(put(cbor, "NS", Array.from({ length: 1001 }, (_, i) => datum(i))))
+      expect(failure(tooManyCbor)).toMatchObject({ name: "InvalidParameterValueException", status: 400 })
       const wide = yield* Effect.flip(put(sdk, "NS", [datum(1, 31)]))
       expect(failure(wide).code).toBe("InvalidParameterValue")
       const big: Array<MetricDatum> = Array.from({ length: 40 }, (_, i) => ({
@@ -106,17 +120,18 @@ describe("CloudWatchEndpoint", () => {
       expect((yield* endpoint.rejections).map((r) => r.code)).toEqual([
         "InvalidParameterValue",
         "InvalidParameterValue",
+        "InvalidParameterValue",
         "RequestEntityTooLarge",
         "InvalidParameterValue"
       ])
       expect(yield* endpoint.calls).toEqual([])
     }))
 
-  it.live("fails with 500, 503 or throttling on request, in the query protocol's shapes too", () =>
+  it.live("fails with 500, 503 or throttling on request, in the query and CBOR protocols' shapes too", () =>
     Effect.gen(function*() {
       const endpoint = yield* CloudWatchEndpoint.make({ fault: "InternalFailure" })
       const json = yield* client(endpoint)
-      const query = yield* client(endpoint, true)
+      const query = yield* client(endpoint, "query")
       expect(failure(yield* Effect.flip(put(json, "NS", [datum(1)])))).toMatchObject({
         name: "InternalServiceFault",
         status: 500,
@@ -131,8 +146,18 @@ describe("CloudWatchEndpoint", () => {
         code: "Throttling",
         status: 400
       })
+      const cbor = yield* client(endpoint, "cbor")
+      expect(failure(yield* Effect.flip(put(cbor, "NS", [datum(1)])))).toMatchObject({
+        code: "Throttling",
+        status: 400
+      })
+      yield* endpoint.update({ fault: "InternalFailure" })
+      expect(failure(yield* Effect.flip(put(cbor, "NS", [datum(1)])))).toMatchObject({
+        name: "InternalServiceFault",
+        status: 500
+      })
       yield* endpoint.update({ fault: "ServiceUnavailable" })
       expect(failure(yield* Effect.flip(put(query, "NS", [datum(1)])))).toMatchObject({ status: 503 })
-      expect((yield* endpoint.stats).failed).toBe(4)
+      expect((yield* endpoint.stats).failed).toBe(6)
     }))
 })

@@ -1,7 +1,8 @@
 /**
  * A fake CloudWatch endpoint on loopback for wire tests: the real `@aws-sdk/client-cloudwatch` talks to it through
  * its `endpoint` option. It decodes `PutMetricData` as the client sends it — AWS JSON 1.0 (the installed client's
- * protocol, with `awsQueryCompatible` error codes) or the `awsQuery` form encoding, gzip-compressed or not — checks
+ * protocol, with `awsQueryCompatible` error codes), the `awsQuery` form encoding, or Smithy RPC v2 CBOR (a client
+ * configured with that protocol), gzip-compressed or not — checks
  * each request against CloudWatch's limits (at most 1000 datums and 1 MiB per request, 30 dimensions per datum, names
  * of 1–255 characters, finite values, one of `Value` / `Values` / `StatisticValues`…) and rejects an over-limit
  * request with CloudWatch's own error (`InvalidParameterValue`, `413 RequestEntityTooLarge`), so batching bugs fail
@@ -114,7 +115,7 @@ export interface Datum {
  * @category models
  */
 export interface PutMetricDataCall {
-  readonly protocol: "json" | "query"
+  readonly protocol: "json" | "query" | "cbor"
   readonly compressed: boolean
   /** Body size after decompression. */
   readonly bytes: number

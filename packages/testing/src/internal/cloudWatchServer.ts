@@ -1,6 +1,7 @@
 /**
  * The loopback HTTP server behind `CloudWatchEndpoint`: decodes `PutMetricData` as the AWS SDK sends it (AWS JSON 1.0
- * with `awsQueryCompatible`, the installed client's protocol; or the older `awsQuery` form encoding), gzip or not;
+ * with `awsQueryCompatible`, the installed client's protocol; the older `awsQuery` form encoding; or Smithy RPC v2
+ * CBOR, which a client can be configured to use), gzip or not;
  * checks it against CloudWatch's limits; answers with CloudWatch's error shapes; and fails or hangs on request.
  *
  * @internal
@@ -10,6 +11,7 @@ import * as Http from "node:http"
 import type * as Net from "node:net"
 import { gunzipSync } from "node:zlib"
 import type { Datum, EndpointSettings, EndpointStats, PutMetricDataCall, Rejection } from "../CloudWatchEndpoint.ts"
+import * as Cbor from "./cbor.ts"
 import { chance, readBody } from "./httpRelay.ts"
 
 /** CloudWatch's limits, from the `PutMetricData` and `MetricDatum` API reference. @internal */
@@ -124,6 +126,17 @@ const decode = (req: Http.IncomingMessage, body: Buffer): Decoded => {
     }
     return { protocol: "json", operation, input }
   }
+  if (contentType.startsWith("application/cbor")) {
+    // Smithy RPC v2 CBOR: /service/<service>/operation/<operation>
+    const operation = (req.url ?? "").split("/").at(-1) ?? ""
+    let input: Record<string, unknown>
+    try {
+      input = body.length === 0 ? {} : Cbor.decode(body) as Record<string, unknown>
+    } catch {
+      throw new ApiError(400, "SerializationException", "Sender", "request body is not CBOR")
+    }
+    return { protocol: "cbor", operation, input }
+  }
   if (contentType.startsWith("application/x-www-form-urlencoded")) {
     const params = new URLSearchParams(body.toString("utf8"))
     const input = fromQuery(params)
@@ -138,7 +151,7 @@ const num = (value: unknown): number | undefined =>
 
 const timestampOf = (value: unknown): number | undefined => {
   if (value === undefined || value === null) return undefined
-  if (typeof value === "number") return value * 1000 // JSON protocols: epoch seconds
+  if (typeof value === "number") return value * 1000 // JSON and CBOR protocols: epoch seconds
   const text = String(value)
   return /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : Date.parse(text)
 }
@@ -258,6 +271,13 @@ const answer = (res: Http.ServerResponse, protocol: Protocol, operation: string)
   if (protocol === "json") {
     res.writeHead(200, { "content-type": "application/x-amz-json-1.0", "x-amzn-requestid": requestId })
     res.end("{}")
+  } else if (protocol === "cbor") {
+    res.writeHead(200, {
+      "content-type": "application/cbor",
+      "smithy-protocol": "rpc-v2-cbor",
+      "x-amzn-requestid": requestId
+    })
+    res.end(Cbor.encodeMap({}))
   } else {
     res.writeHead(200, { "content-type": "text/xml", "x-amzn-requestid": requestId })
     res.end(
@@ -274,10 +294,25 @@ const SHAPES: Record<string, string> = {
   InvalidParameterCombination: "InvalidParameterCombinationException"
 }
 
-/** CloudWatch's error shapes: JSON with `__type` and the query error code in `x-amzn-query-error`, or query XML. */
+/**
+ * CloudWatch's error shapes: JSON or CBOR with `__type` and the query error code in `x-amzn-query-error`, or query
+ * XML.
+ */
 const fail = (res: Http.ServerResponse, protocol: Protocol, error: ApiError): void => {
   const requestId = randomUUID()
-  if (protocol === "json") {
+  if (protocol === "cbor") {
+    res.writeHead(error.status, {
+      "content-type": "application/cbor",
+      "smithy-protocol": "rpc-v2-cbor",
+      "x-amzn-requestid": requestId,
+      "x-amzn-query-error": `${error.code};${error.type}`
+    })
+    res.end(Cbor.encodeMap({
+      __type: `com.amazonaws.cloudwatch#${SHAPES[error.code] ?? error.code}`,
+      message: error.message,
+      Message: error.message
+    }))
+  } else if (protocol === "json") {
     res.writeHead(error.status, {
       "content-type": "application/x-amz-json-1.0",
       "x-amzn-requestid": requestId,
