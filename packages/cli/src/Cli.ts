@@ -107,7 +107,9 @@ const stream = Command.make("stream", {
   name: Argument.String("name").pipe(Argument.withDescription("Stream name or ARN")),
   json
 }, (input) => StreamInfo.run({ stream: input.name, json: input.json })).pipe(
-  Command.withDescription("A stream's status, capacity mode and retention, and its shards: hash ranges, parents, open/closed")
+  Command.withDescription(
+    "A stream's status, capacity mode and retention, and its shards: hash ranges, parents, open/closed"
+  )
 )
 
 const parsePosition = (input: string): Option.Option<Consumer.InitialPosition> => {

@@ -1,8 +1,8 @@
-import { Aggregation, AdminClient, Client } from "@effect-kinesis/core"
+import { DescribeTableCommand } from "@aws-sdk/client-dynamodb"
+import type { Lease } from "@effect-kinesis/consumer"
+import { AdminClient, Aggregation, Client, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { ConsumerWorker, StreamFixtures } from "@effect-kinesis/testing"
-import { Serde } from "@effect-kinesis/core"
-import { DescribeTableCommand } from "@aws-sdk/client-dynamodb"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import { randomUUID } from "node:crypto"
@@ -71,7 +71,10 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         )
         const repo = yield* checkpointed
         yield* ConsumerWorker.eventually(
-          Effect.map(repo.list, (all) => all.every((l) => l.checkpoint.sequenceNumber === lastPerShard.get(l.leaseKey))),
+          Effect.map(
+            repo.list,
+            (all) => all.every((l) => l.checkpoint.sequenceNumber === lastPerShard.get(l.leaseKey))
+          ),
           "20 seconds",
           "every shard checkpointed at its last record"
         )
@@ -94,7 +97,9 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         yield* Effect.forEach(workers, (w) => w.stop, { discard: true })
         yield* StreamFixtures.putInOrder(streamName, records("b", 12))
         yield* Effect.sleep("1 second")
-        const after = JSON.parse((yield* runCli(["leases", app, "--stream", streamName, "--json"])).stdout) as LeasesJson
+        const after = JSON.parse(
+          (yield* runCli(["leases", app, "--stream", streamName, "--json"])).stdout
+        ) as LeasesJson
         expect(after.owners).toEqual({})
         const behind = after.leases.filter((lease) => lease.behindMillis !== null && lease.behindMillis >= 1000)
         expect(after.leases.every((lease) => lease.state === "unowned" && lease.owner === null)).toBe(true)
@@ -150,6 +155,52 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         for (const line of plain.split("\n")) expect([...line].length).toBeLessThan(120)
       }))
 
+    it.effect("states: a held lease whose counter stands still past --expiry turns expired?, a child waits for its parent, SHARD_END is finished", () =>
+      Effect.gen(function*() {
+        const app = uniqueApp("states")
+        const repo = yield* DynamoDbLeaseRepository.make({ applicationName: app })
+        const lease = (leaseKey: string, parentShardIds: ReadonlyArray<string>, checkpoint: string): Lease.Lease => ({
+          leaseKey,
+          leaseOwner: undefined,
+          leaseCounter: 0,
+          checkpoint: ExtendedSequenceNumber.make(checkpoint),
+          pendingCheckpoint: undefined,
+          ownerSwitchesSinceCheckpoint: 0,
+          parentShardIds,
+          childShardIds: [],
+          hashKeyRange: undefined
+        })
+        const parent = yield* repo.create(lease("shardId-000000000000", [], "TRIM_HORIZON"))
+        yield* repo.take(parent, "ghost")
+        yield* repo.create(lease("shardId-000000000001", ["shardId-000000000000"], "TRIM_HORIZON"))
+        yield* repo.create(lease("shardId-000000000002", [], "SHARD_END"))
+        yield* repo.create(lease("shardId-000000000003", [], "TRIM_HORIZON"))
+
+        const run = yield* runCli(["leases", app, "--interval", "500ms", "--expiry", "1s"], {
+          terminal: true,
+          columns: 120,
+          stopAfter: "2500 millis"
+        })
+        const frames = run.writes.slice(1, -1).map((frame) => frame.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, ""))
+        const row = (frame: string, shardId: string) => frame.split("\n").find((line) => line.startsWith(shardId))
+        expect(row(frames[0]!, "shardId-000000000000")).toMatch(
+          /^shardId-000000000000\s+leased\s+-\s+ghost\s+1\s+TRIM_HORIZON\s+\?$/
+        )
+        const last = frames.at(-1)!
+        expect(row(last, "shardId-000000000000")).toMatch(
+          /^shardId-000000000000\s+expired\?\s+-\s+ghost\s+1\s+TRIM_HORIZON\s+>\d\.\ds ago$/
+        )
+        expect(row(last, "shardId-000000000001")).toMatch(
+          /^shardId-000000000001\s+waiting\s+shardId-000000000000\s+-\s+0\s+TRIM_HORIZON/
+        )
+        expect(row(last, "shardId-000000000002")).toMatch(
+          /^shardId-000000000002\s+finished\s+-\s+-\s+0\s+SHARD_END\s+-$/
+        )
+        expect(row(last, "shardId-000000000003")).toMatch(/^shardId-000000000003\s+unowned\s+-\s+-\s+0\s+TRIM_HORIZON/)
+        expect(last).toContain("1 worker: ghost (1)")
+        expect(last).toContain("pass --stream to see how far behind each shard is")
+      }))
+
     it.effect("a missing lease table is one line saying what to check, and the table is not created", () =>
       Effect.gen(function*() {
         const app = uniqueApp("missing")
@@ -181,7 +232,13 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
           mode: string
           retentionHours: number
           shards: ReadonlyArray<
-            { shardId: string; open: boolean; parentShardId: string | null; startingHashKey: string; endingHashKey: string }
+            {
+              shardId: string
+              open: boolean
+              parentShardId: string | null
+              startingHashKey: string
+              endingHashKey: string
+            }
           >
         }
         expect(view.status).toBe("ACTIVE")
@@ -198,7 +255,9 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         expect(sorted[1]!.endingHashKey).toBe(closed!.endingHashKey)
 
         const text = yield* runCli(["stream", streamName])
-        expect(text.stdout).toContain(`stream ${streamName}  ACTIVE  provisioned  retention 24h  2 open / 1 closed shards`)
+        expect(text.stdout).toContain(
+          `stream ${streamName}  ACTIVE  provisioned  retention 24h  2 open / 1 closed shards`
+        )
         expect(text.stdout).toMatch(new RegExp(`${parent}\\s+closed\\s+-\\s+00000000–ffffffff\\s+100.0%`))
         expect(text.stdout).toMatch(new RegExp(`open\\s+${parent}\\s+00000000–7fffffff\\s+50.0%`))
       }))

@@ -37,9 +37,7 @@ const spawnCli = (args: ReadonlyArray<string>) =>
     let stderr = ""
     child.stdout!.on("data", (chunk) => (stdout += chunk))
     child.stderr!.on("data", (chunk) => (stderr += chunk))
-    const finished = new Promise<Finished>((resolve) =>
-      child.on("close", (code) => resolve({ code, stdout, stderr }))
-    )
+    const finished = new Promise<Finished>((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })))
     return { child, finished, stdout: () => stdout }
   })
 

@@ -49,10 +49,13 @@ export interface Row {
   readonly counter: number
   readonly checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber
   readonly lag: Lag | undefined
-  /** Since the counter last moved, as far as this process has watched. */
-  readonly sinceRenewal: number
-  /** False until the counter was seen to move: `sinceRenewal` is then a lower bound. */
-  readonly renewalObserved: boolean
+  /**
+   * The counter moved (a take, renewal, checkpoint or release) at most this long ago: it changed between two reads
+   * of this process, and this is the time since the earlier one. Unknown until a change was seen.
+   */
+  readonly renewedWithin: number | undefined
+  /** How long this process has read the same counter: a lower bound of the time since the last renewal. */
+  readonly counterStillFor: number
 }
 
 /** @internal */
@@ -72,8 +75,12 @@ const LAG_REFRESH = Duration.seconds(10)
 
 interface Watch {
   counter: number
-  since: number
-  observed: boolean
+  /** When this process first read the current counter. */
+  firstSeen: number
+  /** When it last read the counter before the current one: the change happened after this. */
+  previousSeen: number | undefined
+  /** When it last read this lease. */
+  lastSeen: number
 }
 
 /**
@@ -106,7 +113,10 @@ export const measureLag = (
     const records = page.Records ?? []
     let oldest = records[0]
     if (atPosition && oldest !== undefined && oldest.SequenceNumber === position) {
-      const users = Aggregation.deaggregate({ partitionKey: oldest.PartitionKey ?? "", data: oldest.Data ?? new Uint8Array() })
+      const users = Aggregation.deaggregate({
+        partitionKey: oldest.PartitionKey ?? "",
+        data: oldest.Data ?? new Uint8Array()
+      })
       const count = Result.isSuccess(users) ? users.success.length : 1
       if (checkpoint.subSequenceNumber >= count - 1) oldest = records[1]
     }
@@ -202,18 +212,27 @@ export const make = (options: Options): Effect.Effect<
       const watchNow = Number((yield* Clock.monotonicTimeNanos) / 1_000_000n)
       for (const lease of leases) {
         const w = watched.get(lease.leaseKey)
-        if (w === undefined) watched.set(lease.leaseKey, { counter: lease.leaseCounter, since: watchNow, observed: false })
-        else if (w.counter !== lease.leaseCounter) {
-          w.counter = lease.leaseCounter
-          w.since = watchNow
-          w.observed = true
+        if (w === undefined) {
+          watched.set(lease.leaseKey, {
+            counter: lease.leaseCounter,
+            firstSeen: watchNow,
+            previousSeen: undefined,
+            lastSeen: watchNow
+          })
+          continue
         }
+        if (w.counter !== lease.leaseCounter) {
+          w.counter = lease.leaseCounter
+          w.previousSeen = w.lastSeen
+          w.firstSeen = watchNow
+        }
+        w.lastSeen = watchNow
       }
       if (now - lagsAt >= Duration.toMillis(LAG_REFRESH)) yield* refreshLags(leases, now)
       const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
       const rows = [...leases].sort((a, b) => a.leaseKey.localeCompare(b.leaseKey)).map((lease): Row => {
         const w = watched.get(lease.leaseKey)!
-        const stillFor = watchNow - w.since
+        const stillFor = watchNow - w.firstSeen
         return {
           shardId: lease.leaseKey,
           state: stateOf(lease, byKey, stillFor, expiry),
@@ -222,8 +241,8 @@ export const make = (options: Options): Effect.Effect<
           counter: lease.leaseCounter,
           checkpoint: lease.checkpoint,
           lag: ExtendedSequenceNumber.isShardEnd(lease.checkpoint) ? undefined : lags.get(lease.leaseKey),
-          sinceRenewal: stillFor,
-          renewalObserved: w.observed
+          renewedWithin: w.previousSeen === undefined ? undefined : watchNow - w.previousSeen,
+          counterStillFor: stillFor
         }
       })
       return {
@@ -272,8 +291,8 @@ export const toJson = (snapshot: Snapshot) => {
       checkpoint: row.checkpoint.sequenceNumber,
       checkpointSubSequenceNumber: row.checkpoint.subSequenceNumber,
       ...lagJson(row.lag),
-      counterStillForMillis: row.sinceRenewal,
-      counterChangeObserved: row.renewalObserved
+      renewedWithinMillis: row.renewedWithin ?? null,
+      counterStillForMillis: row.counterStillFor
     })),
     ...(snapshot.warning === undefined ? {} : { warning: snapshot.warning })
   }
@@ -287,6 +306,14 @@ const lagText = (lag: Lag | undefined, stream: string | undefined) =>
     : lag._tag === "Behind"
     ? Format.duration(lag.millis)
     : "?"
+
+// `<4.0s ago`: the counter moved after a read this long ago (an upper bound); `>12s ago`: this process has read the
+// same counter for that long without seeing it move (a lower bound); `?` on the first read.
+const renewedText = (row: Row): string => {
+  if (row.state === "finished") return "-"
+  if (row.renewedWithin !== undefined) return `<${Format.duration(row.renewedWithin)} ago`
+  return row.counterStillFor === 0 ? "?" : `>${Format.duration(row.counterStillFor)} ago`
+}
 
 /**
  * The live view's frame: a title line, the table, and who holds how many leases.
@@ -311,7 +338,7 @@ export const render = (snapshot: Snapshot, interval: Duration.Duration): Array<s
     String(row.counter),
     Format.sequenceNumber(row.checkpoint.sequenceNumber, row.checkpoint.subSequenceNumber),
     lagText(row.lag, snapshot.stream),
-    row.state === "finished" ? "-" : `${row.renewalObserved ? "" : ">"}${Format.duration(row.sinceRenewal)} ago`
+    renewedText(row)
   ])
   const owners = new Map<string, number>()
   for (const row of snapshot.rows) {

@@ -76,7 +76,9 @@ export const render = (view: StreamView): Array<string> => {
     view.mode === "ON_DEMAND" ? "on-demand" : view.mode === "PROVISIONED" ? "provisioned" : "mode ?",
     `retention ${view.retentionHours ?? "?"}h`,
     `${open} open / ${view.shards.length - open} closed shards`,
-    ...(view.consumerCount === null ? [] : [`${view.consumerCount} enhanced fan-out consumers`]),
+    ...(view.consumerCount === null || view.consumerCount === 0
+      ? []
+      : [`${view.consumerCount} enhanced fan-out consumer${view.consumerCount === 1 ? "" : "s"}`]),
     ...(view.encryption === null || view.encryption === "NONE" ? [] : [`encryption ${view.encryption}`])
   ].join("  ")
   const rows = [

@@ -37,7 +37,8 @@ const text = (data: Uint8Array): string | undefined => {
 // Control characters would move the cursor or ring the bell on the reader's terminal.
 const printable = (s: string): string =>
   // eslint-disable-next-line no-control-regex
-  s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => c === "\n" ? "\\n" : c === "\t" ? "\\t" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+  s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) =>
+    c === "\n" ? "\\n" : c === "\t" ? "\\t" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
 
 /**
  * One record in the chosen format: `text` is one line (arrival time, shard, sequence/subsequence,
@@ -123,7 +124,11 @@ const toCommandError = (error: ConsumerError.ConsumerError, stream: string): Com
     case "LeaseStoreError":
     case "ShardMapInvalid":
     case "RecordDecodeFailed":
-      return new CommandError({ reason: "Failed", message: `reading "${stream}" failed: ${error.message}`, cause: error })
+      return new CommandError({
+        reason: "Failed",
+        message: `reading "${stream}" failed: ${error.message}`,
+        cause: error
+      })
     default:
       return fromKinesis(error, stream)
   }
