@@ -43,6 +43,8 @@ export const runCli = (
     readonly columns?: number | undefined
     readonly rows?: number | undefined
     readonly stopAfter?: Duration.Input | undefined
+    /** A slow reader: how long the write of `chunk` takes. */
+    readonly writeDelay?: ((chunk: string) => Duration.Input | undefined) | undefined
   } = {}
 ) =>
   Effect.gen(function*() {
@@ -54,11 +56,14 @@ export const runCli = (
         args: Effect.succeed(args),
         stdoutIsTerminal: Effect.succeed(options.terminal ?? false),
         stdout: () =>
-          Sink.forEach((chunk: string | Uint8Array) =>
-            Effect.sync(() => {
-              writes.push(typeof chunk === "string" ? chunk : decoder.decode(chunk))
-            })
-          )
+          Sink.forEach((chunk: string | Uint8Array) => {
+            const text = typeof chunk === "string" ? chunk : decoder.decode(chunk)
+            const delay = options.writeDelay?.(text)
+            return Effect.andThen(
+              delay === undefined ? Effect.void : Effect.sleep(delay),
+              Effect.sync(() => writes.push(text))
+            )
+          })
       }),
       Layer.succeed(
         Terminal.Terminal,
