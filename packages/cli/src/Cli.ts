@@ -252,7 +252,7 @@ export const layerConfig: Layer.Layer<Client.Client | DynamoDbClient.DynamoDbCli
     Effect.mapError((error) =>
       new CommandError({
         reason: "InvalidArgument",
-        message: `bad configuration in the environment: ${error.message}`,
+        message: `bad configuration in the environment: ${error.message.replace(/\s*\n\s*/g, " ")}`,
         cause: error
       })
     )

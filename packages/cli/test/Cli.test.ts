@@ -4,8 +4,9 @@ import { AdminClient, Aggregation, Client, ExtendedSequenceNumber, Serde } from 
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { ConsumerWorker, StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Layer } from "effect"
 import { randomUUID } from "node:crypto"
+import * as Http from "node:http"
 import { Env, runCli } from "./fixtures.ts"
 
 const uniqueApp = (label: string) => `${label}-${randomUUID().slice(0, 8)}`
@@ -274,6 +275,53 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         expect(tail.stderr).toEqual(run.stderr)
         const leases = yield* runCli(["leases", "whatever", "--stream", "no-such-stream"])
         expect(leases.stderr).toHaveLength(1)
+      }))
+  })
+
+  describe("errors", () => {
+    it.effect("access denied by Kinesis or DynamoDB is one line naming the permission", () =>
+      Effect.gen(function*() {
+        // An endpoint that refuses every call as AWS does when a policy lacks the action.
+        const server = yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            new Promise<Http.Server>((resolve) => {
+              const s = Http.createServer((request, response) => {
+                request.resume()
+                request.on("end", () => {
+                  response.writeHead(400, {
+                    "content-type": "application/x-amz-json-1.1",
+                    "x-amzn-errortype": "AccessDeniedException"
+                  })
+                  response.end(JSON.stringify({
+                    __type: "AccessDeniedException",
+                    message: "User: arn:aws:iam::000000000000:user/ops is not authorized to perform this action"
+                  }))
+                })
+              })
+              s.listen(0, "127.0.0.1", () => resolve(s))
+            })
+          ),
+          (s) => Effect.promise(() => new Promise<void>((resolve) => s.close(() => resolve())))
+        )
+        const endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+        const config = {
+          endpoint,
+          region: "us-east-1",
+          credentials: { accessKeyId: "ops", secretAccessKey: "ops" }
+        }
+        const denied = Layer.merge(
+          Client.layer({ ...config, httpHandler: "http1" }),
+          DynamoDbClient.layer(config)
+        )
+        const stream = yield* runCli(["stream", "orders"]).pipe(Effect.provide(denied))
+        expect(Exit.isFailure(stream.exit)).toBe(true)
+        expect(stream.stderr).toEqual([
+          `effect-kinesis: access denied to kinesis:DescribeStreamSummary on stream "orders" (AccessDeniedException): grant it to these credentials, or check they are valid`
+        ])
+        const leases = yield* runCli(["leases", "billing"]).pipe(Effect.provide(denied))
+        expect(leases.stderr).toEqual([
+          `effect-kinesis: access denied to dynamodb:DescribeTable on table "billing" (AccessDeniedException): grant it to these credentials, or check they are valid`
+        ])
       }))
   })
 

@@ -159,7 +159,21 @@ export const make = (options: Options): Effect.Effect<
       applicationName: options.application,
       tableName: options.table,
       createTableIfMissing: false
-    }).pipe(Effect.mapError((error) => fromLeaseStore(error, options.table)))
+    }).pipe(
+      Effect.mapError((error) => fromLeaseStore(error, options.table)),
+      // The store retries DescribeTable for 30 s, for workers starting; a person at a terminal wants to know sooner.
+      Effect.timeoutOrElse({
+        duration: "10 seconds",
+        orElse: () =>
+          Effect.fail(
+            new CommandError({
+              reason: "Unavailable",
+              message:
+                `DynamoDB did not answer DescribeTable on table "${options.table}" within 10s: check DYNAMODB_ENDPOINT and the network, then try again`
+            })
+          )
+      })
+    )
     const client = yield* Client.Client
     const stream = options.stream
     // A wrong --stream fails at once rather than as a column of unknowns.
