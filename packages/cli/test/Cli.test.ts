@@ -121,6 +121,20 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         for (const lease of after.leases) {
           if (!shardsWithNew.has(lease.shardId)) expect(lease.behindMillis).toBe(0)
         }
+
+        // Watched, a shard stuck behind the same record falls further behind from one document to the next.
+        const watched = yield* runCli(["leases", app, "--stream", streamName, "--watch", "--interval", "500ms"], {
+          stopAfter: "1800 millis"
+        })
+        const documents = watched.stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as LeasesJson)
+        expect(documents.length).toBeGreaterThanOrEqual(3)
+        const stuck = behind[0]!.shardId
+        const lagOf = (doc: LeasesJson) => doc.leases.find((lease) => lease.shardId === stuck)!.behindMillis!
+        for (let i = 1; i < documents.length; i++) {
+          const arrival = documents[i]!.leases.find((lease) => lease.shardId === stuck)!.oldestUnprocessedArrival
+          expect(arrival).toBe(behind[0]!.oldestUnprocessedArrival)
+          expect(lagOf(documents[i]!)).toBeGreaterThan(lagOf(documents[i - 1]!))
+        }
       }))
 
     it.effect("on a terminal, the view is redrawn in place: cursor hidden, each frame moves back over the last, cursor shown at Ctrl-C", () =>
