@@ -4,7 +4,7 @@ import { AdminClient, Aggregation, Client, ExtendedSequenceNumber, Serde } from 
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { ConsumerWorker, StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Exit, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import { Env, runCli } from "./fixtures.ts"
@@ -391,6 +391,40 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
           ]
           expect(values).toEqual(expected)
         }
+      }))
+
+    it.effect("from latest (the default) prints what is written after it started; from a time, what arrived since", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        yield* StreamFixtures.putInOrder(streamName, records("old", 6, 3))
+        yield* Effect.sleep("1500 millis")
+        const since = new Date()
+        yield* Effect.sleep("500 millis")
+        yield* StreamFixtures.putInOrder(streamName, records("mid", 6, 3))
+
+        const fromTime = yield* runCli([
+          "tail",
+          streamName,
+          "--from",
+          since.toISOString(),
+          "--format",
+          "raw",
+          "--limit",
+          "6"
+        ])
+        expect(fromTime.stdout.trimEnd().split("\n").sort()).toEqual(records("mid", 6, 3).map((r) => r.data).sort())
+
+        // Records keep coming (as on a live stream) until it has printed six: none of those written before it started.
+        const latest = yield* Effect.forkChild(runCli(["tail", streamName, "--format", "raw", "--limit", "6"]))
+        let round = 0
+        while (latest.pollUnsafe() === undefined) {
+          yield* StreamFixtures.putInOrder(streamName, records(`new${round++}-`, 6, 3))
+          yield* Effect.sleep("500 millis")
+        }
+        const run = yield* Fiber.join(latest)
+        const printed = run.stdout.trimEnd().split("\n")
+        expect(printed).toHaveLength(6)
+        for (const data of printed) expect(data).toMatch(/^new\d+-\d$/)
       }))
 
     it.effect("text format: one line per record with arrival time, shard, sequence number, key and data", () =>
