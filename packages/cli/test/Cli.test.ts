@@ -147,7 +147,7 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         const run = yield* runCli(["leases", app, "--stream", streamName, "--interval", "500ms"], {
           terminal: true,
           columns: 120,
-          stopAfter: "2500 millis"
+          stopAfter: "4 seconds"
         })
         expect(run.stderr).toEqual([])
         expect(Exit.hasInterrupts(run.exit)).toBe(true)
@@ -194,7 +194,7 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         const run = yield* runCli(["leases", app, "--interval", "500ms", "--expiry", "1s"], {
           terminal: true,
           columns: 120,
-          stopAfter: "2500 millis"
+          stopAfter: "4 seconds"
         })
         const frames = run.writes.slice(1, -1).map((frame) => frame.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, ""))
         const row = (frame: string, shardId: string) => frame.split("\n").find((line) => line.startsWith(shardId))
