@@ -73,6 +73,13 @@ export interface Snapshot {
 // GetRecords, and GetRecords shares the shard's 5 calls/s with the application that reads it.
 const LAG_REFRESH = Duration.seconds(10)
 
+interface Measured {
+  readonly lag: Lag
+  /** The checkpoint it was measured at. */
+  readonly checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber
+  readonly at: number
+}
+
 interface Watch {
   counter: number
   /** When this process first read the current counter. */
@@ -181,16 +188,29 @@ export const make = (options: Options): Effect.Effect<
       yield* client.describeStreamSummary(stream).pipe(Effect.mapError((error) => fromKinesis(error, stream)))
     }
     const watched = new Map<string, Watch>()
-    const lags = new Map<string, Lag>()
-    let lagsAt = Number.NEGATIVE_INFINITY
+    const lags = new Map<string, Measured>()
     let last: ReadonlyArray<Lease.Lease> = []
     const expiry = Duration.toMillis(options.expiry)
 
+    // Measured again when due; in between, a shard still at the same checkpoint behind the same oldest record is only
+    // that much older (no call), and any other is shown as measured.
+    const due = (lease: Lease.Lease, now: number) => {
+      const measured = lags.get(lease.leaseKey)
+      return measured === undefined || now - measured.at >= Duration.toMillis(LAG_REFRESH)
+    }
+    const lagOf = (lease: Lease.Lease, now: number): Lag | undefined => {
+      const measured = lags.get(lease.leaseKey)
+      if (measured === undefined) return undefined
+      const lag = measured.lag
+      return lag._tag === "Behind" && ExtendedSequenceNumber.Equivalence(measured.checkpoint, lease.checkpoint)
+        ? { ...lag, millis: Math.max(0, now - lag.oldestUnprocessed.getTime()) }
+        : lag
+    }
     const refreshLags = (leases: ReadonlyArray<Lease.Lease>, now: number) =>
       stream === undefined
         ? Effect.void
         : Effect.forEach(
-          leases.filter((lease) => !ExtendedSequenceNumber.isShardEnd(lease.checkpoint)),
+          leases.filter((lease) => !ExtendedSequenceNumber.isShardEnd(lease.checkpoint) && due(lease, now)),
           (lease) =>
             measureLag(client, stream, lease.leaseKey, lease.checkpoint, now).pipe(
               Effect.catch((error): Effect.Effect<Lag, CommandError> =>
@@ -198,12 +218,10 @@ export const make = (options: Options): Effect.Effect<
                   ? Effect.fail(fromKinesis(error, stream))
                   : Effect.succeed({ _tag: "Unknown", reason: `${error.operation}: ${error.message}` })
               ),
-              Effect.map((lag) => lags.set(lease.leaseKey, lag))
+              Effect.map((lag) => lags.set(lease.leaseKey, { lag, checkpoint: lease.checkpoint, at: now }))
             ),
           { concurrency: 8, discard: true }
-        ).pipe(Effect.andThen(Effect.sync(() => {
-          lagsAt = now
-        })))
+        )
 
     const read = (list: Effect.Effect<ReadonlyArray<Lease.Lease>, LeaseRepository.LeaseStoreError>) =>
       Effect.gen(function*() {
@@ -242,7 +260,7 @@ export const make = (options: Options): Effect.Effect<
         }
         w.lastSeen = watchNow
       }
-      if (now - lagsAt >= Duration.toMillis(LAG_REFRESH)) yield* refreshLags(leases, now)
+      yield* refreshLags(leases, now)
       const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
       const rows = [...leases].sort((a, b) => a.leaseKey.localeCompare(b.leaseKey)).map((lease): Row => {
         const w = watched.get(lease.leaseKey)!
@@ -254,7 +272,7 @@ export const make = (options: Options): Effect.Effect<
           owner: lease.leaseOwner,
           counter: lease.leaseCounter,
           checkpoint: lease.checkpoint,
-          lag: ExtendedSequenceNumber.isShardEnd(lease.checkpoint) ? undefined : lags.get(lease.leaseKey),
+          lag: ExtendedSequenceNumber.isShardEnd(lease.checkpoint) ? undefined : lagOf(lease, now),
           renewedWithin: w.previousSeen === undefined ? undefined : watchNow - w.previousSeen,
           counterStillFor: stillFor
         }
