@@ -66,11 +66,7 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         // The checkpoint of each shard's last record is written within the checkpoint interval.
         const lastPerShard = new Map<string, string>()
         for (const w of workers) for (const r of w.seen) lastPerShard.set(r.shardId, r.sequenceNumber)
-        const checkpointed = Effect.map(
-          DynamoDbLeaseRepository.make({ applicationName: app, createTableIfMissing: false }),
-          (repo) => repo
-        )
-        const repo = yield* checkpointed
+        const repo = yield* DynamoDbLeaseRepository.make({ applicationName: app, createTableIfMissing: false })
         yield* ConsumerWorker.eventually(
           Effect.map(
             repo.list,
