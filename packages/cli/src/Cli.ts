@@ -78,11 +78,11 @@ const leases = Command.make("leases", {
     Flag.withDefault(false),
     Flag.withDescription("With JSON output: print one document per interval (one per line) until Ctrl-C")
   ),
-  interval: durationFlag("interval", "2s", "How often to redraw (or print, with --watch)"),
+  interval: durationFlag("interval", "2s", "How often to redraw (or print, with --watch); default 2s"),
   expiry: durationFlag(
     "expiry",
     "10s",
-    "The application's lease expiry: a held lease whose counter stood still this long shows as expired?"
+    "The application's lease expiry (default 10s, the consumer's): a held lease whose counter stood still this long shows as expired?"
   )
 }, (input) =>
   Leases.run({
@@ -134,12 +134,14 @@ const tail = Command.make("tail", {
   ),
   format: Flag.Literals("format", ["text", "json", "raw"]).pipe(
     Flag.withDefault("text"),
-    Flag.withDescription("text: one line per record with its metadata; json: one object per line; raw: the data only")
+    Flag.withDescription(
+      "text (default): one line per record with its metadata; json: one object per line; raw: the data only"
+    )
   ),
   limit: Flag.Int("limit").pipe(
     Flag.filter((n) => n >= 0, (n) => `--limit ${n} is negative: give the number of records to print`),
     Flag.optional,
-    Flag.withDescription("Stop after this many records")
+    Flag.withDescription("Stop after this many records (default: run until Ctrl-C)")
   )
 }, (input) =>
   Tail.run({
