@@ -97,7 +97,8 @@ export const run = (options: Options): Effect.Effect<void, CommandError, Client.
       workerId: "effect-kinesis-tail",
       deserializer: Serde.bytes,
       initialPosition: options.from,
-      fetch: { pollInterval: "250 millis" },
+      // A guest on shards that applications read too: GetRecords shares each shard's 5 calls/s between all readers.
+      fetch: { pollInterval: "1 second", maxCallsPerSecond: 2 },
       // One worker and a lease store in memory: nobody to share with, so children are taken as soon as their parents
       // end and new shards are looked for often.
       lease: {
