@@ -2,7 +2,7 @@ import { LeaseRepository } from "@effect-kinesis/consumer"
 import { Serde } from "@effect-kinesis/core"
 import { ConsumerWorker, StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Layer, Logger, References, Schema } from "effect"
+import { Effect, Layer, Logger, References } from "effect"
 import { eventually, fastLeases, KinesisLive, put, startWorker } from "./fixtures.ts"
 
 interface Line {
@@ -77,10 +77,19 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Loggin
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
         const repository = yield* LeaseRepository.makeMemory()
         const { layer: loggerLayer, lines } = collecting()
-        const json = Serde.json(Schema.Struct({ n: Schema.Number }))
+        // A deserializer whose errors quote the data, as hand-written ones often do.
+        const json = Serde.makeSync<{ readonly n: number }>({
+          serialize: (value) => new TextEncoder().encode(JSON.stringify(value)),
+          deserialize: (bytes) => {
+            const text = new TextDecoder().decode(bytes)
+            const value = JSON.parse(text)
+            if (typeof value?.n !== "number") throw new Error(`not an order: ${text}`)
+            return value
+          }
+        })
         yield* put(streamName, [
           { partitionKey: "a", data: JSON.stringify({ n: 1 }) },
-          { partitionKey: "a", data: `${SECRET} is not JSON` },
+          { partitionKey: "a", data: `{"secret": "${SECRET}"}` },
           { partitionKey: "a", data: JSON.stringify({ n: SECRET }) },
           { partitionKey: "a", data: JSON.stringify({ n: 2 }) }
         ])
