@@ -525,8 +525,7 @@ const isActive = (shard: ShardStream<any>): () => boolean => {
 const timeProcessing = (shard: ShardStream<any>) => {
   const metrics = leases.get(shard)?.metrics
   if (metrics === undefined || metrics.time === MetricsCollector.disabled) {
-    return <X, E, R>(self: Effect.Effect<X, E, R>) =>
-      self
+    return <X, E, R>(self: Effect.Effect<X, E, R>) => self
   }
   return <X, E, R>(self: Effect.Effect<X, E, R>): Effect.Effect<X, E, R> =>
     Effect.flatMap(

@@ -89,7 +89,9 @@ export const make = (
             if (needsNewIterator(error)) {
               iterator = undefined
             }
-            if (error._tag === "ExpiredIterator") expiredIterator.record(1)
+            if (error._tag === "ExpiredIterator") {
+              expiredIterator.record(1)
+            }
             // Retries are routine (throttling, an expired iterator): visible at debug level only.
             return isRetryable(error)
               ? Effect.annotateLogs(
@@ -104,7 +106,9 @@ export const make = (
 
       const poll = (delayMillis: number) =>
         Effect.gen(function*() {
-          if (delayMillis > 0) yield* Effect.sleep(Duration.millis(delayMillis))
+          if (delayMillis > 0) {
+            yield* Effect.sleep(Duration.millis(delayMillis))
+          }
           const out = yield* call
           const records = out.Records ?? []
           if (records.length > 0) lastSequenceNumber = records[records.length - 1]!.SequenceNumber
