@@ -111,7 +111,9 @@ export const make = (
           }
           const out = yield* call
           const records = out.Records ?? []
-          if (records.length > 0) lastSequenceNumber = records[records.length - 1]!.SequenceNumber
+          if (records.length > 0) {
+            lastSequenceNumber = records[records.length - 1]!.SequenceNumber
+          }
           iterator = out.NextShardIterator ?? undefined
           const ended = out.NextShardIterator === undefined || out.NextShardIterator === null
           const batch: FetchedBatch = {
