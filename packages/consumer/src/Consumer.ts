@@ -11,6 +11,20 @@
  * `@effect-kinesis/core` and a `LeaseRepository` (in memory, DynamoDB, …); swapping the lease
  * store changes nothing else.
  *
+ * What it reports, by default:
+ *
+ * - Metrics: the KCL's, into a `MetricsCollector` when one is in the context ({@link MetricsSettings}).
+ * - Spans (Effect's tracer; children of the span the consumer runs in): `kinesis.consumer.batch`
+ *   per fetched batch (stream, shard, records, millisBehindLatest, first and last sequence
+ *   number), `kinesis.consumer.process` per batch handed to the `consumeWith` handler (no span
+ *   per record), `kinesis.consumer.checkpoint` (stream, shard, sequence number), and
+ *   `kinesis.lease.take` / `renew` / `release` (shard, owner, counter; a take says whether the lease
+ *   was free, expired or stolen, and from whom).
+ * - Logs, annotated with `applicationName`, `stream`, `workerId` and `shardId`: lease hand-offs at
+ *   info (taken, stolen, lost, released, created, deleted, shard ended, worker joined or left), a
+ *   lease that expired under this worker and failed background rounds at warning, retries at
+ *   debug; never record data, nor a deserializer's message (it may quote the data).
+ *
  * @since 0.1.0
  */
 import type { ChildShard } from "@aws-sdk/client-kinesis"
