@@ -1,7 +1,9 @@
 /**
  * Consumer throughput: user records/s and CPU µs per user record for consuming a pre-filled stream
  * of KPL-aggregated 100-byte records, side by side with a raw SDK loop (GetShardIterator,
- * GetRecords until caught up, deaggregate) over the same stream in the same run.
+ * GetRecords until caught up, deaggregate) over the same stream in the same run, and the consumer
+ * with the KCL's metrics at `detailed` (a `MetricsCollector` in the context, drained every second
+ * as a publisher would) against the consumer without one: the cost of metrics as a CPU ratio.
  *
  *   node --conditions=@effect-kinesis/source bench/consumer.ts
  *
@@ -10,9 +12,9 @@
  */
 import { GetRecordsCommand, GetShardIteratorCommand } from "@aws-sdk/client-kinesis"
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { Aggregation, Client, HashKey, Serde } from "@effect-kinesis/core"
+import { Aggregation, Client, HashKey, MetricsCollector, Serde } from "@effect-kinesis/core"
 import { KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
-import { Deferred, Effect, Fiber, Layer } from "effect"
+import { Deferred, Effect, Fiber, Layer, Schedule } from "effect"
 import { randomBytes } from "node:crypto"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus } from "node:os"
@@ -23,7 +25,7 @@ const SHARDS = 2
 const AGGREGATES_PER_SHARD = 100
 const RECORD_BYTES = 100
 const KPL_MAX_BYTES = 51_200
-const RUNS = 5
+const RUNS = Number(process.env.BENCH_RUNS ?? 7)
 
 interface Sample {
   readonly wallMs: number
@@ -123,7 +125,7 @@ const rawLoop = (stream: StreamFixtures.TestStream, expected: number) =>
 
 // The consumer, end to end: leases (in memory), polling, deaggregation, a handler per record,
 // staged and batched checkpoints. Stops once every record has been handled.
-const consumer = (stream: StreamFixtures.TestStream, expected: number, run: number) =>
+const consumer = (stream: StreamFixtures.TestStream, expected: number, run: number | string) =>
   Effect.gen(function*() {
     let count = 0
     const done = yield* Deferred.make<void>()
@@ -149,6 +151,23 @@ const consumer = (stream: StreamFixtures.TestStream, expected: number, run: numb
     yield* Fiber.interrupt(fiber)
   })
 
+// The consumer with a collector in its context, drained every second as a publisher would.
+const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const collector = yield* MetricsCollector.make
+    let datums = 0
+    const publisher = yield* collector.drain.pipe(
+      Effect.tap((interval) => Effect.sync(() => datums += interval.datums.length)),
+      Effect.repeat(Schedule.spaced("1 second")),
+      Effect.forkChild
+    )
+    const result = yield* Effect.provideService(self, MetricsCollector.MetricsCollector, collector)
+    yield* Fiber.interrupt(publisher)
+    const last = yield* collector.drain
+    if (datums + last.datums.length === 0) return yield* Effect.die(new Error("no metric was recorded"))
+    return result
+  })
+
 const program = Effect.gen(function*() {
   const stream = yield* StreamFixtures.stream({ shardCount: SHARDS, prefix: "bench" })
   const userRecords = yield* fill(stream)
@@ -158,12 +177,21 @@ const program = Effect.gen(function*() {
   // Warm-up of both paths (JIT, sockets, the emulator's caches).
   yield* rawLoop(stream, userRecords)
   yield* consumer(stream, userRecords, -1)
+  yield* withMetrics(consumer(stream, userRecords, "m-1"))
 
   const raw: Array<Sample> = []
   const ours: Array<Sample> = []
+  const metered: Array<Sample> = []
   for (let run = 0; run < RUNS; run++) {
     raw.push(yield* measure(rawLoop(stream, userRecords)))
-    ours.push(yield* measure(consumer(stream, userRecords, run)))
+    // Alternating which goes first, so that neither always runs on a warmer or busier machine.
+    if (run % 2 === 0) {
+      ours.push(yield* measure(consumer(stream, userRecords, run)))
+      metered.push(yield* measure(withMetrics(consumer(stream, userRecords, `m${run}`))))
+    } else {
+      metered.push(yield* measure(withMetrics(consumer(stream, userRecords, `m${run}`))))
+      ours.push(yield* measure(consumer(stream, userRecords, run)))
+    }
   }
   const row = (name: string, samples: ReadonlyArray<Sample>) => {
     const wallMs = median(samples.map((s) => s.wallMs))
@@ -176,10 +204,23 @@ const program = Effect.gen(function*() {
       cpuMicrosPerRecord: Number(((cpuMs * 1000) / userRecords).toFixed(3))
     }
   }
-  const rows = [row("raw GetRecords loop + deaggregation", raw), row("Consumer.consumeWith", ours)]
+  const rows = [
+    row("raw GetRecords loop + deaggregation", raw),
+    row("Consumer.consumeWith", ours),
+    row("Consumer.consumeWith, metrics detailed", metered)
+  ]
   const ratio = Number((rows[1]!.recordsPerSecond / rows[0]!.recordsPerSecond).toFixed(3))
+  // Per pair of runs, then the median: the machine's load drifts less within a pair than across runs.
+  const pairRatios = ours.map((sample, i) => metered[i]!.cpuMs / sample.cpuMs)
+  const metricsCpuRatio = Number(median(pairRatios).toFixed(3))
+  const metricsCpuRatioOfMedians = Number((rows[2]!.cpuMicrosPerRecord / rows[1]!.cpuMicrosPerRecord).toFixed(3))
   console.table(rows)
   console.log(`consumer / raw rate: ${ratio} (target ≥ 0.9)`)
+  console.log(
+    `CPU per record, metrics detailed / off: median of pairs ${metricsCpuRatio}, of medians ${metricsCpuRatioOfMedians} (target ≤ 1.05); pairs ${
+      pairRatios.map((r) => r.toFixed(3)).join(" ")
+    }`
+  )
 
   const resultsDir = join(import.meta.dirname, "results")
   mkdirSync(resultsDir, { recursive: true })
@@ -199,7 +240,12 @@ const program = Effect.gen(function*() {
           runs: RUNS
         },
         results: rows,
-        consumerToRawRate: ratio
+        consumerToRawRate: ratio,
+        metricsDetailedToOffCpu: {
+          medianOfPairs: metricsCpuRatio,
+          ofMedians: metricsCpuRatioOfMedians,
+          pairs: pairRatios
+        }
       },
       null,
       2

@@ -11,11 +11,26 @@
  * `@effect-kinesis/core` and a `LeaseRepository` (in memory, DynamoDB, …); swapping the lease
  * store changes nothing else.
  *
+ * What it reports, by default:
+ *
+ * - Metrics: the KCL's, into a `MetricsCollector` when one is in the context ({@link MetricsSettings}).
+ * - Spans (Effect's tracer; children of the span the consumer runs in): `kinesis.consumer.batch`
+ *   per fetched batch (stream, shard, records, millisBehindLatest, first and last sequence
+ *   number), `kinesis.consumer.process` per batch handed to the `consumeWith` handler (no span
+ *   per record), `kinesis.consumer.checkpoint` (stream, shard, sequence number), and
+ *   `kinesis.lease.take` / `renew` / `release` (shard, owner, counter; a take says whether the lease
+ *   was free, expired or stolen, and from whom).
+ * - Logs, annotated with `applicationName`, `stream`, `workerId` and `shardId`: lease hand-offs at
+ *   info (taken, stolen, lost, released, created, deleted, shard ended, worker joined or left), a
+ *   lease that expired under this worker and failed background rounds at warning, retries at
+ *   debug; never record data, nor a deserializer's message (it may quote the data).
+ *
  * @since 0.1.0
  */
 import type { ChildShard } from "@aws-sdk/client-kinesis"
-import { Client, ExtendedSequenceNumber, type KinesisError, type Serde } from "@effect-kinesis/core"
+import { Client, ExtendedSequenceNumber, type KinesisError, MetricsCollector, type Serde } from "@effect-kinesis/core"
 import {
+  Clock,
   Config,
   Context,
   Deferred,
@@ -23,6 +38,7 @@ import {
   Effect,
   Layer,
   Option,
+  References,
   Result,
   Schedule,
   type Scope,
@@ -37,11 +53,12 @@ import * as DiagnosticEvent from "./DiagnosticEvent.ts"
 import type * as EnhancedFanOut from "./EnhancedFanOut.ts"
 import * as ErrorHandling from "./ErrorHandling.ts"
 import * as InternalCheckpointer from "./internal/checkpointer.ts"
+import * as ConsumerMetrics from "./internal/consumerMetrics.ts"
 import * as FanOutFetcher from "./internal/fanOutFetcher.ts"
 import * as LeaseCoordinator from "./internal/leaseCoordinator.ts"
 import * as PollingFetcher from "./internal/pollingFetcher.ts"
 import * as RecordDecoder from "./internal/recordDecoder.ts"
-import type { ShardFetcher } from "./internal/shardFetcher.ts"
+import type { FetchedBatch, ShardFetcher } from "./internal/shardFetcher.ts"
 import * as StreamConsumer from "./internal/streamConsumer.ts"
 import { LeaseRepository } from "./LeaseRepository.ts"
 import * as ShardAssignment from "./ShardAssignment.ts"
@@ -150,6 +167,44 @@ export interface LeaseSettings {
 }
 
 /**
+ * The KCL's metrics, recorded into the `MetricsCollector` of the context (from
+ * `@effect-kinesis/cloudwatch`, or `MetricsCollector.layer`) under the KCL's names, units,
+ * operations and dimensions, so that dashboards and alarms built for the KCL work unchanged.
+ * Nothing is recorded when no collector is provided.
+ *
+ * `RecordsProcessed` and `DataBytesProcessed` count the user records handed to your code (after
+ * deaggregation, past the checkpoint), per fetched batch, as the KCL counts the records it passes
+ * to `processRecords`; `ProcessTask` `Time`/`Success` and `RecordProcessor.processRecords.Time`
+ * time the handler per batch in `consumeWith` only (with `shardedStream` the library does not see
+ * your processing).
+ *
+ * @example
+ * ```ts
+ * import type { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const metrics: Consumer.MetricsSettings = { level: "summary", dimensions: ["ShardId"] }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface MetricsSettings {
+  /**
+   * `"none"`, `"summary"` (the metrics the KCL marks SUMMARY) or `"detailed"` (also per-call
+   * success and latency of GetRecords, lease reads and writes). Default `"detailed"`, the KCL's.
+   */
+  readonly level?: MetricsCollector.MetricsLevel | undefined
+  /** CloudWatch namespace. Default: the application name, as the KCL. */
+  readonly namespace?: string | undefined
+  /**
+   * The dimensions besides `Operation` (always on): `"ShardId"`, `"WorkerIdentifier"`. A metric
+   * whose dimension is turned off is aggregated over its values (all shards, all workers). Default:
+   * both, the KCL's default (`ALL`).
+   */
+  readonly dimensions?: ReadonlyArray<"ShardId" | "WorkerIdentifier"> | undefined
+}
+
+/**
  * Options of {@link shardedStream}.
  *
  * @example
@@ -204,6 +259,8 @@ export interface ShardedStreamOptions<A> {
   readonly shardAssignment?: ShardAssignment.ShardAssignment | undefined
   /** Called with every diagnostic event (they are recorded as metrics in any case). */
   readonly onDiagnostic?: ((event: DiagnosticEvent.DiagnosticEvent) => Effect.Effect<void>) | undefined
+  /** The KCL's CloudWatch metrics, when a `MetricsCollector` is provided: see {@link MetricsSettings}. */
+  readonly metrics?: MetricsSettings | undefined
   /**
    * What `ShardStream.records` (and so `consumeWith` without `errorHandling`) does with a record
    * the deserializer rejects: see {@link DecodeFailureHandling}. Default `"skip"`: logged as a
@@ -377,16 +434,24 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
     const repository = yield* LeaseRepository
     return Consumer.of({
       shardedStream: <A>(options: ShardedStreamOptions<A>) =>
-        Stream.unwrap(
-          Effect.gen(function*() {
-            const workerId = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`
+        Stream.unwrap(Effect.suspend(() => {
+          const workerId = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`
+          return Effect.gen(function*() {
             const onDiagnostic = options.onDiagnostic
             const emit = (event: DiagnosticEvent.DiagnosticEvent) =>
               onDiagnostic === undefined
                 ? DiagnosticEvent.recordMetrics(event)
                 : Effect.andThen(DiagnosticEvent.recordMetrics(event), onDiagnostic(event))
+            const collector = yield* Effect.serviceOption(MetricsCollector.MetricsCollector)
+            const metrics = ConsumerMetrics.make({
+              collector: Option.getOrUndefined(collector),
+              level: options.metrics?.level ?? "detailed",
+              namespace: options.metrics?.namespace ?? options.applicationName,
+              dimensions: new Set(options.metrics?.dimensions ?? ["ShardId", "WorkerIdentifier"]),
+              workerId
+            })
             // Before any lease is taken: a worker whose stream consumer cannot be registered holds none.
-            const fetcher = yield* makeFetcher(client, options)
+            const fetcher = yield* makeFetcher(client, options, metrics)
             const gracePeriod = Duration.fromInputUnsafe(options.shutdownGracePeriod ?? "10 seconds")
             const timestamp = typeof options.initialPosition === "object"
               ? options.initialPosition.atTimestamp
@@ -400,7 +465,8 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               timestamp,
               settings: { ...resolveLease(options.lease), shutdownGracePeriod: gracePeriod },
               assignment: options.shardAssignment ?? ShardAssignment.balanced(),
-              emit
+              emit,
+              metrics
             })
             const context: ShardContext<A> = {
               client,
@@ -412,22 +478,24 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               timestamp,
               checkpointRetrySchedule: options.checkpointRetrySchedule ?? defaultCheckpointRetry,
               gracePeriod,
-              onDecodeFailure: options.onDecodeFailure ?? "skip"
+              onDecodeFailure: options.onDecodeFailure ?? "skip",
+              logAnnotations: { applicationName: options.applicationName, stream: options.stream, workerId }
             }
             return Stream.fromQueue(coordinator.acquired).pipe(Stream.map((owned) => makeShardStream(owned, context)))
-          }).pipe(Effect.annotateLogs({ applicationName: options.applicationName, stream: options.stream }))
-        )
+          }).pipe(Effect.annotateLogs({ applicationName: options.applicationName, stream: options.stream, workerId }))
+        }))
     })
   }
 )
 
 const makeFetcher = Effect.fnUntraced(function*<A>(
   client: Client.Client["Service"],
-  options: ShardedStreamOptions<A>
+  options: ShardedStreamOptions<A>,
+  metrics: ConsumerMetrics.ConsumerMetrics
 ): Effect.fn.Return<ShardFetcher, KinesisError.KinesisError, Scope.Scope> {
   const fanOut = options.enhancedFanOut === true ? {} : options.enhancedFanOut
   if (fanOut === undefined || fanOut === false) {
-    return PollingFetcher.make(client, options.stream, resolveFetch(options.fetch))
+    return PollingFetcher.make(client, options.stream, resolveFetch(options.fetch), metrics.expiredIterator)
   }
   const consumerName = fanOut.consumerName ?? options.applicationName
   const consumer = yield* StreamConsumer.acquire(
@@ -450,6 +518,7 @@ interface ShardContext<A> {
   readonly checkpointRetrySchedule: Schedule.Schedule<unknown, unknown>
   readonly gracePeriod: Duration.Duration
   readonly onDecodeFailure: DecodeFailureHandling
+  readonly logAnnotations: Readonly<Record<string, string>>
 }
 
 const positionOf = (item: Checkpointable | RecordDecodeFailed) => {
@@ -464,6 +533,41 @@ const isActive = (shard: ShardStream<any>): () => boolean => {
   const owned = leases.get(shard)
   return owned === undefined ? () => true : () => owned.state === "active" && !Deferred.isDoneUnsafe(owned.done)
 }
+
+// The handler's time per batch in `consumeWith`: the KCL's `ProcessTask` `Success`/`Time` and
+// `RecordProcessor.processRecords.Time` (the same measure here: no separate task around it).
+const timeProcessing = (shard: ShardStream<any>) => {
+  const metrics = leases.get(shard)?.metrics
+  if (metrics === undefined || metrics.time === MetricsCollector.disabled) {
+    return <X, E, R>(self: Effect.Effect<X, E, R>) => self
+  }
+  return <X, E, R>(self: Effect.Effect<X, E, R>): Effect.Effect<X, E, R> =>
+    Effect.flatMap(
+      Clock.currentTimeMillis,
+      (startedAt) =>
+        Effect.onExit(self, (exit) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Effect.sync(() => {
+              metrics.success.record(exit._tag === "Success" ? 1 : 0)
+              metrics.time.record(now - startedAt)
+              metrics.processRecordsTime.record(now - startedAt)
+            })))
+    )
+}
+
+// One span per batch handed to the handler, not per record: a span per record would cost more
+// than many handlers.
+const processSpan = (shard: ShardStream<any>, records: ReadonlyArray<ConsumerRecord<any>>) =>
+  Effect.withSpan("kinesis.consumer.process", {
+    attributes: {
+      "kinesis.shard_id": shard.shardId,
+      "kinesis.user_records": records.length,
+      ...(records.length === 0 ? {} : {
+        "kinesis.first_sequence_number": records[0]!.sequenceNumber,
+        "kinesis.last_sequence_number": records[records.length - 1]!.sequenceNumber
+      })
+    }
+  })
 
 const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardContext<A>): ShardStream<A> => {
   const { coordinator, emit } = context
@@ -531,10 +635,30 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
         onDropped: internal.dropped
       })
       owned.streams++
+      const metrics = owned.metrics
+      // Once per batch: the records handed on (the KCL's `RecordsProcessed`, `DataBytesProcessed`).
+      const recordBatch = (batch: FetchedBatch, decoded: RecordDecoder.DecodedBatch<A>) => {
+        if (!metrics.enabled) return
+        const n = decoded.items.length
+        metrics.recordsProcessed.record(n)
+        if (n === 0) metrics.dataBytesProcessed.record(0)
+        else {
+          metrics.dataBytesProcessed.recordStatistics({
+            sampleCount: n,
+            sum: decoded.bytes,
+            minimum: decoded.minBytes,
+            maximum: decoded.maxBytes
+          })
+        }
+        if (batch.millisBehindLatest !== undefined) {
+          metrics.millisBehindLatest.record(batch.millisBehindLatest)
+          metrics.appMillisBehindLatest.record(batch.millisBehindLatest)
+        }
+      }
       let fetchedToEnd: ReadonlyArray<ChildShard> | undefined
       // Set once every record of the shard has been emitted: the upstream of the records ended.
       let childShards: ReadonlyArray<ChildShard> | undefined
-      return context.fetcher.fetch(shardId, { position: start, timestamp: context.timestamp }).pipe(
+      return context.fetcher.fetch(shardId, { position: start, timestamp: context.timestamp }, metrics).pipe(
         Stream.tap((batch) => {
           if (batch.shardEnd !== undefined) fetchedToEnd = batch.shardEnd.childShards
           return emit({
@@ -546,30 +670,35 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
           })
         }),
         Stream.mapEffect((batch) =>
-          Effect.tap(decoder.decode(batch.records), (decoded) =>
-            Effect.andThen(
-              Effect.forEach(decoded.dropped, (dropped) =>
-                emit({
-                  _tag: "AggregateDropped",
-                  workerId: coordinator.workerId,
-                  shardId,
-                  sequenceNumber: dropped.sequenceNumber,
-                  userRecords: dropped.userRecords
-                }), { discard: true }),
-              Effect.forEach(decoded.malformed, (malformed) =>
-                Effect.andThen(
-                  Effect.logWarning(
-                    `record ${malformed.sequenceNumber} of ${shardId} has a KPL aggregate's magic and MD5 but is malformed (${malformed.error.message}); delivered as a plain record`
-                  ),
+          Effect.tap(decoder.decode(batch.records), (decoded) => {
+            recordBatch(batch, decoded)
+            return Effect.andThen(
+              Effect.annotateCurrentSpan("kinesis.user_records", decoded.items.length),
+              Effect.andThen(
+                Effect.forEach(decoded.dropped, (dropped) =>
                   emit({
-                    _tag: "AggregateMalformed",
+                    _tag: "AggregateDropped",
                     workerId: coordinator.workerId,
                     shardId,
-                    sequenceNumber: malformed.sequenceNumber,
-                    reason: malformed.error.message
-                  })
-                ), { discard: true })
-            ))
+                    sequenceNumber: dropped.sequenceNumber,
+                    userRecords: dropped.userRecords
+                  }), { discard: true }),
+                Effect.forEach(decoded.malformed, (malformed) =>
+                  Effect.andThen(
+                    Effect.logWarning(
+                      `record ${malformed.sequenceNumber} of ${shardId} has a KPL aggregate's magic and MD5 but is malformed (${malformed.error.message}); delivered as a plain record`
+                    ),
+                    emit({
+                      _tag: "AggregateMalformed",
+                      workerId: coordinator.workerId,
+                      shardId,
+                      sequenceNumber: malformed.sequenceNumber,
+                      reason: malformed.error.message
+                    })
+                  ), { discard: true })
+              )
+            )
+          }).pipe(Effect.withSpan("kinesis.consumer.batch", { attributes: batchAttributes(batch) }))
         ),
         Stream.flatMap(toStream),
         Stream.concat(Stream.fromEffectDrain(Effect.sync(() => {
@@ -578,7 +707,28 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
         Stream.interruptWhen(Deferred.await(owned.done)),
         Stream.onExit(() => Effect.suspend(() => finish(childShards)))
       )
-    }))
+    })).pipe(Stream.updateService(References.CurrentLogAnnotations, (annotations) => ({
+      ...annotations,
+      ...context.logAnnotations,
+      shardId
+    })))
+
+  const batchAttributes = (batch: FetchedBatch): Record<string, unknown> => {
+    const records = batch.records
+    const attributes: Record<string, unknown> = {
+      "kinesis.stream": context.stream,
+      "kinesis.shard_id": shardId,
+      "kinesis.worker_id": coordinator.workerId,
+      "kinesis.records": records.length
+    }
+    if (batch.millisBehindLatest !== undefined) attributes["kinesis.millis_behind_latest"] = batch.millisBehindLatest
+    if (records.length > 0) {
+      attributes["kinesis.first_sequence_number"] = records[0]!.SequenceNumber
+      attributes["kinesis.last_sequence_number"] = records[records.length - 1]!.SequenceNumber
+    }
+    if (batch.shardEnd !== undefined) attributes["kinesis.shard_end"] = true
+    return attributes
+  }
 
   // Runs when the records stream reaches the failure, in order: a skipped record counts as
   // processed once the item before it is, so the checkpoint never passes records still in the
@@ -600,7 +750,18 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
         action: action === "skip" ? "skipped" : "failed"
       })
       if (action === "fail") return yield* failure
-      if (handling === "skip") yield* Effect.logWarning(`skipping a record: ${failure.message}`)
+      // Without the deserializer's message: it may quote the record's data.
+      if (handling === "skip") {
+        yield* Effect.annotateLogs(
+          Effect.logWarning(
+            `skipping a record that could not be decoded: ${failure.record.sequenceNumber}/${failure.record.subSequenceNumber}`
+          ),
+          {
+            sequenceNumber: failure.record.sequenceNumber,
+            subSequenceNumber: failure.record.subSequenceNumber
+          }
+        )
+      }
       internal.skipped(after, positionOf(failure.record))
     })
 
@@ -846,7 +1007,7 @@ export const consumeWith = <A, E, R, R2 = never>(
                   yield* handler(record)
                   yield* shard.checkpointer.stage(record)
                 }
-              }),
+              }).pipe(processSpan(shard, records), timeProcessing(shard)),
               () => {
                 stopping = true
               }

@@ -189,7 +189,8 @@ export const processShard = <A, E, R, R2 = never>(
           `${
             failure.mode._tag === "RetryAndStop" ? "stopping the shard at" : "skipping"
           } record ${position.sequenceNumber}/${position.subSequenceNumber} of ${shard.shardId}`,
-          failure._tag === "DecodingFailed" ? failure.error.message : failure.error
+          // Not the deserializer's message: it may quote the record's data.
+          failure._tag === "DecodingFailed" ? "it could not be decoded" : failure.error
         )
       }
       if (failure.mode._tag === "RetryAndStop") return STOP

@@ -58,6 +58,7 @@ export const startWorker = (options: {
   readonly shardAssignment?: ShardAssignment.ShardAssignment | undefined
   readonly shutdownGracePeriod?: Duration.Input | undefined
   readonly onDiagnostic?: ((event: DiagnosticEvent.DiagnosticEvent) => Effect.Effect<void>) | undefined
+  readonly metrics?: Consumer.MetricsSettings | undefined
 }): Effect.Effect<Worker, never, Client.Client | Scope.Scope> => {
   const { repository, ...rest } = options
   return ConsumerWorker.start({

@@ -138,6 +138,13 @@ export const make = (options: {
         return Effect.void
       }
       return options.write(next.position, next.childShardIds).pipe(
+        Effect.tapError((e) =>
+          e._tag === "LeaseStoreError" && e.retryable
+            ? Effect.annotateLogs(Effect.logDebug(`writing a checkpoint failed, retrying: ${e.message}`), {
+              shardId: options.shardId
+            })
+            : Effect.void
+        ),
         Effect.retry({ while: (e) => e._tag === "LeaseStoreError" && e.retryable, schedule: options.retrySchedule }),
         Effect.tap(() =>
           Effect.sync(() => {

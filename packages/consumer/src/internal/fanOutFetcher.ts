@@ -221,7 +221,11 @@ export const make = (
           isFatal(input, eventsInSubscription > 0) ? Effect.fail(input) : Effect.succeed(duration)
         ),
         Schedule.tap(({ input }) =>
-          Effect.logWarning(`subscription to ${shardId} failed, resubscribing: ${input.message}`)
+          // A retry: routine (network, throttling), so at debug level; fatal errors end the stream.
+          Effect.annotateLogs(Effect.logDebug(`subscription failed, resubscribing: ${input.message}`), {
+            shardId,
+            error: input._tag
+          })
         )
       )
 

@@ -14,6 +14,7 @@ import type { DiagnosticEvent } from "../DiagnosticEvent.ts"
 import type { Lease } from "../Lease.ts"
 import type { LeaseRepository, LeaseStoreError } from "../LeaseRepository.ts"
 import type { ShardAssignment } from "../ShardAssignment.ts"
+import { type ConsumerMetrics, type ShardMetrics, timed } from "./consumerMetrics.ts"
 import * as FinishedLeases from "./finishedLeases.ts"
 import * as ShardLineage from "./shardLineage.ts"
 
@@ -50,6 +51,8 @@ export interface OwnedLease {
   /** Writes what the shard's processing staged; set by the shard stream's checkpointer. */
   flush: Effect.Effect<void>
   readonly semaphore: Semaphore.Semaphore
+  /** The shard's metric series, taken once with the lease. */
+  readonly metrics: ShardMetrics
 }
 
 /** @internal */
@@ -79,7 +82,19 @@ export interface CoordinatorOptions {
   readonly settings: LeaseSettings
   readonly assignment: ShardAssignment
   readonly emit: (event: DiagnosticEvent) => Effect.Effect<void>
+  readonly metrics: ConsumerMetrics
 }
+
+/**
+ * A log line with structured fields (annotations), so that a log shipper can filter on them.
+ *
+ * @internal
+ */
+export const logWith = (
+  log: (message: string) => Effect.Effect<void>,
+  message: string,
+  fields: Record<string, unknown>
+): Effect.Effect<void> => Effect.annotateLogs(log(message), fields)
 
 const storeRetry = Schedule.exponential("50 millis").pipe(Schedule.jittered)
 
@@ -94,7 +109,7 @@ const veryOldMultiplier = 3
 
 /** @internal */
 export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
-  const { assignment, client, emit, initialPosition, repository, settings, stream, workerId } = options
+  const { assignment, client, emit, initialPosition, metrics, repository, settings, stream, workerId } = options
   const expiryMillis = Duration.toMillis(settings.expiry)
   const owned = new Map<string, OwnedLease>()
   // The counter of every lease and since when (on our clock) it has not moved: expiry needs no
@@ -121,8 +136,21 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       if (o.state !== "active") return Effect.void
       o.state = "lost"
       owned.delete(o.shardId)
+      lostInRound++
+      // Expiry means this worker could not renew in time (self-fencing): worth a warning.
+      const log = reason === "expired"
+        ? logWith(Effect.logWarning, "lease lost: not renewed within its expiry, stopped processing", {
+          shardId: o.shardId,
+          reason,
+          heldLeases: owned.size
+        })
+        : logWith(Effect.logInfo, "lease lost: taken by another worker", {
+          shardId: o.shardId,
+          reason,
+          heldLeases: owned.size
+        })
       return Effect.andThen(
-        emit({ _tag: "LeaseLost", workerId, shardId: o.shardId, reason }),
+        Effect.andThen(log, emit({ _tag: "LeaseLost", workerId, shardId: o.shardId, reason })),
         settle(o)
       )
     }))
@@ -153,9 +181,18 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           yield* lose(o, "expired")
           return yield* new ShardLeaseLost({ shardId: o.shardId })
         }
+        const startedAt = yield* Clock.currentTimeMillis
         const result = yield* repository.checkpoint(o.lease, position, childShardIds).pipe(
           Effect.map((lease) => ({ lease })),
-          Effect.catchTag("LeaseConflict", () => Effect.succeed({ lease: undefined }))
+          Effect.catchTag("LeaseConflict", () => Effect.succeed({ lease: undefined })),
+          Effect.onExit((exit) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              Effect.sync(() => {
+                // As the KCL's `UpdateLease`: a conditional write refused still counts as answered.
+                o.metrics.updateLeaseSuccess.record(exit._tag === "Success" ? 1 : 0)
+                o.metrics.updateLeaseTime.record(now - startedAt)
+              }))
+          )
         )
         if (result.lease !== undefined) {
           o.lease = result.lease
@@ -169,7 +206,17 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         }
         return yield* attempt(false)
       })
-    return o.semaphore.withPermit(attempt(true))
+    return o.semaphore.withPermit(attempt(true)).pipe(
+      Effect.withSpan("kinesis.consumer.checkpoint", {
+        attributes: {
+          "kinesis.stream": stream,
+          "kinesis.shard_id": o.shardId,
+          "kinesis.worker_id": workerId,
+          "kinesis.sequence_number": position.sequenceNumber,
+          "kinesis.sub_sequence_number": position.subSequenceNumber
+        }
+      })
+    )
   }
 
   // The write is conditional on the counter last seen, but our own renewal or checkpoint whose
@@ -191,14 +238,22 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const release = (o: OwnedLease) =>
     Effect.andThen(
       Effect.suspend(() => o.state === "active" ? o.flush : Effect.void),
-      o.semaphore.withPermit(Effect.uninterruptible(Effect.gen(function*() {
-        if (o.state !== "active") return
-        o.state = "released"
-        owned.delete(o.shardId)
-        yield* releaseStored(o.lease)
-        yield* emit({ _tag: "LeaseReleased", workerId, shardId: o.shardId })
-        yield* settle(o)
-      })))
+      o.semaphore.withPermit(Effect.uninterruptible(
+        Effect.gen(function*() {
+          if (o.state !== "active") return
+          o.state = "released"
+          owned.delete(o.shardId)
+          yield* releaseStored(o.lease)
+          yield* logWith(Effect.logInfo, "lease released", {
+            shardId: o.shardId,
+            leaseCounter: o.lease.leaseCounter,
+            checkpoint: o.lease.checkpoint.sequenceNumber,
+            heldLeases: owned.size
+          })
+          yield* emit({ _tag: "LeaseReleased", workerId, shardId: o.shardId })
+          yield* settle(o)
+        }).pipe(leaseSpan("kinesis.lease.release", o.shardId, o.lease.leaseCounter))
+      ))
     )
 
   const park = (o: OwnedLease) =>
@@ -209,6 +264,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   const createLease = (lease: Lease) =>
     repository.create(lease).pipe(
+      Effect.andThen(logWith(Effect.logInfo, "lease created for a new shard", {
+        shardId: lease.leaseKey,
+        parentShardIds: lease.parentShardIds
+      })),
       Effect.andThen(emit({
         _tag: "NewShardDetected",
         workerId,
@@ -227,6 +286,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       )
       // The event comes before the lease leaves `owned`: the take round holds back the children of a
       // shard this worker still owns, so no child is taken before its parent's `ShardEnded`.
+      yield* logWith(Effect.logInfo, "shard ended: read to its end and checkpointed SHARD_END", {
+        shardId: o.shardId,
+        childShardIds: childShards.map((child) => child.ShardId!)
+      })
       yield* emit({
         _tag: "ShardEnded",
         workerId,
@@ -265,7 +328,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       const deleted = (shardId: string) =>
         Effect.suspend(() => {
           leases.delete(shardId)
-          return emit({ _tag: "LeaseDeleted", workerId, shardId })
+          return Effect.andThen(
+            logWith(Effect.logInfo, "lease of a finished shard deleted", { shardId }),
+            emit({ _tag: "LeaseDeleted", workerId, shardId })
+          )
         })
       yield* FinishedLeases.deleteFinished(repository, [...leases.values()], isConsumed, deleted).pipe(
         Effect.catch((error) => Effect.logWarning(`deleting finished leases failed: ${error.message}`))
@@ -281,43 +347,103 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // Uninterruptible (bounded by the store's own timeouts): a take cut short after its write
   // landed would leave a lease naming this worker that nothing renews or releases, and the next
   // owner would wait out the expiry. One landing while shutting down is handed back at once.
-  const take = (lease: Lease) =>
-    Effect.uninterruptible(Effect.gen(function*() {
-      if (shuttingDown) return false
-      const sentAt = yield* monotonicMillis
-      const taken = yield* repository.take(lease, workerId).pipe(
-        Effect.catchTag("LeaseConflict", () => Effect.succeed(undefined))
+  // `steal`: taken from a live worker (else the lease was free, or its owner's had expired).
+  const take = (lease: Lease, steal: boolean) =>
+    Effect.uninterruptible(
+      Effect.gen(function*() {
+        if (shuttingDown) return false
+        const sentAt = yield* monotonicMillis
+        const startedAt = yield* Clock.currentTimeMillis
+        const taken = yield* repository.take(lease, workerId).pipe(
+          Effect.catchTag("LeaseConflict", () => Effect.succeed(undefined)),
+          Effect.onExit((exit) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              Effect.sync(() => {
+                metrics.take.takeLeaseSuccess.record(exit._tag === "Success" ? 1 : 0)
+                metrics.take.takeLeaseTime.record(now - startedAt)
+              }))
+          )
+        )
+        const previousOwner = lease.leaseOwner === workerId ? undefined : lease.leaseOwner
+        const how = steal ? "stolen" : previousOwner === undefined ? "free" : "expired"
+        yield* Effect.annotateCurrentSpan({
+          "kinesis.lease.taken": taken !== undefined,
+          "kinesis.lease.how": how,
+          ...(previousOwner === undefined ? {} : { "kinesis.lease.previous_owner": previousOwner }),
+          ...(taken === undefined ? {} : { "kinesis.lease.counter": taken.leaseCounter })
+        })
+        if (taken === undefined) {
+          untakenInRound++
+          yield* logWith(Effect.logDebug, "lease not taken: another worker wrote it first", { shardId: lease.leaseKey })
+          return false
+        }
+        takenInRound++
+        const o: OwnedLease = {
+          shardId: taken.leaseKey,
+          lease: taken,
+          lastRenewedAt: sentAt,
+          state: "active",
+          done: yield* Deferred.make<void>(),
+          settled: yield* Deferred.make<void>(),
+          streams: 0,
+          flush: Effect.void,
+          semaphore: yield* Semaphore.make(1),
+          metrics: metrics.shard(taken.leaseKey)
+        }
+        owned.set(o.shardId, o)
+        seen.set(o.shardId, { counter: taken.leaseCounter, since: sentAt })
+        yield* logWith(
+          Effect.logInfo,
+          how === "stolen"
+            ? "lease stolen toward a fair share"
+            : how === "expired"
+            ? "lease taken over from a worker whose lease expired"
+            : "lease taken",
+          {
+            shardId: o.shardId,
+            ...(previousOwner === undefined ? {} : { previousOwner }),
+            leaseCounter: taken.leaseCounter,
+            checkpoint: taken.checkpoint.sequenceNumber,
+            heldLeases: owned.size
+          }
+        )
+        yield* emit({
+          _tag: "LeaseAcquired",
+          workerId,
+          shardId: o.shardId,
+          checkpoint: taken.checkpoint,
+          previousOwner: lease.leaseOwner === workerId ? undefined : lease.leaseOwner
+        })
+        if (shuttingDown || !(yield* Queue.offer(acquired, o))) {
+          yield* release(o)
+          return false
+        }
+        return true
+      }).pipe(leaseSpan("kinesis.lease.take", lease.leaseKey, lease.leaseCounter))
+    )
+
+  // Per-round counts for the `TakeLeases` and `RenewAllLeases` metrics (one round of each at a time).
+  let takenInRound = 0
+  let untakenInRound = 0
+  let lostInRound = 0
+
+  const listLeases = Effect.gen(function*() {
+    const startedAt = yield* Clock.currentTimeMillis
+    return yield* repository.list.pipe(
+      Effect.onExit((exit) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.sync(() => {
+            metrics.take.listLeasesSuccess.record(exit._tag === "Success" ? 1 : 0)
+            metrics.take.listLeasesTime.record(now - startedAt)
+          }))
       )
-      if (taken === undefined) return false
-      const o: OwnedLease = {
-        shardId: taken.leaseKey,
-        lease: taken,
-        lastRenewedAt: sentAt,
-        state: "active",
-        done: yield* Deferred.make<void>(),
-        settled: yield* Deferred.make<void>(),
-        streams: 0,
-        flush: Effect.void,
-        semaphore: yield* Semaphore.make(1)
-      }
-      owned.set(o.shardId, o)
-      seen.set(o.shardId, { counter: taken.leaseCounter, since: sentAt })
-      yield* emit({
-        _tag: "LeaseAcquired",
-        workerId,
-        shardId: o.shardId,
-        checkpoint: taken.checkpoint,
-        previousOwner: lease.leaseOwner === workerId ? undefined : lease.leaseOwner
-      })
-      if (shuttingDown || !(yield* Queue.offer(acquired, o))) {
-        yield* release(o)
-        return false
-      }
-      return true
-    }))
+    )
+  })
 
   const takeRound = Effect.gen(function*() {
-    const leases = yield* repository.list
+    takenInRound = 0
+    untakenInRound = 0
+    const leases = yield* listLeases
     const now = yield* monotonicMillis
     const full = now - lastFullRound >= Duration.toMillis(settings.takeInterval)
     if (full) lastFullRound = now
@@ -368,16 +494,29 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     const orphanedFor = (lease: Lease) => expired(lease) ? idle(lease) - expiryMillis : idle(lease)
     // Longest orphaned first; the shuffle breaks ties, so that workers do not all reach for the same lease.
     const orphans = (yield* Random.shuffle(ready.filter(orphan))).sort((a, b) => orphanedFor(b) - orphanedFor(a))
+    const t = metrics.take
+    t.totalLeases.record(leases.length)
+    t.expiredLeases.record(orphans.length)
+    t.numWorkers.record(live.size + 1)
+    // No per-worker maximum here, so nothing spills over.
+    t.leaseSpillover.record(0)
 
     if (assignment._tag === "Manual") {
       const wanted = new Set(assignment.select(ready.map((lease) => lease.leaseKey)))
       for (const o of [...owned.values()]) if (!wanted.has(o.shardId)) yield* release(o)
-      yield* Effect.forEach(orphans.filter((lease) => wanted.has(lease.leaseKey)), take, { discard: true })
+      const toTake = orphans.filter((lease) => wanted.has(lease.leaseKey))
+      t.neededLeases.record(toTake.length)
+      t.leasesToTake.record(toTake.length)
+      t.veryOldLeases.record(0)
+      yield* Effect.forEach(toTake, (lease) => take(lease, false), { discard: true })
       return
     }
 
     const target = Math.ceil(ready.length / (live.size + 1))
     let need = target - ready.filter(mine).length
+    t.neededLeases.record(Math.max(need, 0))
+    let attempts = 0
+    let veryOld = 0
     // The fair share counts a worker that died as live until its leases expire; while workers keep
     // dying, every live worker can be at its share while a dead one's leases wait. So an orphan
     // that no worker below its share took within a take interval is taken beyond the share, one
@@ -386,15 +525,23 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     let beyond = 1
     for (const lease of orphans) {
       if (need > 0) {
-        if (yield* take(lease)) need--
+        attempts++
+        if (yield* take(lease, false)) need--
       } else if (idle(lease) >= veryOldMultiplier * expiryMillis) {
-        yield* take(lease)
+        attempts++
+        veryOld++
+        yield* take(lease, false)
       } else if (beyond > 0 && orphanedFor(lease) >= takeMillis) {
         beyond--
-        yield* take(lease)
+        attempts++
+        yield* take(lease, false)
       }
     }
-    if (need <= 0 || !full) return
+    t.veryOldLeases.record(veryOld)
+    if (need <= 0 || !full) {
+      t.leasesToTake.record(attempts)
+      return
+    }
     // Steal from the most loaded worker while it holds at least two more than we do: that
     // converges to shares differing by at most one, also when no worker is above the target.
     let steals = assignment.maxStealsPerRound
@@ -416,20 +563,35 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       const lease = victim.leases.pop()!
       victim.count--
       steals--
-      if (yield* take(lease)) {
+      attempts++
+      if (yield* take(lease, true)) {
         holding++
         need--
       }
     }
-  })
+    t.leasesToTake.record(attempts)
+  }).pipe(
+    timed(metrics.take.success, metrics.take.time),
+    Effect.ensuring(Effect.sync(() => {
+      metrics.take.takenLeases.record(takenInRound)
+      metrics.take.untakenLeases.record(untakenInRound)
+    }))
+  )
 
   const reportWorkers = (now: ReadonlySet<string>) =>
     Effect.gen(function*() {
       for (const other of now) {
-        if (!otherWorkers.has(other)) yield* emit({ _tag: "WorkerJoined", workerId, otherWorkerId: other })
+        if (otherWorkers.has(other)) continue
+        yield* logWith(Effect.logInfo, "worker joined", { otherWorkerId: other, workers: now.size + 1 })
+        yield* emit({ _tag: "WorkerJoined", workerId, otherWorkerId: other })
       }
       for (const other of otherWorkers) {
-        if (!now.has(other)) yield* emit({ _tag: "WorkerLeft", workerId, otherWorkerId: other })
+        if (now.has(other)) continue
+        yield* logWith(Effect.logInfo, "worker left (holds no unexpired lease)", {
+          otherWorkerId: other,
+          workers: now.size + 1
+        })
+        yield* emit({ _tag: "WorkerLeft", workerId, otherWorkerId: other })
       }
       otherWorkers = now
     })
@@ -444,7 +606,13 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         const left = expiryMillis - (sentAt - o.lastRenewedAt)
         if (left <= 0) return yield* lose(o, "expired")
         // Retries stop at the expiry: past it the lease may be someone else's.
+        const startedAt = yield* Clock.currentTimeMillis
         const result = yield* repository.renew(o.lease).pipe(
+          Effect.tapError((e) =>
+            e._tag === "LeaseStoreError" && e.retryable
+              ? logWith(Effect.logDebug, `renewing a lease failed, retrying: ${e.message}`, { shardId: o.shardId })
+              : Effect.void
+          ),
           Effect.retry({ while: (e) => e._tag === "LeaseStoreError" && e.retryable, schedule: storeRetry }),
           Effect.map((lease) => ({ lease })),
           Effect.catchTag("LeaseConflict", () => Effect.succeed({ lease: undefined })),
@@ -456,6 +624,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
             (e) => Effect.as(Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`), undefined)
           )
         )
+        const answeredAt = yield* Clock.currentTimeMillis
+        metrics.renew.renewLeaseSuccess.record(result === undefined || result._tag === "None" ? 0 : 1)
+        metrics.renew.renewLeaseTime.record(answeredAt - startedAt)
         if (result === undefined || result._tag === "None") {
           return
         }
@@ -467,13 +638,33 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         yield* reconcile(o)
       }).pipe(
         // A failed renewal is retried next round, until the lease expires and fences itself.
-        Effect.catch((e) => Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`))
+        Effect.catch((e) => Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`)),
+        leaseSpan("kinesis.lease.renew", o.shardId, o.lease.leaseCounter)
       )
     )
 
+  // `LostLeases` counts the leases lost since the last round, also those a take round found taken.
   const renewAll = Effect.suspend(() =>
-    Effect.forEach([...owned.values()], renew, { concurrency: "unbounded", discard: true })
+    Effect.forEach([...owned.values()], renew, { concurrency: "unbounded", discard: true }).pipe(
+      Effect.andThen(Effect.sync(() => {
+        metrics.renew.lostLeases.record(lostInRound)
+        lostInRound = 0
+        metrics.renew.currentLeases.record(owned.size)
+      })),
+      timed(metrics.renew.success, metrics.renew.time)
+    )
   )
+
+  const leaseSpan = (name: string, shardId: string, counter: number) =>
+    Effect.withSpan(name, {
+      attributes: {
+        "kinesis.stream": stream,
+        "kinesis.shard_id": shardId,
+        "kinesis.worker_id": workerId,
+        "kinesis.lease.owner": workerId,
+        "kinesis.lease.counter_before": counter
+      }
+    })
 
   // --- loops ---------------------------------------------------------------------------------
 

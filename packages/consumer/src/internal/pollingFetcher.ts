@@ -5,7 +5,7 @@
  * @internal
  */
 import type { GetRecordsOutput, ShardIteratorType } from "@aws-sdk/client-kinesis"
-import { type Client, ExtendedSequenceNumber, type KinesisError } from "@effect-kinesis/core"
+import { type Client, ExtendedSequenceNumber, type KinesisError, MetricsCollector } from "@effect-kinesis/core"
 import { Clock, Duration, Effect, Option, type Schedule, Stream } from "effect"
 import type { FetchedBatch, ShardFetcher } from "./shardFetcher.ts"
 
@@ -29,9 +29,10 @@ const isRetryable = (error: KinesisError.KinesisError) => error.retryable || err
 export const make = (
   client: Client.Client["Service"],
   stream: Client.StreamId,
-  settings: PollingSettings
+  settings: PollingSettings,
+  expiredIterator: MetricsCollector.Series = MetricsCollector.disabled
 ): ShardFetcher => ({
-  fetch: (shardId, from) =>
+  fetch: (shardId, from, metrics) =>
     Stream.unwrap(Effect.sync(() => {
       const minSpacingMillis = 1000 / settings.maxCallsPerSecond
       const pollMillis = Duration.toMillis(settings.pollInterval)
@@ -72,12 +73,32 @@ export const make = (
         const now = yield* Clock.currentTimeMillis
         if (nextCallAt > now) yield* Effect.sleep(Duration.millis(nextCallAt - now))
         if (iterator === undefined) iterator = yield* acquireIterator
-        nextCallAt = (yield* Clock.currentTimeMillis) + minSpacingMillis
-        return yield* client.getRecords({ ShardIterator: iterator, Limit: settings.batchSize })
+        const sentAt = yield* Clock.currentTimeMillis
+        nextCallAt = sentAt + minSpacingMillis
+        const request = client.getRecords({ ShardIterator: iterator, Limit: settings.batchSize })
+        if (metrics === undefined || metrics.getRecordsTime === MetricsCollector.disabled) return yield* request
+        return yield* Effect.onExit(request, (exit) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Effect.sync(() => {
+              metrics.getRecordsSuccess.record(exit._tag === "Success" ? 1 : 0)
+              metrics.getRecordsTime.record(now - sentAt)
+            })))
       }).pipe(
         Effect.tapError((error) =>
-          Effect.sync(() => {
-            if (needsNewIterator(error)) iterator = undefined
+          Effect.suspend(() => {
+            if (needsNewIterator(error)) {
+              iterator = undefined
+            }
+            if (error._tag === "ExpiredIterator") {
+              expiredIterator.record(1)
+            }
+            // Retries are routine (throttling, an expired iterator): visible at debug level only.
+            return isRetryable(error)
+              ? Effect.annotateLogs(
+                Effect.logDebug(`GetRecords failed, retrying: ${error.message}`),
+                { shardId, error: error._tag }
+              )
+              : Effect.void
           })
         ),
         Effect.retry({ while: isRetryable, schedule: settings.retrySchedule })
@@ -85,10 +106,14 @@ export const make = (
 
       const poll = (delayMillis: number) =>
         Effect.gen(function*() {
-          if (delayMillis > 0) yield* Effect.sleep(Duration.millis(delayMillis))
+          if (delayMillis > 0) {
+            yield* Effect.sleep(Duration.millis(delayMillis))
+          }
           const out = yield* call
           const records = out.Records ?? []
-          if (records.length > 0) lastSequenceNumber = records[records.length - 1]!.SequenceNumber
+          if (records.length > 0) {
+            lastSequenceNumber = records[records.length - 1]!.SequenceNumber
+          }
           iterator = out.NextShardIterator ?? undefined
           const ended = out.NextShardIterator === undefined || out.NextShardIterator === null
           const batch: FetchedBatch = {

@@ -22,6 +22,10 @@ export interface DecodedBatch<A> {
   readonly dropped: Array<DroppedAggregate>
   /** Records with an aggregate's magic and MD5 whose contents are malformed, delivered whole. */
   readonly malformed: Array<MalformedAggregate>
+  /** Data bytes of the items (user records), their sum and extremes, for `DataBytesProcessed`. */
+  readonly bytes: number
+  readonly minBytes: number
+  readonly maxBytes: number
 }
 
 /** @internal */
@@ -114,9 +118,25 @@ export const make = <A>(options: {
   const forEachUserRecord = (
     records: ReadonlyArray<_Record>,
     each: (raw: Raw) => void
-  ): { dropped: Array<DroppedAggregate>; malformed: Array<MalformedAggregate> } => {
+  ): {
+    dropped: Array<DroppedAggregate>
+    malformed: Array<MalformedAggregate>
+    bytes: number
+    minBytes: number
+    maxBytes: number
+  } => {
     const dropped: Array<DroppedAggregate> = []
     const malformed: Array<MalformedAggregate> = []
+    let bytes = 0
+    let minBytes = Infinity
+    let maxBytes = 0
+    const emit = (raw: Raw) => {
+      const n = raw.data.length
+      bytes += n
+      if (n < minBytes) minBytes = n
+      if (n > maxBytes) maxBytes = n
+      each(raw)
+    }
     // Positions are reported once per batch, or before a drop, to keep them off the per-record path.
     let last: _Record | undefined
     let lastSub = 0
@@ -128,7 +148,7 @@ export const make = <A>(options: {
       const data = r.Data ?? EMPTY
       if (!Aggregation.isAggregated(data)) {
         if (!obsolete(r.SequenceNumber!, 0)) {
-          each({
+          emit({
             r,
             data,
             subSequenceNumber: 0,
@@ -145,7 +165,7 @@ export const make = <A>(options: {
       if (Result.isFailure(users)) {
         if (!obsolete(r.SequenceNumber!, 0)) {
           malformed.push({ sequenceNumber: r.SequenceNumber!, error: users.failure })
-          each({
+          emit({
             r,
             data,
             subSequenceNumber: 0,
@@ -171,7 +191,7 @@ export const make = <A>(options: {
         if (obsolete(r.SequenceNumber!, user.subSequenceNumber)) continue
         last = r
         lastSub = user.subSequenceNumber
-        each({
+        emit({
           r,
           data: user.data,
           subSequenceNumber: user.subSequenceNumber,
@@ -182,7 +202,7 @@ export const make = <A>(options: {
       }
     }
     flush()
-    return { dropped, malformed }
+    return { dropped, malformed, bytes, minBytes, maxBytes }
   }
 
   if (sync !== undefined) {
@@ -191,7 +211,7 @@ export const make = <A>(options: {
         Effect.sync(() => {
           const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = []
           let failures = 0
-          const { dropped, malformed } = forEachUserRecord(records, (raw) => {
+          const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(records, (raw) => {
             const decoded = sync.deserializeResult(raw.data)
             if (Result.isSuccess(decoded)) {
               items.push(record(raw, decoded.success))
@@ -200,7 +220,7 @@ export const make = <A>(options: {
               items.push(failed(raw, decoded.failure))
             }
           })
-          return { items, failures, dropped, malformed }
+          return { items, failures, dropped, malformed, bytes, minBytes, maxBytes }
         })
     }
   }
@@ -208,7 +228,7 @@ export const make = <A>(options: {
     decode: (records) =>
       Effect.suspend(() => {
         const pending: Array<Raw> = []
-        const { dropped, malformed } = forEachUserRecord(records, (raw) => pending.push(raw))
+        const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(records, (raw) => pending.push(raw))
         let failures = 0
         return Effect.map(
           Effect.forEach(pending, (entry): Effect.Effect<ConsumerRecord<A> | RecordDecodeFailed> => {
@@ -220,7 +240,7 @@ export const make = <A>(options: {
               })
             )
           }),
-          (items) => ({ items, failures, dropped, malformed })
+          (items) => ({ items, failures, dropped, malformed, bytes, minBytes, maxBytes })
         )
       })
   }

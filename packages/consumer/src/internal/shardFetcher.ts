@@ -8,6 +8,7 @@
 import type { _Record, ChildShard } from "@aws-sdk/client-kinesis"
 import type { ExtendedSequenceNumber, KinesisError } from "@effect-kinesis/core"
 import type { Stream } from "effect"
+import type { ShardMetrics } from "./consumerMetrics.ts"
 
 /** @internal */
 export interface FetchedBatch {
@@ -36,5 +37,10 @@ export interface FetchFrom {
  * @internal
  */
 export interface ShardFetcher {
-  readonly fetch: (shardId: string, from: FetchFrom) => Stream.Stream<FetchedBatch, KinesisError.KinesisError>
+  readonly fetch: (
+    shardId: string,
+    from: FetchFrom,
+    /** The shard's metric series (the polling fetcher records `KinesisDataFetcher.getRecords.*`). */
+    metrics?: ShardMetrics
+  ) => Stream.Stream<FetchedBatch, KinesisError.KinesisError>
 }
