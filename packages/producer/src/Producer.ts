@@ -227,8 +227,10 @@ const toFailure = (cause: Cause.Cause<KinesisError.KinesisError>): RequestFailur
   return { code: "Unknown", message: String(error), retryable: true, cause: error }
 }
 
-/** How often the KPL metrics are moved into the collector, and `UserRecordsPending` sampled (the KPL's period). */
-const KPL_FLUSH_MILLIS = 200
+/** How often `UserRecordsPending` is sampled (the KPL's period). */
+const PENDING_SAMPLE_MILLIS = 200
+/** The KPL metrics are moved into the collector every this many samples (a second). */
+const SAMPLES_PER_FLUSH = 5
 
 /**
  * Creates a producer for one stream, living as long as the enclosing scope. It lists the
@@ -488,7 +490,15 @@ export const make = <A>(
     )
     const flushKpl = Effect.sync(() => kpl?.flush(engine.takeReceived(), engine.buffered))
     if (kpl !== undefined) {
-      yield* Effect.sleep(KPL_FLUSH_MILLIS).pipe(Effect.andThen(flushKpl), Effect.forever, Effect.forkScoped)
+      let samples = 0
+      const tick = Effect.sync(() => {
+        if (++samples < SAMPLES_PER_FLUSH) kpl.userRecordsPending.add(engine.buffered)
+        else {
+          samples = 0
+          kpl.flush(engine.takeReceived(), engine.buffered)
+        }
+      })
+      yield* Effect.sleep(PENDING_SAMPLE_MILLIS).pipe(Effect.andThen(tick), Effect.forever, Effect.forkScoped)
     }
 
     // --- close: runs before the fibers above are interrupted (finalizers run in reverse) ----------

@@ -29,7 +29,10 @@ export const definitions = {
 
 export type MetricName = keyof typeof definitions
 
-/** Values being summed up between flushes. It is a `StatisticSet`, so it is recorded as it is. */
+/**
+ * Values being summed up between flushes. It is a `StatisticSet` with plain data fields, so it is
+ * recorded as it is (one shape for every set the collector reads).
+ */
 export class Stat implements MetricsCollector.StatisticSet {
   sampleCount = 0
   sum = 0
@@ -43,30 +46,10 @@ export class Stat implements MetricsCollector.StatisticSet {
     if (value > this.maximum) this.maximum = value
   }
 
-  reset(): void {
-    this.sampleCount = 0
-    this.sum = 0
-    this.minimum = Number.POSITIVE_INFINITY
-    this.maximum = Number.NEGATIVE_INFINITY
-  }
-}
-
-/**
- * Values that are each 0 or 1 (the KPL's success and error counts): two additions per value, the
- * minimum and maximum follow from the counts.
- */
-export class Tally implements MetricsCollector.StatisticSet {
-  sampleCount = 0
-  sum = 0
-
-  get minimum(): number {
-    return this.sum < this.sampleCount ? 0 : 1
-  }
-
-  get maximum(): number {
-    return this.sum > 0 ? 1 : 0
-  }
-
+  /**
+   * Values that are each 0 or 1 (the KPL's success and error counts) cost two additions: their
+   * minimum and maximum follow from the counts (see `seal`).
+   */
   ones(count: number): void {
     this.sampleCount += count
     this.sum += count
@@ -76,91 +59,81 @@ export class Tally implements MetricsCollector.StatisticSet {
     this.sampleCount += count
   }
 
+  /** Sets minimum and maximum of a set of zeros and ones. */
+  seal(): void {
+    this.minimum = this.sum < this.sampleCount ? 0 : 1
+    this.maximum = this.sum > 0 ? 1 : 0
+  }
+
+  merge(other: Stat): void {
+    if (other.sampleCount === 0) return
+    this.sampleCount += other.sampleCount
+    this.sum += other.sum
+    if (other.minimum < this.minimum) this.minimum = other.minimum
+    if (other.maximum > this.maximum) this.maximum = other.maximum
+  }
+
   reset(): void {
     this.sampleCount = 0
     this.sum = 0
+    this.minimum = Number.POSITIVE_INFINITY
+    this.maximum = Number.NEGATIVE_INFINITY
   }
 }
 
 type Granularity = ProducerSettings.Resolved["metrics"]["granularity"]
 
-/** Where one node of the KPL's metric tree is recorded: its series at each granularity kept. */
-type Targets = ReadonlyArray<MetricsCollector.Series>
+/** The metrics the KPL keeps per shard, in the order of `ShardAcc.stats`. */
+const shardMetrics = [
+  "UserRecordsPut",
+  "UserRecordsDataPut",
+  "KinesisRecordsPut",
+  "KinesisRecordsDataPut",
+  "AllErrors",
+  "RetriesPerRecord",
+  "UserRecordExpired",
+  "BufferingTime",
+  "UserRecordsPerKinesisRecord"
+] as const satisfies ReadonlyArray<MetricName>
 
-const record = (targets: Targets, stat: MetricsCollector.StatisticSet): void => {
-  for (let i = 0; i < targets.length; i++) targets[i]!.recordStatistics(stat)
-}
-
-/** Errors by code, a `Tally` of ones each, with the series of each code taken on first sight. */
-class ErrorCounts {
-  private readonly counts = new Map<string, { readonly tally: Tally; readonly targets: Targets }>()
-  private readonly owner: KplMetrics
-  private readonly shardId: string | undefined
-  constructor(owner: KplMetrics, shardId: string | undefined) {
-    this.owner = owner
-    this.shardId = shardId
-  }
-
-  add(code: string): void {
-    let entry = this.counts.get(code)
-    if (entry === undefined) {
-      entry = { tally: new Tally(), targets: this.owner.errorTargets(code, this.shardId) }
-      this.counts.set(code, entry)
-    }
-    entry.tally.ones(1)
-  }
-
-  flush(): void {
-    for (const { tally, targets } of this.counts.values()) {
-      if (tally.sampleCount === 0) continue
-      record(targets, tally)
-      tally.reset()
-    }
-  }
-}
+/** Which of those count zeros and ones (see `Stat.ones`). */
+const zeroOne = new Set<MetricName>(["UserRecordsPut", "KinesisRecordsPut", "AllErrors", "UserRecordExpired"])
 
 /**
  * What the metrics of one shard sum up between flushes. The engine keeps one on each shard's
- * state, so recording is a few additions with no lookup; the series are taken once, here.
+ * state, so recording is a few additions with no lookup.
  */
 export class ShardAcc {
-  readonly userRecordsPut = new Tally()
+  readonly userRecordsPut = new Stat()
   readonly userRecordsDataPut = new Stat()
-  readonly kinesisRecordsPut = new Tally()
+  readonly kinesisRecordsPut = new Stat()
   readonly kinesisRecordsDataPut = new Stat()
-  readonly allErrors = new Tally()
+  readonly allErrors = new Stat()
   readonly retriesPerRecord = new Stat()
-  readonly userRecordExpired = new Tally()
+  readonly userRecordExpired = new Stat()
   readonly bufferingTime = new Stat()
   readonly userRecordsPerKinesisRecord = new Stat()
-  private readonly errors: ErrorCounts
-  private readonly targets: Record<
-    | "UserRecordsPut"
-    | "UserRecordsDataPut"
-    | "KinesisRecordsPut"
-    | "KinesisRecordsDataPut"
-    | "AllErrors"
-    | "RetriesPerRecord"
-    | "UserRecordExpired"
-    | "BufferingTime"
-    | "UserRecordsPerKinesisRecord",
-    Targets
-  >
+  /** The same sets, in the order of `shardMetrics`. */
+  readonly stats: ReadonlyArray<Stat> = [
+    this.userRecordsPut,
+    this.userRecordsDataPut,
+    this.kinesisRecordsPut,
+    this.kinesisRecordsDataPut,
+    this.allErrors,
+    this.retriesPerRecord,
+    this.userRecordExpired,
+    this.bufferingTime,
+    this.userRecordsPerKinesisRecord
+  ]
+  /** Errors by code, when some Kinesis record of this shard failed. */
+  errors: Map<string, Stat> | undefined = undefined
+  /** This shard's series, taken the first time it has something to record (`null`: none kept). */
+  readonly series: Array<MetricsCollector.Series | null | undefined> = []
+  readonly errorSeries = new Map<string, MetricsCollector.Series | null>()
+  readonly shardId: string
 
-  constructor(owner: KplMetrics, shardId: string) {
-    const t = (name: MetricName) => owner.targets(name, shardId)
-    this.targets = {
-      UserRecordsPut: t("UserRecordsPut"),
-      UserRecordsDataPut: t("UserRecordsDataPut"),
-      KinesisRecordsPut: t("KinesisRecordsPut"),
-      KinesisRecordsDataPut: t("KinesisRecordsDataPut"),
-      AllErrors: t("AllErrors"),
-      RetriesPerRecord: t("RetriesPerRecord"),
-      UserRecordExpired: t("UserRecordExpired"),
-      BufferingTime: t("BufferingTime"),
-      UserRecordsPerKinesisRecord: t("UserRecordsPerKinesisRecord")
-    }
-    this.errors = new ErrorCounts(owner, shardId)
+  constructor(shardId: string) {
+    this.shardId = shardId
   }
 
   /** A Kinesis record of `userRecords` user records (`bytes` with its partition key) was written. */
@@ -174,9 +147,12 @@ export class ShardAcc {
   /** Kinesis refused a Kinesis record of `userRecords` user records with `code`. */
   kinesisRecordFailed(userRecords: number, code: string): void {
     this.kinesisRecordsPut.zeros(1)
-    this.errors.add(code)
     this.allErrors.ones(1)
     this.userRecordsPerKinesisRecord.add(userRecords)
+    const errors = this.errors ??= new Map()
+    let stat = errors.get(code)
+    if (stat === undefined) errors.set(code, stat = new Stat())
+    stat.ones(1)
   }
 
   /** A user record failed for good after `attempts` attempts. */
@@ -192,26 +168,6 @@ export class ShardAcc {
     this.userRecordsDataPut.add(dataBytes)
     this.retriesPerRecord.add(attempts - 1)
   }
-
-  flush(): void {
-    const t = this.targets
-    flushStat(t.UserRecordsPut, this.userRecordsPut)
-    flushStat(t.UserRecordsDataPut, this.userRecordsDataPut)
-    flushStat(t.KinesisRecordsPut, this.kinesisRecordsPut)
-    flushStat(t.KinesisRecordsDataPut, this.kinesisRecordsDataPut)
-    flushStat(t.AllErrors, this.allErrors)
-    flushStat(t.RetriesPerRecord, this.retriesPerRecord)
-    flushStat(t.UserRecordExpired, this.userRecordExpired)
-    flushStat(t.BufferingTime, this.bufferingTime)
-    flushStat(t.UserRecordsPerKinesisRecord, this.userRecordsPerKinesisRecord)
-    this.errors.flush()
-  }
-}
-
-const flushStat = (targets: Targets, stat: Stat | Tally): void => {
-  if (stat.sampleCount === 0) return
-  record(targets, stat)
-  stat.reset()
 }
 
 /** The stream name of a stream name or ARN (`arn:aws:kinesis:…:stream/<name>`), as the KPL reports it. */
@@ -221,12 +177,20 @@ export const streamName = (stream: string): string => {
   return i >= 0 ? stream.slice(i + ":stream/".length) : stream
 }
 
+/** A metric's root and stream series (the latter `null` at global granularity). */
+interface Upper {
+  readonly root: MetricsCollector.Series
+  readonly stream: MetricsCollector.Series | null
+}
+
 /**
  * A producer's KPL metrics: the shards' accumulators and the per-stream ones, flushed into the
- * collector's series by {@link KplMetrics.flush} (every 200 ms and at close), so the data path
+ * collector's series by {@link KplMetrics.flush} (every second and at close), so the data path
  * only adds numbers. Each value goes to every node of the KPL's metric tree down to the configured
  * granularity: no dimensions, `StreamName`, `StreamName` + `ShardId` (for `ErrorsByCode` each
- * below `ErrorCode`).
+ * below `ErrorCode`, the root being all codes together). A flush sums the shards up first, so the
+ * upper nodes take one set per metric, and series are taken the first time they have something to
+ * record.
  */
 export class KplMetrics {
   private readonly collector: MetricsCollector.MetricsCollector["Service"]
@@ -235,23 +199,23 @@ export class KplMetrics {
   private readonly granularity: Granularity
   private readonly stream: string
   private readonly shards = new Map<string, ShardAcc>()
+  /** Accumulators of shards no longer open, flushed once more. */
+  private retired: Array<ShardAcc> = []
 
-  readonly userRecordsReceived = new Tally()
+  readonly userRecordsReceived = new Stat()
   readonly userRecordsPending = new Stat()
   readonly requestTime = new Stat()
   readonly kinesisRecordsPerRequest = new Stat()
   readonly userRecordsPerRequest = new Stat()
   /** Whole requests that failed, which the KPL counts per stream (no shard to charge). */
-  readonly requestErrors = new Tally()
-  private readonly requestErrorCodes: ErrorCounts
-  private readonly streamTargets: {
-    readonly received: Targets
-    readonly pending: Targets
-    readonly requestTime: Targets
-    readonly kinesisRecordsPerRequest: Targets
-    readonly userRecordsPerRequest: Targets
-    readonly allErrors: Targets
-  }
+  readonly requestErrors = new Stat()
+  readonly requestErrorCodes = new Map<string, Stat>()
+
+  // Sums over the shards, made by `flush`.
+  private readonly totals = shardMetrics.map(() => new Stat())
+  private readonly errorTotals = new Map<string, Stat>()
+  private readonly allErrorCodes = new Stat()
+  private readonly upper = new Map<string, Upper | null>()
 
   constructor(
     collector: MetricsCollector.MetricsCollector["Service"],
@@ -263,15 +227,6 @@ export class KplMetrics {
     this.level = settings.level
     this.granularity = settings.granularity
     this.stream = streamName(stream)
-    this.streamTargets = {
-      received: this.targets("UserRecordsReceived", undefined),
-      pending: this.targets("UserRecordsPending", undefined),
-      requestTime: this.targets("RequestTime", undefined),
-      kinesisRecordsPerRequest: this.targets("KinesisRecordsPerPutRecordsRequest", undefined),
-      userRecordsPerRequest: this.targets("UserRecordsPerPutRecordsRequest", undefined),
-      allErrors: this.targets("AllErrors", undefined)
-    }
-    this.requestErrorCodes = new ErrorCounts(this, undefined)
   }
 
   private series(
@@ -285,52 +240,57 @@ export class KplMetrics {
     return MetricsCollector.isEnabled(this.level, definitions[name].level)
   }
 
-  /**
-   * The series a value of `name` recorded for `shardId` (or for the stream) goes to: the tree's
-   * nodes from the root down to the granularity configured, or down to the stream for the
-   * metrics the KPL does not keep per shard.
-   */
-  targets(name: MetricName, shardId: string | undefined): Targets {
-    if (!this.enabled(name)) return []
-    const out = [this.series(name, [])]
-    if (this.granularity === "global") return out
-    const stream = { name: "StreamName", value: this.stream }
-    out.push(this.series(name, [stream]))
-    if (this.granularity === "shard" && shardId !== undefined && definitions[name].shard) {
-      out.push(this.series(name, [stream, { name: "ShardId", value: shardId }]))
+  /** The root and stream nodes of a metric (`errorCode`: of `ErrorsByCode` for that code). */
+  private upperOf(name: MetricName, errorCode?: string): Upper | null {
+    const key = errorCode === undefined ? name : `${name}\u0000${errorCode}`
+    let upper = this.upper.get(key)
+    if (upper === undefined) {
+      if (!this.enabled(name)) upper = null
+      else {
+        const base = errorCode === undefined ? [] : [{ name: "ErrorCode", value: errorCode }]
+        upper = {
+          root: this.series(name, base),
+          stream: this.granularity === "global"
+            ? null
+            : this.series(name, [...base, { name: "StreamName", value: this.stream }])
+        }
+      }
+      this.upper.set(key, upper)
     }
-    return out
+    return upper
   }
 
-  /** `ErrorsByCode`'s nodes for one code: the root, then `ErrorCode`, then the stream and the shard. */
-  errorTargets(code: string, shardId: string | undefined): Targets {
-    if (!this.enabled("ErrorsByCode")) return []
-    const errorCode = { name: "ErrorCode", value: code }
-    const out = [this.series("ErrorsByCode", []), this.series("ErrorsByCode", [errorCode])]
-    if (this.granularity === "global") return out
-    const stream = { name: "StreamName", value: this.stream }
-    out.push(this.series("ErrorsByCode", [errorCode, stream]))
-    if (this.granularity === "shard" && shardId !== undefined) {
-      out.push(this.series("ErrorsByCode", [errorCode, stream, { name: "ShardId", value: shardId }]))
+  private shardSeries(name: MetricName, shardId: string, errorCode?: string): MetricsCollector.Series | null {
+    if (this.granularity !== "shard" || !this.enabled(name)) return null
+    const base = errorCode === undefined ? [] : [{ name: "ErrorCode", value: errorCode }]
+    return this.series(name, [...base, { name: "StreamName", value: this.stream }, { name: "ShardId", value: shardId }])
+  }
+
+  private recordUpper(name: MetricName, stat: Stat, errorCode?: string): void {
+    if (stat.sampleCount === 0) return
+    const upper = this.upperOf(name, errorCode)
+    if (upper !== null) {
+      upper.root.recordStatistics(stat)
+      upper.stream?.recordStatistics(stat)
     }
-    return out
+    stat.reset()
   }
 
   /** The accumulator of a shard, made on first use. */
   shard(shardId: string): ShardAcc {
     let acc = this.shards.get(shardId)
     if (acc === undefined) {
-      acc = new ShardAcc(this, shardId)
+      acc = new ShardAcc(shardId)
       this.shards.set(shardId, acc)
     }
     return acc
   }
 
-  /** Flushes and forgets the accumulators of shards no longer open. */
+  /** Forgets the accumulators of shards no longer open (after one more flush). */
   retainShards(open: ReadonlySet<string>): void {
     for (const [id, acc] of this.shards) {
       if (open.has(id)) continue
-      acc.flush()
+      this.retired.push(acc)
       this.shards.delete(id)
     }
   }
@@ -345,22 +305,82 @@ export class KplMetrics {
   /** A PutRecords request failed as a whole with `code`. */
   requestFailed(code: string): void {
     this.requestErrors.ones(1)
-    this.requestErrorCodes.add(code)
+    let stat = this.requestErrorCodes.get(code)
+    if (stat === undefined) this.requestErrorCodes.set(code, stat = new Stat())
+    stat.ones(1)
+  }
+
+  private flushShard(acc: ShardAcc): void {
+    const stats = acc.stats
+    for (let i = 0; i < stats.length; i++) {
+      const stat = stats[i]!
+      if (stat.sampleCount === 0) continue
+      const name = shardMetrics[i]!
+      if (zeroOne.has(name)) stat.seal()
+      let series = acc.series[i]
+      if (series === undefined) series = acc.series[i] = this.shardSeries(name, acc.shardId)
+      series?.recordStatistics(stat)
+      this.totals[i]!.merge(stat)
+      stat.reset()
+    }
+    const errors = acc.errors
+    if (errors === undefined) return
+    for (const [code, stat] of errors) {
+      if (stat.sampleCount === 0) continue
+      stat.seal()
+      let series = acc.errorSeries.get(code)
+      if (series === undefined) acc.errorSeries.set(code, series = this.shardSeries("ErrorsByCode", acc.shardId, code))
+      series?.recordStatistics(stat)
+      this.addError(code, stat)
+      stat.reset()
+    }
+  }
+
+  private addError(code: string, stat: Stat): void {
+    let total = this.errorTotals.get(code)
+    if (total === undefined) this.errorTotals.set(code, total = new Stat())
+    total.merge(stat)
+    this.allErrorCodes.merge(stat)
   }
 
   /** Records what was summed up since the last flush into the collector. */
   flush(received: number, pending: number | undefined): void {
     if (received > 0) this.userRecordsReceived.ones(received)
     if (pending !== undefined) this.userRecordsPending.add(pending)
-    // Every shard, touched or not: a few comparisons each, every 200 ms.
-    for (const acc of this.shards.values()) acc.flush()
-    const t = this.streamTargets
-    flushStat(t.received, this.userRecordsReceived)
-    flushStat(t.pending, this.userRecordsPending)
-    flushStat(t.requestTime, this.requestTime)
-    flushStat(t.kinesisRecordsPerRequest, this.kinesisRecordsPerRequest)
-    flushStat(t.userRecordsPerRequest, this.userRecordsPerRequest)
-    flushStat(t.allErrors, this.requestErrors)
-    this.requestErrorCodes.flush()
+    for (const acc of this.shards.values()) this.flushShard(acc)
+    if (this.retired.length > 0) {
+      for (const acc of this.retired) this.flushShard(acc)
+      this.retired = []
+    }
+    // Whole requests that failed count in the stream's errors (the KPL charges them to no shard).
+    for (const [code, stat] of this.requestErrorCodes) {
+      if (stat.sampleCount === 0) continue
+      this.addError(code, stat)
+      stat.reset()
+    }
+    if (this.requestErrors.sampleCount > 0) {
+      this.totals[shardMetrics.indexOf("AllErrors")]!.merge(this.requestErrors)
+      this.requestErrors.reset()
+    }
+    for (let i = 0; i < shardMetrics.length; i++) {
+      const total = this.totals[i]!
+      if (zeroOne.has(shardMetrics[i]!) && total.sampleCount > 0) total.seal()
+      this.recordUpper(shardMetrics[i]!, total)
+    }
+    for (const [code, total] of this.errorTotals) {
+      if (total.sampleCount === 0) continue
+      total.seal()
+      this.recordUpper("ErrorsByCode", total, code)
+    }
+    if (this.allErrorCodes.sampleCount > 0) {
+      this.allErrorCodes.seal()
+      this.recordUpper("ErrorsByCode", this.allErrorCodes)
+    }
+    this.userRecordsReceived.seal()
+    this.recordUpper("UserRecordsReceived", this.userRecordsReceived)
+    this.recordUpper("UserRecordsPending", this.userRecordsPending)
+    this.recordUpper("RequestTime", this.requestTime)
+    this.recordUpper("KinesisRecordsPerPutRecordsRequest", this.kinesisRecordsPerRequest)
+    this.recordUpper("UserRecordsPerPutRecordsRequest", this.userRecordsPerRequest)
   }
 }
