@@ -805,10 +805,12 @@ export const make = <A>(
                   prepare(record, data?.[i], done, undefined, spans?.[i])
                 )
                 outstanding += items.length
-                return Effect.sync(admit(items, (_, error) => settled(error), () => resume(Effect.void)))
+                return Effect.sync(admit(items, (_, error) =>
+                  settled(error), () => resume(Effect.void)))
               })))
         const awaitAll = Effect.callback<void, ProducerError.ProducerError>((resume) => {
-          const finish = () => resume(firstError !== undefined ? Effect.fail(firstError) : Effect.void)
+          const finish = () =>
+            resume(firstError !== undefined ? Effect.fail(firstError) : Effect.void)
           if (outstanding === 0) finish()
           else idle = finish
         })

@@ -88,9 +88,7 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer obse
             assert.strictEqual(d.dimensions.find((x) => x.name === "StreamName")!.value, stream.streamName)
           }
         }
-        const names = new Set(datums.map((d) =>
-          d.name
-        ))
+        const names = new Set(datums.map((d) => d.name))
         for (const name of Object.keys(KPL)) {
           if (name !== "UserRecordExpired") assert.isTrue(names.has(name), `${name} recorded`)
         }
@@ -132,6 +130,8 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("Producer obse
           stats.throttledRecords
         )
         assert.strictEqual(sumOf(datums, "AllErrors", {}), stats.throttledRecords)
+        // ErrorsByCode's root node counts every code.
+        assert.strictEqual(sumOf(datums, "ErrorsByCode", {}), stats.throttledRecords)
         assert.strictEqual(find(datums, "RequestTime", {})!.statistics.sampleCount, stats.requests["PutRecords"])
         assert.isAbove(find(datums, "UserRecordsPerKinesisRecord", {})!.statistics.maximum, 1)
         assert.strictEqual(sumOf(datums, "UserRecordsPerPutRecordsRequest", {}), attempts)

@@ -33,7 +33,7 @@ const detailOf = (error: ProducerError): string | undefined =>
   error._tag === "PutFailed" || error._tag === "RecordRejected" ? error.detail : undefined
 
 const describe: Record<ProducerError["_tag"], string> = {
-  RecordExpired: "expired before Kinesis took them (recordTtl)",
+  RecordExpired: "expired unwritten (recordTtl)",
   PutFailed: "failed for good",
   RecordRejected: "rejected by Kinesis as invalid",
   ProducerClosed: "not written before the producer closed",
