@@ -32,6 +32,10 @@
  * - `shard-limit`: the producer, aggregation on, writing as fast as it can to one shard of the
  *   embedded emulator through the fault proxy enforcing the 1 MiB/s and 1000 records/s shard
  *   limits: achieved bytes/s as a share of 1 MiB/s, and the share of throttled records.
+ *
+ * What the KPL-named metrics (a `MetricsCollector` in the context) cost on top of these scenarios
+ * is measured by `bench/producerMetrics.ts`, run with `npx tsc -b bench && node
+ * build/bench-ts/producerMetrics.js`.
  */
 import { Client, Serde } from "@effect-kinesis/core"
 import { Producer, ProducerMetrics } from "@effect-kinesis/producer"

@@ -17,13 +17,31 @@
  * @since 0.1.0
  */
 import type { KinesisError } from "@effect-kinesis/core"
-import { Aggregation, Client, HashKey, Serde, ShardMap } from "@effect-kinesis/core"
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Queue, Result, Schedule, Sink, Stream } from "effect"
+import { Aggregation, Client, HashKey, MetricsCollector, Serde, ShardMap } from "@effect-kinesis/core"
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Queue,
+  Result,
+  Schedule,
+  Sink,
+  Stream,
+  Tracer
+} from "effect"
 import type { Scope } from "effect"
 import { Engine } from "./internal/engine.ts"
 import type { Batch, PutRecordsOutput, RequestFailure } from "./internal/engine.ts"
-import { type Done, Entry, HashKeyRoute, PartitionKeyHashes } from "./internal/entry.ts"
+import { type Done, Entry, Extras, HashKeyRoute, PartitionKeyHashes } from "./internal/entry.ts"
+import { FailureLog } from "./internal/failureLog.ts"
+import { KplMetrics, streamName } from "./internal/kplMetrics.ts"
 import { Recorder } from "./internal/recorder.ts"
+import * as Tracing from "./internal/tracing.ts"
 import * as ProducerError from "./ProducerError.ts"
 import type * as ProducerMetrics from "./ProducerMetrics.ts"
 import * as ProducerSettings from "./ProducerSettings.ts"
@@ -174,8 +192,10 @@ export interface MakeOptions<A> {
   readonly serde: Serde.Serde<A>
   readonly settings?: Partial<ProducerSettings.ProducerSettings> | undefined
   /**
-   * Receives every record given to `offer`/`offerAll` that failed. Default: logs it at error
-   * level, so no failure goes unseen.
+   * Receives every record given to `offer`/`offerAll` that failed. Without it no failure goes
+   * unseen either: the producer logs records that failed for good at error level, grouped per
+   * shard and error (see `ProducerSettings.LoggingSettings`), and, without this callback, the
+   * records `offer` refused (invalid, buffer full, closed) the same way.
    */
   readonly onError?: ((failure: OfferFailure<A>) => Effect.Effect<void>) | undefined
   /** Receives the metrics of each interval (setting `metricsInterval`) and of the last one at close. */
@@ -187,14 +207,30 @@ const now = (): number => performance.now()
 const MAX_PARTITION_KEY_LENGTH = 256
 const noop = () => {}
 
+/** The AWS error code of a Kinesis error (`ProvisionedThroughputExceededException`…), as the KPL reports it. */
+const awsErrorCode = (e: KinesisError.KinesisError): string => {
+  if ("code" in e && typeof e.code === "string") return e.code
+  const sdk = e.cause
+  if (typeof sdk === "object" && sdk !== null) {
+    const name = (sdk as { readonly name?: unknown }).name
+    if (typeof name === "string" && name !== "Error") return name
+  }
+  return e._tag
+}
+
 const toFailure = (cause: Cause.Cause<KinesisError.KinesisError>): RequestFailure => {
   const error = Cause.squash(cause)
   if (typeof error === "object" && error !== null && "_tag" in error && "retryable" in error) {
     const e = error as KinesisError.KinesisError
-    return { code: e._tag, message: e.message, retryable: e.retryable, cause: e }
+    return { code: e._tag, message: e.message, retryable: e.retryable, cause: e, errorCode: awsErrorCode(e) }
   }
   return { code: "Unknown", message: String(error), retryable: true, cause: error }
 }
+
+/** How often `UserRecordsPending` is sampled (the KPL's period). */
+const PENDING_SAMPLE_MILLIS = 200
+/** The KPL metrics are moved into the collector every this many samples (a second). */
+const SAMPLES_PER_FLUSH = 5
 
 /**
  * Creates a producer for one stream, living as long as the enclosing scope. It lists the
@@ -243,24 +279,55 @@ export const make = <A>(
     const initialMap = yield* listShardMap
 
     const recorder = new Recorder(stream, context, () => Date.now())
-    const engine = new Engine(settings, initialMap, recorder, now())
+    const collector = Context.getOrUndefined(context, MetricsCollector.MetricsCollector)
+    const kpl = collector !== undefined && settings.metrics.level !== "none"
+      ? new KplMetrics(collector, settings.metrics, stream)
+      : undefined
+    const engine = new Engine(settings, initialMap, recorder, now(), kpl)
+
+    // --- tracing: only with a tracer of the application's (the built-in one exports nothing) ------
+    const tracer = Context.get(context, Tracer.Tracer)
+    const traced = tracer !== Tracer.nativeTracer
+    const requestSpans = traced && settings.tracing.requestSpans
+    const recordSpans = traced && settings.tracing.recordSpansPerSecond > 0
+      ? new Tracing.RecordSpans(settings.tracing.recordSpansPerSecond, Context.get(context, Clock.Clock), now())
+      : undefined
+    const streamLabel = streamName(stream)
+
+    // --- records that failed for good: logged in groups, at most one line per group and interval --
+    const failureLog = new FailureLog()
+    engine.observer = {
+      gaveUp: (entry, error) => failureLog.note(entry.shard?.info.shardId, error),
+      spanEnded: (entry, span, error, shardId, sequenceNumber, subSequenceNumber, request) =>
+        recordSpans?.end(entry, span, error, shardId, sequenceNumber, subSequenceNumber, request),
+      retried: (entry, span, failure) => recordSpans?.retried(entry, span, failure)
+    }
+    yield* failureLog.awaitNote.pipe(
+      Effect.andThen(failureLog.flush),
+      Effect.andThen(Effect.sleep(settings.logging.failureSummaryMillis)),
+      Effect.forever,
+      Effect.annotateLogs({ stream: streamLabel }),
+      Effect.forkScoped
+    )
 
     // --- failures of offer / offerAll, delivered to onError by one fiber ------------------------
     const failures = yield* Queue.unbounded<OfferFailure<A>, Cause.Done>()
-    const onError = options.onError ??
-      ((failure: OfferFailure<A>) =>
-        Effect.logError("Kinesis producer: an offered record failed", failure.error).pipe(
-          Effect.annotateLogs({ stream, partitionKey: failure.record.partitionKey })
-        ))
+    // Without a callback, failures go to the log only: those of accepted records are logged by
+    // the engine's failure log already, those refused at intake are noted there too.
+    const onError = options.onError
     const reportFailure = (record: ProducerRecord<A>, error: ProducerError.ProducerError) => {
-      Queue.offerUnsafe(failures, { record, error })
+      if (onError !== undefined) Queue.offerUnsafe(failures, { record, error })
+    }
+    const refuseOffer = (record: ProducerRecord<A>, error: ProducerError.ProducerError) => {
+      if (onError === undefined) failureLog.note(undefined, error)
+      else Queue.offerUnsafe(failures, { record, error })
     }
     const offerDone: Done = (entry, error) => {
       if (error !== undefined) reportFailure(entry.ref as ProducerRecord<A>, error)
     }
     const failureFiber = yield* Queue.takeAll(failures).pipe(
       Effect.flatMap((batch) =>
-        Effect.forEach(batch, (failure) => Effect.catchCause(onError(failure), Effect.logError), { discard: true })
+        Effect.forEach(batch, (failure) => Effect.catchCause(onError!(failure), Effect.logError), { discard: true })
       ),
       Effect.forever,
       Effect.catch(() => Effect.void),
@@ -269,24 +336,62 @@ export const make = <A>(
 
     // --- requests ----------------------------------------------------------------------------------
     const requests = new Set<Fiber.Fiber<void>>()
+    /** One debug line per answer that sends records back (retries are routine; give-ups are not). */
+    const logRetries = (batch: Batch) =>
+      Effect.suspend(() => {
+        if (batch.retriedRecords === 0) return Effect.void
+        const error = batch.requestError
+        const why = error !== undefined
+          ? `the request failed (${error.errorCode ?? error.code}: ${error.message})`
+          : Array.from(batch.errorCodes ?? [], ([code, n]) => `${code} x${n}`).join(", ")
+        return Effect.logDebug(
+          `Kinesis producer: PutRecords: ${batch.retriedRecords} of ${batch.userRecords} records to retry, ${why}`
+        ).pipe(
+          Effect.annotateLogs({
+            stream: streamLabel,
+            records: batch.count,
+            retried: batch.retriedRecords,
+            throttled: batch.throttledRecords
+          })
+        )
+      })
+    /**
+     * Hands the answer to the engine and the span in one step: settling the last records lets
+     * close interrupt the request's fiber before any later step.
+     */
+    const handle = (batch: Batch, output: PutRecordsOutput | undefined, failure: RequestFailure | undefined) =>
+      Effect.andThen(
+        Effect.sync(() => {
+          engine.onResponse(batch, output, failure, now())
+          if (batch.span !== undefined) Tracing.annotateOutcome(batch.span, batch)
+        }),
+        logRetries(batch)
+      )
     const send = (batch: Batch) =>
       // The client times the request (and, on HTTP/2, drops a connection gone silent, which an
       // interruption from out here would leave in the pool for every retry to ride).
       client.putRecords(stream, batch.request, { requestTimeout: settings.requestTimeoutMillis }).pipe(
         Effect.matchCauseEffect({
-          onSuccess: (output: PutRecordsOutput) =>
-            Effect.sync(() => engine.onResponse(batch, output, undefined, now())),
+          onSuccess: (output: PutRecordsOutput) => handle(batch, output, undefined),
           onFailure: (cause) =>
-            Cause.hasInterruptsOnly(cause)
-              ? Effect.void
-              : Effect.sync(() => engine.onResponse(batch, undefined, toFailure(cause), now()))
+            Cause.hasInterruptsOnly(cause) ? Effect.void : handle(batch, undefined, toFailure(cause))
         }),
         Effect.catchDefect((defect) =>
           Effect.logError("Kinesis producer: handling a PutRecords response failed", defect)
         )
       )
+    // A request's span is a root: it carries records of many offers (sampled record spans link to it).
+    const sendTraced = (batch: Batch) =>
+      Effect.useSpan(
+        Tracing.names.request,
+        { kind: "client", root: true, attributes: Tracing.requestAttributes(streamLabel, batch) },
+        (span) => {
+          batch.span = span
+          return Effect.withParentSpan(send(batch), span)
+        }
+      )
     engine.launch = (batch) => {
-      const fiber = runFork(send(batch))
+      const fiber = runFork(requestSpans ? sendTraced(batch) : send(batch))
       requests.add(fiber)
       fiber.addObserver(() => requests.delete(fiber))
     }
@@ -340,10 +445,23 @@ export const make = <A>(
         refreshNow = undefined
       })
     })
+    const shardIds = (map: ShardMap.ShardMap) => map.shards.map((shard) => shard.shardId).join(",")
     const refresh = listShardMap.pipe(
-      Effect.tap((map) => Effect.sync(() => engine.applyShardMap(map, now()))),
-      Effect.catch((error) => Effect.logWarning("Kinesis producer: could not refresh the shard map", error)),
-      Effect.annotateLogs({ stream })
+      Effect.tap((map) =>
+        Effect.suspend(() => {
+          const before = engine.currentShardMap
+          engine.applyShardMap(map, now())
+          return shardIds(before) === shardIds(map)
+            ? Effect.void
+            : Effect.logInfo(
+              `Kinesis producer: the stream's open shards changed, ${before.shards.length} -> ${map.shards.length}`
+            ).pipe(Effect.annotateLogs({ shards: map.shards.map((shard) => shard.shardId) }))
+        })
+      ),
+      Effect.catch((error) =>
+        Effect.logWarning(`Kinesis producer: could not refresh the shard map: ${error._tag}: ${error.message}`)
+      ),
+      Effect.annotateLogs({ stream: streamLabel })
     )
     yield* waitForRefresh.pipe(
       Effect.andThen(Effect.sync(() => {
@@ -370,6 +488,18 @@ export const make = <A>(
       Effect.forever,
       Effect.forkScoped
     )
+    const flushKpl = Effect.sync(() => kpl?.flush(engine.takeReceived(), engine.buffered))
+    if (kpl !== undefined) {
+      let samples = 0
+      const tick = Effect.sync(() => {
+        if (++samples < SAMPLES_PER_FLUSH) kpl.userRecordsPending.add(engine.buffered)
+        else {
+          samples = 0
+          kpl.flush(engine.takeReceived(), engine.buffered)
+        }
+      })
+      yield* Effect.sleep(PENDING_SAMPLE_MILLIS).pipe(Effect.andThen(tick), Effect.forever, Effect.forkScoped)
+    }
 
     // --- close: runs before the fibers above are interrupted (finalizers run in reverse) ----------
     yield* Effect.addFinalizer(() =>
@@ -383,6 +513,8 @@ export const make = <A>(
         engine.abandon()
         yield* Fiber.interruptAll(Array.from(requests))
         yield* emitMetrics
+        yield* flushKpl
+        yield* failureLog.flush.pipe(Effect.annotateLogs({ stream: streamLabel }))
         yield* Queue.end(failures)
         yield* Fiber.await(failureFiber)
       })
@@ -397,6 +529,27 @@ export const make = <A>(
     const hashes = new PartitionKeyHashes()
 
     const prepare = (
+      record: ProducerRecord<A>,
+      serialized: Result.Result<Uint8Array, Serde.SerializationError> | undefined,
+      done: Done,
+      ref: unknown,
+      span?: Tracer.Span
+    ): Entry | ProducerError.ProducerError => {
+      const checked = check(record, serialized, done, ref)
+      if (span !== undefined) {
+        if (checked instanceof Entry) (checked.extras = new Extras()).span = span
+        else recordSpans!.end(undefined, span, checked, "", "", 0, undefined)
+      }
+      return checked
+    }
+
+    /** A record that will not be accepted after all: its span, if it has one, ends with `error`. */
+    const refused = (item: Entry, error: ProducerError.ProducerError) => {
+      const span = item.extras?.span
+      if (span !== undefined) recordSpans!.end(item, span, error, "", "", 0, undefined)
+    }
+
+    const check = (
       record: ProducerRecord<A>,
       serialized: Result.Result<Uint8Array, Serde.SerializationError> | undefined,
       done: Done,
@@ -448,6 +601,32 @@ export const make = <A>(
 
     const closedError = new ProducerError.ProducerClosed({ written: false })
 
+    const noSpans = Effect.succeed(undefined)
+    const recordSpanOptions = {
+      kind: "producer" as const,
+      attributes: { [Tracing.names.stream]: streamLabel }
+    }
+    /**
+     * Spans for the first records of a call made inside a sampled span, as many as the rate
+     * allows (see `TracingSettings.recordSpansPerSecond`).
+     */
+    const startSpans = (count: number): Effect.Effect<ReadonlyArray<Tracer.Span> | undefined> =>
+      Effect.withFiber((fiber) => {
+        const parent = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+        if (parent === undefined || !parent.sampled) return noSpans
+        const granted = recordSpans!.take(count, now())
+        if (granted === 0) return noSpans
+        return Effect.forEach(
+          Array.from({ length: granted }),
+          () => Effect.makeSpan(Tracing.names.record, recordSpanOptions)
+        )
+      })
+    /** Runs `f` with the spans of the call's records (none unless record spans are on). */
+    const traceable = <X, E>(
+      count: number,
+      f: (spans: ReadonlyArray<Tracer.Span> | undefined) => Effect.Effect<X, E>
+    ): Effect.Effect<X, E> => recordSpans === undefined ? f(undefined) : Effect.flatMap(startSpans(count), f)
+
     /**
      * Admits prepared records into the buffer in order, waiting for room (or rejecting, per
      * `whenBufferFull`). Returns a canceller for an interrupted caller.
@@ -465,13 +644,17 @@ export const make = <A>(
         while (i < items.length) {
           const item = items[i]!
           if (!(item instanceof Entry)) reject(i, item)
-          else if (engine.closed) reject(i, closedError)
-          else if (!engine.tryAccept(item, t)) {
+          else if (engine.closed) {
+            refused(item, closedError)
+            reject(i, closedError)
+          } else if (!engine.tryAccept(item, t)) {
             if (settings.whenBufferFull === "fail") {
-              reject(
-                i,
-                new ProducerError.BufferFull({ capacity: settings.bufferSize, capacityBytes: settings.bufferBytes })
-              )
+              const error = new ProducerError.BufferFull({
+                capacity: settings.bufferSize,
+                capacityBytes: settings.bufferBytes
+              })
+              refused(item, error)
+              reject(i, error)
             } else {
               waiting = true
               engine.addWaiter(waiter, woken)
@@ -495,37 +678,38 @@ export const make = <A>(
       Effect.suspend(() => {
         const records = Array.isArray(input) ? input as ReadonlyArray<ProducerRecord<A>> : Array.from(input)
         if (records.length === 0) return Effect.succeed([])
-        return Effect.flatMap(serializeAll(records), (data) =>
-          Effect.callback<ReadonlyArray<ProduceResult>, ProducerError.ProducerError>((resume) => {
-            const n = records.length
-            const results = new Array<ProduceResult>(n)
-            let remaining = n
-            let errorIndex = n
-            let firstError: ProducerError.ProducerError | undefined
-            const settle = (i: number, error: ProducerError.ProducerError | undefined, result?: ProduceResult) => {
-              if (error !== undefined) {
-                if (i < errorIndex) {
-                  errorIndex = i
-                  firstError = error
+        return traceable(records.length, (spans) =>
+          Effect.flatMap(serializeAll(records), (data) =>
+            Effect.callback<ReadonlyArray<ProduceResult>, ProducerError.ProducerError>((resume) => {
+              const n = records.length
+              const results = new Array<ProduceResult>(n)
+              let remaining = n
+              let errorIndex = n
+              let firstError: ProducerError.ProducerError | undefined
+              const settle = (i: number, error: ProducerError.ProducerError | undefined, result?: ProduceResult) => {
+                if (error !== undefined) {
+                  if (i < errorIndex) {
+                    errorIndex = i
+                    firstError = error
+                  }
+                } else {
+                  results[i] = result!
                 }
-              } else {
-                results[i] = result!
+                if (--remaining === 0) {
+                  resume(firstError !== undefined ? Effect.fail(firstError) : Effect.succeed(results))
+                }
               }
-              if (--remaining === 0) {
-                resume(firstError !== undefined ? Effect.fail(firstError) : Effect.succeed(results))
-              }
-            }
-            const done: Done = (entry, error, shardId, sequenceNumber, subSequenceNumber) =>
-              settle(
-                entry.ref as number,
-                error,
-                error === undefined
-                  ? { shardId, sequenceNumber, subSequenceNumber, attempts: entry.attempts }
-                  : undefined
-              )
-            const items = records.map((record, i) => prepare(record, data?.[i], done, i))
-            return Effect.sync(admit(items, settle, noop))
-          }))
+              const done: Done = (entry, error, shardId, sequenceNumber, subSequenceNumber) =>
+                settle(
+                  entry.ref as number,
+                  error,
+                  error === undefined
+                    ? { shardId, sequenceNumber, subSequenceNumber, attempts: entry.attempts }
+                    : undefined
+                )
+              const items = records.map((record, i) => prepare(record, data?.[i], done, i, spans?.[i]))
+              return Effect.sync(admit(items, settle, noop))
+            })))
       })
 
     const produce = (record: ProducerRecord<A>): Effect.Effect<ProduceResult, ProducerError.ProducerError> =>
@@ -534,26 +718,28 @@ export const make = <A>(
     const produceAsync = (
       record: ProducerRecord<A>
     ): Effect.Effect<Effect.Effect<ProduceResult, ProducerError.ProducerError>, ProducerError.ProducerError> =>
-      Effect.flatMap(serializeAll([record]), (data) =>
-        Effect.callback<Effect.Effect<ProduceResult, ProducerError.ProducerError>, ProducerError.ProducerError>(
-          (resume) => {
-            const deferred = Deferred.makeUnsafe<ProduceResult, ProducerError.ProducerError>()
-            const done: Done = (entry, error, shardId, sequenceNumber, subSequenceNumber) => {
-              Deferred.doneUnsafe(
-                deferred,
-                error !== undefined
-                  ? Exit.fail(error)
-                  : Exit.succeed({ shardId, sequenceNumber, subSequenceNumber, attempts: entry.attempts })
-              )
+      traceable(1, (spans) =>
+        Effect.flatMap(serializeAll([record]), (data) =>
+          Effect.callback<Effect.Effect<ProduceResult, ProducerError.ProducerError>, ProducerError.ProducerError>(
+            (resume) => {
+              const deferred = Deferred.makeUnsafe<ProduceResult, ProducerError.ProducerError>()
+              const done: Done = (entry, error, shardId, sequenceNumber, subSequenceNumber) => {
+                Deferred.doneUnsafe(
+                  deferred,
+                  error !== undefined
+                    ? Exit.fail(error)
+                    : Exit.succeed({ shardId, sequenceNumber, subSequenceNumber, attempts: entry.attempts })
+                )
+              }
+              const item = prepare(record, data?.[0], done, undefined, spans?.[0])
+              return Effect.sync(admit(
+                [item],
+                (_, error) =>
+                  resume(Effect.fail(error)),
+                () => resume(Effect.succeed(Deferred.await(deferred)))
+              ))
             }
-            const item = prepare(record, data?.[0], done, undefined)
-            return Effect.sync(admit(
-              [item],
-              (_, error) => resume(Effect.fail(error)),
-              () => resume(Effect.succeed(Deferred.await(deferred)))
-            ))
-          }
-        ))
+          )))
 
     const offerAll = (input: Iterable<ProducerRecord<A>>): Effect.Effect<void> =>
       Effect.suspend(() => {
@@ -561,26 +747,29 @@ export const make = <A>(
         if (records.length === 0) {
           return Effect.void
         }
-        return Effect.flatMap(serializeAll(records), (data) => {
-          // Fast path: everything fits, no callback needed.
-          const items = records.map((record, i) =>
-            prepare(record, data?.[i], offerDone, record)
-          )
-          let i = 0
-          const t = now()
-          for (; i < items.length; i++) {
-            const item = items[i]!
-            if (!(item instanceof Entry)) reportFailure(records[i]!, item)
-            else if (engine.closed) reportFailure(records[i]!, closedError)
-            else if (!engine.tryAccept(item, t)) break
-          }
-          if (i === items.length) return Effect.void
-          const rest = items.slice(i)
-          const restRecords = records.slice(i)
-          return Effect.callback<void>((resume) =>
-            Effect.sync(admit(rest, (j, error) => reportFailure(restRecords[j]!, error), () => resume(Effect.void)))
-          )
-        })
+        return traceable(records.length, (spans) =>
+          Effect.flatMap(serializeAll(records), (data) => {
+            // Fast path: everything fits, no callback needed.
+            const items = records.map((record, i) =>
+              prepare(record, data?.[i], offerDone, record, spans?.[i])
+            )
+            let i = 0
+            const t = now()
+            for (; i < items.length; i++) {
+              const item = items[i]!
+              if (!(item instanceof Entry)) refuseOffer(records[i]!, item)
+              else if (engine.closed) {
+                refused(item, closedError)
+                refuseOffer(records[i]!, closedError)
+              } else if (!engine.tryAccept(item, t)) break
+            }
+            if (i === items.length) return Effect.void
+            const rest = items.slice(i)
+            const restRecords = records.slice(i)
+            return Effect.callback<void>((resume) =>
+              Effect.sync(admit(rest, (j, error) => refuseOffer(restRecords[j]!, error), () => resume(Effect.void)))
+            )
+          }))
       })
 
     const offer = (record: ProducerRecord<A>): Effect.Effect<void> => offerAll([record])
@@ -600,15 +789,28 @@ export const make = <A>(
         }
         const done: Done = (_, error) => settled(error)
         const submit = (records: ReadonlyArray<ProducerRecord<A>>) =>
-          Effect.flatMap(serializeAll(records), (data) =>
-            Effect.callback<void, ProducerError.ProducerError>((resume) => {
-              if (firstError !== undefined) return resume(Effect.fail(firstError))
-              const items = records.map((record, i) => prepare(record, data?.[i], done, undefined))
-              outstanding += items.length
-              return Effect.sync(admit(items, (_, error) => settled(error), () => resume(Effect.void)))
-            }))
+          traceable(records.length, (spans) =>
+            Effect.flatMap(serializeAll(records), (data) =>
+              Effect.callback<void, ProducerError.ProducerError>((resume) => {
+                if (firstError !== undefined) {
+                  // Not offered after all.
+                  if (spans !== undefined) {
+                    for (const span of spans) {
+                      recordSpans!.end(undefined, span, firstError, "", "", 0, undefined)
+                    }
+                  }
+                  return resume(Effect.fail(firstError))
+                }
+                const items = records.map((record, i) =>
+                  prepare(record, data?.[i], done, undefined, spans?.[i])
+                )
+                outstanding += items.length
+                return Effect.sync(admit(items, (_, error) =>
+                  settled(error), () => resume(Effect.void)))
+              })))
         const awaitAll = Effect.callback<void, ProducerError.ProducerError>((resume) => {
-          const finish = () => resume(firstError !== undefined ? Effect.fail(firstError) : Effect.void)
+          const finish = () =>
+            resume(firstError !== undefined ? Effect.fail(firstError) : Effect.void)
           if (outstanding === 0) finish()
           else idle = finish
         })

@@ -4,7 +4,89 @@
  *
  * @since 0.1.0
  */
+import type { MetricsCollector } from "@effect-kinesis/core"
 import { Duration } from "effect"
+
+/**
+ * The KPL-named metrics a producer records into the `MetricsCollector` in its context (see
+ * `MetricsCollector` in `@effect-kinesis/core`; nothing is recorded without one). As the KPL's
+ * `MetricsLevel`, `MetricsGranularity` and `MetricsNamespace`.
+ *
+ * @example
+ * ```ts
+ * import type { ProducerSettings } from "@effect-kinesis/producer"
+ *
+ * const metrics: ProducerSettings.MetricsSettings = { level: "summary", granularity: "stream" }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface MetricsSettings {
+  /**
+   * `"none"`, `"summary"` (UserRecordsPut, KinesisRecordsPut, ErrorsByCode, AllErrors,
+   * UserRecordExpired, BufferingTime) or `"detailed"` (all). Default `"detailed"`, as the KPL.
+   */
+  readonly level?: MetricsCollector.MetricsLevel | undefined
+  /**
+   * Each metric is recorded without dimensions (`"global"`), and also per `StreamName`
+   * (`"stream"`), and also per `StreamName` and `ShardId` (`"shard"`) for the metrics the KPL
+   * keeps per shard. Default `"shard"`, as the KPL.
+   */
+  readonly granularity?: "global" | "stream" | "shard" | undefined
+  /** The CloudWatch namespace. Default `"KinesisProducerLibrary"`, the KPL's. */
+  readonly namespace?: string | undefined
+}
+
+/**
+ * The producer's spans, recorded when a tracer other than Effect's built-in one is in the context
+ * at creation (an OpenTelemetry layer, for example); without one, tracing costs nothing.
+ *
+ * @example
+ * ```ts
+ * import type { ProducerSettings } from "@effect-kinesis/producer"
+ *
+ * const tracing: ProducerSettings.TracingSettings = { recordSpansPerSecond: 10 }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TracingSettings {
+  /** A span per PutRecords request, `kinesis.producer.PutRecords`. Default `true`. */
+  readonly requestSpans?: boolean | undefined
+  /**
+   * At most this many records per second get a span of their own, `kinesis.producer.record`,
+   * from the offer to the acknowledgement (or failure). Only records offered inside a sampled
+   * span are candidates, so a record span always belongs to a trace the application asked for;
+   * the cap keeps a batch job offering millions of records inside one span from flooding the
+   * tracer. `0` turns record spans off. Default 100.
+   */
+  readonly recordSpansPerSecond?: number | undefined
+}
+
+/**
+ * How the producer logs (through Effect's logger, so the application decides where lines go and
+ * which levels pass).
+ *
+ * @example
+ * ```ts
+ * import type { ProducerSettings } from "@effect-kinesis/producer"
+ *
+ * const logging: ProducerSettings.LoggingSettings = { failureSummaryInterval: "1 minute" }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LoggingSettings {
+  /**
+   * Records that failed for good are logged at error level, one line per shard and error code:
+   * the first at once, those that follow within this interval as one line with their count at
+   * its end. Default 10 s.
+   */
+  readonly failureSummaryInterval?: Duration.Input | undefined
+}
 
 /**
  * Producer settings. Every field has a default (see {@link defaults}).
@@ -96,6 +178,12 @@ export interface ProducerSettings {
   readonly closeTimeout: Duration.Input
   /** How often metrics are delivered to `onMetrics`. Default 30 s. */
   readonly metricsInterval: Duration.Input
+  /** The KPL-named metrics recorded into a `MetricsCollector` (see {@link MetricsSettings}). */
+  readonly metrics: MetricsSettings
+  /** Spans (see {@link TracingSettings}). */
+  readonly tracing: TracingSettings
+  /** Logs (see {@link LoggingSettings}). */
+  readonly logging: LoggingSettings
 }
 
 /**
@@ -133,7 +221,10 @@ export const defaults: ProducerSettings = {
   requestTimeout: "10 seconds",
   shardRefreshInterval: "1 minute",
   closeTimeout: "30 seconds",
-  metricsInterval: "30 seconds"
+  metricsInterval: "30 seconds",
+  metrics: { level: "detailed", granularity: "shard", namespace: "KinesisProducerLibrary" },
+  tracing: { requestSpans: true, recordSpansPerSecond: 100 },
+  logging: { failureSummaryInterval: "10 seconds" }
 }
 
 /**
@@ -173,6 +264,13 @@ export interface Resolved {
   readonly shardRefreshMillis: number
   readonly closeTimeoutMillis: number
   readonly metricsIntervalMillis: number
+  readonly metrics: {
+    readonly level: MetricsCollector.MetricsLevel
+    readonly granularity: "global" | "stream" | "shard"
+    readonly namespace: string
+  }
+  readonly tracing: { readonly requestSpans: boolean; readonly recordSpansPerSecond: number }
+  readonly logging: { readonly failureSummaryMillis: number }
 }
 
 const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
@@ -182,6 +280,32 @@ const positiveInt = (name: string, value: number, max = Number.MAX_SAFE_INTEGER)
     throw new RangeError(`ProducerSettings.${name} must be an integer in [1, ${max}], got ${value}`)
   }
   return value
+}
+
+const oneOf = <const T extends string>(name: string, value: string, allowed: ReadonlyArray<T>): T => {
+  if (!allowed.includes(value as T)) {
+    throw new RangeError(`ProducerSettings.${name} must be one of ${allowed.join(", ")}, got ${value}`)
+  }
+  return value as T
+}
+
+const nonNegative = (name: string, value: number): number => {
+  if (!(value >= 0) || !Number.isFinite(value)) {
+    throw new RangeError(`ProducerSettings.${name} must be a finite number >= 0, got ${value}`)
+  }
+  return value
+}
+
+/** `group`'s fields over `base`'s, an `undefined` field keeping the default. */
+const withDefaults = <G extends object>(
+  base: G,
+  group: G | undefined
+): { [K in keyof G]-?: Exclude<G[K], undefined> } => {
+  const merged: Record<string, unknown> = { ...(base as Record<string, unknown>) }
+  if (group !== undefined) {
+    for (const [key, value] of Object.entries(group)) if (value !== undefined) merged[key] = value
+  }
+  return merged as { [K in keyof G]-?: Exclude<G[K], undefined> }
 }
 
 /**
@@ -200,6 +324,10 @@ const positiveInt = (name: string, value: number, max = Number.MAX_SAFE_INTEGER)
  */
 export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
   const s = { ...defaults, ...settings }
+  // Groups merge field by field: `{ metrics: { level: "summary" } }` keeps the other defaults.
+  const metrics = withDefaults(defaults.metrics, settings.metrics)
+  const tracing = withDefaults(defaults.tracing, settings.tracing)
+  const logging = withDefaults(defaults.logging, settings.logging)
   const maxRequestBytes = positiveInt("maxRequestBytes", s.maxRequestBytes)
   // A record must fit in a request: one that cannot would wait at the head of its shard until it expires.
   const maxRecordBytes = positiveInt("maxRecordBytes", s.maxRecordBytes, maxRequestBytes)
@@ -232,6 +360,16 @@ export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
     requestTimeoutMillis: millis(s.requestTimeout),
     shardRefreshMillis: Math.max(1, millis(s.shardRefreshInterval)),
     closeTimeoutMillis: millis(s.closeTimeout),
-    metricsIntervalMillis: Math.max(1, millis(s.metricsInterval))
+    metricsIntervalMillis: Math.max(1, millis(s.metricsInterval)),
+    metrics: {
+      level: oneOf("metrics.level", metrics.level, ["none", "summary", "detailed"] as const),
+      granularity: oneOf("metrics.granularity", metrics.granularity, ["global", "stream", "shard"] as const),
+      namespace: metrics.namespace
+    },
+    tracing: {
+      requestSpans: tracing.requestSpans,
+      recordSpansPerSecond: nonNegative("tracing.recordSpansPerSecond", tracing.recordSpansPerSecond)
+    },
+    logging: { failureSummaryMillis: Math.max(1, millis(logging.failureSummaryInterval)) }
   }
 }

@@ -66,4 +66,30 @@ describe("ProducerSettings", () => {
     // A record larger than a request could never be sent.
     assert.throws(() => ProducerSettings.resolve({ maxRequestBytes: 500_000 }), RangeError)
   })
+
+  it("merges the metrics, tracing and logging groups field by field over the KPL's defaults", () => {
+    const defaults = ProducerSettings.resolve()
+    assert.deepStrictEqual(defaults.metrics, {
+      level: "detailed",
+      granularity: "shard",
+      namespace: "KinesisProducerLibrary"
+    })
+    assert.deepStrictEqual(defaults.tracing, { requestSpans: true, recordSpansPerSecond: 100 })
+    assert.strictEqual(defaults.logging.failureSummaryMillis, 10_000)
+    const resolved = ProducerSettings.resolve({
+      metrics: { level: "summary", granularity: undefined },
+      tracing: { recordSpansPerSecond: 0 },
+      logging: { failureSummaryInterval: "1 minute" }
+    })
+    assert.deepStrictEqual(resolved.metrics, {
+      level: "summary",
+      granularity: "shard",
+      namespace: "KinesisProducerLibrary"
+    })
+    assert.deepStrictEqual(resolved.tracing, { requestSpans: true, recordSpansPerSecond: 0 })
+    assert.strictEqual(resolved.logging.failureSummaryMillis, 60_000)
+    assert.throws(() => ProducerSettings.resolve({ metrics: { level: "verbose" as "detailed" } }), RangeError)
+    assert.throws(() => ProducerSettings.resolve({ metrics: { granularity: "host" as "shard" } }), RangeError)
+    assert.throws(() => ProducerSettings.resolve({ tracing: { recordSpansPerSecond: -1 } }), RangeError)
+  })
 })

@@ -1,8 +1,9 @@
 import type { Aggregation, Client, ShardMap } from "@effect-kinesis/core"
-import type { Effect } from "effect"
+import type { Effect, Tracer } from "effect"
 import * as ProducerError from "../ProducerError.ts"
 import type * as ProducerSettings from "../ProducerSettings.ts"
-import { Entry, RetryState } from "./entry.ts"
+import { Entry, Extras } from "./entry.ts"
+import type { KplMetrics } from "./kplMetrics.ts"
 import type { Recorder } from "./recorder.ts"
 import { type RateLimits, ShardState } from "./shardState.ts"
 
@@ -39,6 +40,19 @@ export class Batch {
   sentAt = 0
   /** Set when close gave up on the request: its records already failed, its answer is ignored. */
   abandoned = false
+  /** The request's span, while it is traced. */
+  span: Tracer.Span | undefined = undefined
+  // What the answer said, for the request's span and log line (see `Engine.onResponse`).
+  /** Kinesis records refused one by one. */
+  failedRecords = 0
+  /** Of those, refused as throttled. */
+  throttledRecords = 0
+  /** User records sent again (or to be). */
+  retriedRecords = 0
+  /** The error of a request that failed as a whole. */
+  requestError: RequestFailure | undefined = undefined
+  /** Per-record error codes and their counts, when some record failed. */
+  errorCodes: Map<string, number> | undefined = undefined
 
   /**
    * `capacity`: the records it will most likely hold. Arrays of that length from the start, as
@@ -86,6 +100,26 @@ export interface RequestFailure {
   readonly message: string
   readonly retryable: boolean
   readonly cause: unknown
+  /** The AWS error code (`InvalidArgumentException`…), for metrics and logs; `code` when absent. */
+  readonly errorCode?: string | undefined
+}
+
+/**
+ * What the engine reports besides settling records: records that failed for good (for the log),
+ * and the end of a sampled record's span. Both are rare, so they may allocate.
+ */
+export interface Observer {
+  readonly gaveUp: (entry: Entry, error: ProducerError.ProducerError) => void
+  readonly spanEnded: (
+    entry: Entry,
+    span: Tracer.Span,
+    error: ProducerError.ProducerError | undefined,
+    shardId: string,
+    sequenceNumber: string,
+    subSequenceNumber: number,
+    request: Tracer.Span | undefined
+  ) => void
+  readonly retried: (entry: Entry, span: Tracer.Span, failure: RequestFailure) => void
 }
 
 const THROTTLED = "ProvisionedThroughputExceededException"
@@ -118,6 +152,15 @@ const RETRYABLE_RECORD_CODES = new Set([
 export class Engine {
   readonly settings: ProducerSettings.Resolved
   readonly recorder: Recorder
+  /** The KPL-named metrics, when a collector is in the context and the level is not `none`. */
+  readonly kpl: KplMetrics | undefined
+  /** User records accepted since `takeReceived` (the KPL's `UserRecordsReceived`). */
+  private received = 0
+  /** User records `retryOrFail` sent back to their queues, during one `onResponse`. */
+  private retriedNow = 0
+  observer: Observer | undefined = undefined
+  /** The span of the request whose answer is being handled, for the record spans it settles. */
+  private answering: Tracer.Span | undefined = undefined
   private readonly limits: RateLimits
   /** Whole milliseconds a record may wait: its deadline is `enqueuedAt + ttl`. */
   private readonly ttl: number
@@ -171,9 +214,16 @@ export class Engine {
   /** Sends a batch (forks the request); `onResponse` is called when it settles. */
   launch: (batch: Batch) => void = () => {}
 
-  constructor(settings: ProducerSettings.Resolved, shardMap: ShardMap.ShardMap, recorder: Recorder, now: number) {
+  constructor(
+    settings: ProducerSettings.Resolved,
+    shardMap: ShardMap.ShardMap,
+    recorder: Recorder,
+    now: number,
+    kpl?: KplMetrics
+  ) {
     this.settings = settings
     this.recorder = recorder
+    this.kpl = kpl
     this.ttl = Math.floor(settings.recordTtlMillis)
     this.maxUserRecords = Math.max(1, Math.floor(settings.bufferSize / 4))
     this.limits = {
@@ -194,6 +244,7 @@ export class Engine {
     if (!this.hasRoomFor(entry.size)) return false
     this.buffered++
     this.bufferedBytes += entry.size
+    this.received++
     // Whole milliseconds fit in a small integer: a fractional time would box a heap number per
     // field of every buffered record.
     const ms = Math.floor(now)
@@ -203,6 +254,13 @@ export class Engine {
     this.pendingBytes += entry.size
     this.wake()
     return true
+  }
+
+  /** User records accepted since the last call. */
+  takeReceived(): number {
+    const received = this.received
+    this.received = 0
+    return received
   }
 
   private hasRoomFor(bytes: number): boolean {
@@ -279,7 +337,23 @@ export class Engine {
   ) {
     this.buffered--
     this.bufferedBytes -= entry.size
-    if (error !== undefined) this.recorder.failed++
+    if (error !== undefined) {
+      this.recorder.failed++
+      entry.shard?.kpl?.userRecordFailed(entry.attempts, error._tag === "RecordExpired")
+      this.observer?.gaveUp(entry, error)
+    }
+    const extras = entry.extras
+    if (extras !== undefined && extras.span !== undefined) {
+      this.observer?.spanEnded(
+        entry,
+        extras.span,
+        error,
+        shardId,
+        sequenceNumber,
+        subSequenceNumber,
+        this.answering
+      )
+    }
     entry.done(entry, error, shardId, sequenceNumber, subSequenceNumber)
   }
 
@@ -306,7 +380,7 @@ export class Engine {
   }
 
   private expire(entry: Entry): void {
-    this.fail(entry, new ProducerError.RecordExpired({ attempts: entry.attempts, lastError: entry.retry?.lastError }))
+    this.fail(entry, new ProducerError.RecordExpired({ attempts: entry.attempts, lastError: entry.extras?.lastError }))
   }
 
   private backoff(attempts: number): number {
@@ -317,8 +391,10 @@ export class Engine {
   }
 
   private retryOrFail(entry: Entry, failure: RequestFailure, now: number): void {
-    const retry = entry.retry ??= new RetryState()
-    retry.lastError = failure.code
+    const retry = entry.extras ??= new Extras()
+    retry.lastError = failure.errorCode ?? failure.code
+    retry.attemptEndedAt = now
+    if (retry.span !== undefined) this.observer?.retried(entry, retry.span, failure)
     if (!failure.retryable || entry.attempts >= this.settings.maxAttempts) {
       this.fail(
         entry,
@@ -342,6 +418,7 @@ export class Engine {
     this.pending++
     this.pendingBytes += entry.size
     this.recorder.retried++
+    this.retriedNow++
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -443,9 +520,12 @@ export class Engine {
       if (shard.queued === 0) continue
       const expired = shard.takeExpired(now - this.ttl)
       if (expired === undefined) continue
+      const kpl = shard.kpl
       for (const entry of expired) {
         this.pending--
         this.pendingBytes -= entry.size
+        // It never left: the KPL counts its whole wait as buffering time.
+        kpl?.bufferingTime.add(now - entry.waitingSince)
         this.expire(entry)
       }
     }
@@ -495,6 +575,7 @@ export class Engine {
         first.attempts++
         this.pending--
         this.pendingBytes -= first.size
+        shard.kpl?.bufferingTime.add(now - first.waitingSince)
         const explicitHashKey = first.explicitHashKey
         batch.add(
           explicitHashKey === undefined
@@ -550,9 +631,11 @@ export class Engine {
     const size = aggregator.size
     const record = aggregator.build()!
     aggregator.reset()
+    const kpl = shard.kpl
     for (const entry of entries) {
       entry.attempts++
       this.pendingBytes -= entry.size
+      kpl?.bufferingTime.add(now - entry.waitingSince)
     }
     this.pending -= entries.length
     batch.add(
@@ -573,13 +656,24 @@ export class Engine {
     if (batch.abandoned) return
     this.inFlightBatches.delete(batch)
     this.inFlight--
+    this.answering = batch.span
+    this.retriedNow = 0
     const recorder = this.recorder
     const parts = batch.parts
     recorder.requests++
     recorder.kinesisRecordsSent += parts.length
+    const kpl = this.kpl
+    kpl?.request(now - batch.sentAt, parts.length, batch.userRecords)
     if (failure !== undefined || output === undefined) {
       recorder.requestsFailed++
       const f = failure ?? { code: "EmptyResponse", message: "no response", retryable: true, cause: undefined }
+      batch.requestError = f
+      if (kpl !== undefined) {
+        kpl.requestFailed(f.errorCode ?? f.code)
+        for (const part of parts) {
+          part.shard!.kpl!.userRecordsPerKinesisRecord.add(part instanceof Entry ? 1 : part.entries.length)
+        }
+      }
       if (f.code === INVALID_REQUEST) this.isolate(batch, f)
       else for (const part of parts) this.retryPart(part, f, now)
     } else {
@@ -597,18 +691,29 @@ export class Engine {
             retryable: record === undefined || RETRYABLE_RECORD_CODES.has(code),
             cause: undefined
           }
+          batch.failedRecords++
+          const codes = batch.errorCodes ??= new Map()
+          codes.set(code, (codes.get(code) ?? 0) + 1)
           if (code === THROTTLED) {
+            batch.throttledRecords++
             recorder.throttledRecord(shard.info.shardId)
             shard.throttled(now)
           }
+          shard.kpl?.kinesisRecordFailed(part instanceof Entry ? 1 : part.entries.length, code)
           this.retryPart(part, f, now)
           continue
         }
         const shardId = record!.ShardId ?? shard.info.shardId
         const sequenceNumber = record!.SequenceNumber ?? ""
+        // The KPL charges the Kinesis record to the shard it predicted, its user records to the
+        // shard that stored them.
+        let acc = shard.kpl
         if (shardId !== shard.info.shardId) {
           wrongShard = true
+          if (kpl !== undefined) acc = kpl.shard(shardId)
           if (part instanceof Aggregate && part.entries.length > 1) {
+            // Written, as far as Kinesis is concerned.
+            shard.kpl?.kinesisRecordPut(part.entries.length, part.size)
             // The shard split or merged under us: an aggregate landed where the KCL would drop its
             // user records (their hash keys lie outside the shard), so they are sent again.
             const f: RequestFailure = {
@@ -626,15 +731,19 @@ export class Engine {
         const entries = part instanceof Entry ? undefined : part.entries
         const count = entries === undefined ? 1 : entries.length
         recorder.kinesisPut(shard, shardId, count, part.size)
+        shard.kpl?.kinesisRecordPut(count, part.size)
         for (let j = 0; j < count; j++) {
           const entry = entries === undefined ? part as Entry : entries[j]!
           recorder.userPut(entry, now)
+          acc?.userRecordPut(entry.dataBytes, entry.attempts)
           this.settle(entry, undefined, shardId, sequenceNumber, count > 1 ? j : 0)
         }
       }
       recorder.endResponse()
       if (wrongShard) this.onWrongShard()
     }
+    batch.retriedRecords = this.retriedNow
+    this.answering = undefined
     this.release()
     this.wake()
   }
@@ -714,9 +823,12 @@ export class Engine {
         existing.info = info
         next.set(info.shardId, existing)
       } else {
-        next.set(info.shardId, new ShardState(info, this.limits, aggregateBytes, now))
+        const state = new ShardState(info, this.limits, aggregateBytes, now)
+        state.kpl = this.kpl?.shard(info.shardId)
+        next.set(info.shardId, state)
       }
     }
+    this.kpl?.retainShards(new Set(next.keys()))
     const orphans: Array<Entry> = []
     for (const [id, state] of this.shards) if (!next.has(id)) orphans.push(...state.drain())
     this.shards = next

@@ -1,4 +1,5 @@
 import { Aggregation, HashKey } from "@effect-kinesis/core"
+import type { Tracer } from "effect"
 import type { ProducerError } from "../ProducerError.ts"
 import type { ShardState } from "./shardState.ts"
 
@@ -15,12 +16,16 @@ export type Done = (
   subSequenceNumber: number
 ) => void
 
-/** What a record sent again carries besides the record itself. */
-export class RetryState {
+/** What only some records carry: the state of a retry, a span. */
+export class Extras {
   /** Not to be sent before this time (ms). */
   notBefore = 0
   /** The error code of the last failed attempt. */
   lastError: string | undefined = undefined
+  /** When the last failed attempt's answer came (ms; 0 before one did), for `BufferingTime`. */
+  attemptEndedAt = 0
+  /** The record's span from offer to settlement, when it was sampled. */
+  span: Tracer.Span | undefined = undefined
 }
 
 /**
@@ -45,8 +50,8 @@ export class Entry {
   /** When it was accepted (whole ms); its deadline is this plus the TTL. */
   enqueuedAt = 0
   attempts = 0
-  /** Set once an attempt failed. */
-  retry: RetryState | undefined = undefined
+  /** Set once an attempt failed, or when the record has a span. */
+  extras: Extras | undefined = undefined
 
   constructor(
     partitionKey: string,
@@ -75,7 +80,13 @@ export class Entry {
 
   /** When the next attempt may go (0 for a record not yet tried). */
   get notBefore(): number {
-    return this.retry === undefined ? 0 : this.retry.notBefore
+    return this.extras === undefined ? 0 : this.extras.notBefore
+  }
+
+  /** Since when it waits to be sent: its acceptance, or the answer to its last failed attempt. */
+  get waitingSince(): number {
+    const extras = this.extras
+    return extras === undefined || extras.attemptEndedAt === 0 ? this.enqueuedAt : extras.attemptEndedAt
   }
 }
 

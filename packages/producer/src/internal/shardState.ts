@@ -1,6 +1,7 @@
 import { Aggregation } from "@effect-kinesis/core"
 import type { ShardMap } from "@effect-kinesis/core"
 import { type Entry, highBits } from "./entry.ts"
+import type { ShardAcc } from "./kplMetrics.ts"
 import type { MutableShardMetrics } from "./recorder.ts"
 
 /** Rate feedback: how much a throttle cuts the shard's rate, and how fast it recovers. */
@@ -43,6 +44,8 @@ export class ShardState {
   /** This shard's counters in the recorder's current interval (see `Recorder.kinesisPut`). */
   metrics: MutableShardMetrics | undefined = undefined
   metricsEpoch = -1
+  /** This shard's KPL-named metrics, when they are recorded. */
+  kpl: ShardAcc | undefined = undefined
 
   private readonly limits: RateLimits
 
