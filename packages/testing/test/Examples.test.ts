@@ -42,6 +42,16 @@ describe("examples", () => {
     expect(result.stdout).toContain("total: 2000 user records")
   }, 120_000)
 
+  it("opentelemetry.ts: the library's spans and KPL/KCL metrics reach an OTLP receiver", async () => {
+    const result = await run("opentelemetry.ts", "300")
+    expectSuccess(result)
+    expect(result.stdout).toContain("produced and consumed 300 records")
+    expect(result.stdout).toMatch(/span kinesis\.producer\.PutRecords: \d+/)
+    expect(result.stdout).toMatch(/span kinesis\.consumer\.batch: \d+/)
+    expect(result.stdout).toMatch(/span kinesis\.lease\.take: \d+/)
+    expect(result.stdout).toContain("UserRecordsPut: true, RecordsProcessed: true")
+  }, 120_000)
+
   it("sharded-stream.ts: every record is consumed and each shard's checkpoint is written on shutdown", async () => {
     const result = await run("sharded-stream.ts", "300")
     expectSuccess(result)
