@@ -12,14 +12,15 @@
  */
 import { GetRecordsCommand, GetShardIteratorCommand } from "@aws-sdk/client-kinesis"
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { Aggregation, Client, HashKey, MetricsCollector, Serde } from "@effect-kinesis/core"
+import { Aggregation, Client, HashKey, Serde } from "@effect-kinesis/core"
 import { KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
-import { Deferred, Effect, Fiber, Layer, Schedule } from "effect"
+import { Deferred, Effect, Fiber, Layer } from "effect"
 import { randomBytes } from "node:crypto"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
+import { withDrainedCollector } from "./drainedCollector.ts"
 
 const SHARDS = 2
 const AGGREGATES_PER_SHARD = 100
@@ -151,22 +152,7 @@ const consumer = (stream: StreamFixtures.TestStream, expected: number, run: numb
     yield* Fiber.interrupt(fiber)
   })
 
-// The consumer with a collector in its context, drained every second as a publisher would.
-const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const collector = yield* MetricsCollector.make
-    let datums = 0
-    const publisher = yield* collector.drain.pipe(
-      Effect.tap((interval) => Effect.sync(() => datums += interval.datums.length)),
-      Effect.repeat(Schedule.spaced("1 second")),
-      Effect.forkChild
-    )
-    const result = yield* Effect.provideService(self, MetricsCollector.MetricsCollector, collector)
-    yield* Fiber.interrupt(publisher)
-    const last = yield* collector.drain
-    if (datums + last.datums.length === 0) return yield* Effect.die(new Error("no metric was recorded"))
-    return result
-  })
+const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) => withDrainedCollector(self)
 
 const program = Effect.gen(function*() {
   const stream = yield* StreamFixtures.stream({ shardCount: SHARDS, prefix: "bench" })

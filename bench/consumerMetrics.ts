@@ -11,14 +11,15 @@
  * polls) varies more between runs than metrics cost. Writes bench/results/consumer-metrics.json.
  */
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { Aggregation, Client, MetricsCollector, Serde } from "@effect-kinesis/core"
-import { Deferred, Effect, Fiber, Schedule } from "effect"
+import { Aggregation, Client, Serde } from "@effect-kinesis/core"
+import { Deferred, Effect, Fiber } from "effect"
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import { cpus } from "node:os"
 import { fileURLToPath } from "node:url"
+import { withDrainedCollector } from "./drainedCollector.ts"
 
 const SHARDS = 2
 /** GetRecords answers with records per shard; then the shard is caught up (empty answers). */
@@ -158,21 +159,7 @@ const consume = (expected: number, run: string) =>
     yield* Fiber.interrupt(fiber)
   })
 
-const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const collector = yield* MetricsCollector.make
-    let datums = 0
-    const publisher = yield* collector.drain.pipe(
-      Effect.tap((interval) => Effect.sync(() => datums += interval.datums.length)),
-      Effect.repeat(Schedule.spaced("1 second")),
-      Effect.forkChild
-    )
-    const result = yield* Effect.provideService(self, MetricsCollector.MetricsCollector, collector)
-    yield* Fiber.interrupt(publisher)
-    datums += (yield* collector.drain).datums.length
-    if (datums === 0) return yield* Effect.die(new Error("no metric was recorded"))
-    return result
-  })
+const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) => withDrainedCollector(self)
 
 const cpuOf = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {

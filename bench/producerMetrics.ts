@@ -16,12 +16,13 @@
  * bench/results/producer-metrics.json. `BENCH_ONLY=producer-aggregated:on` (or `:off`; or
  * `producer:…`) runs one alone, for profiling.
  */
-import { Client, MetricsCollector, Serde } from "@effect-kinesis/core"
+import { Client, Serde } from "@effect-kinesis/core"
 import { Producer } from "@effect-kinesis/producer"
 import { Effect } from "effect"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { join } from "node:path"
+import { withDrainedCollector } from "./drainedCollector.ts"
 import {
   BATCH,
   credentials,
@@ -62,15 +63,9 @@ const producerRun = (endpoint: string, total: number, aggregate: boolean, metric
       { concurrency: 64, discard: true }
     )
   }))
-  const withMetrics = Effect.gen(function*() {
-    const collector = yield* MetricsCollector.MetricsCollector
-    const drain = Effect.map(collector.drain, (interval) => {
-      drainedDatums += interval.datums.length
-    })
-    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep("1 second"), drain)))
-    yield* produce
-    yield* drain
-  }).pipe(Effect.scoped, Effect.provide(MetricsCollector.layer))
+  const withMetrics = withDrainedCollector(produce, (datums) => {
+    drainedDatums += datums
+  })
   return Effect.runPromise(
     (metrics ? withMetrics : produce).pipe(
       Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" }))
