@@ -34,7 +34,7 @@ describe("MetricsCollector.layerEffectMetrics", () => {
       }).pipe(
         Effect.provide(MetricsCollector.layerEffectMetrics({ interval: "15 seconds" }).pipe(Layer.fresh))
       )
-      const attributes = { StreamName: "orders", ShardId: "s1" }
+      const attributes = { Namespace: "KPL", StreamName: "orders", ShardId: "s1" }
       const value = <S>(metric: Metric.Metric<number, S>) => Metric.value(Metric.withAttributes(metric, attributes))
       expect((yield* value(Metric.counter("UserRecordsPut"))).count).toBe(13)
       expect((yield* value(Metric.gauge("BufferingTime"))).value).toBe(20)
