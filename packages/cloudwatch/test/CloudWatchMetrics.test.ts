@@ -297,6 +297,28 @@ describe("CloudWatchMetrics", () => {
       expect(status).toMatchObject({ skippedDatums: 2, sentDatums: 1 })
     }))
 
+  it.live("datums whose dimensions CloudWatch refuses (duplicate names, non-ASCII, blank, control characters, a name starting with ':') are skipped, not sent to poison their request", () =>
+    Effect.gen(function*() {
+      const endpoint = yield* CloudWatchEndpoint.make()
+      const bad: ReadonlyArray<ReadonlyArray<MetricsCollector.Dimension>> = [
+        [{ name: "WorkerIdentifier", value: "a" }, { name: "WorkerIdentifier", value: "b" }],
+        [{ name: "WorkerIdentifier", value: "w\u00f6rker-1" }],
+        [{ name: "WorkerIdentifier", value: "   " }],
+        [{ name: "WorkerIdentifier", value: "worker\n1" }],
+        [{ name: ":ShardId", value: "shardId-1" }]
+      ]
+      const { status } = yield* withPublisher(endpoint, { interval: "1 hour" }, (collector) =>
+        Effect.sync(() => {
+          collector.series(key("Good", "Count", { WorkerIdentifier: "worker-1" })).record(1)
+          for (const dimensions of bad) {
+            collector.series({ namespace: KPL, name: "Bad", unit: "Count", dimensions }).record(1)
+          }
+        }))
+      expect(yield* endpoint.rejections).toEqual([])
+      expect((yield* endpoint.calls).flatMap((c) => c.datums).map((d) => d.metricName)).toEqual(["Good"])
+      expect(status).toMatchObject({ skippedDatums: bad.length, sentDatums: 1, failedRequests: 0 })
+    }))
+
   it.live("layerConfig reads the endpoint, region, interval and buffer from the environment, credentials from the SDK's chain", () =>
     Effect.gen(function*() {
       const defaults = yield* CloudWatchMetrics.options.parse(ConfigProvider.fromUnknown({}))

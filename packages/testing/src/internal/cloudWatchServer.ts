@@ -172,6 +172,17 @@ const nameOk = (name: string, value: unknown, max: number): string => {
   return value
 }
 
+/**
+ * CloudWatch's rule for dimension names and values: printable ASCII only, at least one non-whitespace character, and
+ * a name never starts with a colon.
+ */
+const dimensionText = (name: string, value: string, isName: boolean): string => {
+  if (!/^[\x20-\x7e]*$/.test(value) || value.trim().length === 0 || (isName && value.startsWith(":"))) {
+    throw invalid(`The value for parameter ${name} contains characters that are not allowed.`)
+  }
+  return value
+}
+
 /** Validates one request the way CloudWatch does and returns its datums. */
 const validate = (input: Record<string, unknown>, now: number, checkTimestamps: boolean): {
   readonly namespace: string
@@ -190,8 +201,16 @@ const validate = (input: Record<string, unknown>, now: number, checkTimestamps: 
     const at = `MetricData.member.${i + 1}`
     const metricName = nameOk(`${at}.MetricName`, d["MetricName"], LIMITS.maxNameLength)
     const dimensions = asArray(d["Dimensions"]).map((dim, j) => ({
-      name: nameOk(`${at}.Dimensions.member.${j + 1}.Name`, dim["Name"], LIMITS.maxNameLength),
-      value: nameOk(`${at}.Dimensions.member.${j + 1}.Value`, dim["Value"], LIMITS.maxDimensionValueLength)
+      name: dimensionText(
+        `${at}.Dimensions.member.${j + 1}.Name`,
+        nameOk(`${at}.Dimensions.member.${j + 1}.Name`, dim["Name"], LIMITS.maxNameLength),
+        true
+      ),
+      value: dimensionText(
+        `${at}.Dimensions.member.${j + 1}.Value`,
+        nameOk(`${at}.Dimensions.member.${j + 1}.Value`, dim["Value"], LIMITS.maxDimensionValueLength),
+        false
+      )
     }))
     if (dimensions.length > LIMITS.maxDimensionsPerDatum) {
       throw invalid(`The collection ${at}.Dimensions must not have a size greater than 30.`)
