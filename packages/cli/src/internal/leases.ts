@@ -138,6 +138,21 @@ export const measureLag = (
     return { _tag: "Behind", millis: Math.max(0, now - arrival.getTime()), oldestUnprocessed: arrival } as const
   })
 
+/**
+ * The shard a lease key names: the key itself, or the last part of a KCL multi-stream key
+ * (`account:stream:creationEpoch:shardId`), which may name another stream than the one given.
+ *
+ * @internal
+ */
+export const shardOf = (
+  leaseKey: string,
+  stream: string
+): { readonly _tag: "Shard"; readonly shardId: string } | { readonly _tag: "OtherStream"; readonly stream: string } => {
+  const parts = leaseKey.split(":")
+  if (parts.length !== 4) return { _tag: "Shard", shardId: leaseKey }
+  return parts[1] === stream ? { _tag: "Shard", shardId: parts[3]! } : { _tag: "OtherStream", stream: parts[1]! }
+}
+
 const stateOf = (lease: Lease.Lease, byKey: ReadonlyMap<string, Lease.Lease>, stillFor: number, expiry: number) => {
   if (ExtendedSequenceNumber.isShardEnd(lease.checkpoint)) return "finished" as const
   if (lease.leaseOwner === undefined) {
@@ -206,20 +221,35 @@ export const make = (options: Options): Effect.Effect<
         ? { ...lag, millis: Math.max(0, now - lag.oldestUnprocessed.getTime()) }
         : lag
     }
+    // Kinesis answers ResourceNotFound for a shard the stream does not have (a lease left from an earlier stream of the
+    // same name, or a shard trimmed away) as for a missing stream: only a stream that is gone now ends the command.
+    const shardNotFound = (error: KinesisError.KinesisError, shardId: string, stream: string) =>
+      client.describeStreamSummary(stream).pipe(
+        Effect.mapError((described) => fromKinesis(described, stream)),
+        Effect.as<Lag>({ _tag: "Unknown", reason: `${error.operation}: shard ${shardId} not found in ${stream}` })
+      )
     const refreshLags = (leases: ReadonlyArray<Lease.Lease>, now: number) =>
       stream === undefined
         ? Effect.void
         : Effect.forEach(
           leases.filter((lease) => !ExtendedSequenceNumber.isShardEnd(lease.checkpoint) && due(lease, now)),
-          (lease) =>
-            measureLag(client, stream, lease.leaseKey, lease.checkpoint, now).pipe(
-              Effect.catch((error): Effect.Effect<Lag, CommandError> =>
-                error._tag === "StreamNotFound" || error._tag === "AccessDenied"
-                  ? Effect.fail(fromKinesis(error, stream))
-                  : Effect.succeed({ _tag: "Unknown", reason: `${error.operation}: ${error.message}` })
-              ),
+          (lease) => {
+            const target = shardOf(lease.leaseKey, stream)
+            const measured: Effect.Effect<Lag, CommandError> = target._tag === "OtherStream"
+              ? Effect.succeed({ _tag: "Unknown", reason: `a lease of stream ${target.stream}` })
+              : measureLag(client, stream, target.shardId, lease.checkpoint, now).pipe(
+                Effect.catch((error): Effect.Effect<Lag, CommandError> =>
+                  error._tag === "AccessDenied"
+                    ? Effect.fail(fromKinesis(error, stream))
+                    : error._tag === "StreamNotFound"
+                    ? shardNotFound(error, target.shardId, stream)
+                    : Effect.succeed({ _tag: "Unknown", reason: `${error.operation}: ${error.message}` })
+                )
+              )
+            return measured.pipe(
               Effect.map((lag) => lags.set(lease.leaseKey, { lag, checkpoint: lease.checkpoint, at: now }))
-            ),
+            )
+          },
           { concurrency: 8, discard: true }
         )
 
