@@ -212,7 +212,7 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         expect(last).toContain("pass --stream to see how far behind each shard is")
       }))
 
-    it.effect("a table the KCL wrote: sub-sequence checkpoints, parent sets, owner switches, a multi-stream key and a lease of a shard the stream no longer has are rows, not a failure", () =>
+    it.effect("a table the KCL wrote: sub-sequence checkpoints, parent sets, owner switches, a multi-stream key and a lease of a shard the stream no longer has are rows, an item it cannot read is listed apart: not a failure", () =>
       Effect.gen(function*() {
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
         const client = yield* Client.Client
@@ -264,7 +264,9 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
             leaseKey: { S: "123456789012:other-stream:1700000000:shardId-000000000000" },
             leaseCounter: { N: "1" },
             checkpoint: { S: "AT_TIMESTAMP" }
-          }
+          },
+          // A position this library does not know (a newer KCL's, or written by hand): listed apart, not fatal.
+          { leaseKey: { S: "shardId-000000000098" }, leaseCounter: { N: "1" }, checkpoint: { S: "SOME_NEW_SENTINEL" } }
         ]
         // The table is CREATING for a moment.
         for (const item of items) {
@@ -277,6 +279,10 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         expect(run.stderr).toEqual([])
         expect(Exit.isSuccess(run.exit)).toBe(true)
         const doc = JSON.parse(run.stdout) as LeasesJson
+        expect((doc as unknown as { unreadable: unknown }).unreadable).toEqual([{
+          leaseKey: "shardId-000000000098",
+          reason: "shardId-000000000098: checkpoint is not a position: SOME_NEW_SENTINEL"
+        }])
         const multiStream = `123456789012:${streamName}:1700000000:${shard!.ShardId!}`
         expect(doc.leases.map((lease) => lease.shardId)).toEqual(
           [

@@ -7,7 +7,7 @@
 import type { ShardIteratorType } from "@aws-sdk/client-kinesis"
 import type { Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { Aggregation, Client, ExtendedSequenceNumber, type KinesisError } from "@effect-kinesis/core"
-import { type DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { Clock, Duration, Effect, Result, Schedule, type Scope, type Stdio, Terminal } from "effect"
 import { CommandError, fromKinesis, fromLeaseStore } from "../CommandError.ts"
 import * as Format from "./format.ts"
@@ -67,6 +67,8 @@ export interface Snapshot {
   readonly rows: ReadonlyArray<Row>
   /** A refresh that failed in a way the next one may not (the live view keeps going). */
   readonly warning: string | undefined
+  /** Items of the table that are not leases this CLI can read (shown beside the rows, not instead of them). */
+  readonly unreadable: ReadonlyArray<DynamoDbLeaseRepository.UnreadableItem>
 }
 
 // At most this often per shard, whatever the redraw interval: each measurement is one GetShardIterator and one
@@ -78,6 +80,11 @@ interface Measured {
   /** The checkpoint it was measured at. */
   readonly checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber
   readonly at: number
+}
+
+interface Scanned {
+  readonly leases: ReadonlyArray<Lease.Lease>
+  readonly unreadable: ReadonlyArray<DynamoDbLeaseRepository.UnreadableItem>
 }
 
 interface Watch {
@@ -177,7 +184,8 @@ export const make = (options: Options): Effect.Effect<
   DynamoDbClient.DynamoDbClient | Client.Client
 > =>
   Effect.gen(function*() {
-    const repository = yield* DynamoDbLeaseRepository.make({
+    // Checks that the table exists (and waits while it is being created).
+    yield* DynamoDbLeaseRepository.make({
       applicationName: options.application,
       tableName: options.table,
       createTableIfMissing: false
@@ -197,6 +205,7 @@ export const make = (options: Options): Effect.Effect<
       })
     )
     const client = yield* Client.Client
+    const dynamo = yield* DynamoDbClient.DynamoDbClient
     const stream = options.stream
     // A wrong --stream fails at once rather than as a column of unknowns.
     if (stream !== undefined) {
@@ -204,7 +213,7 @@ export const make = (options: Options): Effect.Effect<
     }
     const watched = new Map<string, Watch>()
     const lags = new Map<string, Measured>()
-    let last: ReadonlyArray<Lease.Lease> = []
+    let last: Scanned = { leases: [], unreadable: [] }
     const expiry = Duration.toMillis(options.expiry)
 
     // Measured again when due; in between, a shard still at the same checkpoint behind the same oldest record is only
@@ -253,23 +262,28 @@ export const make = (options: Options): Effect.Effect<
           { concurrency: 8, discard: true }
         )
 
-    const read = (list: Effect.Effect<ReadonlyArray<Lease.Lease>, LeaseRepository.LeaseStoreError>) =>
+    const read = (list: Effect.Effect<Scanned, LeaseRepository.LeaseStoreError>) =>
       Effect.gen(function*() {
         const result = yield* Effect.result(list)
         if (Result.isSuccess(result)) {
           last = result.success
-          return { leases: result.success, warning: undefined }
+          return { ...result.success, warning: undefined }
         }
         const error = result.failure
         // A table that answered once and fails now for a reason that passes: keep showing the last read.
-        if (error.retryable && last.length > 0) {
-          return { leases: last, warning: `reading ${options.table} failed, showing the last read: ${error.message}` }
+        if (error.retryable && last.leases.length + last.unreadable.length > 0) {
+          return { ...last, warning: `reading ${options.table} failed, showing the last read: ${error.message}` }
         }
         return yield* Effect.fail(fromLeaseStore(error, options.table))
       })
 
     const snapshot = Effect.gen(function*() {
-      const { leases, warning } = yield* read(repository.list)
+      // Not the repository's `list`, which fails on the first item it cannot read: a viewer shows the rest.
+      const { leases, unreadable, warning } = yield* read(
+        DynamoDbLeaseRepository.scan({ applicationName: options.application, tableName: options.table }).pipe(
+          Effect.provideService(DynamoDbClient.DynamoDbClient, dynamo)
+        )
+      )
       const now = yield* Clock.currentTimeMillis
       const watchNow = Number((yield* Clock.monotonicTimeNanos) / 1_000_000n)
       for (const lease of leases) {
@@ -313,7 +327,8 @@ export const make = (options: Options): Effect.Effect<
         stream,
         at: new Date(now),
         rows,
-        warning
+        warning,
+        unreadable
       } satisfies Snapshot
     })
     return { snapshot }
@@ -356,6 +371,7 @@ export const toJson = (snapshot: Snapshot) => {
       renewedWithinMillis: row.renewedWithin ?? null,
       counterStillForMillis: row.counterStillFor
     })),
+    ...(snapshot.unreadable.length === 0 ? {} : { unreadable: snapshot.unreadable }),
     ...(snapshot.warning === undefined ? {} : { warning: snapshot.warning })
   }
 }
@@ -414,6 +430,7 @@ export const render = (snapshot: Snapshot, interval: Duration.Duration): Array<s
   const notes = [
     ...(snapshot.rows.length === 0 ? ["the table has no leases yet"] : []),
     ...(snapshot.stream === undefined ? ["pass --stream to see how far behind each shard is"] : []),
+    ...snapshot.unreadable.map((item) => `! an item this CLI cannot read: ${item.reason}`),
     ...(snapshot.warning === undefined ? [] : [`! ${snapshot.warning}`])
   ]
   return [title, "", ...Format.table([header, ...rows]), "", summary, ...notes]
