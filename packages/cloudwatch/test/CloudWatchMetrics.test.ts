@@ -297,7 +297,7 @@ describe("CloudWatchMetrics", () => {
       expect(status).toMatchObject({ skippedDatums: 2, sentDatums: 1 })
     }))
 
-  it.live("datums whose dimensions CloudWatch refuses (duplicate names, non-ASCII, blank, control characters, a name starting with ':') are skipped, not sent to poison their request", () =>
+  it.live("datums whose dimensions CloudWatch refuses (duplicate names, non-ASCII, blank, control characters, a name starting with ':'), or a non-ASCII namespace, are skipped, not sent to poison their request", () =>
     Effect.gen(function*() {
       const endpoint = yield* CloudWatchEndpoint.make()
       const bad: ReadonlyArray<ReadonlyArray<MetricsCollector.Dimension>> = [
@@ -313,10 +313,12 @@ describe("CloudWatchMetrics", () => {
           for (const dimensions of bad) {
             collector.series({ namespace: KPL, name: "Bad", unit: "Count", dimensions }).record(1)
           }
+          // Its own request would be refused; skipped with the datums above.
+          collector.series({ namespace: "b\u00e9b\u00e9-app", name: "Bad", unit: "Count", dimensions: [] }).record(1)
         }))
       expect(yield* endpoint.rejections).toEqual([])
       expect((yield* endpoint.calls).flatMap((c) => c.datums).map((d) => d.metricName)).toEqual(["Good"])
-      expect(status).toMatchObject({ skippedDatums: bad.length, sentDatums: 1, failedRequests: 0 })
+      expect(status).toMatchObject({ skippedDatums: bad.length + 1, sentDatums: 1, failedRequests: 0 })
     }))
 
   it.live("layerConfig reads the endpoint, region, interval and buffer from the environment, credentials from the SDK's chain", () =>

@@ -9,7 +9,8 @@ import type { MetricsCollector } from "@effect-kinesis/core"
 /**
  * `PutMetricData` limits (API reference, 2026): at most 1000 datums and 1 MB per request, 30 dimensions per datum
  * with distinct names, names 1–255 characters, dimension values 1–1024 (printable ASCII, not blank; a dimension name
- * does not start with `:`), values within ±2^360 and finite.
+ * does not start with `:`; a namespace is printable ASCII too, not starting with `:` nor `AWS/`), values within ±2^360
+ * and finite.
  *
  * @internal
  */
@@ -76,7 +77,10 @@ const dimensionText = (text: string): boolean => {
 const valid = (x: number): boolean => Number.isFinite(x) && Math.abs(x) <= MAX_MAGNITUDE
 
 const problem = (datum: MetricsCollector.MetricDatum): string | undefined => {
-  if (datum.namespace.length < 1 || datum.namespace.length > MAX_NAME || datum.namespace.startsWith("AWS/")) {
+  if (
+    datum.namespace.length > MAX_NAME || datum.namespace.startsWith("AWS/") || datum.namespace.charCodeAt(0) === 0x3a ||
+    !dimensionText(datum.namespace)
+  ) {
     return `namespace ${JSON.stringify(datum.namespace)}`
   }
   if (datum.name.length < 1 || datum.name.length > MAX_NAME) return `metric name ${JSON.stringify(datum.name)}`

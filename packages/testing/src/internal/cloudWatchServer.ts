@@ -190,6 +190,7 @@ const validate = (input: Record<string, unknown>, now: number, checkTimestamps: 
 } => {
   const namespace = nameOk("Namespace", input["Namespace"], LIMITS.maxNameLength)
   if (namespace.startsWith("AWS/")) throw invalid("The value AWS/ for parameter Namespace is invalid.")
+  dimensionText("Namespace", namespace, true)
   if (input["EntityMetricData"] !== undefined) throw invalid("EntityMetricData is not supported by this fake.")
   const raw = asArray(input["MetricData"])
   if (raw.length < 1 || raw.length > LIMITS.maxDatumsPerRequest) {
