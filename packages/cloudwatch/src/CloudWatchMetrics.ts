@@ -172,8 +172,22 @@ const RETRYABLE_CODES = new Set([
   "TimeoutError"
 ])
 
+// What CloudWatch answers when it refuses what a request carries rather than the call: it takes a request whole or not
+// at all, so one datum it refuses (or a request over its size) costs every datum of the request.
+const REFUSED_CODES = new Set([
+  "InvalidParameterValue",
+  "InvalidParameterValueException",
+  "InvalidParameterCombination",
+  "InvalidParameterCombinationException",
+  "MissingParameter",
+  "MissingRequiredParameterException",
+  "RequestEntityTooLarge"
+])
+
 interface SendFailure {
   readonly retryable: boolean
+  /** Refused for its content: its halves may be taken. */
+  readonly refused: boolean
   readonly description: string
 }
 
@@ -186,12 +200,19 @@ const describe = (error: unknown): SendFailure => {
   const message = typeof e["message"] === "string" ? e["message"].slice(0, 300) : ""
   const retryable = RETRYABLE_CODES.has(code) || RETRYABLE_CODES.has(name) || (status !== undefined && status >= 500) ||
     TransportFailure.isTransient(error)
-  return { retryable, description: `${code}${status === undefined ? "" : ` (HTTP ${status})`}: ${message}` }
+  const refused = !retryable && (REFUSED_CODES.has(code) || REFUSED_CODES.has(name) || status === 413)
+  return { retryable, refused, description: `${code}${status === undefined ? "" : ` (HTTP ${status})`}: ${message}` }
 }
 
 const timedOut = (millis: number): SendFailure => ({
   retryable: true,
+  refused: false,
   description: `TimeoutError: no answer within ${millis} ms`
+})
+
+/** The datums `[from, to)` of a batch, as a request of their own. */
+const slice = (batch: PutMetricData.Batch, from: number, to?: number): PutMetricData.Batch => ({
+  input: { ...batch.input, MetricData: batch.input.MetricData.slice(from, to) }
 })
 
 /**
@@ -254,7 +275,7 @@ export const make = (
         })
       )
 
-    const send = (batch: PutMetricData.Batch) =>
+    const send = (batch: PutMetricData.Batch): Effect.Effect<boolean> =>
       call(batch).pipe(
         Effect.retry({ while: (failure) => failure.retryable, schedule: retry, times: options.maxRetries ?? 3 }),
         Effect.matchEffect({
@@ -265,17 +286,24 @@ export const make = (
               return true
             }),
           onFailure: (failure) =>
-            Effect.sync(() => {
-              counts.failedRequests++
-            }).pipe(
-              Effect.andThen(Metric.update(failedRequests, 1)),
-              Effect.andThen(
-                Effect.logWarning(
-                  `CloudWatch metrics: PutMetricData failed, ${batch.input.MetricData.length} datums of ${batch.input.Namespace} lost: ${failure.description}`
-                )
-              ),
-              Effect.as(false)
-            )
+            // Halves, one after the other, until the datums refused are alone: a few more requests (about two per
+            // halving) instead of the whole request lost, interval after interval.
+            failure.refused && batch.input.MetricData.length > 1
+              ? Effect.suspend(() => {
+                const half = Math.ceil(batch.input.MetricData.length / 2)
+                return Effect.zipWith(send(slice(batch, 0, half)), send(slice(batch, half)), (a, b) => a && b)
+              })
+              : Effect.sync(() => {
+                counts.failedRequests++
+              }).pipe(
+                Effect.andThen(Metric.update(failedRequests, 1)),
+                Effect.andThen(
+                  Effect.logWarning(
+                    `CloudWatch metrics: PutMetricData failed, ${batch.input.MetricData.length} datums of ${batch.input.Namespace} lost: ${failure.description}`
+                  )
+                ),
+                Effect.as(false)
+              )
         })
       )
 

@@ -321,6 +321,22 @@ describe("CloudWatchMetrics", () => {
       expect(status).toMatchObject({ skippedDatums: bad.length + 1, sentDatums: 1, failedRequests: 0 })
     }))
 
+  it.live("a datum CloudWatch refuses for a reason the publisher does not check costs that datum, not its request of 1000", () =>
+    Effect.gen(function*() {
+      const endpoint = yield* CloudWatchEndpoint.make({ refuseMetricNames: ["Refused"] })
+      const { status } = yield* withPublisher(endpoint, { interval: "1 hour" }, (collector) =>
+        Effect.sync(() => {
+          for (let i = 0; i < 1500; i++) collector.series(key("Good", "Count", { ShardId: `shardId-${i}` })).record(1)
+          collector.series(key("Refused", "Count", { ShardId: "shardId-7" })).record(1)
+        }))
+      const arrived = (yield* endpoint.calls).flatMap((c) => c.datums)
+      expect(arrived.filter((d) => d.metricName === "Good")).toHaveLength(1500)
+      expect(arrived.filter((d) => d.metricName === "Refused")).toHaveLength(0)
+      // Every request within the limits still; only the refused datum is lost, counted as one failed request.
+      expect((yield* endpoint.calls).every((c) => c.datums.length <= 1000)).toBe(true)
+      expect(status).toMatchObject({ sentDatums: 1500, failedRequests: 1 })
+    }))
+
   it.live("layerConfig reads the endpoint, region, interval and buffer from the environment, credentials from the SDK's chain", () =>
     Effect.gen(function*() {
       const defaults = yield* CloudWatchMetrics.options.parse(ConfigProvider.fromUnknown({}))

@@ -184,7 +184,7 @@ const dimensionText = (name: string, value: string, isName: boolean): string => 
 }
 
 /** Validates one request the way CloudWatch does and returns its datums. */
-const validate = (input: Record<string, unknown>, now: number, checkTimestamps: boolean): {
+const validate = (input: Record<string, unknown>, now: number, settings: EndpointSettings): {
   readonly namespace: string
   readonly datums: Array<Datum>
 } => {
@@ -201,6 +201,9 @@ const validate = (input: Record<string, unknown>, now: number, checkTimestamps: 
   const datums = raw.map((d, i): Datum => {
     const at = `MetricData.member.${i + 1}`
     const metricName = nameOk(`${at}.MetricName`, d["MetricName"], LIMITS.maxNameLength)
+    if (settings.refuseMetricNames.includes(metricName)) {
+      throw invalid(`The value ${metricName} for parameter ${at}.MetricName is invalid.`)
+    }
     const dimensions = asArray(d["Dimensions"]).map((dim, j) => ({
       name: dimensionText(
         `${at}.Dimensions.member.${j + 1}.Name`,
@@ -228,7 +231,8 @@ const validate = (input: Record<string, unknown>, now: number, checkTimestamps: 
     const timestamp = timestampOf(d["Timestamp"])
     if (
       timestamp !== undefined &&
-      (Number.isNaN(timestamp) || checkTimestamps && (timestamp < now - TWO_WEEKS || timestamp > now + TWO_HOURS))
+      (Number.isNaN(timestamp) ||
+        settings.checkTimestamps && (timestamp < now - TWO_WEEKS || timestamp > now + TWO_HOURS))
     ) {
       throw invalid(
         `The parameter ${at}.Timestamp must specify a time no more than two weeks in the past or two hours in the future.`
@@ -436,7 +440,7 @@ export class CloudWatchServer {
             `Request size ${body.length} exceeded ${LIMITS.maxRequestBytes} bytes`
           )
         }
-        const { datums, namespace } = validate(decoded.input, Date.now(), current.checkTimestamps)
+        const { datums, namespace } = validate(decoded.input, Date.now(), current)
         state.stats.accepted++
         state.calls.push({ protocol: decoded.protocol, compressed, bytes: body.length, namespace, datums })
         answer(res, decoded.protocol, decoded.operation)
