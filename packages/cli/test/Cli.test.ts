@@ -9,6 +9,9 @@ import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import { Env, runCli } from "./fixtures.ts"
 
+const byKeyOf = (doc: { readonly leases: ReadonlyArray<LeaseJson> }) =>
+  new Map(doc.leases.map((lease) => [lease.shardId, lease]))
+
 const uniqueApp = (label: string) => `${label}-${randomUUID().slice(0, 8)}`
 
 const startWorker = (stream: string, applicationName: string, workerId: string) =>
@@ -253,6 +256,19 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
             parentShardId: { SS: ["shardId-000000000097", "shardId-000000000098"] }
           },
           // The KCL's multi-stream mode: `account:stream:creationEpoch:shardId`.
+          // A multi-stream child whose parent (named by shard id, as the KCL does) is not finished.
+          {
+            leaseKey: { S: `123456789012:${streamName}:1700000000:shardId-000000000042` },
+            leaseCounter: { N: "0" },
+            checkpoint: { S: "TRIM_HORIZON" },
+            parentShardId: { SS: ["shardId-000000000041"] }
+          },
+          {
+            leaseKey: { S: `123456789012:${streamName}:1700000000:shardId-000000000041` },
+            leaseOwner: { S: "kcl-worker-2" },
+            leaseCounter: { N: "9" },
+            checkpoint: { S: "TRIM_HORIZON" }
+          },
           {
             leaseKey: { S: `123456789012:${streamName}:1700000000:${shard!.ShardId!}` },
             leaseOwner: { S: "kcl-worker-2" },
@@ -284,15 +300,16 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
           reason: "shardId-000000000098: checkpoint is not a position: SOME_NEW_SENTINEL"
         }])
         const multiStream = `123456789012:${streamName}:1700000000:${shard!.ShardId!}`
-        expect(doc.leases.map((lease) => lease.shardId)).toEqual(
-          [
-            "123456789012:other-stream:1700000000:shardId-000000000000",
-            multiStream,
-            shard!.ShardId!,
-            "shardId-000000000099"
-          ]
-        )
-        const byKey = new Map(doc.leases.map((lease) => [lease.shardId, lease]))
+        expect(doc.leases.map((lease) => lease.shardId)).toEqual([
+          "123456789012:other-stream:1700000000:shardId-000000000000",
+          multiStream,
+          `123456789012:${streamName}:1700000000:shardId-000000000041`,
+          `123456789012:${streamName}:1700000000:shardId-000000000042`,
+          shard!.ShardId!,
+          "shardId-000000000099"
+        ])
+        expect(byKeyOf(doc).get(`123456789012:${streamName}:1700000000:shardId-000000000042`)!.state).toBe("waiting")
+        const byKey = byKeyOf(doc)
         // The multi-stream lease of this stream is measured on its shard; one of another stream is not.
         expect(byKey.get(multiStream)!.oldestUnprocessedArrival).toBe(
           stored[1]!.ApproximateArrivalTimestamp!.toISOString()

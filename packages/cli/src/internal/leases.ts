@@ -163,8 +163,11 @@ export const shardOf = (
 const stateOf = (lease: Lease.Lease, byKey: ReadonlyMap<string, Lease.Lease>, stillFor: number, expiry: number) => {
   if (ExtendedSequenceNumber.isShardEnd(lease.checkpoint)) return "finished" as const
   if (lease.leaseOwner === undefined) {
+    // The KCL's multi-stream leases name their parents by shard id; their keys carry the stream's prefix.
+    const colon = lease.leaseKey.lastIndexOf(":")
+    const prefix = lease.leaseKey.split(":").length === 4 ? lease.leaseKey.slice(0, colon + 1) : ""
     const pending = lease.parentShardIds.some((parent) => {
-      const p = byKey.get(parent)
+      const p = byKey.get(parent) ?? byKey.get(prefix + parent)
       return p !== undefined && !ExtendedSequenceNumber.isShardEnd(p.checkpoint)
     })
     return pending ? "waiting" as const : "unowned" as const
