@@ -275,7 +275,12 @@ export const make = (
         })
       )
 
-    const send = (batch: PutMetricData.Batch): Effect.Effect<boolean> =>
+    // `splits`: how many more refused requests of this batch may be halved. Enough to isolate a couple of refused
+    // datums (one per halving each); a refusal of every datum costs a few dozen requests, not one per datum.
+    const send = (
+      batch: PutMetricData.Batch,
+      splits = { left: 2 * Math.ceil(Math.log2(Math.max(2, batch.input.MetricData.length))) }
+    ): Effect.Effect<boolean> =>
       call(batch).pipe(
         Effect.retry({ while: (failure) => failure.retryable, schedule: retry, times: options.maxRetries ?? 3 }),
         Effect.matchEffect({
@@ -288,10 +293,15 @@ export const make = (
           onFailure: (failure) =>
             // Halves, one after the other, until the datums refused are alone: a few more requests (about two per
             // halving) instead of the whole request lost, interval after interval.
-            failure.refused && batch.input.MetricData.length > 1
+            failure.refused && batch.input.MetricData.length > 1 && splits.left > 0
               ? Effect.suspend(() => {
+                splits.left--
                 const half = Math.ceil(batch.input.MetricData.length / 2)
-                return Effect.zipWith(send(slice(batch, 0, half)), send(slice(batch, half)), (a, b) => a && b)
+                return Effect.zipWith(
+                  send(slice(batch, 0, half), splits),
+                  send(slice(batch, half), splits),
+                  (a, b) => a && b
+                )
               })
               : Effect.sync(() => {
                 counts.failedRequests++

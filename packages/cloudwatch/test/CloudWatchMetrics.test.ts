@@ -321,7 +321,7 @@ describe("CloudWatchMetrics", () => {
       expect(status).toMatchObject({ skippedDatums: bad.length + 1, sentDatums: 1, failedRequests: 0 })
     }))
 
-  it.live("a datum CloudWatch refuses for a reason the publisher does not check costs that datum, not its request of 1000", () =>
+  it.live("a datum CloudWatch refuses for a reason the publisher does not check costs that datum, not its request of 1000; refusing all costs a bounded number of requests", () =>
     Effect.gen(function*() {
       const endpoint = yield* CloudWatchEndpoint.make({ refuseMetricNames: ["Refused"] })
       const { status } = yield* withPublisher(endpoint, { interval: "1 hour" }, (collector) =>
@@ -335,6 +335,18 @@ describe("CloudWatchMetrics", () => {
       // Every request within the limits still; only the refused datum is lost, counted as one failed request.
       expect((yield* endpoint.calls).every((c) => c.datums.length <= 1000)).toBe(true)
       expect(status).toMatchObject({ sentDatums: 1500, failedRequests: 1 })
+
+      // CloudWatch refusing every datum: the halving stops after a few dozen requests instead of one per datum.
+      const refusingAll = yield* CloudWatchEndpoint.make({ refuseMetricNames: ["Good"] })
+      const all = yield* withPublisher(refusingAll, { interval: "1 hour" }, (collector) =>
+        Effect.sync(() => {
+          for (let i = 0; i < 1000; i++) collector.series(key("Good", "Count", { ShardId: `shardId-${i}` })).record(1)
+        }))
+      const stats = yield* refusingAll.stats
+      expect(stats.accepted).toBe(0)
+      expect(stats.rejected).toBeGreaterThan(20)
+      expect(stats.rejected).toBeLessThanOrEqual(2 * 2 * 10 + 1)
+      expect(all.status.sentDatums).toBe(0)
     }))
 
   it.live("layerConfig reads the endpoint, region, interval and buffer from the environment, credentials from the SDK's chain", () =>
