@@ -275,12 +275,20 @@ export const make = (
         })
       )
 
+    // What a request and the halves it was sent again in lost, logged once for them all.
+    interface Loss {
+      requests: number
+      datums: number
+      first: string | undefined
+    }
+
     // `splits`: how many more refused requests of this batch may be halved. Enough to isolate a couple of refused
     // datums (one per halving each); a refusal of every datum costs a few dozen requests, not one per datum.
-    const send = (
+    const attempt = (
       batch: PutMetricData.Batch,
-      splits = { left: 2 * Math.ceil(Math.log2(Math.max(2, batch.input.MetricData.length))) }
-    ): Effect.Effect<boolean> =>
+      splits: { left: number },
+      loss: Loss
+    ): Effect.Effect<void> =>
       call(batch).pipe(
         Effect.retry({ while: (failure) => failure.retryable, schedule: retry, times: options.maxRetries ?? 3 }),
         Effect.matchEffect({
@@ -288,7 +296,6 @@ export const make = (
             Effect.sync(() => {
               counts.sentRequests++
               counts.sentDatums += batch.input.MetricData.length
-              return true
             }),
           onFailure: (failure) =>
             // Halves, one after the other, until the datums refused are alone: a few more requests (about two per
@@ -297,25 +304,37 @@ export const make = (
               ? Effect.suspend(() => {
                 splits.left--
                 const half = Math.ceil(batch.input.MetricData.length / 2)
-                return Effect.zipWith(
-                  send(slice(batch, 0, half), splits),
-                  send(slice(batch, half), splits),
-                  (a, b) => a && b
+                return Effect.andThen(
+                  attempt(slice(batch, 0, half), splits, loss),
+                  attempt(slice(batch, half), splits, loss)
                 )
               })
               : Effect.sync(() => {
                 counts.failedRequests++
-              }).pipe(
-                Effect.andThen(Metric.update(failedRequests, 1)),
-                Effect.andThen(
-                  Effect.logWarning(
-                    `CloudWatch metrics: PutMetricData failed, ${batch.input.MetricData.length} datums of ${batch.input.Namespace} lost: ${failure.description}`
-                  )
-                ),
-                Effect.as(false)
-              )
+                loss.requests++
+                loss.datums += batch.input.MetricData.length
+                loss.first ??= failure.description
+              }).pipe(Effect.andThen(Metric.update(failedRequests, 1)))
         })
       )
+
+    /** Sends one request (and its halves, if refused); whether every datum arrived. */
+    const send = (batch: PutMetricData.Batch): Effect.Effect<boolean> =>
+      Effect.suspend(() => {
+        const loss: Loss = { requests: 0, datums: 0, first: undefined }
+        const splits = { left: 2 * Math.ceil(Math.log2(Math.max(2, batch.input.MetricData.length))) }
+        return attempt(batch, splits, loss).pipe(
+          Effect.andThen(
+            Effect.suspend(() =>
+              loss.requests === 0 ? Effect.succeed(true) : Effect.logWarning(
+                `CloudWatch metrics: PutMetricData failed, ${loss.datums} datums of ${batch.input.Namespace} lost${
+                  loss.requests > 1 ? ` (in ${loss.requests} requests)` : ""
+                }: ${loss.first}`
+              ).pipe(Effect.as(false))
+            )
+          )
+        )
+      })
 
     const sendInterval = (interval: MetricsCollector.MetricsInterval) =>
       Effect.gen(function*() {

@@ -2,7 +2,7 @@ import { CloudWatchMetrics } from "@effect-kinesis/cloudwatch"
 import { MetricsCollector } from "@effect-kinesis/core"
 import { CloudWatchEndpoint } from "@effect-kinesis/testing"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Exit, Layer, Metric, Scope } from "effect"
+import { ConfigProvider, Duration, Effect, Exit, Layer, Logger, Metric, Scope } from "effect"
 
 const KPL = "KinesisProducerLibrary"
 
@@ -338,15 +338,25 @@ describe("CloudWatchMetrics", () => {
 
       // CloudWatch refusing every datum: the halving stops after a few dozen requests instead of one per datum.
       const refusingAll = yield* CloudWatchEndpoint.make({ refuseMetricNames: ["Good"] })
+      const warnings: Array<string> = []
+      const collect = Logger.make(({ logLevel, message }) => {
+        if (logLevel === "Warn") warnings.push(String(Array.isArray(message) ? message[0] : message))
+      })
       const all = yield* withPublisher(refusingAll, { interval: "1 hour" }, (collector) =>
         Effect.sync(() => {
           for (let i = 0; i < 1000; i++) collector.series(key("Good", "Count", { ShardId: `shardId-${i}` })).record(1)
-        }))
+        })).pipe(Effect.provide(Logger.layer([collect])))
       const stats = yield* refusingAll.stats
       expect(stats.accepted).toBe(0)
       expect(stats.rejected).toBeGreaterThan(20)
       expect(stats.rejected).toBeLessThanOrEqual(2 * 2 * 10 + 1)
       expect(all.status.sentDatums).toBe(0)
+      // One line for the request and its halves.
+      expect(warnings.filter((w) => w.includes("PutMetricData failed"))).toEqual([
+        expect.stringMatching(
+          /^CloudWatch metrics: PutMetricData failed, 1000 datums of KinesisProducerLibrary lost \(in \d+ requests\): InvalidParameterValue/
+        )
+      ])
     }))
 
   it.live("layerConfig reads the endpoint, region, interval and buffer from the environment, credentials from the SDK's chain", () =>
