@@ -1,13 +1,16 @@
-import { DescribeTableCommand } from "@aws-sdk/client-dynamodb"
+import { type AttributeValue, CreateTableCommand, DescribeTableCommand, PutItemCommand } from "@aws-sdk/client-dynamodb"
 import type { Lease } from "@effect-kinesis/consumer"
 import { AdminClient, Aggregation, Client, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { ConsumerWorker, StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer, Schedule, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import * as Http from "node:http"
 import { Env, runCli } from "./fixtures.ts"
+
+const byKeyOf = (doc: { readonly leases: ReadonlyArray<LeaseJson> }) =>
+  new Map(doc.leases.map((lease) => [lease.shardId, lease]))
 
 const uniqueApp = (label: string) => `${label}-${randomUUID().slice(0, 8)}`
 
@@ -210,6 +213,120 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("effect-kinesis
         expect(row(last, "shardId-000000000003")).toMatch(/^shardId-000000000003\s+unowned\s+-\s+-\s+0\s+TRIM_HORIZON/)
         expect(last).toContain("1 worker: ghost (1)")
         expect(last).toContain("pass --stream to see how far behind each shard is")
+      }))
+
+    it.effect("a table the KCL wrote: sub-sequence checkpoints, parent sets, owner switches, a multi-stream key and a lease of a shard the stream no longer has are rows, an item it cannot read is listed apart: not a failure", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const client = yield* Client.Client
+        const [shard] = yield* Stream.runCollect(client.listShards(streamName))
+        yield* StreamFixtures.putInOrder(streamName, records("k", 3))
+        const iterator = yield* client.getShardIterator(streamName, { shardId: shard!.ShardId!, type: "TRIM_HORIZON" })
+        const stored = (yield* client.getRecords({ ShardIterator: iterator })).Records ?? []
+        const app = uniqueApp("kcl")
+        const { sdk } = yield* DynamoDbClient.DynamoDbClient
+        yield* Effect.promise(() =>
+          sdk.send(
+            new CreateTableCommand({
+              TableName: app,
+              KeySchema: [{ AttributeName: "leaseKey", KeyType: "HASH" }],
+              AttributeDefinitions: [{ AttributeName: "leaseKey", AttributeType: "S" }],
+              BillingMode: "PAY_PER_REQUEST"
+            })
+          )
+        )
+        const items: ReadonlyArray<Record<string, AttributeValue>> = [
+          {
+            leaseKey: { S: shard!.ShardId! },
+            leaseOwner: { S: "kcl-worker-1" },
+            leaseCounter: { N: "12" },
+            checkpoint: { S: stored[1]!.SequenceNumber! },
+            checkpointSubSequenceNumber: { N: "4" },
+            ownerSwitchesSinceCheckpoint: { N: "3" },
+            throughputKBps: { N: "12.75" },
+            startingHashKey: { S: shard!.HashKeyRange!.StartingHashKey! },
+            endingHashKey: { S: shard!.HashKeyRange!.EndingHashKey! }
+          },
+          // A shard of an earlier stream of the same name, or trimmed away: GetShardIterator answers ResourceNotFound.
+          {
+            leaseKey: { S: "shardId-000000000099" },
+            leaseCounter: { N: "3" },
+            checkpoint: { S: stored[0]!.SequenceNumber! },
+            checkpointSubSequenceNumber: { N: "0" },
+            parentShardId: { SS: ["shardId-000000000097", "shardId-000000000098"] }
+          },
+          // The KCL's multi-stream mode: `account:stream:creationEpoch:shardId`.
+          // A multi-stream child whose parent (named by shard id, as the KCL does) is not finished.
+          {
+            leaseKey: { S: `123456789012:${streamName}:1700000000:shardId-000000000042` },
+            leaseCounter: { N: "0" },
+            checkpoint: { S: "TRIM_HORIZON" },
+            parentShardId: { SS: ["shardId-000000000041"] }
+          },
+          {
+            leaseKey: { S: `123456789012:${streamName}:1700000000:shardId-000000000041` },
+            leaseOwner: { S: "kcl-worker-2" },
+            leaseCounter: { N: "9" },
+            checkpoint: { S: "TRIM_HORIZON" }
+          },
+          {
+            leaseKey: { S: `123456789012:${streamName}:1700000000:${shard!.ShardId!}` },
+            leaseOwner: { S: "kcl-worker-2" },
+            leaseCounter: { N: "4" },
+            checkpoint: { S: stored[0]!.SequenceNumber! },
+            checkpointSubSequenceNumber: { N: "0" }
+          },
+          {
+            leaseKey: { S: "123456789012:other-stream:1700000000:shardId-000000000000" },
+            leaseCounter: { N: "1" },
+            checkpoint: { S: "AT_TIMESTAMP" }
+          },
+          // A position this library does not know (a newer KCL's, or written by hand): listed apart, not fatal.
+          { leaseKey: { S: "shardId-000000000098" }, leaseCounter: { N: "1" }, checkpoint: { S: "SOME_NEW_SENTINEL" } }
+        ]
+        // The table is CREATING for a moment.
+        for (const item of items) {
+          yield* Effect.tryPromise(() => sdk.send(new PutItemCommand({ TableName: app, Item: item }))).pipe(
+            Effect.retry({ schedule: Schedule.spaced("200 millis"), times: 50 })
+          )
+        }
+
+        const run = yield* runCli(["leases", app, "--stream", streamName, "--json"])
+        expect(run.stderr).toEqual([])
+        expect(Exit.isSuccess(run.exit)).toBe(true)
+        const doc = JSON.parse(run.stdout) as LeasesJson
+        expect((doc as unknown as { unreadable: unknown }).unreadable).toEqual([{
+          leaseKey: "shardId-000000000098",
+          reason: "shardId-000000000098: checkpoint is not a position: SOME_NEW_SENTINEL"
+        }])
+        const multiStream = `123456789012:${streamName}:1700000000:${shard!.ShardId!}`
+        expect(doc.leases.map((lease) => lease.shardId)).toEqual([
+          "123456789012:other-stream:1700000000:shardId-000000000000",
+          multiStream,
+          `123456789012:${streamName}:1700000000:shardId-000000000041`,
+          `123456789012:${streamName}:1700000000:shardId-000000000042`,
+          shard!.ShardId!,
+          "shardId-000000000099"
+        ])
+        expect(byKeyOf(doc).get(`123456789012:${streamName}:1700000000:shardId-000000000042`)!.state).toBe("waiting")
+        const byKey = byKeyOf(doc)
+        // The multi-stream lease of this stream is measured on its shard; one of another stream is not.
+        expect(byKey.get(multiStream)!.oldestUnprocessedArrival).toBe(
+          stored[1]!.ApproximateArrivalTimestamp!.toISOString()
+        )
+        expect(byKey.get("123456789012:other-stream:1700000000:shardId-000000000000")).toMatchObject({
+          behindMillis: null,
+          behindUnknown: "a lease of stream other-stream"
+        })
+        const kcl = byKey.get(shard!.ShardId!)!
+        expect(kcl).toMatchObject({ owner: "kcl-worker-1", counter: 12, checkpoint: stored[1]!.SequenceNumber })
+        // Checkpointed inside the second (plain) record: the third is the oldest unprocessed.
+        expect(kcl.oldestUnprocessedArrival).toBe(stored[2]!.ApproximateArrivalTimestamp!.toISOString())
+        expect(byKey.get("shardId-000000000099")).toMatchObject({
+          parentShardIds: ["shardId-000000000097", "shardId-000000000098"],
+          behindMillis: null,
+          behindUnknown: `GetShardIterator: shard shardId-000000000099 not found in ${streamName}`
+        })
       }))
 
     it.effect("a missing lease table is one line saying what to check, and the table is not created", () =>

@@ -172,8 +172,22 @@ const RETRYABLE_CODES = new Set([
   "TimeoutError"
 ])
 
+// What CloudWatch answers when it refuses what a request carries rather than the call: it takes a request whole or not
+// at all, so one datum it refuses (or a request over its size) costs every datum of the request.
+const REFUSED_CODES = new Set([
+  "InvalidParameterValue",
+  "InvalidParameterValueException",
+  "InvalidParameterCombination",
+  "InvalidParameterCombinationException",
+  "MissingParameter",
+  "MissingRequiredParameterException",
+  "RequestEntityTooLarge"
+])
+
 interface SendFailure {
   readonly retryable: boolean
+  /** Refused for its content: its halves may be taken. */
+  readonly refused: boolean
   readonly description: string
 }
 
@@ -186,12 +200,19 @@ const describe = (error: unknown): SendFailure => {
   const message = typeof e["message"] === "string" ? e["message"].slice(0, 300) : ""
   const retryable = RETRYABLE_CODES.has(code) || RETRYABLE_CODES.has(name) || (status !== undefined && status >= 500) ||
     TransportFailure.isTransient(error)
-  return { retryable, description: `${code}${status === undefined ? "" : ` (HTTP ${status})`}: ${message}` }
+  const refused = !retryable && (REFUSED_CODES.has(code) || REFUSED_CODES.has(name) || status === 413)
+  return { retryable, refused, description: `${code}${status === undefined ? "" : ` (HTTP ${status})`}: ${message}` }
 }
 
 const timedOut = (millis: number): SendFailure => ({
   retryable: true,
+  refused: false,
   description: `TimeoutError: no answer within ${millis} ms`
+})
+
+/** The datums `[from, to)` of a batch, as a request of their own. */
+const slice = (batch: PutMetricData.Batch, from: number, to?: number): PutMetricData.Batch => ({
+  input: { ...batch.input, MetricData: batch.input.MetricData.slice(from, to) }
 })
 
 /**
@@ -254,7 +275,20 @@ export const make = (
         })
       )
 
-    const send = (batch: PutMetricData.Batch) =>
+    // What a request and the halves it was sent again in lost, logged once for them all.
+    interface Loss {
+      requests: number
+      datums: number
+      first: string | undefined
+    }
+
+    // `splits`: how many more refused requests of this batch may be halved. Enough to isolate a couple of refused
+    // datums (one per halving each); a refusal of every datum costs a few dozen requests, not one per datum.
+    const attempt = (
+      batch: PutMetricData.Batch,
+      splits: { left: number },
+      loss: Loss
+    ): Effect.Effect<void> =>
       call(batch).pipe(
         Effect.retry({ while: (failure) => failure.retryable, schedule: retry, times: options.maxRetries ?? 3 }),
         Effect.matchEffect({
@@ -262,22 +296,45 @@ export const make = (
             Effect.sync(() => {
               counts.sentRequests++
               counts.sentDatums += batch.input.MetricData.length
-              return true
             }),
           onFailure: (failure) =>
-            Effect.sync(() => {
-              counts.failedRequests++
-            }).pipe(
-              Effect.andThen(Metric.update(failedRequests, 1)),
-              Effect.andThen(
-                Effect.logWarning(
-                  `CloudWatch metrics: PutMetricData failed, ${batch.input.MetricData.length} datums of ${batch.input.Namespace} lost: ${failure.description}`
+            // Halves, one after the other, until the datums refused are alone: a few more requests (about two per
+            // halving) instead of the whole request lost, interval after interval.
+            failure.refused && batch.input.MetricData.length > 1 && splits.left > 0
+              ? Effect.suspend(() => {
+                splits.left--
+                const half = Math.ceil(batch.input.MetricData.length / 2)
+                return Effect.andThen(
+                  attempt(slice(batch, 0, half), splits, loss),
+                  attempt(slice(batch, half), splits, loss)
                 )
-              ),
-              Effect.as(false)
-            )
+              })
+              : Effect.sync(() => {
+                counts.failedRequests++
+                loss.requests++
+                loss.datums += batch.input.MetricData.length
+                loss.first ??= failure.description
+              }).pipe(Effect.andThen(Metric.update(failedRequests, 1)))
         })
       )
+
+    /** Sends one request (and its halves, if refused); whether every datum arrived. */
+    const send = (batch: PutMetricData.Batch): Effect.Effect<boolean> =>
+      Effect.suspend(() => {
+        const loss: Loss = { requests: 0, datums: 0, first: undefined }
+        const splits = { left: 2 * Math.ceil(Math.log2(Math.max(2, batch.input.MetricData.length))) }
+        return attempt(batch, splits, loss).pipe(
+          Effect.andThen(
+            Effect.suspend(() =>
+              loss.requests === 0 ? Effect.succeed(true) : Effect.logWarning(
+                `CloudWatch metrics: PutMetricData failed, ${loss.datums} datums of ${batch.input.Namespace} lost${
+                  loss.requests > 1 ? ` (in ${loss.requests} requests)` : ""
+                }: ${loss.first}`
+              ).pipe(Effect.as(false))
+            )
+          )
+        )
+      })
 
     const sendInterval = (interval: MetricsCollector.MetricsInterval) =>
       Effect.gen(function*() {

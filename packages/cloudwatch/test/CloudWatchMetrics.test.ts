@@ -2,7 +2,7 @@ import { CloudWatchMetrics } from "@effect-kinesis/cloudwatch"
 import { MetricsCollector } from "@effect-kinesis/core"
 import { CloudWatchEndpoint } from "@effect-kinesis/testing"
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Exit, Layer, Metric, Scope } from "effect"
+import { ConfigProvider, Duration, Effect, Exit, Layer, Logger, Metric, Scope } from "effect"
 
 const KPL = "KinesisProducerLibrary"
 
@@ -295,6 +295,68 @@ describe("CloudWatchMetrics", () => {
       expect(yield* endpoint.rejections).toEqual([])
       expect((yield* endpoint.calls).flatMap((c) => c.datums).map((d) => d.metricName)).toEqual(["Good"])
       expect(status).toMatchObject({ skippedDatums: 2, sentDatums: 1 })
+    }))
+
+  it.live("datums whose dimensions CloudWatch refuses (duplicate names, non-ASCII, blank, control characters, a name starting with ':'), or a non-ASCII namespace, are skipped, not sent to poison their request", () =>
+    Effect.gen(function*() {
+      const endpoint = yield* CloudWatchEndpoint.make()
+      const bad: ReadonlyArray<ReadonlyArray<MetricsCollector.Dimension>> = [
+        [{ name: "WorkerIdentifier", value: "a" }, { name: "WorkerIdentifier", value: "b" }],
+        [{ name: "WorkerIdentifier", value: "w\u00f6rker-1" }],
+        [{ name: "WorkerIdentifier", value: "   " }],
+        [{ name: "WorkerIdentifier", value: "worker\n1" }],
+        [{ name: ":ShardId", value: "shardId-1" }]
+      ]
+      const { status } = yield* withPublisher(endpoint, { interval: "1 hour" }, (collector) =>
+        Effect.sync(() => {
+          collector.series(key("Good", "Count", { WorkerIdentifier: "worker-1" })).record(1)
+          for (const dimensions of bad) {
+            collector.series({ namespace: KPL, name: "Bad", unit: "Count", dimensions }).record(1)
+          }
+          // Its own request would be refused; skipped with the datums above.
+          collector.series({ namespace: "b\u00e9b\u00e9-app", name: "Bad", unit: "Count", dimensions: [] }).record(1)
+        }))
+      expect(yield* endpoint.rejections).toEqual([])
+      expect((yield* endpoint.calls).flatMap((c) => c.datums).map((d) => d.metricName)).toEqual(["Good"])
+      expect(status).toMatchObject({ skippedDatums: bad.length + 1, sentDatums: 1, failedRequests: 0 })
+    }))
+
+  it.live("a datum CloudWatch refuses for a reason the publisher does not check costs that datum, not its request of 1000; refusing all costs a bounded number of requests", () =>
+    Effect.gen(function*() {
+      const endpoint = yield* CloudWatchEndpoint.make({ refuseMetricNames: ["Refused"] })
+      const { status } = yield* withPublisher(endpoint, { interval: "1 hour" }, (collector) =>
+        Effect.sync(() => {
+          for (let i = 0; i < 1500; i++) collector.series(key("Good", "Count", { ShardId: `shardId-${i}` })).record(1)
+          collector.series(key("Refused", "Count", { ShardId: "shardId-7" })).record(1)
+        }))
+      const arrived = (yield* endpoint.calls).flatMap((c) => c.datums)
+      expect(arrived.filter((d) => d.metricName === "Good")).toHaveLength(1500)
+      expect(arrived.filter((d) => d.metricName === "Refused")).toHaveLength(0)
+      // Every request within the limits still; only the refused datum is lost, counted as one failed request.
+      expect((yield* endpoint.calls).every((c) => c.datums.length <= 1000)).toBe(true)
+      expect(status).toMatchObject({ sentDatums: 1500, failedRequests: 1 })
+
+      // CloudWatch refusing every datum: the halving stops after a few dozen requests instead of one per datum.
+      const refusingAll = yield* CloudWatchEndpoint.make({ refuseMetricNames: ["Good"] })
+      const warnings: Array<string> = []
+      const collect = Logger.make(({ logLevel, message }) => {
+        if (logLevel === "Warn") warnings.push(String(Array.isArray(message) ? message[0] : message))
+      })
+      const all = yield* withPublisher(refusingAll, { interval: "1 hour" }, (collector) =>
+        Effect.sync(() => {
+          for (let i = 0; i < 1000; i++) collector.series(key("Good", "Count", { ShardId: `shardId-${i}` })).record(1)
+        })).pipe(Effect.provide(Logger.layer([collect])))
+      const stats = yield* refusingAll.stats
+      expect(stats.accepted).toBe(0)
+      expect(stats.rejected).toBeGreaterThan(20)
+      expect(stats.rejected).toBeLessThanOrEqual(2 * 2 * 10 + 1)
+      expect(all.status.sentDatums).toBe(0)
+      // One line for the request and its halves.
+      expect(warnings.filter((w) => w.includes("PutMetricData failed"))).toEqual([
+        expect.stringMatching(
+          /^CloudWatch metrics: PutMetricData failed, 1000 datums of KinesisProducerLibrary lost \(in \d+ requests\): InvalidParameterValue/
+        )
+      ])
     }))
 
   it.live("layerConfig reads the endpoint, region, interval and buffer from the environment, credentials from the SDK's chain", () =>

@@ -4,7 +4,7 @@ import { Effect, Layer, Metric } from "effect"
 import { TestClock } from "effect/testing"
 
 describe("MetricsCollector.layerEffectMetrics", () => {
-  it.effect("totals become counters, levels and times gauges (average, max, min), dimensions attributes", () =>
+  it.effect("totals become counters, levels and times gauges (average, max, min), namespace and dimensions attributes", () =>
     Effect.gen(function*() {
       yield* Effect.gen(function*() {
         const collector = yield* MetricsCollector.MetricsCollector
@@ -41,5 +41,41 @@ describe("MetricsCollector.layerEffectMetrics", () => {
       expect((yield* value(Metric.gauge("BufferingTime.max"))).value).toBe(30)
       expect((yield* value(Metric.gauge("BufferingTime.min"))).value).toBe(10)
       expect((yield* value(Metric.gauge("UserRecordsPending"))).value).toBe(200)
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+
+  it.effect("two applications' series of the same name and dimensions stay apart (the namespace is an attribute)", () =>
+    Effect.gen(function*() {
+      const collector = yield* MetricsCollector.make
+      // Two KCL applications in one process, each reading shardId-000000000000 of its own stream.
+      const dimensions = [{ name: "Operation", value: "ProcessTask" }, {
+        name: "ShardId",
+        value: "shardId-000000000000"
+      }]
+      collector.series({ namespace: "orders-app", name: "RecordsProcessed", unit: "Count", dimensions }).record(10)
+      collector.series({ namespace: "audit-app", name: "RecordsProcessed", unit: "Count", dimensions }).record(3)
+      collector.series({ namespace: "orders-app", name: "MillisBehindLatest", unit: "Milliseconds", dimensions })
+        .record(1000)
+      collector.series({ namespace: "audit-app", name: "MillisBehindLatest", unit: "Milliseconds", dimensions })
+        .record(5)
+      yield* MetricsCollector.publishEffectMetrics()(yield* collector.drain)
+      const of = (namespace: string) => ({
+        Namespace: namespace,
+        Operation: "ProcessTask",
+        ShardId: "shardId-000000000000"
+      })
+      const count = (namespace: string) =>
+        Effect.map(
+          Metric.value(Metric.withAttributes(Metric.counter("RecordsProcessed"), of(namespace))),
+          (s) => s.count
+        )
+      const lag = (namespace: string) =>
+        Effect.map(
+          Metric.value(Metric.withAttributes(Metric.gauge("MillisBehindLatest"), of(namespace))),
+          (s) => s.value
+        )
+      expect(yield* count("orders-app")).toBe(10)
+      expect(yield* count("audit-app")).toBe(3)
+      expect(yield* lag("orders-app")).toBe(1000)
+      expect(yield* lag("audit-app")).toBe(5)
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
 })

@@ -478,12 +478,18 @@ export const defaultGaugeNames: ReadonlySet<string> = new Set([
 
 /**
  * Publishes one interval as Effect `Metric`s, so that Effect's exporters (OTLP, Prometheus) see
- * what the collector holds, with the namespace (`Namespace`) and each dimension as attributes:
+ * what the collector holds, with the namespace (attribute `Namespace`) and each dimension as
+ * attributes:
  *
  * - a `Count` or `Bytes` metric (a running total: records put, bytes processed, errors) adds its
  *   interval sum to the counter of the same name;
  * - any other metric (times, lag, and the `Count` levels named in `gauges`) sets three gauges:
  *   `<name>` to the interval's average, `<name>.max` and `<name>.min`.
+ *
+ * The producer records each KPL value at every level of the KPL's tree down to its granularity
+ * (no dimensions, `StreamName`, `StreamName` + `ShardId`), as CloudWatch expects; an OTLP or
+ * Prometheus query that sums a counter should therefore sum one level (say, the series with a
+ * `ShardId`), not all of them.
  *
  * @example
  * ```ts
@@ -509,7 +515,8 @@ export const publishEffectMetrics = (
     Effect.map(Effect.context<never>(), (context) => {
       // The fiber's context, so that a `MetricRegistry` provided by the caller is the one updated.
       for (const datum of interval.datums) {
-        // The namespace too: two applications' "RecordsProcessed" must stay apart.
+        // The namespace too: two KCL applications (namespace = application name) reading shards of the same id
+        // would otherwise add into one counter and overwrite each other's gauges.
         const attributes: Record<string, string> = { Namespace: datum.namespace }
         for (const d of datum.dimensions) attributes[d.name] = d.value
         const { maximum, minimum, sampleCount, sum } = datum.statistics

@@ -134,6 +134,12 @@ export interface Options {
 const duration = (input: Duration.Input | undefined, fallback: Duration.Input): Duration.Duration =>
   Duration.fromInputUnsafe(input ?? fallback)
 
+const policyOf = (retry: RetryOptions | undefined): RetryPolicy => ({
+  budget: duration(retry?.budget, "2 seconds"),
+  attemptTimeout: duration(retry?.attemptTimeout, "1 second"),
+  baseDelay: duration(retry?.baseDelay, "25 millis")
+})
+
 // Table creation and description are rare and not on a lease's clock, so they get a longer budget.
 const controlPolicy: RetryPolicy = {
   budget: Duration.seconds(30),
@@ -206,11 +212,7 @@ const leaseCondition = (x: Expressions, lease: Lease.Lease, owner: OwnerConditio
 export const make = Effect.fnUntraced(function*(options: Options) {
   const { sdk } = yield* DynamoDbClient.DynamoDbClient
   const tableName = options.tableName ?? options.applicationName
-  const policy: RetryPolicy = {
-    budget: duration(options.retry?.budget, "2 seconds"),
-    attemptTimeout: duration(options.retry?.attemptTimeout, "1 second"),
-    baseDelay: duration(options.retry?.baseDelay, "25 millis")
-  }
+  const policy = policyOf(options.retry)
 
   yield* ensureTable({
     sdk,
@@ -234,22 +236,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       : Effect.succeed(lease)
   }
 
-  const list: Service["list"] = Effect.gen(function*() {
-    const leases: Array<Lease.Lease> = []
-    let startKey: Item | undefined = undefined
-    do {
-      const page = yield* call(policy, "Scan", (abortSignal) =>
-        sdk.send(
-          new ScanCommand({ TableName: tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
-          { abortSignal }
-        )).pipe(Effect.catchTag("ConditionFailed", conditionOnRead("Scan")))
-      for (const item of page.Items ?? []) {
-        if (isLeaseItem(item)) leases.push(yield* read("Scan", item))
-      }
-      startKey = page.LastEvaluatedKey
-    } while (startKey !== undefined)
-    return leases
-  })
+  const list: Service["list"] = Effect.flatMap(
+    scanLeaseItems(sdk, tableName, policy),
+    (items) => Effect.forEach(items, (item) => read("Scan", item))
+  )
 
   const get: Service["get"] = (leaseKey) =>
     call(policy, "GetItem", (abortSignal) =>
@@ -418,6 +408,84 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   return LeaseRepository.LeaseRepository.of({ list, get, create, take, renew, checkpoint, release, delete: remove })
 })
+
+// Every lease item of the table (other KCL entities left out), page by page, consistently.
+const scanLeaseItems = (
+  sdk: DynamoDbClient.DynamoDbClient["Service"]["sdk"],
+  tableName: string,
+  policy: RetryPolicy
+): Effect.Effect<Array<Item>, LeaseRepository.LeaseStoreError> =>
+  Effect.gen(function*() {
+    const items: Array<Item> = []
+    let startKey: Item | undefined = undefined
+    do {
+      const page = yield* call(policy, "Scan", (abortSignal) =>
+        sdk.send(
+          new ScanCommand({ TableName: tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
+          { abortSignal }
+        )).pipe(Effect.catchTag("ConditionFailed", conditionOnRead("Scan")))
+      for (const item of page.Items ?? []) if (isLeaseItem(item)) items.push(item)
+      startKey = page.LastEvaluatedKey
+    } while (startKey !== undefined)
+    return items
+  })
+
+/**
+ * An item of a lease table that is not a lease this library can read (a position it does not know, a number that is
+ * not an integer…): its `leaseKey` when it has one, and why.
+ *
+ * @example
+ * ```ts
+ * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const line = (item: DynamoDbLeaseRepository.UnreadableItem) => `${item.leaseKey ?? "?"}: ${item.reason}`
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface UnreadableItem {
+  readonly leaseKey: string | undefined
+  readonly reason: string
+}
+
+/**
+ * Reads a whole lease table for a tool that shows it (the `effect-kinesis leases` command): the leases, and beside
+ * them the items it cannot read, where the repository's `list` fails on the first such item (a consumer must not act
+ * on a lease it misreads; a viewer should still show the rest). The table is not created nor checked; a missing one
+ * fails with a `LeaseStoreError`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const program = Effect.gen(function*() {
+ *   const { leases, unreadable } = yield* DynamoDbLeaseRepository.scan({ applicationName: "order-processor" })
+ *   return `${leases.length} leases, ${unreadable.length} unreadable items`
+ * }).pipe(Effect.provide(DynamoDbClient.layer({ region: "eu-west-1" })))
+ * ```
+ *
+ * @since 0.2.0
+ * @category inspection
+ */
+export const scan = (options: Pick<Options, "applicationName" | "tableName" | "retry">): Effect.Effect<
+  { readonly leases: ReadonlyArray<Lease.Lease>; readonly unreadable: ReadonlyArray<UnreadableItem> },
+  LeaseRepository.LeaseStoreError,
+  DynamoDbClient.DynamoDbClient
+> =>
+  Effect.gen(function*() {
+    const { sdk } = yield* DynamoDbClient.DynamoDbClient
+    const items = yield* scanLeaseItems(sdk, options.tableName ?? options.applicationName, policyOf(options.retry))
+    const leases: Array<Lease.Lease> = []
+    const unreadable: Array<UnreadableItem> = []
+    for (const item of items) {
+      const lease = toLease(item)
+      if (lease instanceof MalformedItem) unreadable.push({ leaseKey: item[A.leaseKey]?.S, reason: lease.message })
+      else leases.push(lease)
+    }
+    return { leases, unreadable }
+  })
 
 // Reads carry no condition; DynamoDB cannot answer one with a condition failure.
 const conditionOnRead = (operation: string) => (_: ConditionFailed) =>

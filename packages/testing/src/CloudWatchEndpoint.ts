@@ -40,6 +40,11 @@ export interface EndpointSettings {
    * Default true; turn it off for tests on a `TestClock`.
    */
   readonly checkTimestamps: boolean
+  /**
+   * Metric names whose datums are refused with `InvalidParameterValue`, refusing their whole request as CloudWatch
+   * does: a rule the publisher does not know, to test what it does then. Default none.
+   */
+  readonly refuseMetricNames: ReadonlyArray<string>
 }
 
 /**
@@ -55,7 +60,12 @@ export interface EndpointSettings {
  * @since 0.2.0
  * @category constants
  */
-export const defaultSettings: EndpointSettings = { fault: "none", faultRate: 1, checkTimestamps: true }
+export const defaultSettings: EndpointSettings = {
+  fault: "none",
+  faultRate: 1,
+  checkTimestamps: true,
+  refuseMetricNames: []
+}
 
 /**
  * CloudWatch's `PutMetricData` limits the endpoint enforces (API reference of `PutMetricData` and `MetricDatum`).

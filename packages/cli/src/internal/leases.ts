@@ -7,7 +7,7 @@
 import type { ShardIteratorType } from "@aws-sdk/client-kinesis"
 import type { Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { Aggregation, Client, ExtendedSequenceNumber, type KinesisError } from "@effect-kinesis/core"
-import { type DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { Clock, Duration, Effect, Result, Schedule, type Scope, type Stdio, Terminal } from "effect"
 import { CommandError, fromKinesis, fromLeaseStore } from "../CommandError.ts"
 import * as Format from "./format.ts"
@@ -67,6 +67,8 @@ export interface Snapshot {
   readonly rows: ReadonlyArray<Row>
   /** A refresh that failed in a way the next one may not (the live view keeps going). */
   readonly warning: string | undefined
+  /** Items of the table that are not leases this CLI can read (shown beside the rows, not instead of them). */
+  readonly unreadable: ReadonlyArray<DynamoDbLeaseRepository.UnreadableItem>
 }
 
 // At most this often per shard, whatever the redraw interval: each measurement is one GetShardIterator and one
@@ -78,6 +80,11 @@ interface Measured {
   /** The checkpoint it was measured at. */
   readonly checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber
   readonly at: number
+}
+
+interface Scanned {
+  readonly leases: ReadonlyArray<Lease.Lease>
+  readonly unreadable: ReadonlyArray<DynamoDbLeaseRepository.UnreadableItem>
 }
 
 interface Watch {
@@ -138,11 +145,29 @@ export const measureLag = (
     return { _tag: "Behind", millis: Math.max(0, now - arrival.getTime()), oldestUnprocessed: arrival } as const
   })
 
+/**
+ * The shard a lease key names: the key itself, or the last part of a KCL multi-stream key
+ * (`account:stream:creationEpoch:shardId`), which may name another stream than the one given.
+ *
+ * @internal
+ */
+export const shardOf = (
+  leaseKey: string,
+  stream: string
+): { readonly _tag: "Shard"; readonly shardId: string } | { readonly _tag: "OtherStream"; readonly stream: string } => {
+  const parts = leaseKey.split(":")
+  if (parts.length !== 4) return { _tag: "Shard", shardId: leaseKey }
+  return parts[1] === stream ? { _tag: "Shard", shardId: parts[3]! } : { _tag: "OtherStream", stream: parts[1]! }
+}
+
 const stateOf = (lease: Lease.Lease, byKey: ReadonlyMap<string, Lease.Lease>, stillFor: number, expiry: number) => {
   if (ExtendedSequenceNumber.isShardEnd(lease.checkpoint)) return "finished" as const
   if (lease.leaseOwner === undefined) {
+    // The KCL's multi-stream leases name their parents by shard id; their keys carry the stream's prefix.
+    const colon = lease.leaseKey.lastIndexOf(":")
+    const prefix = lease.leaseKey.split(":").length === 4 ? lease.leaseKey.slice(0, colon + 1) : ""
     const pending = lease.parentShardIds.some((parent) => {
-      const p = byKey.get(parent)
+      const p = byKey.get(parent) ?? byKey.get(prefix + parent)
       return p !== undefined && !ExtendedSequenceNumber.isShardEnd(p.checkpoint)
     })
     return pending ? "waiting" as const : "unowned" as const
@@ -162,7 +187,8 @@ export const make = (options: Options): Effect.Effect<
   DynamoDbClient.DynamoDbClient | Client.Client
 > =>
   Effect.gen(function*() {
-    const repository = yield* DynamoDbLeaseRepository.make({
+    // Checks that the table exists (and waits while it is being created).
+    yield* DynamoDbLeaseRepository.make({
       applicationName: options.application,
       tableName: options.table,
       createTableIfMissing: false
@@ -182,6 +208,7 @@ export const make = (options: Options): Effect.Effect<
       })
     )
     const client = yield* Client.Client
+    const dynamo = yield* DynamoDbClient.DynamoDbClient
     const stream = options.stream
     // A wrong --stream fails at once rather than as a column of unknowns.
     if (stream !== undefined) {
@@ -189,7 +216,7 @@ export const make = (options: Options): Effect.Effect<
     }
     const watched = new Map<string, Watch>()
     const lags = new Map<string, Measured>()
-    let last: ReadonlyArray<Lease.Lease> = []
+    let last: Scanned = { leases: [], unreadable: [] }
     const expiry = Duration.toMillis(options.expiry)
 
     // Measured again when due; in between, a shard still at the same checkpoint behind the same oldest record is only
@@ -206,40 +233,60 @@ export const make = (options: Options): Effect.Effect<
         ? { ...lag, millis: Math.max(0, now - lag.oldestUnprocessed.getTime()) }
         : lag
     }
+    // Kinesis answers ResourceNotFound for a shard the stream does not have (a lease left from an earlier stream of the
+    // same name, or a shard trimmed away) as for a missing stream: only a stream that is gone now ends the command.
+    const shardNotFound = (error: KinesisError.KinesisError, shardId: string, stream: string) =>
+      client.describeStreamSummary(stream).pipe(
+        Effect.mapError((described) => fromKinesis(described, stream)),
+        Effect.as<Lag>({ _tag: "Unknown", reason: `${error.operation}: shard ${shardId} not found in ${stream}` })
+      )
     const refreshLags = (leases: ReadonlyArray<Lease.Lease>, now: number) =>
       stream === undefined
         ? Effect.void
         : Effect.forEach(
           leases.filter((lease) => !ExtendedSequenceNumber.isShardEnd(lease.checkpoint) && due(lease, now)),
-          (lease) =>
-            measureLag(client, stream, lease.leaseKey, lease.checkpoint, now).pipe(
-              Effect.catch((error): Effect.Effect<Lag, CommandError> =>
-                error._tag === "StreamNotFound" || error._tag === "AccessDenied"
-                  ? Effect.fail(fromKinesis(error, stream))
-                  : Effect.succeed({ _tag: "Unknown", reason: `${error.operation}: ${error.message}` })
-              ),
+          (lease) => {
+            const target = shardOf(lease.leaseKey, stream)
+            const measured: Effect.Effect<Lag, CommandError> = target._tag === "OtherStream"
+              ? Effect.succeed({ _tag: "Unknown", reason: `a lease of stream ${target.stream}` })
+              : measureLag(client, stream, target.shardId, lease.checkpoint, now).pipe(
+                Effect.catch((error): Effect.Effect<Lag, CommandError> =>
+                  error._tag === "AccessDenied"
+                    ? Effect.fail(fromKinesis(error, stream))
+                    : error._tag === "StreamNotFound"
+                    ? shardNotFound(error, target.shardId, stream)
+                    : Effect.succeed({ _tag: "Unknown", reason: `${error.operation}: ${error.message}` })
+                )
+              )
+            return measured.pipe(
               Effect.map((lag) => lags.set(lease.leaseKey, { lag, checkpoint: lease.checkpoint, at: now }))
-            ),
+            )
+          },
           { concurrency: 8, discard: true }
         )
 
-    const read = (list: Effect.Effect<ReadonlyArray<Lease.Lease>, LeaseRepository.LeaseStoreError>) =>
+    const read = (list: Effect.Effect<Scanned, LeaseRepository.LeaseStoreError>) =>
       Effect.gen(function*() {
         const result = yield* Effect.result(list)
         if (Result.isSuccess(result)) {
           last = result.success
-          return { leases: result.success, warning: undefined }
+          return { ...result.success, warning: undefined }
         }
         const error = result.failure
         // A table that answered once and fails now for a reason that passes: keep showing the last read.
-        if (error.retryable && last.length > 0) {
-          return { leases: last, warning: `reading ${options.table} failed, showing the last read: ${error.message}` }
+        if (error.retryable && last.leases.length + last.unreadable.length > 0) {
+          return { ...last, warning: `reading ${options.table} failed, showing the last read: ${error.message}` }
         }
         return yield* Effect.fail(fromLeaseStore(error, options.table))
       })
 
     const snapshot = Effect.gen(function*() {
-      const { leases, warning } = yield* read(repository.list)
+      // Not the repository's `list`, which fails on the first item it cannot read: a viewer shows the rest.
+      const { leases, unreadable, warning } = yield* read(
+        DynamoDbLeaseRepository.scan({ applicationName: options.application, tableName: options.table }).pipe(
+          Effect.provideService(DynamoDbClient.DynamoDbClient, dynamo)
+        )
+      )
       const now = yield* Clock.currentTimeMillis
       const watchNow = Number((yield* Clock.monotonicTimeNanos) / 1_000_000n)
       for (const lease of leases) {
@@ -283,7 +330,8 @@ export const make = (options: Options): Effect.Effect<
         stream,
         at: new Date(now),
         rows,
-        warning
+        warning,
+        unreadable
       } satisfies Snapshot
     })
     return { snapshot }
@@ -326,6 +374,7 @@ export const toJson = (snapshot: Snapshot) => {
       renewedWithinMillis: row.renewedWithin ?? null,
       counterStillForMillis: row.counterStillFor
     })),
+    ...(snapshot.unreadable.length === 0 ? {} : { unreadable: snapshot.unreadable }),
     ...(snapshot.warning === undefined ? {} : { warning: snapshot.warning })
   }
 }
@@ -384,6 +433,7 @@ export const render = (snapshot: Snapshot, interval: Duration.Duration): Array<s
   const notes = [
     ...(snapshot.rows.length === 0 ? ["the table has no leases yet"] : []),
     ...(snapshot.stream === undefined ? ["pass --stream to see how far behind each shard is"] : []),
+    ...snapshot.unreadable.map((item) => `! an item this CLI cannot read: ${item.reason}`),
     ...(snapshot.warning === undefined ? [] : [`! ${snapshot.warning}`])
   ]
   return [title, "", ...Format.table([header, ...rows]), "", summary, ...notes]

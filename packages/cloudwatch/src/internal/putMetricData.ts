@@ -7,8 +7,10 @@ import type { MetricDatum as SdkDatum, PutMetricDataInput } from "@aws-sdk/clien
 import type { MetricsCollector } from "@effect-kinesis/core"
 
 /**
- * `PutMetricData` limits (API reference, 2026): at most 1000 datums and 1 MB per request, 30 dimensions per datum,
- * names 1–255 characters, dimension values 1–1024, values within ±2^360 and finite.
+ * `PutMetricData` limits (API reference, 2026): at most 1000 datums and 1 MB per request, 30 dimensions per datum
+ * with distinct names, names 1–255 characters, dimension values 1–1024 (printable ASCII, not blank; a dimension name
+ * does not start with `:`; a namespace is printable ASCII too, not starting with `:` nor `AWS/`), values within ±2^360
+ * and finite.
  *
  * @internal
  */
@@ -58,21 +60,48 @@ const jsonBytes = (text: string): number => {
   return bytes
 }
 
+/**
+ * CloudWatch's rule for dimension names and values: printable ASCII only and not blank. One bad dimension makes
+ * CloudWatch refuse the whole request, so such a datum is skipped here rather than sent.
+ */
+const dimensionText = (text: string): boolean => {
+  let blank = true
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x20 || c > 0x7e) return false
+    if (c !== 0x20) blank = false
+  }
+  return !blank
+}
+
 const valid = (x: number): boolean => Number.isFinite(x) && Math.abs(x) <= MAX_MAGNITUDE
 
 const problem = (datum: MetricsCollector.MetricDatum): string | undefined => {
-  if (datum.namespace.length < 1 || datum.namespace.length > MAX_NAME || datum.namespace.startsWith("AWS/")) {
+  if (
+    datum.namespace.length > MAX_NAME || datum.namespace.startsWith("AWS/") || datum.namespace.charCodeAt(0) === 0x3a ||
+    !dimensionText(datum.namespace)
+  ) {
     return `namespace ${JSON.stringify(datum.namespace)}`
   }
   if (datum.name.length < 1 || datum.name.length > MAX_NAME) return `metric name ${JSON.stringify(datum.name)}`
   if (datum.dimensions.length > MAX_DIMENSIONS) return `${datum.dimensions.length} dimensions on ${datum.name}`
-  for (const d of datum.dimensions) {
-    if (d.name.length < 1 || d.name.length > MAX_NAME || d.value.length < 1 || d.value.length > MAX_DIMENSION_VALUE) {
+  for (let i = 0; i < datum.dimensions.length; i++) {
+    const d = datum.dimensions[i]!
+    if (
+      d.name.length > MAX_NAME || d.value.length > MAX_DIMENSION_VALUE || !dimensionText(d.name) ||
+      !dimensionText(d.value) || d.name.charCodeAt(0) === 0x3a
+    ) {
       return `dimension ${JSON.stringify(d.name)} of ${datum.name}`
+    }
+    for (let j = 0; j < i; j++) {
+      if (datum.dimensions[j]!.name === d.name) return `dimension ${JSON.stringify(d.name)} twice on ${datum.name}`
     }
   }
   const s = datum.statistics
-  if (!(s.sampleCount > 0) || !valid(s.sampleCount) || !valid(s.sum) || !valid(s.minimum) || !valid(s.maximum)) {
+  if (
+    !(s.sampleCount > 0) || !valid(s.sampleCount) || !valid(s.sum) || !valid(s.minimum) || !valid(s.maximum) ||
+    s.minimum > s.maximum
+  ) {
     return `non-finite or out-of-range statistics of ${datum.name}`
   }
   return undefined

@@ -172,13 +172,25 @@ const nameOk = (name: string, value: unknown, max: number): string => {
   return value
 }
 
+/**
+ * CloudWatch's rule for dimension names and values: printable ASCII only, at least one non-whitespace character, and
+ * a name never starts with a colon.
+ */
+const dimensionText = (name: string, value: string, isName: boolean): string => {
+  if (!/^[\x20-\x7e]*$/.test(value) || value.trim().length === 0 || (isName && value.startsWith(":"))) {
+    throw invalid(`The value for parameter ${name} contains characters that are not allowed.`)
+  }
+  return value
+}
+
 /** Validates one request the way CloudWatch does and returns its datums. */
-const validate = (input: Record<string, unknown>, now: number, checkTimestamps: boolean): {
+const validate = (input: Record<string, unknown>, now: number, settings: EndpointSettings): {
   readonly namespace: string
   readonly datums: Array<Datum>
 } => {
   const namespace = nameOk("Namespace", input["Namespace"], LIMITS.maxNameLength)
   if (namespace.startsWith("AWS/")) throw invalid("The value AWS/ for parameter Namespace is invalid.")
+  dimensionText("Namespace", namespace, true)
   if (input["EntityMetricData"] !== undefined) throw invalid("EntityMetricData is not supported by this fake.")
   const raw = asArray(input["MetricData"])
   if (raw.length < 1 || raw.length > LIMITS.maxDatumsPerRequest) {
@@ -189,9 +201,20 @@ const validate = (input: Record<string, unknown>, now: number, checkTimestamps: 
   const datums = raw.map((d, i): Datum => {
     const at = `MetricData.member.${i + 1}`
     const metricName = nameOk(`${at}.MetricName`, d["MetricName"], LIMITS.maxNameLength)
+    if (settings.refuseMetricNames.includes(metricName)) {
+      throw invalid(`The value ${metricName} for parameter ${at}.MetricName is invalid.`)
+    }
     const dimensions = asArray(d["Dimensions"]).map((dim, j) => ({
-      name: nameOk(`${at}.Dimensions.member.${j + 1}.Name`, dim["Name"], LIMITS.maxNameLength),
-      value: nameOk(`${at}.Dimensions.member.${j + 1}.Value`, dim["Value"], LIMITS.maxDimensionValueLength)
+      name: dimensionText(
+        `${at}.Dimensions.member.${j + 1}.Name`,
+        nameOk(`${at}.Dimensions.member.${j + 1}.Name`, dim["Name"], LIMITS.maxNameLength),
+        true
+      ),
+      value: dimensionText(
+        `${at}.Dimensions.member.${j + 1}.Value`,
+        nameOk(`${at}.Dimensions.member.${j + 1}.Value`, dim["Value"], LIMITS.maxDimensionValueLength),
+        false
+      )
     }))
     if (dimensions.length > LIMITS.maxDimensionsPerDatum) {
       throw invalid(`The collection ${at}.Dimensions must not have a size greater than 30.`)
@@ -208,7 +231,8 @@ const validate = (input: Record<string, unknown>, now: number, checkTimestamps: 
     const timestamp = timestampOf(d["Timestamp"])
     if (
       timestamp !== undefined &&
-      (Number.isNaN(timestamp) || checkTimestamps && (timestamp < now - TWO_WEEKS || timestamp > now + TWO_HOURS))
+      (Number.isNaN(timestamp) ||
+        settings.checkTimestamps && (timestamp < now - TWO_WEEKS || timestamp > now + TWO_HOURS))
     ) {
       throw invalid(
         `The parameter ${at}.Timestamp must specify a time no more than two weeks in the past or two hours in the future.`
@@ -416,7 +440,7 @@ export class CloudWatchServer {
             `Request size ${body.length} exceeded ${LIMITS.maxRequestBytes} bytes`
           )
         }
-        const { datums, namespace } = validate(decoded.input, Date.now(), current.checkTimestamps)
+        const { datums, namespace } = validate(decoded.input, Date.now(), current)
         state.stats.accepted++
         state.calls.push({ protocol: decoded.protocol, compressed, bytes: body.length, namespace, datums })
         answer(res, decoded.protocol, decoded.operation)
