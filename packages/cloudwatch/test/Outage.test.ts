@@ -4,7 +4,7 @@ import { Client, MetricsCollector, Serde } from "@effect-kinesis/core"
 import { Producer } from "@effect-kinesis/producer"
 import { CloudWatchEndpoint, ConsumerWorker, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { expect, layer } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Option, Scope } from "effect"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 
@@ -24,6 +24,8 @@ const SHARDS = 2
 const PAYLOAD_BYTES = 100
 const CAPACITY = 3
 const CLOSE_TIMEOUT_MILLIS = 500
+/** How long a test waits for the publisher to close before counting the close as hung: generous, for a loaded machine. */
+const CLOSE_BOUND = `${CLOSE_TIMEOUT_MILLIS + 4500} millis`
 
 const payload = (id: number) => {
   const head = `${id};`
@@ -101,13 +103,17 @@ const session = (mode: Mode, records: number, options: CloudWatchMetrics.Options
         { concurrency: 4, discard: true }
       )
 
-    /** Stops the data path, then closes the publisher (which sends the last interval within `closeTimeout`). */
+    /**
+     * Stops the data path, then closes the publisher (which sends the last interval within `closeTimeout`); `returned`
+     * tells whether that close returned within CLOSE_BOUND.
+     */
     const close = Effect.gen(function*() {
       yield* Scope.close(dataScope, Exit.void)
       const closeStartedAt = Date.now()
-      const started = performance.now()
-      yield* Scope.close(publisherScope, Exit.void)
-      return { closeStartedAt, closeMillis: performance.now() - started }
+      // Closing is uninterruptible: it runs on a fiber of its own, so that a hung close fails the test, not times it out.
+      const closing = yield* Effect.forkDetach(Scope.close(publisherScope, Exit.void))
+      const returned = yield* Fiber.await(closing).pipe(Effect.timeoutOption(CLOSE_BOUND))
+      return { closeStartedAt, returned: Option.isSome(returned) }
     })
 
     return { endpoint, publisher, collector, delivered, allConsumed, produce, close, unique: () => unique }
@@ -116,7 +122,6 @@ const session = (mode: Mode, records: number, options: CloudWatchMetrics.Options
 interface Run {
   readonly mode: Mode
   readonly perSecond: number
-  readonly closeMillis: number
   readonly closeStartedAt: number
   readonly maxBuffered: number
   readonly status: CloudWatchMetrics.Status
@@ -145,12 +150,11 @@ const throughputRun = (mode: Mode, records = RECORDS) =>
     yield* Deferred.await(s.allConsumed).pipe(Effect.timeout(RUN_TIMEOUT))
     const perSecond = records / ((performance.now() - started) / 1000)
     yield* Fiber.interrupt(sampler)
-    const { closeMillis, closeStartedAt } = yield* s.close
-    closesReturned++
+    const { closeStartedAt, returned } = yield* s.close
+    if (returned) closesReturned++
     return {
       mode,
       perSecond,
-      closeMillis,
       closeStartedAt,
       maxBuffered: Math.max(...buffered),
       status: yield* s.publisher.status,
@@ -204,7 +208,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "120 seconds" })("Cloud
             )
           }; best failing/healthy ${ratios.failing.toFixed(2)}, hanging/healthy ${ratios.hanging.toFixed(2)}`
         )
-        // Measured 0.84–1.05 over runs on a loaded 2-core machine; a publisher that holds up the data path while
+        // Measured 0.84–1.17 over 8 runs on a loaded 2-core machine; a publisher that holds up the data path while
         // CloudWatch is down lands far below (see the report of the change that added this test).
         expect(ratios.failing).toBeGreaterThanOrEqual(0.7)
         expect(ratios.hanging).toBeGreaterThanOrEqual(0.7)
@@ -212,8 +216,6 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "120 seconds" })("Cloud
         for (const run of all) {
           // Every record produced was consumed exactly once.
           expect(run.delivered.every((n) => n === 1), `${run.mode}: every record once`).toBe(true)
-          // Close returned, within closeTimeout and a generous margin for a loaded machine.
-          expect(run.closeMillis).toBeLessThan(CLOSE_TIMEOUT_MILLIS + 4000)
           // Never more than CAPACITY intervals waiting.
           expect(run.maxBuffered).toBeLessThanOrEqual(CAPACITY)
           switch (run.mode) {
@@ -240,7 +242,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "120 seconds" })("Cloud
             }
           }
         }
-        // Every close returned, the 4 in a hang and the 4 in failures included.
+        // Every close returned (within closeTimeout and a margin), the 4 in a hang and the 4 in failures included.
         expect(closesReturned - closesBefore).toBe(12)
         // Drops are counted in the Effect metric too.
         const droppedAfter = (yield* Metric.value(CloudWatchMetrics.droppedIntervals)).count
@@ -287,7 +289,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "120 seconds" })("Cloud
       }
       yield* Fiber.interrupt(background)
       const status = yield* s.publisher.status
-      const { closeMillis } = yield* s.close
+      const { returned } = yield* s.close
       const stats = yield* s.endpoint.stats
       console.log(
         `hanging CloudWatch, 50 ms intervals: heap after GC grew ${
@@ -300,6 +302,6 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "120 seconds" })("Cloud
       expect(status.droppedIntervals).toBeGreaterThan(20)
       expect(stats.hung).toBeGreaterThan(0)
       expect(s.delivered.every((n) => n === 1)).toBe(true)
-      expect(closeMillis).toBeLessThan(CLOSE_TIMEOUT_MILLIS + 4000)
+      expect(returned).toBe(true)
     })))
 })
