@@ -135,7 +135,11 @@ const RECORDS = 30_000
 let closesReturned = 0
 const RUN_TIMEOUT = "60 seconds"
 
-/** Produce+consume throughput (records/s, from the first record produced to the last consumed) in `mode`. */
+/**
+ * Produce+consume throughput (records/s, from the first record produced to the last consumed) in `mode`, with the
+ * producer's default settings: its per-shard rate limit (1 MiB/s) makes ~19,500 records/s of this size on 2 shards
+ * the pace when nothing holds the data path up. (Without the limit the runs are CPU-bound and twice as noisy here.)
+ */
 const throughputRun = (mode: Mode, records = RECORDS) =>
   Effect.scoped(Effect.gen(function*() {
     const s = yield* session(mode, records, { interval: "200 millis" })
