@@ -449,9 +449,17 @@ const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) => {
       const datums = calls.flatMap((call) => call.datums)
       const names = new Set(datums.map((d) => `${d.namespace}/${d.metricName}`))
       const rejected = (yield* endpoint.rejections).length
+      // One headline metric of each side: the KPL's records put (its dimensionless total) and the KCL's records
+      // processed (summed over shards), to set beside produced= and consumed= below.
+      const total = (name: string, namespace: string, where: (d: CloudWatchEndpoint.Datum) => boolean) =>
+        datums.filter((d) => d.metricName === name && d.namespace === namespace && where(d))
+          .reduce((n, d) => n + (d.statisticValues?.sum ?? d.value ?? 0), 0)
       metricsSummary =
         `metrics: fake CloudWatch received ${calls.length} PutMetricData calls, ${datums.length} datums, `
-        + `${names.size} metrics in ${new Set(calls.map((c) => c.namespace)).size} namespaces`
+        + `${names.size} metrics in ${new Set(calls.map((c) => c.namespace)).size} namespaces; `
+        + `KinesisProducerLibrary/UserRecordsPut=${
+          total("UserRecordsPut", "KinesisProducerLibrary", (d) => d.dimensions.length === 0)
+        } ${APPLICATION}/RecordsProcessed=${total("RecordsProcessed", APPLICATION, () => true)}`
         + (rejected > 0 ? `, REJECTED ${rejected} requests` : "")
       return yield* exit
     }))

@@ -23,9 +23,22 @@ describe("demo --metrics", () => {
   it("cloudwatch: the demo publishes to a fake CloudWatch it starts and prints what it received", async () => {
     const result = await demo("--records", "2000", "--metrics", "cloudwatch")
     expect(result.code).toBe(0)
-    expect(result.stdout).toMatch(
-      /^metrics: fake CloudWatch received \d+ PutMetricData calls, \d+ datums, \d+ metrics in \d+ namespaces$/m
-    )
+    const summary = new RegExp(
+      "^metrics: fake CloudWatch received (\\d+) PutMetricData calls, (\\d+) datums, \\d+ metrics in \\d+ namespaces; "
+        + "KinesisProducerLibrary/UserRecordsPut=(\\d+) demo-\\w+/RecordsProcessed=(\\d+)$",
+      "m"
+    ).exec(result.stdout)
+    expect(summary).not.toBeNull()
+    const [, calls, datums, userRecordsPut, recordsProcessed] = summary!.map(Number)
+    expect(calls).toBeGreaterThan(0)
+    expect(datums).toBeGreaterThan(0)
+    // The producer's KPL metrics and the workers' KCL metrics both reached CloudWatch, up to the last interval: every
+    // acknowledged record is counted as put, every consumed one as processed (at least once: delivery is).
+    const [, produced, consumed] = (/^produced=(\d+) consumed=(\d+)/m.exec(result.stdout) ?? []).map(Number)
+    expect(produced).toBe(2000)
+    expect(userRecordsPut).toBeGreaterThanOrEqual(produced)
+    expect(recordsProcessed).toBeGreaterThanOrEqual(produced)
+    expect(recordsProcessed).toBeLessThanOrEqual(consumed)
     expect(result.stdout).not.toContain("REJECTED")
   }, 120_000)
 
