@@ -78,4 +78,26 @@ describe("MetricsCollector.layerEffectMetrics", () => {
       expect(yield* lag("orders-app")).toBe(1000)
       expect(yield* lag("audit-app")).toBe(5)
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())))
+
+  it.effect("a zero interval drains every 10 ms rather than in a busy loop", () =>
+    Effect.gen(function*() {
+      let published = 0
+      yield* Effect.gen(function*() {
+        let orders: MetricsCollector.Series = MetricsCollector.disabled
+        const collector = yield* MetricsCollector.makePublishing(
+          // Every interval holds a value, so every drain publishes: the count is the drains'.
+          () =>
+            Effect.sync(() => {
+              published++
+              orders.record(1)
+            }),
+          { interval: "0 millis" }
+        )
+        orders = collector.series({ namespace: "App", name: "Orders", unit: "Count", dimensions: [] })
+        orders.record(1)
+        for (let i = 0; i < 5; i++) yield* TestClock.adjust("10 millis")
+      }).pipe(Effect.scoped)
+      // Five drains in 50 ms and the last at close.
+      expect(published).toBeLessThanOrEqual(6)
+    }))
 })

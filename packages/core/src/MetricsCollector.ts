@@ -384,7 +384,7 @@ export interface PublishingOptions {
   /**
    * How often the collector is drained and the interval handed to the publisher. Default 60 s: the
    * KPL's `MetricsUploadDelay` and CloudWatch's standard resolution (one datum per metric per
-   * minute), so one interval is one CloudWatch data point.
+   * minute), so one interval is one CloudWatch data point. Shorter than 10 ms counts as 10 ms.
    */
   readonly interval?: Duration.Input | undefined
 }
@@ -420,7 +420,8 @@ export const makePublishing = <R>(
 ): Effect.Effect<MetricsCollector["Service"], never, R | Scope.Scope> =>
   Effect.gen(function*() {
     const collector = yield* make
-    const every = Duration.fromInputUnsafe(options.interval ?? "60 seconds")
+    // A zero or negative interval would drain in a busy loop.
+    const every = Duration.max(Duration.fromInputUnsafe(options.interval ?? "60 seconds"), Duration.millis(10))
     const tick = Effect.flatMap(
       collector.drain,
       (interval) =>
