@@ -13,13 +13,13 @@
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
 import { Aggregation, Client, Serde } from "@effect-kinesis/core"
 import { Deferred, Effect, Fiber } from "effect"
-import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import { cpus } from "node:os"
 import { fileURLToPath } from "node:url"
 import { withDrainedCollector } from "./drainedCollector.ts"
+import { startServerProcess } from "./fakeKinesis.ts"
 
 const SHARDS = 2
 /** GetRecords answers with records per shard; then the shard is caught up (empty answers). */
@@ -112,18 +112,7 @@ const runFakeServer = () => {
   })
 }
 
-const startFakeServer = (): Promise<{ endpoint: string; stop: () => void }> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), "server"], {
-      stdio: ["ignore", "pipe", "inherit"]
-    })
-    child.on("error", reject)
-    child.stdout.setEncoding("utf8")
-    child.stdout.on("data", (text: string) => {
-      const match = /PORT (\d+)/.exec(text)
-      if (match !== null) resolve({ endpoint: `http://127.0.0.1:${match[1]}`, stop: () => child.kill("SIGKILL") })
-    })
-  })
+const startFakeServer = () => startServerProcess(fileURLToPath(import.meta.url), "server")
 
 // ---------------------------------------------------------------------------------------------------
 // The measurement

@@ -76,8 +76,18 @@ const runFakeServer = () => {
 }
 
 export const startFakeServer = (): Promise<{ endpoint: string; stop: () => void }> =>
+  startServerProcess(fileURLToPath(import.meta.url))
+
+/**
+ * Runs `script` (with `args`) as a child process the way this process runs, and resolves once it
+ * prints `PORT <n>`: the loopback endpoint of the server it started.
+ */
+export const startServerProcess = (
+  script: string,
+  ...args: ReadonlyArray<string>
+): Promise<{ endpoint: string; stop: () => void }> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+    const child = spawn(process.execPath, [...process.execArgv, script, ...args], {
       stdio: ["ignore", "pipe", "inherit"]
     })
     child.on("error", reject)

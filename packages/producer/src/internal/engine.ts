@@ -11,6 +11,7 @@ export type PutRecordsRequestEntry = Parameters<Client.Client["Service"]["putRec
 export type PutRecordsOutput = Effect.Success<ReturnType<Client.Client["Service"]["putRecords"]>>
 
 /** The user records one aggregated Kinesis record of a request carries. */
+
 export class Aggregate {
   readonly shard: ShardState
   readonly entries: Array<Entry>
@@ -142,6 +143,29 @@ const RETRYABLE_RECORD_CODES = new Set([
   "ServiceUnavailableException",
   "KMSThrottlingException"
 ])
+
+/**
+ * Builds the aggregate `aggregator` holds (of `entries`), empties the aggregator and adds the
+ * aggregate to `batch` as one Kinesis record; returns its size, exactly what Kinesis counts.
+ */
+const addAggregate = (
+  batch: Batch,
+  shard: ShardState,
+  aggregator: Aggregation.Aggregator,
+  entries: Array<Entry>
+): number => {
+  const size = aggregator.size
+  const record = aggregator.build()!
+  aggregator.reset()
+  batch.add(
+    record.explicitHashKey === undefined
+      ? { PartitionKey: record.partitionKey, Data: record.data }
+      : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey },
+    new Aggregate(shard, entries, size),
+    entries.length
+  )
+  return size
+}
 
 /**
  * The producer's state machine, plain and synchronous: intake, per-shard queues and token
@@ -627,10 +651,7 @@ export class Engine {
       entry = shard.peek(now)
     }
     if (entries.length === 0) return false
-    // Exact: what Kinesis will count for the record `build` returns.
-    const size = aggregator.size
-    const record = aggregator.build()!
-    aggregator.reset()
+    const size = addAggregate(batch, shard, aggregator, entries)
     const kpl = shard.kpl
     for (const entry of entries) {
       entry.attempts++
@@ -638,13 +659,6 @@ export class Engine {
       kpl?.bufferingTime.add(now - entry.waitingSince)
     }
     this.pending -= entries.length
-    batch.add(
-      record.explicitHashKey === undefined
-        ? { PartitionKey: record.partitionKey, Data: record.data }
-        : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey },
-      new Aggregate(shard, entries, size),
-      entries.length
-    )
     shard.consume(size)
     return true
   }
@@ -790,17 +804,8 @@ export class Engine {
     // The aggregator is empty between `build`s, and this runs synchronously between them.
     const aggregator = shard.aggregator!
     for (const entry of entries) aggregator.add(entry)
-    const size = aggregator.size
-    const record = aggregator.build()!
-    aggregator.reset()
     const batch = new Batch(1)
-    batch.add(
-      record.explicitHashKey === undefined
-        ? { PartitionKey: record.partitionKey, Data: record.data }
-        : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey },
-      new Aggregate(shard, entries, size),
-      entries.length
-    )
+    addAggregate(batch, shard, aggregator, entries)
     batch.full = true
     return batch
   }
