@@ -11,11 +11,12 @@
  * @since 0.1.0
  */
 import type { KinesisError } from "@effect-kinesis/core"
-import { Effect, Result, type Schedule, Stream } from "effect"
+import { Effect, type Schedule, Stream } from "effect"
 import type { ShardStream } from "./Consumer.ts"
 import type { RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import { letFinishFor } from "./internal/checkpointer.ts"
+import * as RecordHandling from "./internal/recordHandling.ts"
 
 /**
  * Retry, then skip the record and go on with the next.
@@ -148,8 +149,6 @@ export interface Options<A, E, R> {
   readonly onMaxRetryExceeded?: ((failure: Failure<A, E>) => Effect.Effect<void, never, R>) | undefined
 }
 
-const STOP = Symbol.for("@effect-kinesis/consumer/ErrorHandling/stop")
-
 /**
  * Processes a shard's records one at a time with `handler`, staging each processed or skipped
  * record on the shard's checkpointer, per the error handling mode. The stream ends (without
@@ -179,51 +178,18 @@ export const processShard = <A, E, R, R2 = never>(
   handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>,
   options: Options<A, E, R2>
 ): Stream.Stream<Handled<A, E>, KinesisError.KinesisError, R | R2> => {
-  const modeFor = typeof options.mode === "function" ? options.mode : () => options.mode as Mode
-  const giveUp = (failure: Failure<A, E>, position: { sequenceNumber: string; subSequenceNumber: number }) =>
-    Effect.gen(function*() {
-      // Never silent: without a hook, the record given up on is at least logged.
-      if (options.onMaxRetryExceeded !== undefined) yield* options.onMaxRetryExceeded(failure)
-      else {
-        yield* Effect.logWarning(
-          `${
-            failure.mode._tag === "RetryAndStop" ? "stopping the shard at" : "skipping"
-          } record ${position.sequenceNumber}/${position.subSequenceNumber} of ${shard.shardId}`,
-          // Not the deserializer's message: it may quote the record's data.
-          failure._tag === "DecodingFailed" ? "it could not be decoded" : failure.error
-        )
-      }
-      if (failure.mode._tag === "RetryAndStop") return STOP
-      yield* shard.checkpointer.stage(position)
-      return { _tag: "Skipped", failure } as Handled<A, E>
-    })
-
-  const handle = (
-    result: Result.Result<ConsumerRecord<A>, RecordDecodeFailed>
-  ): Effect.Effect<Handled<A, E> | typeof STOP, never, R | R2> => {
-    if (Result.isFailure(result)) {
-      const error = result.failure
-      return giveUp({ _tag: "DecodingFailed", error, mode: modeFor(error) }, error.record)
-    }
-    const record = result.success
-    const mode = modeFor(record)
-    const attempts = handler(record).pipe(
-      Effect.retry(
-        mode.schedule === undefined ? { times: mode.retries } : { times: mode.retries, schedule: mode.schedule }
-      )
-    )
-    return Effect.matchEffect(attempts, {
-      onSuccess: () => Effect.as(shard.checkpointer.stage(record), { _tag: "Processed", record } as Handled<A, E>),
-      onFailure: (error) => giveUp({ _tag: "ProcessingFailed", record, error, mode }, record)
-    })
-  }
-
+  const handle = RecordHandling.make(shard.shardId, handler, options)
   // A stop lets the record being handled (retries, dead-lettering) finish within the consumer's
   // `shutdownGracePeriod`.
   const finishing = letFinishFor(shard.checkpointer)
   return shard.results.pipe(
-    Stream.mapEffect((result) => finishing(handle(result))),
-    Stream.takeWhile((handled) => handled !== STOP),
-    Stream.map((handled) => handled as Handled<A, E>)
+    Stream.mapEffect((result) =>
+      finishing(Effect.tap(handle(result), (outcome) =>
+        outcome === RecordHandling.STOP
+          ? Effect.void
+          : shard.checkpointer.stage(RecordHandling.positionOf(outcome))))
+    ),
+    Stream.takeWhile((outcome) => outcome !== RecordHandling.STOP),
+    Stream.map((outcome) => outcome as Handled<A, E>)
   )
 }

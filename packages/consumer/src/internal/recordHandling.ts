@@ -1,0 +1,74 @@
+/**
+ * One record through the user's handler under an error handling mode, without staging it: the
+ * caller stages in its own order (one at a time, or the contiguous prefix of records processed
+ * concurrently).
+ *
+ * @internal
+ */
+import { Effect, Result } from "effect"
+import type { RecordDecodeFailed } from "../ConsumerError.ts"
+import type { ConsumerRecord } from "../ConsumerRecord.ts"
+import type { Failure, Handled, Mode, Options } from "../ErrorHandling.ts"
+
+/** @internal */
+export const STOP = Symbol.for("@effect-kinesis/consumer/ErrorHandling/stop")
+
+/** The outcome of one record: handled (processed or skipped), or the shard must stop before it. */
+export type Outcome<A, E> = Handled<A, E> | typeof STOP
+
+/**
+ * Returns the function that runs one record (or decode failure) through `handler`, retrying and
+ * giving up per `options`. A record given up on is skipped (its outcome says so) or stops the
+ * shard ({@link STOP}); either way `onMaxRetryExceeded` (or a warning) is told first.
+ *
+ * @internal
+ */
+export const make = <A, E, R, R2>(
+  shardId: string,
+  handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>,
+  options: Options<A, E, R2>
+): (result: Result.Result<ConsumerRecord<A>, RecordDecodeFailed>) => Effect.Effect<Outcome<A, E>, never, R | R2> => {
+  const modeFor = typeof options.mode === "function" ? options.mode : () => options.mode as Mode
+  const giveUp = (failure: Failure<A, E>, position: { sequenceNumber: string; subSequenceNumber: number }) =>
+    Effect.gen(function*() {
+      // Never silent: without a hook, the record given up on is at least logged.
+      if (options.onMaxRetryExceeded !== undefined) yield* options.onMaxRetryExceeded(failure)
+      else {
+        yield* Effect.logWarning(
+          `${
+            failure.mode._tag === "RetryAndStop" ? "stopping the shard at" : "skipping"
+          } record ${position.sequenceNumber}/${position.subSequenceNumber} of ${shardId}`,
+          // Not the deserializer's message: it may quote the record's data.
+          failure._tag === "DecodingFailed" ? "it could not be decoded" : failure.error
+        )
+      }
+      if (failure.mode._tag === "RetryAndStop") return STOP
+      return { _tag: "Skipped", failure } as Outcome<A, E>
+    })
+
+  return (result) => {
+    if (Result.isFailure(result)) {
+      const error = result.failure
+      return giveUp({ _tag: "DecodingFailed", error, mode: modeFor(error) }, error.record)
+    }
+    const record = result.success
+    const mode = modeFor(record)
+    const attempts = handler(record).pipe(
+      Effect.retry(
+        mode.schedule === undefined ? { times: mode.retries } : { times: mode.retries, schedule: mode.schedule }
+      )
+    )
+    return Effect.matchEffect(attempts, {
+      onSuccess: () => Effect.succeed({ _tag: "Processed", record } as Outcome<A, E>),
+      onFailure: (error) => giveUp({ _tag: "ProcessingFailed", record, error, mode }, record)
+    })
+  }
+}
+
+/** The position an outcome stages (the record processed or skipped). */
+export const positionOf = <A, E>(handled: Handled<A, E>): { sequenceNumber: string; subSequenceNumber: number } =>
+  handled._tag === "Processed"
+    ? handled.record
+    : handled.failure._tag === "ProcessingFailed"
+    ? handled.failure.record
+    : handled.failure.error.record
