@@ -9,6 +9,7 @@ import { Aggregation, Client, ExtendedSequenceNumber } from "@effect-kinesis/cor
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Clock, Effect, Fiber, Schedule, Sink } from "effect"
+import { shiftedClock } from "./clock.ts"
 import { eventually, KinesisLive, put, shardedStreamOptions } from "./fixtures.ts"
 
 type Record = ConsumerRecord.ConsumerRecord<string>
@@ -63,20 +64,6 @@ const run = (
   })
 
 const data = (records: ReadonlyArray<Record>) => records.map((r) => r.data)
-
-// A clock `offset()` milliseconds ahead of the real one (wall time only: sleeps and the monotonic
-// time are the real ones), to age records without waiting.
-const shiftedClock = (offset: () => number) =>
-  Effect.map(Clock.clockWith(Effect.succeed), (live): Clock.Clock => ({
-    ...live,
-    currentTimeMillisUnsafe: () => live.currentTimeMillisUnsafe() + offset(),
-    currentTimeMillis: Effect.sync(() => live.currentTimeMillisUnsafe() + offset()),
-    currentTimeNanosUnsafe: () => live.currentTimeNanosUnsafe() + BigInt(offset()) * 1_000_000n,
-    currentTimeNanos: Effect.sync(() => live.currentTimeNanosUnsafe() + BigInt(offset()) * 1_000_000n),
-    monotonicTimeNanosUnsafe: () => live.monotonicTimeNanosUnsafe(),
-    monotonicTimeNanos: Effect.sync(() => live.monotonicTimeNanosUnsafe()),
-    sleep: (duration) => live.sleep(duration)
-  }))
 
 layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("BatchProcessing", (it) => {
   describe("partial batch failure", () => {
