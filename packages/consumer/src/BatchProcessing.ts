@@ -156,7 +156,8 @@ export interface Options<A, E, R> {
 /**
  * A batch handler: returns nothing when every record was processed, {@link itemFailures} when
  * some failed; fails when the whole batch failed. (A defect is not a batch failure: it fails the
- * consumer.)
+ * consumer.) The result type is checked so that a reported failure's error is an `E`: end an
+ * effect that returns something else with `Effect.asVoid`.
  *
  * @example
  * ```ts

@@ -8,7 +8,7 @@ import {
 import { Aggregation, Client, ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Clock, Effect, Fiber, Schedule, Sink } from "effect"
+import { Clock, Deferred, Effect, Fiber, Schedule, Sink } from "effect"
 import { shiftedClock } from "./clock.ts"
 import { eventually, KinesisLive, put, shardedStreamOptions } from "./fixtures.ts"
 
@@ -275,21 +275,36 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("BatchP
         expect(bad1.record.data).toBe("bad-1")
       }))
 
-    it.effect("a batch failing as a whole sends all its records; a Sink destination receives them", () =>
+    it.effect("a batch failing as a whole sends all its records; a Sink destination receives them, and the checkpoint waits for it", () =>
       Effect.gen(function*() {
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
         const repository = yield* LeaseRepository.makeMemory()
         yield* put(streamName, [{ partitionKey: "k", data: "a" }, { partitionKey: "k", data: "b" }])
         const sunk: Array<Failed> = []
+        const release = yield* Deferred.make<void>()
+        let waiting = false
         const { calls, fiber } = yield* run(
           streamName,
           () => Effect.fail(new Error("down")),
           {
             maxRetryAttempts: 1,
-            onFailure: Sink.forEach((failed: Failed) => Effect.sync(() => sunk.push(failed)))
+            // Holds the first record until released.
+            onFailure: Sink.forEach((failed: Failed) =>
+              Effect.andThen(
+                Effect.sync(() => {
+                  waiting = true
+                }),
+                Effect.andThen(Deferred.await(release), Effect.sync(() => sunk.push(failed)))
+              )
+            )
           },
           repository
         )
+        yield* eventually(Effect.sync(() => waiting), "20 seconds", "the destination called")
+        // Several checkpoint intervals (100 ms): nothing given up on is checkpointed before delivered.
+        yield* Effect.sleep("500 millis")
+        const before = yield* checkpointOf(repository)
+        yield* Deferred.succeed(release, undefined)
         yield* eventually(Effect.sync(() => sunk.length === 2), "20 seconds", "2 records given up on")
         yield* eventually(
           Effect.map(checkpointOf(repository), (c) => isAt(c, calls[0]![1]!)),
@@ -297,11 +312,59 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("BatchP
           "checkpoint"
         )
         yield* Fiber.interrupt(fiber)
+        expect(before === undefined || ExtendedSequenceNumber.isSentinel(before)).toBe(true)
         expect(calls.map(data)).toEqual([["a", "b"], ["a", "b"]])
         expect(sunk.map((f) => [f._tag, f.attempts, f._tag === "Undecodable" ? undefined : f.record.data])).toEqual([
           ["RetriesExhausted", 2, "a"],
           ["RetriesExhausted", 2, "b"]
         ])
+      }))
+  })
+
+  describe("stopping", () => {
+    it.effect("a stop lets the running batch finish and checkpoints it", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, [{ partitionKey: "k", data: "a" }, { partitionKey: "k", data: "b" }])
+        const processed: Array<string> = []
+        const { calls, fiber } = yield* run(
+          streamName,
+          (records) =>
+            Effect.andThen(
+              Effect.sleep("500 millis"),
+              Effect.sync(() => {
+                processed.push(...data(records))
+              })
+            ),
+          {},
+          repository
+        )
+        yield* eventually(Effect.sync(() => calls.length === 1), "20 seconds", "the batch started")
+        yield* Fiber.interrupt(fiber)
+        expect(processed).toEqual(["a", "b"])
+        expect(isAt(yield* checkpointOf(repository), calls[0]![1]!)).toBe(true)
+      }))
+
+    it.effect("a stop starts no new attempt of a failing batch and leaves the checkpoint before it", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, [{ partitionKey: "k", data: "a" }])
+        const { calls, destination, fiber } = yield* run(
+          streamName,
+          () => Effect.fail(new Error("down")),
+          { retrySchedule: Schedule.spaced("50 millis") },
+          repository
+        )
+        yield* eventually(Effect.sync(() => calls.length >= 2), "20 seconds", "retries")
+        const before = calls.length
+        // Within the 10 s grace period a retry loop left running would call it again ~200 times.
+        yield* Fiber.interrupt(fiber)
+        expect(calls.length).toBeLessThanOrEqual(before + 1)
+        expect(destination).toEqual([])
+        const checkpoint = yield* checkpointOf(repository)
+        expect(checkpoint === undefined || ExtendedSequenceNumber.isSentinel(checkpoint)).toBe(true)
       }))
   })
 
