@@ -112,6 +112,33 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("BatchP
       }))
   })
 
+  describe("batchSize and batchWindow", () => {
+    it.effect("without a window a batch is what was fetched, cut at batchSize; with one, records arriving within it join the batch", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        yield* put(streamName, Array.from({ length: 7 }, (_, i) => ({ partitionKey: "k", data: `r${i}` })))
+        const cut = yield* run(streamName, () => Effect.void, { batchSize: 3 }, yield* LeaseRepository.makeMemory())
+        yield* eventually(Effect.sync(() => cut.calls.flat().length === 7), "20 seconds", "7 records")
+        yield* Fiber.interrupt(cut.fiber)
+        expect(cut.calls.map(data)).toEqual([["r0", "r1", "r2"], ["r3", "r4", "r5"], ["r6"]])
+
+        // The first record opens a 3 s window; two more written a second later join its batch.
+        const other = yield* StreamFixtures.stream({ shardCount: 1 })
+        yield* put(other.streamName, [{ partitionKey: "k", data: "w0" }])
+        const { calls, fiber } = yield* run(
+          other.streamName,
+          () => Effect.void,
+          { batchSize: 100, batchWindow: "3 seconds" },
+          yield* LeaseRepository.makeMemory()
+        )
+        yield* Effect.sleep("1 second")
+        yield* put(other.streamName, [{ partitionKey: "k", data: "w1" }, { partitionKey: "k", data: "w2" }])
+        yield* eventually(Effect.sync(() => calls.flat().length === 3), "20 seconds", "3 records")
+        yield* Fiber.interrupt(fiber)
+        expect(calls.map(data)).toEqual([["w0", "w1", "w2"]])
+      }))
+  })
+
   describe("bisectOnError", () => {
     it.effect("isolates one poison record among 1000: only it reaches the destination, the 999 others are processed once, the checkpoint ends past all", () =>
       Effect.gen(function*() {
