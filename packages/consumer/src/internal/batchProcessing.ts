@@ -170,7 +170,17 @@ export const make = <A, E, R, R2>(
             let j = i
             while (j < range.end && records[j] !== undefined && !tooOld(records[j]!)) j++
             for (let k = i; k < j; k++) attempts[k]!++
-            const result = yield* Effect.result(handler(records.slice(i, j) as Array<ConsumerRecord<A>>))
+            const batch = records.slice(i, j) as Array<ConsumerRecord<A>>
+            // One span per call of the handler, as `consumeWith` has per batch.
+            const result = yield* Effect.result(handler(batch)).pipe(Effect.withSpan("kinesis.consumer.process", {
+              attributes: {
+                "kinesis.shard_id": batch[0]!.shardId,
+                "kinesis.user_records": batch.length,
+                "kinesis.first_sequence_number": batch[0]!.sequenceNumber,
+                "kinesis.last_sequence_number": batch[batch.length - 1]!.sequenceNumber,
+                "kinesis.attempt": attempts[i]!
+              }
+            }))
 
             let firstFailed = j
             let errors: Map<number, unknown> | undefined
