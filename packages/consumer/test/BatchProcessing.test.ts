@@ -36,7 +36,10 @@ const run = (
     records: ReadonlyArray<Record>,
     call: number
   ) => Effect.Effect<void | BatchProcessing.BatchItemFailures<Error>, Error>,
-  options: BatchProcessing.Options<string, Error, never> & { readonly applicationName?: string },
+  options:
+    & BatchProcessing.Options<string, Error, never>
+    & Pick<BatchProcessing.ConsumeBatchesOptions<string, Error, never>, "onDiagnostic">
+    & { readonly applicationName?: string },
   repository: LeaseRepository.LeaseRepository["Service"]
 ) =>
   Effect.gen(function*() {
@@ -392,6 +395,38 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("BatchP
         expect(destination).toEqual([])
         const checkpoint = yield* checkpointOf(repository)
         expect(checkpoint === undefined || ExtendedSequenceNumber.isSentinel(checkpoint)).toBe(true)
+      }))
+  })
+
+  describe("a lost lease", () => {
+    it.effect("starts no new attempt of a failing batch", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, [{ partitionKey: "k", data: "a" }])
+        let lost = false
+        const { calls, destination, fiber } = yield* run(
+          streamName,
+          () => Effect.fail(new Error("down")),
+          {
+            retrySchedule: Schedule.spaced("50 millis"),
+            onDiagnostic: (event) =>
+              Effect.sync(() => {
+                if (event._tag === "LeaseLost") lost = true
+              })
+          },
+          repository
+        )
+        yield* eventually(Effect.sync(() => calls.length >= 2), "20 seconds", "retries")
+        const [lease] = yield* repository.list
+        yield* repository.take(lease!, "thief")
+        yield* eventually(Effect.sync(() => lost), "10 seconds", "the lease lost")
+        const after = calls.length
+        // Ten retry intervals: a retry loop left running would call it about ten times more.
+        yield* Effect.sleep("500 millis")
+        yield* Fiber.interrupt(fiber)
+        expect(calls.length).toBeLessThanOrEqual(after + 1)
+        expect(destination).toEqual([])
       }))
   })
 
