@@ -14,6 +14,9 @@ import * as Destination from "./failureDestination.ts"
 /** @internal */
 export const STOP = Symbol.for("@effect-kinesis/consumer/ErrorHandling/stop")
 
+// The result of an attempt not made: the record was too old.
+const TOO_OLD = Symbol.for("@effect-kinesis/consumer/ErrorHandling/tooOld")
+
 /** The outcome of one record: handled (processed or skipped), or the shard must stop before it. */
 export type Outcome<A, E> = Handled<A, E> | typeof STOP
 
@@ -130,8 +133,6 @@ export const make = <A, E, R, R2>(
     })
   }
 }
-
-const TOO_OLD = Symbol.for("@effect-kinesis/consumer/ErrorHandling/tooOld")
 
 /** The position an outcome stages (the record processed or skipped). */
 export const positionOf = <A, E>(handled: Handled<A, E>): { sequenceNumber: string; subSequenceNumber: number } =>
