@@ -529,7 +529,8 @@ const positionOf = (item: Checkpointable | RecordDecodeFailed) => {
 // Whether the lease behind a shard stream made here is still held and not being stopped (the
 // shard's `done`), for loops that outrun the stream.
 const leases = new WeakMap<ShardStream<any>, LeaseCoordinator.OwnedLease>()
-const isActive = (shard: ShardStream<any>): () => boolean => {
+/** @internal For `BatchProcessing`, whose retries outrun the stream too. */
+export const isActive = (shard: ShardStream<any>): () => boolean => {
   const owned = leases.get(shard)
   return owned === undefined ? () => true : () => owned.state === "active" && !Deferred.isDoneUnsafe(owned.done)
 }

@@ -5,16 +5,20 @@
  * queue. A record that cannot be decoded takes the same path (without retries: decoding again
  * gives the same answer). A stopped shard is not checkpointed past the failing record.
  *
+ * Records older than `maxRecordAge` are skipped unprocessed; `onFailure` (an on-failure destination,
+ * see `FailureDestination`) receives every record skipped.
+ *
  * Use {@link processShard} with `Consumer.shardedStream`, or pass the options to
  * `Consumer.consumeWith`.
  *
  * @since 0.1.0
  */
 import type { KinesisError } from "@effect-kinesis/core"
-import { Effect, type Schedule, Stream } from "effect"
+import { type Duration, Effect, type Schedule, Stream } from "effect"
 import type { ShardStream } from "./Consumer.ts"
 import type { RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
+import type { FailureDestination } from "./FailureDestination.ts"
 import { letFinishFor } from "./internal/checkpointer.ts"
 import * as RecordHandling from "./internal/recordHandling.ts"
 
@@ -124,6 +128,8 @@ export type Failure<A, E> =
 export type Handled<A, E> =
   | { readonly _tag: "Processed"; readonly record: ConsumerRecord<A> }
   | { readonly _tag: "Skipped"; readonly failure: Failure<A, E> }
+  /** Older than `maxRecordAge` when due for an attempt: given to `onFailure`, not processed (again). */
+  | { readonly _tag: "TooOld"; readonly record: ConsumerRecord<A> }
 
 /**
  * Options of {@link processShard}.
@@ -147,6 +153,20 @@ export interface Options<A, E, R> {
   readonly mode: Mode | ((record: ConsumerRecord<A> | RecordDecodeFailed) => Mode)
   /** Called before a record is skipped or its shard stopped. Default: a warning is logged. */
   readonly onMaxRetryExceeded?: ((failure: Failure<A, E>) => Effect.Effect<void, never, R>) | undefined
+  /**
+   * A record older than this (by its `approximateArrivalTimestamp`) when due for its first
+   * attempt or a retry is not processed: it goes to `onFailure` and is skipped, whatever the mode
+   * (Lambda's `MaximumRecordAgeInSeconds`). Default: no limit.
+   */
+  readonly maxRecordAge?: Duration.Input | undefined
+  /**
+   * The on-failure destination of the records skipped: given up on under `RetryAndSkip`
+   * (`RetriesExhausted`, or `Undecodable`), or too old. Under `RetryAndStop` a record given up on
+   * is not skipped, so it does not go there (it is processed again after a restart). Records
+   * are checkpointed past only once it has taken them (retried until it does). Called after
+   * `onMaxRetryExceeded`. Default: none.
+   */
+  readonly onFailure?: FailureDestination<A, E, R> | undefined
 }
 
 /**
