@@ -167,13 +167,14 @@ export const run = <In, Out, E, R>(options: RunOptions<In, Out, E, R>): Stream.S
         last = next
         head++
       }
-      if (head === tail) drained.openUnsafe()
-      checkComplete()
-      // Staged before emitted: a checkpoint the downstream takes on seeing them covers them.
+      // Emitted here, in order (another worker may complete before this one has staged).
+      Queue.offerAllUnsafe(out, outcomes)
+      // Drained only once staged: a shard's end waiting for it then finds every record staged.
       return Effect.andThen(
         checkpointer.stage(options.positionOf(last.item)),
         Effect.sync(() => {
-          Queue.offerAllUnsafe(out, outcomes)
+          if (head === tail) drained.openUnsafe()
+          checkComplete()
         })
       )
     }
