@@ -74,7 +74,8 @@ const watched = (work: (record: Record) => Effect.Effect<void, Error>) => {
   return { state, handler }
 }
 
-const randomSleep = (maxMillis: number) => () => Effect.suspend(() => Effect.sleep(Math.floor(Math.random() * maxMillis)))
+const randomSleep = (maxMillis: number) => () =>
+  Effect.suspend(() => Effect.sleep(Math.floor(Math.random() * maxMillis)))
 
 /** The data of `seen`, per partition key, in the order the handler finished them. */
 const perKey = (seen: ReadonlyArray<Record>) => {
@@ -96,14 +97,24 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
       Effect.gen(function*() {
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
         const repository = yield* LeaseRepository.makeMemory()
-        const written = records(600, 60)
-        yield* put(streamName, [...written.slice(0, 300), { partitionKey: "k7", data: undecodable }, ...written.slice(300)])
+        // Two in three records on four hot keys (often next to each other), the rest over 90 keys.
+        const written = Array.from({ length: 600 }, (_, i) => ({
+          partitionKey: i % 3 === 0 ? `cold-${i % 90}` : `hot-${i % 4}`,
+          data: `r${i}`
+        }))
+        yield* put(streamName, [
+          ...written.slice(0, 300),
+          { partitionKey: "k7", data: undecodable },
+          ...written.slice(300)
+        ])
         const { handler, state } = watched(randomSleep(15))
         const worker = yield* startWorker({ stream: streamName, workerId: "w", repository, parallelism: 8, handler })
         yield* eventually(Effect.sync(() => worker.seen.length >= 600), "30 seconds", "600 records")
         yield* eventually(
-          Effect.map(checkpointOf(repository), (checkpoint) =>
-            ExtendedSequenceNumber.compare(checkpoint, position(lastOf(worker.seen))) === 0),
+          Effect.map(
+            checkpointOf(repository),
+            (checkpoint) => ExtendedSequenceNumber.compare(checkpoint, position(lastOf(worker.seen))) === 0
+          ),
           "10 seconds",
           "the checkpoint at the last record"
         )
@@ -111,7 +122,9 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
 
         expect(state.overlaps).toEqual([])
         for (const [key, indices] of perKey(worker.seen)) {
-          expect(indices, key).toEqual(written.filter((r) => r.partitionKey === key).map((r) => Number(r.data.slice(1))))
+          expect(indices, key).toEqual(
+            written.filter((r) => r.partitionKey === key).map((r) => Number(r.data.slice(1)))
+          )
         }
         expect(worker.seen.length).toBe(600)
         expect(state.maxRunning).toBeGreaterThan(1)
@@ -212,6 +225,40 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
       ))
   })
 
+  describe("without errorHandling", () => {
+    it.effect("a failing handler fails the consumer; the checkpoint stays before the failing record", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, records(100, 10))
+        const { handler } = watched((record) =>
+          record.data === "r30" ? Effect.fail(new Error("cannot r30")) : randomSleep(10)()
+        )
+        const worker = yield* startWorker({ stream: streamName, workerId: "w", repository, parallelism: 8, handler })
+        const exit = yield* Fiber.await(worker.fiber)
+        expect(exit._tag === "Failure" && String(exit.cause)).toContain("cannot r30")
+        const r30 = ExtendedSequenceNumber.make(
+          (yield* Stream.runCollect(
+            Stream.take(
+              Stream.filter(
+                Consumer.shardedStream({ ...shardedStreamOptions(streamName), applicationName: "peek" }).pipe(
+                  Stream.flatMap((shard) => shard.records)
+                ),
+                (r) => r.data === "r30"
+              ),
+              1
+            )
+          ).pipe(
+            Effect.provide(Consumer.layer),
+            Effect.provide(LeaseRepository.layerMemory)
+          ))[0]!.sequenceNumber
+        )
+        const checkpoint = yield* checkpointOf(repository)
+        expect(ExtendedSequenceNumber.compare(checkpoint, r30)).toBeLessThan(0)
+        expect(worker.seen.some((r) => r.data === "r30")).toBe(false)
+      }))
+  })
+
   describe("with errorHandling", () => {
     it.effect("retryAndSkip: a failing record holds only its key while it is retried, is skipped, and the checkpoint moves past it and an undecodable one", () =>
       Effect.gen(function*() {
@@ -220,7 +267,11 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
         const written = records(100, 10).map((r) =>
           r.data === "r13" || r.data === "r57" ? { ...r, data: `bad${r.data}` } : r
         )
-        yield* put(streamName, [...written.slice(0, 40), { partitionKey: "k0", data: undecodable }, ...written.slice(40)])
+        yield* put(streamName, [
+          ...written.slice(0, 40),
+          { partitionKey: "k0", data: undecodable },
+          ...written.slice(40)
+        ])
         const attempts = new Map<string, number>()
         const deadLetters: Array<ErrorHandling.Failure<string, Error>> = []
         const { handler, state } = watched((record) =>
@@ -244,8 +295,10 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
         })
         yield* eventually(Effect.sync(() => worker.seen.length >= 98), "30 seconds", "the 98 good records")
         yield* eventually(
-          Effect.map(checkpointOf(repository), (checkpoint) =>
-            ExtendedSequenceNumber.compare(checkpoint, position(lastOf(worker.seen))) === 0),
+          Effect.map(
+            checkpointOf(repository),
+            (checkpoint) => ExtendedSequenceNumber.compare(checkpoint, position(lastOf(worker.seen))) === 0
+          ),
           "10 seconds",
           "the checkpoint at the last record"
         )
@@ -253,7 +306,11 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
         expect(state.overlaps).toEqual([])
         expect(attempts.get("badr13")).toBe(3)
         expect(attempts.get("badr57")).toBe(3)
-        expect(deadLetters.map((f) => f._tag).sort()).toEqual(["DecodingFailed", "ProcessingFailed", "ProcessingFailed"])
+        expect(deadLetters.map((f) => f._tag).sort()).toEqual([
+          "DecodingFailed",
+          "ProcessingFailed",
+          "ProcessingFailed"
+        ])
         for (const [key, indices] of perKey(worker.seen)) {
           expect(indices, key).toEqual([...indices].sort((a, b) => a - b))
         }
@@ -385,7 +442,9 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
           "the child processing"
         )
         child.kill("SIGKILL")
-        yield* Effect.promise(() => new Promise((resolve) => child.exitCode !== null ? resolve(0) : child.once("exit", resolve)))
+        yield* Effect.promise(() =>
+          new Promise((resolve) => child.exitCode !== null ? resolve(0) : child.once("exit", resolve))
+        )
         const { done, leases } = read()
         const last = leases.at(-1)!
         const unfinished = Array.from({ length: total }, (_, i) => i).filter((i) => !done.has(i))
