@@ -39,15 +39,16 @@ const startWorker = (options: {
   readonly handler?: ((record: Record) => Effect.Effect<void, Error>) | undefined
   readonly errorHandling?: ErrorHandling.Options<string, Error, never> | undefined
   readonly shutdownGracePeriod?: Duration.Input | undefined
+  readonly checkpointInterval?: Duration.Input | undefined
 }) => {
   const { repository, ...rest } = options
   return ConsumerWorker.start({
-    ...rest,
     applicationName: "test",
     deserializer: Serde.string,
     lease: fastLeases,
     checkpointBatchSize: 1000,
     checkpointInterval: "200 millis",
+    ...rest,
     fetch: { pollInterval: "100 millis" },
     leases: Layer.succeed(LeaseRepository.LeaseRepository, repository)
   })
@@ -223,6 +224,63 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
           leases: Layer.succeed(LeaseRepository.LeaseRepository, repository)
         })
       ))
+  })
+
+  describe("graceful stop", () => {
+    it.effect("a stop starts no new record, lets the running ones finish and checkpoints them", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, records(40, 40))
+        const { handler, state } = watched(() => Effect.sleep("1500 millis"))
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          parallelism: 8,
+          handler,
+          shutdownGracePeriod: "5 seconds"
+        })
+        yield* eventually(Effect.sync(() => state.started.length === 8), "30 seconds", "8 records running")
+        yield* worker.stop
+        expect(state.started).toEqual(Array.from({ length: 8 }, (_, i) => `r${i}`))
+        expect(worker.seen.map((r) => r.data).sort()).toEqual(state.started.slice().sort())
+        const [lease] = yield* repository.list
+        expect(lease!.leaseOwner).toBeUndefined()
+        expect(lease!.checkpoint).toEqual(position(worker.seen.find((r) => r.data === "r7")!))
+      }))
+  })
+
+  describe("lost lease", () => {
+    it.effect("once the lease is lost no record starts, though many are read and waiting", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const repository = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, records(60, 60))
+        const { handler, state } = watched(() => Effect.sleep("200 millis"))
+        // No checkpoint during the test: the lease's loss is found by the renewal only.
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          parallelism: 4,
+          handler,
+          checkpointInterval: "1 hour"
+        })
+        yield* eventually(Effect.sync(() => state.started.length >= 4), "30 seconds", "records running")
+        const [lease] = yield* repository.list
+        yield* repository.take(lease!, "thief")
+        yield* eventually(
+          Effect.sync(() => worker.events.some((e) => e._tag === "LeaseLost")),
+          "10 seconds",
+          "the loss noticed"
+        )
+        const startedAtLoss = state.started.length
+        yield* Effect.sleep("1500 millis")
+        expect(state.started.length).toBe(startedAtLoss)
+        expect(startedAtLoss).toBeLessThan(60)
+        yield* worker.stop
+      }))
   })
 
   describe("without errorHandling", () => {
