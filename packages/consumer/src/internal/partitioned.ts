@@ -149,6 +149,32 @@ export const run = <In, Out, E, R>(options: RunOptions<In, Out, E, R>): Stream.S
       return entry
     }
 
+    // The finished prefix not yet staged and emitted. One fiber at a time stages and emits, so
+    // that outcomes are emitted in order and each only once staged.
+    let unstaged: Array<Out> = []
+    let unstagedUpTo: Checkpointable | undefined
+    let staging = false
+    const flush: Effect.Effect<void> = Effect.suspend(() => {
+      const position = unstagedUpTo
+      if (position === undefined) {
+        staging = false
+        // Drained only once staged: a shard's end waiting for it then finds every record staged.
+        if (head === tail) drained.openUnsafe()
+        checkComplete()
+        return Effect.void
+      }
+      const outcomes = unstaged
+      unstaged = []
+      unstagedUpTo = undefined
+      return Effect.andThen(
+        checkpointer.stage(position),
+        Effect.suspend(() => {
+          Queue.offerAllUnsafe(out, outcomes)
+          return flush
+        })
+      )
+    })
+
     const complete = (entry: Entry<In, Out>, outcome: Out): Effect.Effect<void> => {
       entry.done = true
       entry.outcome = outcome
@@ -157,26 +183,20 @@ export const run = <In, Out, E, R>(options: RunOptions<In, Out, E, R>): Stream.S
         wake.openUnsafe()
       } else if (lastOfKey.get(entry.key) === entry) lastOfKey.delete(entry.key)
       if (entry.index !== head) return Effect.void
-      const outcomes: Array<Out> = []
       let last = entry
       while (head < tail) {
         const next = ring[head % window]!
         if (!next.done) break
         ring[head % window] = undefined
-        outcomes.push(next.outcome!)
+        unstaged.push(next.outcome!)
         last = next
         head++
       }
-      // Emitted here, in order (another worker may complete before this one has staged).
-      Queue.offerAllUnsafe(out, outcomes)
-      // Drained only once staged: a shard's end waiting for it then finds every record staged.
-      return Effect.andThen(
-        checkpointer.stage(options.positionOf(last.item)),
-        Effect.sync(() => {
-          if (head === tail) drained.openUnsafe()
-          checkComplete()
-        })
-      )
+      unstagedUpTo = options.positionOf(last.item)
+      if (staging) return Effect.void
+      staging = true
+      // Whole: finished records left unstaged by an interruption would be processed again.
+      return Effect.uninterruptible(flush)
     }
 
     const worker: Effect.Effect<void, E, R> = Effect.gen(function*() {
