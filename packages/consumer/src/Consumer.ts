@@ -970,7 +970,8 @@ export interface ConsumeWithOptions<A, E, R> extends ShardedStreamOptions<A> {
 
 /**
  * Runs `handler` for every record of every shard this worker holds, shards in parallel and each
- * shard in order (with `parallelism`, in order per partition key), checkpointing in batches. Runs until interrupted (then starts no new record,
+ * shard in order (with `parallelism`, in order per partition key), checkpointing in batches.
+ * Runs until interrupted (then starts no new record,
  * lets the handlers running finish within `shutdownGracePeriod`, checkpoints and releases its
  * leases) or until it fails. A record that cannot be decoded goes to `errorHandling` if given,
  * else is handled per `onDecodeFailure` (skipped, with a warning, by default).
