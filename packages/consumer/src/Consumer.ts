@@ -56,6 +56,7 @@ import * as InternalCheckpointer from "./internal/checkpointer.ts"
 import * as ConsumerMetrics from "./internal/consumerMetrics.ts"
 import * as FanOutFetcher from "./internal/fanOutFetcher.ts"
 import * as LeaseCoordinator from "./internal/leaseCoordinator.ts"
+import * as Partitioned from "./internal/partitioned.ts"
 import * as PollingFetcher from "./internal/pollingFetcher.ts"
 import * as RecordDecoder from "./internal/recordDecoder.ts"
 import type { FetchedBatch, ShardFetcher } from "./internal/shardFetcher.ts"
@@ -583,6 +584,7 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     // `done` completes while the lease is still active only when the coordinator stops the shard.
     stopping: () => owned.state === "active" && Deferred.isDoneUnsafe(owned.done)
   })
+  Partitioned.register(internal.checkpointer, () => owned.state === "active" && !Deferred.isDoneUnsafe(owned.done))
   owned.flush = Effect.catch(
     internal.checkpointer.checkpoint,
     (error) => Effect.logWarning(`final checkpoint of ${shardId} failed: ${error.message}`)
@@ -597,6 +599,8 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     Effect.gen(function*() {
       owned.streams--
       if (owned.state !== "active") return
+      // Parallel processing (`parallelism`) may still run records read before the end.
+      yield* Partitioned.settled(internal.checkpointer)
       if (childShards !== undefined) {
         if (internal.allProcessed()) {
           yield* internal.stageShardEnd(childShards.map((child) => child.ShardId!))
@@ -957,11 +961,18 @@ export interface ConsumeWithOptions<A, E, R> extends ShardedStreamOptions<A> {
    * processed record is checkpointed).
    */
   readonly errorHandling?: ErrorHandling.Options<A, E, R> | undefined
+  /**
+   * Handlers running at a time per shard: records with the same partition key one after another
+   * in shard order, different keys concurrently; the checkpoint only covers the contiguous prefix
+   * of finished records (see `Parallel.processShard`). Default 1: one record at a time.
+   */
+  readonly parallelism?: number | undefined
 }
 
 /**
  * Runs `handler` for every record of every shard this worker holds, shards in parallel and each
- * shard in order, checkpointing in batches. Runs until interrupted (then starts no new record,
+ * shard in order (with `parallelism`, in order per partition key), checkpointing in batches.
+ * Runs until interrupted (then starts no new record,
  * lets the handlers running finish within `shutdownGracePeriod`, checkpoints and releases its
  * leases) or until it fails. A record that cannot be decoded goes to `errorHandling` if given,
  * else is handled per `onDecodeFailure` (skipped, with a warning, by default).
@@ -991,9 +1002,12 @@ export const consumeWith = <A, E, R, R2 = never>(
     interval: options.checkpointInterval ?? "5 seconds"
   }
   const errorHandling = options.errorHandling
+  const parallelism = options.parallelism ?? 1
   return shardedStream(options).pipe(
     Stream.flatMap((shard) => {
-      const processed: Stream.Stream<unknown, E | ConsumerError, R | R2> = errorHandling === undefined
+      const processed: Stream.Stream<unknown, E | ConsumerError, R | R2> = parallelism > 1
+        ? Partitioned.processShard(shard, handler, { parallelism, errorHandling })
+        : errorHandling === undefined
         ? Stream.mapArrayEffect(shard.records, (records) => {
           // One effect per chunk, not per record: records are handled in order and each is staged
           // as soon as it is handled. A chunk can be large, so a lost lease or a stop ends it
