@@ -48,11 +48,13 @@ import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import type { Checkpointable, Checkpointer } from "./Checkpointer.ts"
 import { type ConsumerError, RecordDecodeFailed } from "./ConsumerError.ts"
+import type { ConsumerControl } from "./ConsumerControl.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import * as DiagnosticEvent from "./DiagnosticEvent.ts"
 import type * as EnhancedFanOut from "./EnhancedFanOut.ts"
 import * as ErrorHandling from "./ErrorHandling.ts"
 import * as InternalCheckpointer from "./internal/checkpointer.ts"
+import * as InternalControl from "./internal/control.ts"
 import * as ConsumerMetrics from "./internal/consumerMetrics.ts"
 import * as FanOutFetcher from "./internal/fanOutFetcher.ts"
 import * as LeaseCoordinator from "./internal/leaseCoordinator.ts"
@@ -279,6 +281,11 @@ export interface ShardedStreamOptions<A> {
    * checkpoints and releases.
    */
   readonly shutdownGracePeriod?: Duration.Input | undefined
+  /**
+   * A handle from `ConsumerControl.make` to stop and start shards on this worker, pause and
+   * resume it, and read its status while it runs. One consumer per handle at a time.
+   */
+  readonly control?: ConsumerControl | undefined
 }
 
 /**
@@ -450,6 +457,8 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               dimensions: new Set(options.metrics?.dimensions ?? ["ShardId", "WorkerIdentifier"]),
               workerId
             })
+            // Claimed first: a second consumer on one handle fails before it takes a lease.
+            const control = options.control === undefined ? undefined : yield* InternalControl.attach(options.control)
             // Before any lease is taken: a worker whose stream consumer cannot be registered holds none.
             const fetcher = yield* makeFetcher(client, options, metrics)
             const gracePeriod = Duration.fromInputUnsafe(options.shutdownGracePeriod ?? "10 seconds")
@@ -466,8 +475,10 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               settings: { ...resolveLease(options.lease), shutdownGracePeriod: gracePeriod },
               assignment: options.shardAssignment ?? ShardAssignment.balanced(),
               emit,
-              metrics
+              metrics,
+              holds: control?.holds
             })
+            if (control !== undefined) control.coordinator = coordinator
             const context: ShardContext<A> = {
               client,
               stream: options.stream,
@@ -479,6 +490,7 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               checkpointRetrySchedule: options.checkpointRetrySchedule ?? defaultCheckpointRetry,
               gracePeriod,
               onDecodeFailure: options.onDecodeFailure ?? "skip",
+              control,
               logAnnotations: { applicationName: options.applicationName, stream: options.stream, workerId }
             }
             return Stream.fromQueue(coordinator.acquired).pipe(Stream.map((owned) => makeShardStream(owned, context)))
@@ -518,6 +530,7 @@ interface ShardContext<A> {
   readonly checkpointRetrySchedule: Schedule.Schedule<unknown, unknown>
   readonly gracePeriod: Duration.Duration
   readonly onDecodeFailure: DecodeFailureHandling
+  readonly control: InternalControl.ControlState | undefined
   readonly logAnnotations: Readonly<Record<string, string>>
 }
 
@@ -580,8 +593,10 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     retrySchedule: context.checkpointRetrySchedule,
     gracePeriod: context.gracePeriod,
     // `done` completes while the lease is still active only when the coordinator stops the shard.
-    stopping: () => owned.state === "active" && Deferred.isDoneUnsafe(owned.done)
+    // A stop of this shard alone (`stopShard`) must not interrupt the other shards' streams.
+    stopping: () => owned.state === "active" && Deferred.isDoneUnsafe(owned.done) && !owned.stopRequested
   })
+  owned.progress = internal.progress
   owned.flush = Effect.catch(
     internal.checkpointer.checkpoint,
     (error) => Effect.logWarning(`final checkpoint of ${shardId} failed: ${error.message}`)
@@ -661,6 +676,7 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
       return context.fetcher.fetch(shardId, { position: start, timestamp: context.timestamp }, metrics).pipe(
         Stream.tap((batch) => {
           if (batch.shardEnd !== undefined) fetchedToEnd = batch.shardEnd.childShards
+          owned.millisBehindLatest = batch.millisBehindLatest
           return emit({
             _tag: "PollComplete",
             workerId: coordinator.workerId,
@@ -700,6 +716,7 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
             )
           }).pipe(Effect.withSpan("kinesis.consumer.batch", { attributes: batchAttributes(batch) }))
         ),
+        InternalControl.gateBatches(context.control),
         Stream.flatMap(toStream),
         Stream.concat(Stream.fromEffectDrain(Effect.sync(() => {
           childShards = fetchedToEnd
@@ -990,6 +1007,9 @@ export const consumeWith = <A, E, R, R2 = never>(
     interval: options.checkpointInterval ?? "5 seconds"
   }
   const errorHandling = options.errorHandling
+  const gate = options.control === undefined
+    ? undefined
+    : InternalControl.recordGate(InternalControl.stateOf(options.control))
   return shardedStream(options).pipe(
     Stream.flatMap((shard) => {
       const processed: Stream.Stream<unknown, E | ConsumerError, R | R2> = errorHandling === undefined
@@ -1003,6 +1023,7 @@ export const consumeWith = <A, E, R, R2 = never>(
             InternalCheckpointer.letFinishFor(shard.checkpointer)(
               Effect.gen(function*() {
                 for (const record of records) {
+                  while (gate?.closed() === true && !stopping && active()) yield* gate.wait
                   if (stopping || !active()) return
                   yield* handler(record)
                   yield* shard.checkpointer.stage(record)
