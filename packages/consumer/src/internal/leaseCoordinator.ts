@@ -586,7 +586,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     }
 
     const target = Math.ceil(ready.length / (live.size + 1))
-    let need = target - ready.filter(mine).length
+    // Shards stopped here count toward this worker's share: a stop hands work to the others, it
+    // must not make this worker steal another shard (a steal repeats what the victim processed
+    // since its last checkpoint).
+    let need = target - ready.filter((lease) => mine(lease) || holds.isStopped(lease.leaseKey)).length
     t.neededLeases.record(Math.max(need, 0))
     let attempts = 0
     let veryOld = 0
