@@ -225,10 +225,12 @@ interface Generation<A, E, R> {
  * ```ts
  * import { Effect } from "effect"
  * import { Serde } from "@effect-kinesis/core"
- * import { Consumer, ConsumerControl } from "@effect-kinesis/consumer"
+ * import { Consumer, ConsumerControl, type ConsumerRecord } from "@effect-kinesis/consumer"
  *
  * const program = Effect.gen(function*() {
- *   const swappable = yield* ConsumerControl.swappable((record: { data: string }) => Effect.log(`v1 ${record.data}`))
+ *   const swappable = yield* ConsumerControl.swappable((record: ConsumerRecord.ConsumerRecord<string>) =>
+ *     Effect.log(`v1 ${record.data}`)
+ *   )
  *   yield* Effect.forkChild(Consumer.consumeWith(swappable.handler, {
  *     stream: "orders",
  *     applicationName: "billing",

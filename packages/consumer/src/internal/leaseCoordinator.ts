@@ -622,10 +622,11 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     // converges to shares differing by at most one, also when no worker is above the target.
     let steals = assignment.maxStealsPerRound
     let holding = target - need
+    const stealable = (lease: Lease) => !parked.has(lease.leaseKey) && !holds.isStopped(lease.leaseKey)
     const victims = yield* Effect.forEach(
       [...live.values()],
       (theirs) =>
-        Effect.map(Random.shuffle(theirs.filter((lease) => !parked.has(lease.leaseKey) && !holds.isStopped(lease.leaseKey))), (leases) => ({
+        Effect.map(Random.shuffle(theirs.filter(stealable)), (leases) => ({
           leases,
           count: theirs.length
         }))
