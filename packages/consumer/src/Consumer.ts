@@ -283,7 +283,10 @@ export interface ShardedStreamOptions<A> {
   readonly shutdownGracePeriod?: Duration.Input | undefined
   /**
    * A handle from `ConsumerControl.make` to stop and start shards on this worker, pause and
-   * resume it, and read its status while it runs. One consumer per handle at a time.
+   * resume it, and read its status while it runs. One consumer per handle at a time. With
+   * `consumeWith` (no `errorHandling`) a pause takes effect between two records; elsewhere
+   * (`errorHandling`, your own `shardedStream` pipeline) between two batches, so the records of a
+   * batch already handed on are processed first.
    */
   readonly control?: ConsumerControl | undefined
 }

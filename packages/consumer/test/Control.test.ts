@@ -1,4 +1,4 @@
-import { Consumer, ConsumerControl, type ConsumerRecord } from "@effect-kinesis/consumer"
+import { Consumer, ConsumerControl, type ConsumerRecord, ErrorHandling } from "@effect-kinesis/consumer"
 import { AdminClient, Client, KinesisError, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { ConsumerWorker, DynamoEmulator, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
@@ -47,6 +47,7 @@ const startWorker = (options: {
   readonly handler?: ((record: ConsumerRecord.ConsumerRecord<string>) => Effect.Effect<void>) | undefined
   readonly lease?: Consumer.LeaseSettings | undefined
   readonly checkpointInterval?: Duration.Input | undefined
+  readonly errorHandling?: ErrorHandling.Options<string, never, never> | undefined
 }) =>
   ConsumerWorker.start({
     stream: options.stream,
@@ -59,6 +60,7 @@ const startWorker = (options: {
     checkpointInterval: options.checkpointInterval ?? "200 millis",
     handler: options.handler,
     control: options.control,
+    errorHandling: options.errorHandling,
     leases: DynamoDbLeaseRepository.layer({ applicationName: options.table })
   })
 
@@ -190,6 +192,38 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("ConsumerContro
         }
         expect(b.events.some((e) => e._tag === "LeaseAcquired" && e.shardId === parent)).toBe(true)
         expect(a.events.filter((e) => e._tag === "LeaseAcquired" && e.shardId === parent)).toHaveLength(1)
+      }))
+
+    it.effect("with errorHandling, stopping one shard ends that shard only; the worker goes on with the others", () =>
+      Effect.gen(function*() {
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        const table = uniqueTable("stop-eh")
+        const control = yield* ConsumerControl.make
+        const w = yield* startWorker({
+          stream: streamName,
+          table,
+          workerId: "w",
+          control,
+          handler: () => Effect.sleep("3 millis"),
+          errorHandling: { mode: ErrorHandling.retryAndSkip(1) }
+        })
+        yield* eventually(Effect.sync(() => w.held().size === 2), "20 seconds", "both shards")
+        // A backlog: the stop comes while a large batch is being handled.
+        const first = records("a", 0, 200)
+        yield* put(streamName, first)
+        yield* eventually(Effect.sync(() => w.seen.length >= 20), "20 seconds", "processing")
+        const [stopped, kept] = shards.map((s) => s.shardId)
+        yield* control.stopShard(stopped!)
+        expect(w.held().has(stopped!)).toBe(false)
+        const second = records("b", 200, 40)
+        yield* put(streamName, second)
+        yield* eventually(
+          Effect.sync(() => w.seen.some((r) => r.data.startsWith("b") && r.shardId === kept)),
+          "20 seconds",
+          `records of ${kept} put after the stop`
+        )
+        expect(w.fiber.pollUnsafe()).toBeUndefined()
+        expect(new Set(w.seen.map((r) => r.data)).size).toBe(w.seen.length)
       }))
   })
 
