@@ -300,6 +300,20 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("ConsumerContro
         yield* Effect.sleep("300 millis")
         expect(w.events.filter((e) => e._tag === "LeaseLost")).toEqual([])
         expectExactlyOnce(w.seen, expected)
+
+        // A shutdown while paused within a batch does not wait out the grace period (10 s) for
+        // the loop waiting to resume; it checkpoints what was processed and releases.
+        yield* put(streamName, records("last", 0, 300))
+        yield* eventually(Effect.sync(() => w.seen.length >= expected.length + 20), "20 seconds", "processing")
+        yield* control.pause
+        yield* w.stop.pipe(
+          Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.fail(new Error("stop took too long")) })
+        )
+        expect(w.seen.length).toBeLessThan(expected.length + 300)
+        for (const lease of yield* leases.list) {
+          expect(lease.leaseOwner).toBeUndefined()
+          expect(lease.checkpoint.sequenceNumber).toBe(lastOn(w.seen, lease.leaseKey))
+        }
       }))
 
     it.effect("a pause longer than the shard iterator's lifetime resumes without skipping or repeating", () =>
