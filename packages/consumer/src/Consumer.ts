@@ -47,6 +47,7 @@ import {
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import type { Checkpointable, Checkpointer } from "./Checkpointer.ts"
+import type { ConsumerControl } from "./ConsumerControl.ts"
 import { type ConsumerError, RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import * as DiagnosticEvent from "./DiagnosticEvent.ts"
@@ -54,6 +55,7 @@ import type * as EnhancedFanOut from "./EnhancedFanOut.ts"
 import * as ErrorHandling from "./ErrorHandling.ts"
 import * as InternalCheckpointer from "./internal/checkpointer.ts"
 import * as ConsumerMetrics from "./internal/consumerMetrics.ts"
+import * as InternalControl from "./internal/control.ts"
 import * as FanOutFetcher from "./internal/fanOutFetcher.ts"
 import * as LeaseCoordinator from "./internal/leaseCoordinator.ts"
 import * as Partitioned from "./internal/partitioned.ts"
@@ -280,6 +282,14 @@ export interface ShardedStreamOptions<A> {
    * checkpoints and releases.
    */
   readonly shutdownGracePeriod?: Duration.Input | undefined
+  /**
+   * A handle from `ConsumerControl.make` to stop and start shards on this worker, pause and
+   * resume it, and read its status while it runs. One consumer per handle at a time. With
+   * `consumeWith` (no `errorHandling`) a pause takes effect between two records; elsewhere
+   * (`errorHandling`, your own `shardedStream` pipeline) between two batches, so the records of a
+   * batch already handed on are processed first.
+   */
+  readonly control?: ConsumerControl | undefined
 }
 
 /**
@@ -451,6 +461,8 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               dimensions: new Set(options.metrics?.dimensions ?? ["ShardId", "WorkerIdentifier"]),
               workerId
             })
+            // Claimed first: a second consumer on one handle fails before it takes a lease.
+            const control = options.control === undefined ? undefined : yield* InternalControl.attach(options.control)
             // Before any lease is taken: a worker whose stream consumer cannot be registered holds none.
             const fetcher = yield* makeFetcher(client, options, metrics)
             const gracePeriod = Duration.fromInputUnsafe(options.shutdownGracePeriod ?? "10 seconds")
@@ -467,8 +479,10 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               settings: { ...resolveLease(options.lease), shutdownGracePeriod: gracePeriod },
               assignment: options.shardAssignment ?? ShardAssignment.balanced(),
               emit,
-              metrics
+              metrics,
+              holds: control?.holds
             })
+            if (control !== undefined) control.coordinator = coordinator
             const context: ShardContext<A> = {
               client,
               stream: options.stream,
@@ -480,6 +494,7 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               checkpointRetrySchedule: options.checkpointRetrySchedule ?? defaultCheckpointRetry,
               gracePeriod,
               onDecodeFailure: options.onDecodeFailure ?? "skip",
+              control,
               logAnnotations: { applicationName: options.applicationName, stream: options.stream, workerId }
             }
             return Stream.fromQueue(coordinator.acquired).pipe(Stream.map((owned) => makeShardStream(owned, context)))
@@ -519,6 +534,7 @@ interface ShardContext<A> {
   readonly checkpointRetrySchedule: Schedule.Schedule<unknown, unknown>
   readonly gracePeriod: Duration.Duration
   readonly onDecodeFailure: DecodeFailureHandling
+  readonly control: InternalControl.ControlState | undefined
   readonly logAnnotations: Readonly<Record<string, string>>
 }
 
@@ -582,9 +598,11 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     retrySchedule: context.checkpointRetrySchedule,
     gracePeriod: context.gracePeriod,
     // `done` completes while the lease is still active only when the coordinator stops the shard.
-    stopping: () => owned.state === "active" && Deferred.isDoneUnsafe(owned.done)
+    // A stop of this shard alone (`stopShard`) must not interrupt the other shards' streams.
+    stopping: () => owned.state === "active" && Deferred.isDoneUnsafe(owned.done) && !owned.stopRequested
   })
   Partitioned.register(internal.checkpointer, () => owned.state === "active" && !Deferred.isDoneUnsafe(owned.done))
+  owned.progress = internal.progress
   owned.flush = Effect.catch(
     internal.checkpointer.checkpoint,
     (error) => Effect.logWarning(`final checkpoint of ${shardId} failed: ${error.message}`)
@@ -666,6 +684,7 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
       return context.fetcher.fetch(shardId, { position: start, timestamp: context.timestamp }, metrics).pipe(
         Stream.tap((batch) => {
           if (batch.shardEnd !== undefined) fetchedToEnd = batch.shardEnd.childShards
+          owned.millisBehindLatest = batch.millisBehindLatest
           return emit({
             _tag: "PollComplete",
             workerId: coordinator.workerId,
@@ -705,6 +724,7 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
             )
           }).pipe(Effect.withSpan("kinesis.consumer.batch", { attributes: batchAttributes(batch) }))
         ),
+        InternalControl.gateBatches(context.control),
         Stream.flatMap(toStream),
         Stream.concat(Stream.fromEffectDrain(Effect.sync(() => {
           childShards = fetchedToEnd
@@ -1003,6 +1023,9 @@ export const consumeWith = <A, E, R, R2 = never>(
   }
   const errorHandling = options.errorHandling
   const parallelism = options.parallelism ?? 1
+  const gate = options.control === undefined
+    ? undefined
+    : InternalControl.recordGate(InternalControl.stateOf(options.control))
   return shardedStream(options).pipe(
     Stream.flatMap((shard) => {
       const processed: Stream.Stream<unknown, E | ConsumerError, R | R2> = parallelism > 1
@@ -1018,6 +1041,7 @@ export const consumeWith = <A, E, R, R2 = never>(
             InternalCheckpointer.letFinishFor(shard.checkpointer)(
               Effect.gen(function*() {
                 for (const record of records) {
+                  while (gate?.closed() === true && !stopping && active()) yield* gate.wait
                   if (stopping || !active()) return
                   yield* handler(record)
                   yield* shard.checkpointer.stage(record)

@@ -4,6 +4,7 @@
 export * as BatchProcessing from "./BatchProcessing.ts"
 export * as Checkpointer from "./Checkpointer.ts"
 export * as Consumer from "./Consumer.ts"
+export * as ConsumerControl from "./ConsumerControl.ts"
 export * as ConsumerError from "./ConsumerError.ts"
 export * as ConsumerRecord from "./ConsumerRecord.ts"
 export * as DiagnosticEvent from "./DiagnosticEvent.ts"

@@ -33,6 +33,11 @@ export interface InternalCheckpointer {
     after: ExtendedSequenceNumber.ExtendedSequenceNumber | undefined,
     position: ExtendedSequenceNumber.ExtendedSequenceNumber
   ) => void
+  /** The position staged (else written) and how many records were staged: for status reports. */
+  readonly progress: () => {
+    readonly processed: ExtendedSequenceNumber.ExtendedSequenceNumber
+    readonly records: number
+  }
 }
 
 /**
@@ -126,8 +131,12 @@ export const make = (options: {
     if (ExtendedSequenceNumber.compare(target, current()) > 0) staged = { position: target, childShardIds: undefined }
   }
 
+  let stagedRecords = 0
   const stage = (record: Checkpointable) =>
-    Effect.sync(() => advance(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber)))
+    Effect.sync(() => {
+      stagedRecords++
+      advance(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber))
+    })
 
   const checkpoint: Effect.Effect<void, ShardLeaseLost | LeaseStoreError> = lock.withPermit(
     Effect.suspend(() => {
@@ -207,6 +216,7 @@ export const make = (options: {
         staged = { position: ExtendedSequenceNumber.shardEnd, childShardIds }
       }),
     shardEndWritten: () => ExtendedSequenceNumber.isShardEnd(written),
+    progress: () => ({ processed: current(), records: stagedRecords }),
     skipped: (after, position) => {
       if (after === undefined || ExtendedSequenceNumber.compare(current(), after) >= 0) advance(position)
       else droppedAfter.push({ after, position })

@@ -53,6 +53,29 @@ export interface OwnedLease {
   readonly semaphore: Semaphore.Semaphore
   /** The shard's metric series, taken once with the lease. */
   readonly metrics: ShardMetrics
+  /** Set by `stopShard`: `done` then means a graceful stop of this shard alone, not a shutdown. */
+  stopRequested: boolean
+  /** Of the latest batch fetched; for the control handle's status. */
+  millisBehindLatest: number | undefined
+  /** The staged position and the records staged so far; set by the shard stream's checkpointer. */
+  progress: () => ShardProgress | undefined
+}
+
+/** @internal */
+export interface ShardProgress {
+  readonly processed: ExtendedSequenceNumber.ExtendedSequenceNumber
+  readonly records: number
+}
+
+/**
+ * What a control handle asks of the coordinator: take nothing while paused, never take or steal
+ * a stopped shard.
+ *
+ * @internal
+ */
+export interface Holds {
+  readonly paused: () => boolean
+  readonly isStopped: (shardId: string) => boolean
 }
 
 /** @internal */
@@ -68,6 +91,15 @@ export interface LeaseCoordinator {
   readonly shardEnded: (owned: OwnedLease, childShards: ReadonlyArray<ChildShard>) => Effect.Effect<void>
   /** The shard stream ended early (not at shard end, lease still held): release and do not retake. */
   readonly park: (owned: OwnedLease) => Effect.Effect<void>
+  /**
+   * Stops one held shard as a shutdown does (its stream ends, running handlers get the grace
+   * period, the final checkpoint is written) and releases its lease; completes once released.
+   */
+  readonly stopShard: (shardId: string) => Effect.Effect<void>
+  /** Lets a shard whose stream ended early (parked) be taken again. */
+  readonly unpark: (shardId: string) => void
+  /** The leases held now. */
+  readonly held: () => ReadonlyArray<OwnedLease>
 }
 
 /** @internal */
@@ -83,7 +115,11 @@ export interface CoordinatorOptions {
   readonly assignment: ShardAssignment
   readonly emit: (event: DiagnosticEvent) => Effect.Effect<void>
   readonly metrics: ConsumerMetrics
+  /** A control handle's holds. Default: none. */
+  readonly holds?: Holds | undefined
 }
+
+const noHolds: Holds = { paused: () => false, isStopped: () => false }
 
 /**
  * A log line with structured fields (annotations), so that a log shipper can filter on them.
@@ -110,6 +146,7 @@ const veryOldMultiplier = 3
 /** @internal */
 export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const { assignment, client, emit, initialPosition, metrics, repository, settings, stream, workerId } = options
+  const holds = options.holds ?? noHolds
   const expiryMillis = Duration.toMillis(settings.expiry)
   const owned = new Map<string, OwnedLease>()
   // The counter of every lease and since when (on our clock) it has not moved: expiry needs no
@@ -256,10 +293,32 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       ))
     )
 
+  // A shard the user stopped is held back by the control's set, which `startShard` clears.
   const park = (o: OwnedLease) =>
     Effect.suspend(() => {
-      if (!shuttingDown) parked.add(o.shardId)
+      if (!shuttingDown && !o.stopRequested) parked.add(o.shardId)
       return release(o)
+    })
+
+  // As the shutdown finalizer does for every lease, for one: the stream ends (a handler running
+  // gets the grace period), writes its final checkpoint and releases; a stream stuck behind its
+  // consumer is given up on after the grace period and a renewal interval.
+  const stopShard = (shardId: string) =>
+    Effect.suspend(() => {
+      const o = owned.get(shardId)
+      if (o === undefined || o.state !== "active") return Effect.void
+      o.stopRequested = true
+      return Effect.gen(function*() {
+        yield* logWith(Effect.logInfo, "stopping a shard on request", { shardId })
+        yield* Deferred.succeed(o.done, undefined)
+        if (o.streams > 0) {
+          yield* Effect.timeoutOption(
+            Deferred.await(o.settled),
+            Duration.sum(settings.shutdownGracePeriod, settings.renewInterval)
+          )
+        }
+        yield* release(o)
+      })
     })
 
   const createLease = (lease: Lease) =>
@@ -388,7 +447,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           streams: 0,
           flush: Effect.void,
           semaphore: yield* Semaphore.make(1),
-          metrics: metrics.shard(taken.leaseKey)
+          metrics: metrics.shard(taken.leaseKey),
+          stopRequested: false,
+          millisBehindLatest: undefined,
+          progress: () => undefined
         }
         owned.set(o.shardId, o)
         seen.set(o.shardId, { counter: taken.leaseCounter, since: sentAt })
@@ -414,7 +476,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           checkpoint: taken.checkpoint,
           previousOwner: lease.leaseOwner === workerId ? undefined : lease.leaseOwner
         })
-        if (shuttingDown || !(yield* Queue.offer(acquired, o))) {
+        // A stop requested while the take was on its way hands the lease back at once.
+        if (shuttingDown || holds.isStopped(o.shardId) || !(yield* Queue.offer(acquired, o))) {
           yield* release(o)
           return false
         }
@@ -484,12 +547,14 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     const mine = (lease: Lease) => lease.leaseOwner === workerId && owned.has(lease.leaseKey)
     // Unowned, or naming us without us holding it (left over from an earlier run of this worker).
     const free = (lease: Lease) =>
-      !parked.has(lease.leaseKey) &&
+      !parked.has(lease.leaseKey) && !holds.isStopped(lease.leaseKey) &&
       (lease.leaseOwner === undefined || (lease.leaseOwner === workerId && !owned.has(lease.leaseKey)))
     // Held by no live worker. Taken on every round, not only on full ones: then the scan interval,
     // not the take interval, is what a dead worker's shards wait past the expiry.
     const orphan = (lease: Lease) =>
-      free(lease) || (!parked.has(lease.leaseKey) && lease.leaseOwner !== workerId && expired(lease))
+      free(lease) ||
+      (!parked.has(lease.leaseKey) && !holds.isStopped(lease.leaseKey) && lease.leaseOwner !== workerId &&
+        expired(lease))
     // Since when no live worker has held it: an expired lease from its expiry on.
     const orphanedFor = (lease: Lease) => expired(lease) ? idle(lease) - expiryMillis : idle(lease)
     // Longest orphaned first; the shuffle breaks ties, so that workers do not all reach for the same lease.
@@ -500,6 +565,14 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     t.numWorkers.record(live.size + 1)
     // No per-worker maximum here, so nothing spills over.
     t.leaseSpillover.record(0)
+
+    // Paused: the leases held are renewed (and lost ones noticed above), none is taken.
+    if (holds.paused()) {
+      t.neededLeases.record(0)
+      t.leasesToTake.record(0)
+      t.veryOldLeases.record(0)
+      return
+    }
 
     if (assignment._tag === "Manual") {
       const wanted = new Set(assignment.select(ready.map((lease) => lease.leaseKey)))
@@ -513,7 +586,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     }
 
     const target = Math.ceil(ready.length / (live.size + 1))
-    let need = target - ready.filter(mine).length
+    // Shards stopped here count toward this worker's share: a stop hands work to the others, it
+    // must not make this worker steal another shard (a steal repeats what the victim processed
+    // since its last checkpoint).
+    let need = target - ready.filter((lease) => mine(lease) || holds.isStopped(lease.leaseKey)).length
     t.neededLeases.record(Math.max(need, 0))
     let attempts = 0
     let veryOld = 0
@@ -546,10 +622,11 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     // converges to shares differing by at most one, also when no worker is above the target.
     let steals = assignment.maxStealsPerRound
     let holding = target - need
+    const stealable = (lease: Lease) => !parked.has(lease.leaseKey) && !holds.isStopped(lease.leaseKey)
     const victims = yield* Effect.forEach(
       [...live.values()],
       (theirs) =>
-        Effect.map(Random.shuffle(theirs.filter((lease) => !parked.has(lease.leaseKey))), (leases) => ({
+        Effect.map(Random.shuffle(theirs.filter(stealable)), (leases) => ({
           leases,
           count: theirs.length
         }))
@@ -765,6 +842,11 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     acquired,
     checkpoint,
     shardEnded,
-    park
+    park,
+    stopShard,
+    unpark: (shardId) => {
+      parked.delete(shardId)
+    },
+    held: () => [...owned.values()]
   } satisfies LeaseCoordinator
 })
