@@ -32,7 +32,8 @@ import type { ConsumerError, RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import type { FailedRecord, FailureDestination } from "./FailureDestination.ts"
 import * as Internal from "./internal/batchProcessing.ts"
-import { letFinishFor } from "./internal/checkpointer.ts"
+import { letFinishFor, stageMany } from "./internal/checkpointer.ts"
+import { whilePaused } from "./internal/control.ts"
 
 /**
  * One failed record of a batch, named by its position (a `ConsumerRecord` is one), with its error.
@@ -225,7 +226,12 @@ export const processBatches = <A, E, R, R2 = never>(
   handler: Handler<A, E, R>,
   options: Options<A, E, R2> = {}
 ): Stream.Stream<Handled<A, E>, KinesisError.KinesisError, R | R2> => {
-  const handle = Internal.make(handler, options, shard.checkpointer.stage)
+  const handle = Internal.make(
+    handler,
+    options,
+    (position, count) => stageMany(shard.checkpointer, position, count),
+    (stopped) => whilePaused(shard.checkpointer, stopped)
+  )
   const finishing = letFinishFor(shard.checkpointer)
   const active = Consumer.isActive(shard)
   const size = Math.max(1, Math.floor(options.batchSize ?? 100))

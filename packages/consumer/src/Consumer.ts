@@ -603,6 +603,7 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
   })
   Partitioned.register(internal.checkpointer, () => owned.state === "active" && !Deferred.isDoneUnsafe(owned.done))
   owned.progress = internal.progress
+  InternalControl.register(internal.checkpointer, context.control)
   owned.flush = Effect.catch(
     internal.checkpointer.checkpoint,
     (error) => Effect.logWarning(`final checkpoint of ${shardId} failed: ${error.message}`)

@@ -20,6 +20,7 @@ import type { RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import type { FailureDestination } from "./FailureDestination.ts"
 import { letFinishFor } from "./internal/checkpointer.ts"
+import { whilePaused } from "./internal/control.ts"
 import * as RecordHandling from "./internal/recordHandling.ts"
 
 /**
@@ -203,11 +204,15 @@ export const processShard = <A, E, R, R2 = never>(
   // `shutdownGracePeriod`.
   const finishing = letFinishFor(shard.checkpointer)
   return shard.results.pipe(
+    // A pause waits before the record, outside the part a stop lets finish.
     Stream.mapEffect((result) =>
-      finishing(Effect.tap(handle(result), (outcome) =>
-        outcome === RecordHandling.STOP
-          ? Effect.void
-          : shard.checkpointer.stage(RecordHandling.positionOf(outcome))))
+      Effect.andThen(
+        whilePaused(shard.checkpointer, () => false),
+        finishing(Effect.tap(handle(result), (outcome) =>
+          outcome === RecordHandling.STOP
+            ? Effect.void
+            : shard.checkpointer.stage(RecordHandling.positionOf(outcome))))
+      )
     ),
     Stream.takeWhile((outcome) => outcome !== RecordHandling.STOP),
     Stream.map((outcome) => outcome as Handled<A, E>)

@@ -1,4 +1,10 @@
-import { Consumer, ConsumerControl, type ConsumerRecord, ErrorHandling } from "@effect-kinesis/consumer"
+import {
+  BatchProcessing,
+  Consumer,
+  ConsumerControl,
+  type ConsumerRecord,
+  ErrorHandling
+} from "@effect-kinesis/consumer"
 import { AdminClient, Client, KinesisError, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { ConsumerWorker, DynamoEmulator, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
@@ -315,6 +321,78 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("ConsumerContro
           expect(lease.checkpoint.sequenceNumber).toBe(lastOn(w.seen, lease.leaseKey))
         }
       }))
+
+    for (const path of ["parallelism", "errorHandling", "batches"] as const) {
+      it.effect(`a pause holds back ${path} too: nothing starts while paused, resume goes on, status counts records`, () =>
+        Effect.gen(function*() {
+          const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+          const table = uniqueTable(`pause-${path}`)
+          const control = yield* ConsumerControl.make
+          const seen: Array<ConsumerRecord.ConsumerRecord<string>> = []
+          let paused = false
+          let startedWhilePaused = 0
+          const started = () =>
+            Effect.sync(() => {
+              if (paused) startedWhilePaused++
+            })
+          const handle = (record: ConsumerRecord.ConsumerRecord<string>) =>
+            Effect.andThen(started(), Effect.as(Effect.sleep("5 millis"), record)).pipe(
+              Effect.andThen((r) => Effect.sync(() => seen.push(r)))
+            )
+          const options = {
+            stream: streamName,
+            applicationName: table,
+            workerId: "w",
+            deserializer: Serde.string,
+            fetch: { pollInterval: "100 millis" },
+            lease: { ...fastLeases, expiry: "1 minute", renewInterval: "1 second" },
+            checkpointInterval: "200 millis",
+            control
+          } as const
+          const run = path === "batches"
+            ? BatchProcessing.consumeBatchesWith(
+              (batch) => Effect.forEach(batch, handle, { discard: true }),
+              { ...options, batchSize: 10 }
+            )
+            : Consumer.consumeWith(handle, {
+              ...options,
+              ...(path === "parallelism"
+                ? { parallelism: 4 }
+                : { errorHandling: { mode: ErrorHandling.retryAndSkip(1) } })
+            })
+          yield* run.pipe(
+            Effect.provide(
+              Consumer.layer.pipe(Layer.provide(DynamoDbLeaseRepository.layer({ applicationName: table })))
+            ),
+            Effect.forkScoped
+          )
+          // One large batch from the shard: the pause must stop within it.
+          const backlog = records("backlog", 0, 300)
+          yield* put(streamName, backlog)
+          yield* eventually(Effect.sync(() => seen.length >= 20), "20 seconds", "processing")
+          yield* control.pause
+          // Calls already running (a batch of 10 at 5 ms each) finish.
+          yield* Effect.sleep("300 millis")
+          paused = true
+          const frozen = seen.length
+          yield* Effect.sleep("1 second")
+          expect(seen.length).toBe(frozen)
+          expect(startedWhilePaused).toBe(0)
+          expect(frozen).toBeLessThan(300)
+          paused = false
+          yield* control.resume
+          yield* eventually(Effect.sync(() => seen.length >= 300), "20 seconds", "every record after resume")
+          expectExactlyOnce(seen, backlog.map((r) => r.data))
+          yield* eventually(
+            Effect.map(control.status, (status) => status.shards[0]?.recordsProcessed === 300),
+            "5 seconds",
+            "status counting every record"
+          )
+          const status = yield* control.status
+          expect(status.shards.map((s) => s.shardId)).toEqual([shards[0]!.shardId])
+          expect(status.shards[0]!.processed.sequenceNumber).toBe(seen.at(-1)!.sequenceNumber)
+        }))
+    }
 
     it.effect("a pause longer than the shard iterator's lifetime resumes without skipping or repeating", () =>
       Effect.gen(function*() {

@@ -53,7 +53,8 @@ const key = (position: Checkpointable) => `${position.sequenceNumber}/${position
 export const make = <A, E, R, R2>(
   handler: (records: ReadonlyArray<ConsumerRecord<A>>) => Effect.Effect<void | BatchItemFailures<E>, E, R>,
   options: Options<A, E, R2>,
-  stage: (position: Checkpointable) => Effect.Effect<void>
+  stage: (position: Checkpointable, count: number) => Effect.Effect<void>,
+  whilePaused: (stopped: () => boolean) => Effect.Effect<void> = () => Effect.void
 ): (
   items: ReadonlyArray<Result.Result<ConsumerRecord<A>, RecordDecodeFailed>>,
   stopped: () => boolean
@@ -89,11 +90,12 @@ export const make = <A, E, R, R2>(
       const processed = (from: number, to: number) => {
         for (let i = from; i < to; i++) handled.push({ _tag: "Processed", record: records[i]! })
       }
-      const failedRecords = (failed: Array<FailedRecord<A, E>>, through: number) =>
+      // `[from, through]` is done once `failed` reached the destination.
+      const failedRecords = (failed: Array<FailedRecord<A, E>>, from: number, through: number) =>
         Effect.gen(function*() {
           yield* Destination.deliver(options.onFailure, failed)
           for (const f of failed) handled.push({ _tag: "Failed", failed: f })
-          yield* stage(positionAt(through))
+          yield* stage(positionAt(through), through - from + 1)
         })
       const exhausted = (i: number, error: unknown): FailedRecord<A, E> => {
         const record = records[i]!
@@ -123,7 +125,7 @@ export const make = <A, E, R, R2>(
             else if (failure.errors.has(i)) failed.push(exhausted(i, failure.errors.get(i)))
             else handled.push({ _tag: "Processed", record: records[i]! })
           }
-          return failedRecords(failed, failure.runEnd - 1)
+          return failedRecords(failed, from, failure.runEnd - 1)
         })
 
       // Attempts the range's records once more; fails with RETRY for the caller's schedule, or
@@ -162,10 +164,12 @@ export const make = <A, E, R, R2>(
             }
             if (skipped.length > 0) {
               if (range.failure !== undefined && range.failure.runEnd <= i) range.failure = undefined
+              const from = range.start
               range.start = i
-              yield* failedRecords(skipped, i - 1)
+              yield* failedRecords(skipped, from, i - 1)
               continue
             }
+            yield* whilePaused(stopped)
             if (stopped()) return STOPPED
             let j = i
             while (j < range.end && records[j] !== undefined && !tooOld(records[j]!)) j++
@@ -217,7 +221,7 @@ export const make = <A, E, R, R2>(
               range.start = j
               range.failure = undefined
               range.retries = 0
-              yield* stage(positionAt(j - 1))
+              yield* stage(positionAt(j - 1), j - i)
               continue
             }
             if (whole) {
@@ -236,7 +240,7 @@ export const make = <A, E, R, R2>(
             } else {
               for (const [k, error] of errors!) lastError[k] = error
               processed(i, firstFailed)
-              if (firstFailed > i) yield* stage(positionAt(firstFailed - 1))
+              if (firstFailed > i) yield* stage(positionAt(firstFailed - 1), firstFailed - i)
               range.start = firstFailed
               range.failure = { runEnd: j, whole: false, errors: errors! }
             }

@@ -80,6 +80,17 @@ const graceful = new WeakMap<Checkpointer, ReturnType<typeof letFinish>>()
 export const letFinishFor = (checkpointer: Checkpointer): ReturnType<typeof letFinish> =>
   graceful.get(checkpointer) ?? ((effect) => effect)
 
+const counted = new WeakMap<Checkpointer, (record: Checkpointable, count: number) => Effect.Effect<void>>()
+
+/**
+ * Stages `record` as the last of `count` records processed at once (a finished prefix, a batch),
+ * so that the shard's status counts records, not calls.
+ *
+ * @internal
+ */
+export const stageMany = (checkpointer: Checkpointer, record: Checkpointable, count: number): Effect.Effect<void> =>
+  counted.get(checkpointer)?.(record, count) ?? checkpointer.stage(record)
+
 interface Staged {
   readonly position: ExtendedSequenceNumber.ExtendedSequenceNumber
   readonly childShardIds: ReadonlyArray<string> | undefined
@@ -132,11 +143,12 @@ export const make = (options: {
   }
 
   let stagedRecords = 0
-  const stage = (record: Checkpointable) =>
+  const stageCounted = (record: Checkpointable, count: number) =>
     Effect.sync(() => {
-      stagedRecords++
+      stagedRecords += count
       advance(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber))
     })
+  const stage = (record: Checkpointable) => stageCounted(record, 1)
 
   const checkpoint: Effect.Effect<void, ShardLeaseLost | LeaseStoreError> = lock.withPermit(
     Effect.suspend(() => {
@@ -201,6 +213,7 @@ export const make = (options: {
   }
 
   graceful.set(checkpointer, finishing)
+  counted.set(checkpointer, stageCounted)
   return {
     checkpointer,
     delivered: (position) => {

@@ -5,6 +5,7 @@
  * @internal
  */
 import { Effect, Latch, type Scope, Stream } from "effect"
+import type { Checkpointer } from "../Checkpointer.ts"
 import type { Holds, LeaseCoordinator } from "./leaseCoordinator.ts"
 
 /** @internal */
@@ -99,3 +100,28 @@ export const recordGate = (state: ControlState | undefined): RecordGate | undefi
     closed: () => state.paused,
     wait: Effect.raceFirst(state.resumed.await, Effect.sleep("100 millis"))
   }
+
+// The control state of the consumer that made a shard's checkpointer, for processing paths that
+// only see the shard (`processShard`, `Parallel`, `BatchProcessing`).
+const byCheckpointer = new WeakMap<Checkpointer, ControlState>()
+
+/** @internal */
+export const register = (checkpointer: Checkpointer, state: ControlState | undefined): void => {
+  if (state !== undefined) byCheckpointer.set(checkpointer, state)
+}
+
+/**
+ * Waits while the worker of `checkpointer` is paused, until it resumes or `stopped()` holds
+ * (looked at between short waits: a stop inside a grace period must not wait for a resume).
+ *
+ * @internal
+ */
+export const whilePaused = (checkpointer: Checkpointer, stopped: () => boolean): Effect.Effect<void> => {
+  const state = byCheckpointer.get(checkpointer)
+  if (state === undefined) return Effect.void
+  const gate = recordGate(state)!
+  const loop: Effect.Effect<void> = Effect.suspend(() =>
+    gate.closed() && !stopped() ? Effect.andThen(gate.wait, loop) : Effect.void
+  )
+  return loop
+}

@@ -16,7 +16,8 @@ import type { ShardStream } from "../Consumer.ts"
 import type { RecordDecodeFailed } from "../ConsumerError.ts"
 import type { ConsumerRecord } from "../ConsumerRecord.ts"
 import type { Handled, Options as ErrorHandlingOptions } from "../ErrorHandling.ts"
-import { letFinishFor } from "./checkpointer.ts"
+import { letFinishFor, stageMany } from "./checkpointer.ts"
+import { whilePaused } from "./control.ts"
 import * as RecordHandling from "./recordHandling.ts"
 
 interface Entry<In, Out> {
@@ -167,7 +168,7 @@ export const run = <In, Out, E, R>(options: RunOptions<In, Out, E, R>): Stream.S
       unstaged = []
       unstagedUpTo = undefined
       return Effect.andThen(
-        checkpointer.stage(position),
+        stageMany(checkpointer, position, outcomes.length),
         Effect.suspend(() => {
           Queue.offerAllUnsafe(out, outcomes)
           return flush
@@ -209,6 +210,8 @@ export const run = <In, Out, E, R>(options: RunOptions<In, Out, E, R>): Stream.S
           continue
         }
         if (entry.index >= limit) continue
+        // A pause holds back the records not started yet; a stop or a lost lease ends the wait.
+        yield* whilePaused(checkpointer, () => ended || !canStart())
         if (!canStart()) return end()
         const outcome = yield* options.process(entry.item)
         if (outcome === RecordHandling.STOP) {
