@@ -10,11 +10,10 @@
  * forget one; so a shard stopped here is released for the others to take. To keep a shard
  * stopped for the whole application, stop it on every worker.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { Deferred, Effect, Semaphore } from "effect"
-import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import * as Internal from "./internal/control.ts"
 
 const TypeId = "~@effect-kinesis/consumer/ConsumerControl"
@@ -29,7 +28,7 @@ const TypeId = "~@effect-kinesis/consumer/ConsumerControl"
  * const lagging = (shard: ConsumerControl.ShardStatus) => (shard.millisBehindLatest ?? 0) > 60_000
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface ShardStatus {
@@ -60,7 +59,7 @@ export interface ShardStatus {
  *   `${status.workerId}: ${status.shards.length} shards${status.paused ? ", paused" : ""}`
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface Status {
@@ -99,7 +98,7 @@ export interface Status {
  * })
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface ConsumerControl {
@@ -137,7 +136,7 @@ export interface ConsumerControl {
  * const pausedFromTheStart = Effect.tap(ConsumerControl.make, (control) => control.pause)
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constructors
  */
 export const make: Effect.Effect<ConsumerControl> = Effect.sync(() => {
@@ -193,33 +192,34 @@ export const make: Effect.Effect<ConsumerControl> = Effect.sync(() => {
  * import { Effect } from "effect"
  * import type { ConsumerControl, ConsumerRecord } from "@effect-kinesis/consumer"
  *
- * const toV2 = (s: ConsumerControl.Swappable<string, never, never>) =>
- *   s.swap((record: ConsumerRecord.ConsumerRecord<string>) => Effect.log(`v2 ${record.data}`))
+ * const toV2 = (s: ConsumerControl.Swappable<ConsumerRecord.ConsumerRecord<string>, void>) =>
+ *   s.swap((record) => Effect.log(`v2 ${record.data}`))
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
-export interface Swappable<A, E, R> {
-  /** Give this to `consumeWith` (or call it in your shard pipeline). */
-  readonly handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>
+export interface Swappable<In, Out, E = never, R = never> {
+  /** Give this to `consumeWith` or `BatchProcessing.consumeBatchesWith` (or call it in your shard pipeline). */
+  readonly handler: (input: In) => Effect.Effect<Out, E, R>
   /**
    * Sends every record whose call starts from now on to `next`, then waits until the calls of
    * the handlers before it that are running have finished: once it completes, they never run
    * again. Each record goes to exactly one handler; staging and checkpoints go on as before.
    */
-  readonly swap: (next: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>) => Effect.Effect<void>
+  readonly swap: (next: (input: In) => Effect.Effect<Out, E, R>) => Effect.Effect<void>
 }
 
-interface Generation<A, E, R> {
-  readonly handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>
+interface Generation<In, Out, E, R> {
+  readonly handler: (input: In) => Effect.Effect<Out, E, R>
   running: number
   idle: Deferred.Deferred<void> | undefined
 }
 
 /**
- * Wraps `handler` so that it can be swapped at runtime. The swap itself neither skips nor
- * repeats a record: a record goes to the handler current when its call starts.
+ * Wraps `handler` — a record handler, or a batch handler — so that it can be swapped at runtime.
+ * The swap itself neither skips nor repeats a record: a record (or batch) goes to the handler
+ * current when its call starts.
  *
  * @example
  * ```ts
@@ -241,18 +241,18 @@ interface Generation<A, E, R> {
  * })
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constructors
  */
-export const swappable = <A, E = never, R = never>(
-  handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>
-): Effect.Effect<Swappable<A, E, R>> =>
+export const swappable = <In, Out, E = never, R = never>(
+  handler: (input: In) => Effect.Effect<Out, E, R>
+): Effect.Effect<Swappable<In, Out, E, R>> =>
   Effect.sync(() => {
-    let current: Generation<A, E, R> = { handler, running: 0, idle: undefined }
+    let current: Generation<In, Out, E, R> = { handler, running: 0, idle: undefined }
     // The generations with calls running; a swap waits for all but the new one.
-    const busy = new Set<Generation<A, E, R>>()
+    const busy = new Set<Generation<In, Out, E, R>>()
     const swapping = Semaphore.makeUnsafe(1)
-    const finished = (generation: Generation<A, E, R>) =>
+    const finished = (generation: Generation<In, Out, E, R>) =>
       Effect.sync(() => {
         generation.running--
         if (generation.running > 0) return
@@ -260,16 +260,16 @@ export const swappable = <A, E = never, R = never>(
         if (generation.idle !== undefined) Deferred.doneUnsafe(generation.idle, Effect.void)
       })
     return {
-      handler: (record) =>
+      handler: (input) =>
         Effect.suspend(() => {
           const generation = current
           generation.running++
           busy.add(generation)
-          return Effect.ensuring(generation.handler(record), finished(generation))
+          return Effect.ensuring(generation.handler(input), finished(generation))
         }),
       swap: (next) =>
         swapping.withPermit(Effect.suspend(() => {
-          const replaced: Generation<A, E, R> = { handler: next, running: 0, idle: undefined }
+          const replaced: Generation<In, Out, E, R> = { handler: next, running: 0, idle: undefined }
           current = replaced
           return Effect.forEach([...busy].filter((generation) => generation !== replaced), (generation) =>
             Effect.suspend(() => {

@@ -13,7 +13,7 @@
  * With `Consumer.consumeWith`, set its `parallelism` option. With `Consumer.shardedStream`, use
  * {@link processShard} and follow it with `checkpointBatched`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type { KinesisError } from "@effect-kinesis/core"
 import type { Effect, Stream } from "effect"
@@ -36,7 +36,7 @@ import * as Partitioned from "./internal/partitioned.ts"
  * }
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface Options<A, E, R> {
@@ -83,7 +83,7 @@ export interface Options<A, E, R> {
  * )
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category combinators
  */
 export const processShard: <A, E, R, R2 = never>(
