@@ -288,7 +288,8 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("ConsumerContro
         const stored = yield* leases.list
         for (const lease of stored) {
           expect(lease.leaseOwner).toBe("w")
-          expect(lease.checkpoint.sequenceNumber).toBe(lastOn(w.seen, lease.leaseKey))
+          // A shard whose first batch met the pause has processed nothing yet.
+          expect(lease.checkpoint.sequenceNumber).toBe(lastOn(w.seen, lease.leaseKey) ?? "TRIM_HORIZON")
         }
         const status = yield* control.status
         expect(status.paused).toBe(true)
