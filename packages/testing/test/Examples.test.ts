@@ -52,11 +52,15 @@ describe("examples", () => {
     expect(result.stdout).toContain("UserRecordsPut: true, RecordsProcessed: true")
   }, 120_000)
 
-  it("batch-handler.ts: bisect isolates every poison record, which reaches the dead-letter stream; every other record is processed", async () => {
-    const result = await run("batch-handler.ts", "400")
-    expectSuccess(result)
-    expect(result.stdout).toContain("processed 395 records, 5 sent to")
-  }, 120_000)
+  it(
+    "batch-handler.ts: bisect isolates every poison record, which reaches the dead-letter stream; every other record is processed",
+    async () => {
+      const result = await run("batch-handler.ts", "400")
+      expectSuccess(result)
+      expect(result.stdout).toContain("processed 395 records, 5 sent to")
+    },
+    120_000
+  )
 
   it("sharded-stream.ts: every record is consumed and each shard's checkpoint is written on shutdown", async () => {
     const result = await run("sharded-stream.ts", "300")
