@@ -212,6 +212,9 @@ export const run = <In, Out, E, R>(options: RunOptions<In, Out, E, R>): Stream.S
         if (entry.index >= limit) continue
         // A pause holds back the records not started yet; a stop or a lost lease ends the wait.
         yield* whilePaused(checkpointer, () => ended || !canStart())
+        // The wait may have outlasted a stop, or a record before this one answering STOP.
+        if (ended) return
+        if (entry.index >= limit) continue
         if (!canStart()) return end()
         const outcome = yield* options.process(entry.item)
         if (outcome === RecordHandling.STOP) {
