@@ -998,15 +998,18 @@ export const consumeWith = <A, E, R, R2 = never>(
           // as soon as it is handled. A chunk can be large, so a lost lease or a stop ends it
           // part-way; a stop lets the record being handled finish.
           const active = isActive(shard)
+          const stage = InternalCheckpointer.stageSyncFor(shard.checkpointer)
           let stopping = false
           return Effect.as(
             InternalCheckpointer.letFinishFor(shard.checkpointer)(
-              Effect.gen(function*() {
-                for (const record of records) {
-                  if (stopping || !active()) return
-                  yield* handler(record)
-                  yield* shard.checkpointer.stage(record)
-                }
+              // A `whileLoop`, not a generator: a third of the runtime's cost per record.
+              Effect.suspend(() => {
+                let i = 0
+                return Effect.whileLoop({
+                  while: () => i < records.length && !stopping && active(),
+                  body: () => handler(records[i]!),
+                  step: () => stage(records[i++]!)
+                })
               }).pipe(processSpan(shard, records), timeProcessing(shard)),
               () => {
                 stopping = true
