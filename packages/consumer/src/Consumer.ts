@@ -543,6 +543,9 @@ const positionOf = (item: Checkpointable | RecordDecodeFailed) => {
   return ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber)
 }
 
+// What a record not handled (a stop or a lost lease during a pause) answers in consumeWith's loop.
+const SKIP = Symbol.for("@effect-kinesis/consumer/Consumer/skip")
+
 // Whether the lease behind a shard stream made here is still held and not being stopped (the
 // shard's `done`), for loops that outrun the stream.
 const leases = new WeakMap<ShardStream<any>, LeaseCoordinator.OwnedLease>()
@@ -1037,16 +1040,27 @@ export const consumeWith = <A, E, R, R2 = never>(
           // as soon as it is handled. A chunk can be large, so a lost lease or a stop ends it
           // part-way; a stop lets the record being handled finish.
           const active = isActive(shard)
+          const stage = InternalCheckpointer.stageSyncFor(shard.checkpointer)
           let stopping = false
           return Effect.as(
             InternalCheckpointer.letFinishFor(shard.checkpointer)(
-              Effect.gen(function*() {
-                for (const record of records) {
-                  while (gate?.closed() === true && !stopping && active()) yield* gate.wait
-                  if (stopping || !active()) return
-                  yield* handler(record)
-                  yield* shard.checkpointer.stage(record)
-                }
+              // A `whileLoop`, not a generator: a third of the runtime's cost per record.
+              Effect.suspend(() => {
+                let i = 0
+                const go = () => !stopping && active()
+                // While paused, wait before the next record; a stop or a lost lease ends the wait.
+                const resumed: Effect.Effect<void> = Effect.suspend(() =>
+                  gate!.closed() && go() ? Effect.andThen(gate!.wait, resumed) : Effect.void
+                )
+                const next = () => handler(records[i]!)
+                const afterPause = Effect.andThen(resumed, Effect.suspend(() => go() ? next() : Effect.succeed(SKIP)))
+                return Effect.whileLoop({
+                  while: () => i < records.length && go(),
+                  body: (): Effect.Effect<unknown, E, R> => gate?.closed() === true ? afterPause : next(),
+                  step: (result) => {
+                    if (result !== SKIP) stage(records[i++]!)
+                  }
+                })
               }).pipe(processSpan(shard, records), timeProcessing(shard)),
               () => {
                 stopping = true

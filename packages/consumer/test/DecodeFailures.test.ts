@@ -215,9 +215,40 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Undeco
         const malformed = new Uint8Array([0xf3, 0x89, 0x9a, 0xc2, ...body, ...md5])
         expect(Aggregation.isAggregated(malformed)).toBe(true)
         expect(Result.isFailure(Aggregation.deaggregate({ partitionKey: "k", data: malformed }))).toBe(true)
+        // The magic with a wrong MD5: a plain record, not an aggregate, and not malformed.
+        const lookalike = new Uint8Array([0xf3, 0x89, 0x9a, 0xc2, ...body, ...md5.map((b) => b ^ 1)])
+        // A well-formed aggregate of one user record (the aggregator would send it plain): still an
+        // aggregate. Partition key table ["single"], one record {key 0, data "alone"}.
+        const singleBody = new Uint8Array([
+          0x0a,
+          6,
+          ...encoder.encode("single"),
+          0x1a,
+          9,
+          0x08,
+          0,
+          0x1a,
+          5,
+          ...encoder.encode("alone")
+        ])
+        const single = {
+          partitionKey: "p",
+          explicitHashKey: "0",
+          data: new Uint8Array([
+            0xf3,
+            0x89,
+            0x9a,
+            0xc2,
+            ...singleBody,
+            ...createHash("md5").update(singleBody).digest()
+          ])
+        }
+        expect(Result.getOrThrow(Aggregation.deaggregate(single)).map((r) => r.partitionKey)).toEqual(["single"])
         const put = yield* client.putRecords(streamName, [
           { PartitionKey: "k", Data: encoder.encode("before") },
           { PartitionKey: "k", Data: malformed },
+          { PartitionKey: "k", Data: lookalike },
+          { PartitionKey: single.partitionKey, ExplicitHashKey: single.explicitHashKey, Data: single.data },
           { PartitionKey: "k", Data: encoder.encode("after") }
         ])
         const repository = yield* LeaseRepository.makeMemory()
@@ -234,10 +265,12 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Undeco
           Effect.provideService(LeaseRepository.LeaseRepository, repository),
           Effect.forkScoped
         )
-        yield* eventually(Effect.sync(() => seen.length >= 3), "20 seconds", "three records")
+        yield* eventually(Effect.sync(() => seen.length >= 5), "20 seconds", "five records")
         yield* Fiber.interrupt(fiber)
-        expect(seen.map((r) => r.aggregated)).toEqual([false, false, false])
+        expect(seen.map((r) => r.aggregated)).toEqual([false, false, false, true, false])
         expect(Array.from(seen[1]!.data)).toEqual(Array.from(malformed))
+        expect(Array.from(seen[2]!.data)).toEqual(Array.from(lookalike))
+        expect([seen[3]!.partitionKey, new TextDecoder().decode(seen[3]!.data)]).toEqual(["single", "alone"])
         expect(seen[1]!.sequenceNumber).toBe(put.Records![1]!.SequenceNumber)
         expect(events.filter((e) => e._tag === "AggregateMalformed").map((e) => e.sequenceNumber)).toEqual([
           put.Records![1]!.SequenceNumber

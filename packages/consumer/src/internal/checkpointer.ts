@@ -80,16 +80,33 @@ const graceful = new WeakMap<Checkpointer, ReturnType<typeof letFinish>>()
 export const letFinishFor = (checkpointer: Checkpointer): ReturnType<typeof letFinish> =>
   graceful.get(checkpointer) ?? ((effect) => effect)
 
-const counted = new WeakMap<Checkpointer, (record: Checkpointable, count: number) => Effect.Effect<void>>()
+// The synchronous stage of each shard's checkpointer, counting the records it covers: for
+// `consumeWith`'s per-record loop (an effect per record costs more there than the staging
+// itself), and for a finished prefix or a batch staged at once (the status counts records).
+const stagers = new WeakMap<Checkpointer, (record: Checkpointable, count: number) => void>()
 
 /**
- * Stages `record` as the last of `count` records processed at once (a finished prefix, a batch),
- * so that the shard's status counts records, not calls.
+ * Stages `record` on `checkpointer` at once, outside an effect: as `checkpointer.stage`, which it
+ * runs for a checkpointer made elsewhere.
  *
  * @internal
  */
-export const stageMany = (checkpointer: Checkpointer, record: Checkpointable, count: number): Effect.Effect<void> =>
-  counted.get(checkpointer)?.(record, count) ?? checkpointer.stage(record)
+export const stageSyncFor = (checkpointer: Checkpointer): (record: Checkpointable) => void => {
+  const stager = stagers.get(checkpointer)
+  return stager === undefined
+    ? (record) => Effect.runSync(checkpointer.stage(record))
+    : (record) => stager(record, 1)
+}
+
+/**
+ * Stages `record` as the last of `count` records processed at once (a finished prefix, a batch).
+ *
+ * @internal
+ */
+export const stageMany = (checkpointer: Checkpointer, record: Checkpointable, count: number): Effect.Effect<void> => {
+  const stager = stagers.get(checkpointer)
+  return stager === undefined ? checkpointer.stage(record) : Effect.sync(() => stager(record, count))
+}
 
 interface Staged {
   readonly position: ExtendedSequenceNumber.ExtendedSequenceNumber
@@ -143,12 +160,11 @@ export const make = (options: {
   }
 
   let stagedRecords = 0
-  const stageCounted = (record: Checkpointable, count: number) =>
-    Effect.sync(() => {
-      stagedRecords += count
-      advance(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber))
-    })
-  const stage = (record: Checkpointable) => stageCounted(record, 1)
+  const stageSync = (record: Checkpointable, count: number) => {
+    stagedRecords += count
+    advance(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber))
+  }
+  const stage = (record: Checkpointable) => Effect.sync(() => stageSync(record, 1))
 
   const checkpoint: Effect.Effect<void, ShardLeaseLost | LeaseStoreError> = lock.withPermit(
     Effect.suspend(() => {
@@ -213,7 +229,7 @@ export const make = (options: {
   }
 
   graceful.set(checkpointer, finishing)
-  counted.set(checkpointer, stageCounted)
+  stagers.set(checkpointer, stageSync)
   return {
     checkpointer,
     delivered: (position) => {

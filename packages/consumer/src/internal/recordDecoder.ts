@@ -12,6 +12,7 @@ import { Aggregation, ExtendedSequenceNumber, HashKey, Serde } from "@effect-kin
 import { Effect, Result } from "effect"
 import { RecordDecodeFailed } from "../ConsumerError.ts"
 import type { ConsumerRecord } from "../ConsumerRecord.ts"
+import * as PartitionKeyRange from "./partitionKeyRange.ts"
 
 /** @internal */
 export interface DecodedBatch<A> {
@@ -48,6 +49,9 @@ export interface RecordDecoder<A> {
 
 const EMPTY = new Uint8Array(0)
 
+// `F3 89 9A C2`: only a record starting with the KPL's magic can be an aggregate.
+const hasMagic = (data: Uint8Array) => data[0] === 0xf3 && data[1] === 0x89 && data[2] === 0x9a && data[3] === 0xc2
+
 interface Raw {
   readonly r: _Record
   readonly data: Uint8Array
@@ -73,15 +77,24 @@ export const make = <A>(options: {
   const range = options.hashKeyRange === undefined
     ? undefined
     : { start: BigInt(options.hashKeyRange.startingHashKey), end: BigInt(options.hashKeyRange.endingHashKey) }
+  // A shard owning the whole key space (a stream of one shard) has nothing to check.
+  const routed = range === undefined || (range.start === HashKey.MIN && range.end === HashKey.MAX)
+    ? undefined
+    : PartitionKeyRange.makeRangeCheck(range.start, range.end)
   // The KPL may re-send the user records of an aggregate that landed on another shard than it
   // predicted (after a split); the KCL drops such aggregates whole, and so must we, or the copy
   // would be delivered twice.
   const foreign = (users: ReadonlyArray<Aggregation.UserRecord>) => {
-    if (range === undefined) return false
+    if (routed === undefined) return false
     for (const user of users) {
-      const key = (user.explicitHashKey === undefined ? undefined : HashKey.parseExplicit(user.explicitHashKey)) ??
-        HashKey.fromPartitionKey(user.partitionKey)
-      if (key < range.start || key > range.end) return true
+      const explicit = user.explicitHashKey === undefined ? undefined : HashKey.parseExplicit(user.explicitHashKey)
+      if (
+        explicit === undefined
+          ? !routed.contains(user.partitionKey)
+          : explicit < range!.start || explicit > range!.end
+      ) {
+        return true
+      }
     }
     return false
   }
@@ -146,7 +159,13 @@ export const make = <A>(options: {
     }
     for (const r of records) {
       const data = r.Data ?? EMPTY
-      if (!Aggregation.isAggregated(data)) {
+      // `deaggregate` checks an aggregate's MD5 and hands a plain record back with its data
+      // itself; asking `isAggregated` first would digest every aggregate twice.
+      const users = hasMagic(data) ? Aggregation.deaggregate({ partitionKey: r.PartitionKey!, data }) : undefined
+      if (
+        users === undefined ||
+        (Result.isSuccess(users) && users.success.length === 1 && users.success[0]!.data === data)
+      ) {
         if (!obsolete(r.SequenceNumber!, 0)) {
           emit({
             r,
@@ -161,7 +180,6 @@ export const make = <A>(options: {
         }
         continue
       }
-      const users = Aggregation.deaggregate({ partitionKey: r.PartitionKey!, data })
       if (Result.isFailure(users)) {
         if (!obsolete(r.SequenceNumber!, 0)) {
           malformed.push({ sequenceNumber: r.SequenceNumber!, error: users.failure })
