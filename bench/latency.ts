@@ -23,11 +23,9 @@ import {
 import { Consumer, type ConsumerRecord, type DiagnosticEvent, LeaseRepository } from "@effect-kinesis/consumer"
 import { Client, Serde } from "@effect-kinesis/core"
 import { KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
-import { Duration, Effect, Fiber, Layer } from "effect"
-import { mkdirSync, writeFileSync } from "node:fs"
-import { cpus } from "node:os"
-import { join } from "node:path"
+import { Duration, Effect, Fiber } from "effect"
 import { performance } from "node:perf_hooks"
+import * as Results from "./results.ts"
 
 const SHARDS = 2
 const RATE = Number(process.env.BENCH_RATE ?? 200)
@@ -313,35 +311,20 @@ const program = Effect.gen(function*() {
   console.log("library over raw (ratio, and added milliseconds):")
   console.table(overhead)
 
-  const resultsDir = join(import.meta.dirname, "results")
-  mkdirSync(resultsDir, { recursive: true })
-  writeFileSync(
-    join(resultsDir, "latency.json"),
-    JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        environment: { node: process.version, cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length },
-        workload: {
-          emulator: "kinesis-mock (kinesis-local)",
-          shards: SHARDS,
-          recordsPerSecond: RATE,
-          seconds: SECONDS,
-          warmupSeconds: WARMUP_SECONDS,
-          recordsPerPutRecords: PER_PUT,
-          recordBytes: RECORD_BYTES,
-          pollIntervalMillis: POLL_INTERVAL_MILLIS
-        },
-        results: rows,
-        libraryOverRaw: overhead
-      },
-      null,
-      2
-    ) + "\n"
-  )
+  Results.write("latency", {
+    workload: {
+      emulator: "kinesis-mock (kinesis-local)",
+      shards: SHARDS,
+      recordsPerSecond: RATE,
+      seconds: SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      recordsPerPutRecords: PER_PUT,
+      recordBytes: RECORD_BYTES,
+      pollIntervalMillis: POLL_INTERVAL_MILLIS
+    },
+    results: rows,
+    libraryOverRaw: overhead
+  })
 })
 
-const KinesisLive = Layer.unwrap(
-  Effect.map(Effect.service(KinesisEmulator.KinesisEmulator), (emulator) => Client.layer(emulator.clientConfig))
-).pipe(Layer.provideMerge(KinesisEmulator.layer()))
-
-await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(KinesisLive)))
+await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(Results.KinesisLive)))

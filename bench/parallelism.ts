@@ -12,22 +12,17 @@
  * bench/results/parallelism.json.
  */
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { Client, Serde } from "@effect-kinesis/core"
-import { KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
-import { Deferred, Effect, Fiber, Layer } from "effect"
-import { mkdirSync, writeFileSync } from "node:fs"
-import { cpus } from "node:os"
-import { join } from "node:path"
+import { Serde } from "@effect-kinesis/core"
+import { StreamFixtures } from "@effect-kinesis/testing"
+import { Deferred, Effect, Fiber } from "effect"
 import { performance } from "node:perf_hooks"
+import * as Results from "./results.ts"
 
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 2000)
 const KEYS = Number(process.env.BENCH_KEYS ?? 200)
 const HANDLER_MILLIS = 10
 const PARALLELISM = [1, 2, 4, 8, 16, 32]
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
-
-const median = (values: ReadonlyArray<number>): number =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 // Consumes the whole shard once with a fresh application (its own leases, from TRIM_HORIZON) and
 // returns the processing time in milliseconds, checking order per key on the way.
@@ -92,46 +87,31 @@ const program = Effect.gen(function*() {
       millis.get(parallelism)!.push(yield* consume(streamName, parallelism, `${run}-${parallelism}`))
     }
   }
-  const base = RECORDS / (median(millis.get(1)!) / 1000)
+  const base = RECORDS / (Results.median(millis.get(1)!) / 1000)
   const rows = PARALLELISM.map((parallelism) => {
-    const recordsPerSecond = RECORDS / (median(millis.get(parallelism)!) / 1000)
+    const recordsPerSecond = RECORDS / (Results.median(millis.get(parallelism)!) / 1000)
     return {
       parallelism,
       recordsPerSecond: Math.round(recordsPerSecond),
       ratioToParallelism1: Number((recordsPerSecond / base).toFixed(2)),
       idealRatio: parallelism,
-      processingMs: Math.round(median(millis.get(parallelism)!))
+      processingMs: Math.round(Results.median(millis.get(parallelism)!))
     }
   })
   console.table(rows)
 
-  const resultsDir = join(import.meta.dirname, "results")
-  mkdirSync(resultsDir, { recursive: true })
-  writeFileSync(
-    join(resultsDir, "parallelism.json"),
-    JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        environment: { node: process.version, cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length },
-        workload: {
-          emulator: "kinesis-mock (kinesis-local)",
-          shards: 1,
-          records: RECORDS,
-          partitionKeys: KEYS,
-          handlerMillis: HANDLER_MILLIS,
-          runs: RUNS
-        },
-        results: rows,
-        runsMillis: Object.fromEntries([...millis].map(([p, values]) => [p, values.map(Math.round)]))
-      },
-      null,
-      2
-    ) + "\n"
-  )
+  Results.write("parallelism", {
+    workload: {
+      emulator: "kinesis-mock (kinesis-local)",
+      shards: 1,
+      records: RECORDS,
+      partitionKeys: KEYS,
+      handlerMillis: HANDLER_MILLIS,
+      runs: RUNS
+    },
+    results: rows,
+    runsMillis: Object.fromEntries([...millis].map(([p, values]) => [p, values.map(Math.round)]))
+  })
 })
 
-const KinesisLive = Layer.unwrap(
-  Effect.map(Effect.service(KinesisEmulator.KinesisEmulator), (emulator) => Client.layer(emulator.clientConfig))
-).pipe(Layer.provideMerge(KinesisEmulator.layer()))
-
-await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(KinesisLive)))
+await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(Results.KinesisLive)))
