@@ -1,5 +1,6 @@
 import { defineConfig } from "vitest/config"
 import type { Reporter, TestModule } from "vitest/node"
+import { aloneProject } from "./vitest.project.ts"
 
 // Ends the run with the plain "N passed, N failed, N skipped" line that CI reads.
 const summary: Reporter = {
@@ -21,12 +22,13 @@ const summary: Reporter = {
   }
 }
 
-// Workspace packages resolve to their TypeScript sources through the
-// "@effect-kinesis/source" export condition, so tests never need a build.
+// Two files at a time on CI's two cores (most wait on emulators and lease timers, not on the CPU),
+// then the files that must not share them, one at a time (`vitest.project.ts`).
 export default defineConfig({
   test: {
-    projects: ["packages/*"],
+    projects: ["packages/*", aloneProject],
     pool: "forks",
+    maxWorkers: 2,
     reporters: ["default", summary]
   }
 })

@@ -1,7 +1,3 @@
-import { defineProject } from "vitest/config"
+import { packageProject } from "../../vitest.project.ts"
 
-export default defineProject({
-  resolve: { conditions: ["@effect-kinesis/source"] },
-  ssr: { resolve: { conditions: ["@effect-kinesis/source"] } },
-  test: { include: ["test/**/*.test.ts"], testTimeout: 60_000, hookTimeout: 60_000 }
-})
+export default packageProject(import.meta.dirname)
