@@ -1,9 +1,9 @@
 /**
  * A handle on a running consumer: stop and start one shard on this worker, pause and resume the
  * whole worker, and see what it holds and how far it got. Make one with {@link make} and pass it
- * as the `control` option of `Consumer.consumeWith` (or `Consumer.shardedStream`); the consumer
- * attaches to it when it starts and detaches when it ends. Handlers can be swapped at runtime
- * with {@link swappable}, with or without a handle.
+ * as the `control` option of `Consumer.consumeWith`, `BatchProcessing.consumeBatchesWith` or
+ * `Consumer.shardedStream`; the consumer attaches to it when it starts and detaches when it
+ * ends. Handlers can be swapped at runtime with {@link swappable}, with or without a handle.
  *
  * Everything here acts on **this worker** only. The lease table is shared with the other workers
  * of the application (KCL workers too), which would ignore any flag of ours, and a restart would
