@@ -34,6 +34,9 @@ export const packageProject = (dir: string) => {
           file.slice(`packages/${prefix}`.length)
         )
       ],
+      // Here, not only at the root: a project from its own file takes none of the root's options,
+      // and one worker it would be.
+      maxWorkers: 2,
       ...timeouts
     }
   })
