@@ -61,6 +61,16 @@ interface Raw {
   readonly explicitHashKey: string | undefined
 }
 
+/** Receives one user record of a batch, as positional arguments: no object per record. */
+type Each = (
+  r: _Record,
+  data: Uint8Array,
+  subSequenceNumber: number,
+  aggregated: boolean,
+  partitionKey: string,
+  explicitHashKey: string | undefined
+) => void
+
 /** @internal */
 export const make = <A>(options: {
   readonly shardId: string
@@ -84,19 +94,11 @@ export const make = <A>(options: {
   // The KPL may re-send the user records of an aggregate that landed on another shard than it
   // predicted (after a split); the KCL drops such aggregates whole, and so must we, or the copy
   // would be delivered twice.
-  const foreign = (users: ReadonlyArray<Aggregation.UserRecord>) => {
-    if (routed === undefined) return false
-    for (const user of users) {
-      const explicit = user.explicitHashKey === undefined ? undefined : HashKey.parseExplicit(user.explicitHashKey)
-      if (
-        explicit === undefined
-          ? !routed.contains(user.partitionKey)
-          : explicit < range!.start || explicit > range!.end
-      ) {
-        return true
-      }
-    }
-    return false
+  const outside = (partitionKey: string, explicitHashKey: string | undefined) => {
+    const explicit = explicitHashKey === undefined ? undefined : HashKey.parseExplicit(explicitHashKey)
+    return explicit === undefined
+      ? !routed!.contains(partitionKey)
+      : explicit < range!.start || explicit > range!.end
   }
   // Only a real sequence number can make records obsolete; after the first record past it, none is.
   let filtering = !ExtendedSequenceNumber.isSentinel(after)
@@ -125,12 +127,25 @@ export const make = <A>(options: {
   const failed = (raw: Raw, cause: Serde.DeserializationError) =>
     new RecordDecodeFailed({ record: record(raw, raw.data), cause })
 
+  // The user records of the aggregate being split, collected before any is handed on: the whole
+  // aggregate is dropped when one of them belongs to another shard. Reused from one to the next.
+  const partitionKeys: Array<string> = []
+  const explicitHashKeys: Array<string | undefined> = []
+  const datas: Array<Uint8Array> = []
+  let foreign = false
+  const collect = (partitionKey: string, explicitHashKey: string | undefined, data: Uint8Array) => {
+    partitionKeys.push(partitionKey)
+    explicitHashKeys.push(explicitHashKey)
+    datas.push(data)
+    if (!foreign && routed !== undefined && outside(partitionKey, explicitHashKey)) foreign = true
+  }
+
   // Calls `each` for every user record of the batch that is past the checkpoint, in order; an
   // aggregate that cannot be split is one plain record (the KCL's choice: its bytes may be a
   // producer's own format that happens to match, and the user decides what they mean).
   const forEachUserRecord = (
     records: ReadonlyArray<_Record>,
-    each: (raw: Raw) => void
+    each: Each
   ): {
     dropped: Array<DroppedAggregate>
     malformed: Array<MalformedAggregate>
@@ -143,13 +158,6 @@ export const make = <A>(options: {
     let bytes = 0
     let minBytes = Infinity
     let maxBytes = 0
-    const emit = (raw: Raw) => {
-      const n = raw.data.length
-      bytes += n
-      if (n < minBytes) minBytes = n
-      if (n > maxBytes) maxBytes = n
-      each(raw)
-    }
     // Positions are reported once per batch, or before a drop, to keep them off the per-record path.
     let last: _Record | undefined
     let lastSub = 0
@@ -157,87 +165,122 @@ export const make = <A>(options: {
       if (last !== undefined) onDelivered(ExtendedSequenceNumber.make(last.SequenceNumber!, lastSub))
       last = undefined
     }
+    const plain = (r: _Record, data: Uint8Array) => {
+      const n = data.length
+      bytes += n
+      if (n < minBytes) minBytes = n
+      if (n > maxBytes) maxBytes = n
+      each(r, data, 0, false, r.PartitionKey!, undefined)
+      last = r
+      lastSub = 0
+    }
     for (const r of records) {
       const data = r.Data ?? EMPTY
-      // `deaggregate` checks an aggregate's MD5 and hands a plain record back with its data
-      // itself; asking `isAggregated` first would digest every aggregate twice.
-      const users = hasMagic(data) ? Aggregation.deaggregate({ partitionKey: r.PartitionKey!, data }) : undefined
-      if (
-        users === undefined ||
-        (Result.isSuccess(users) && users.success.length === 1 && users.success[0]!.data === data)
-      ) {
+      // Only a record with the magic can be an aggregate; `forEachUserRecord` checks its MD5 and
+      // hands a plain one back as itself (asking `isAggregated` first would digest it twice).
+      if (!hasMagic(data)) {
+        if (!obsolete(r.SequenceNumber!, 0)) plain(r, data)
+        continue
+      }
+      partitionKeys.length = 0
+      explicitHashKeys.length = 0
+      datas.length = 0
+      foreign = false
+      const aggregated = Aggregation.forEachUserRecord({ partitionKey: r.PartitionKey!, data }, collect)
+      if (Result.isFailure(aggregated)) {
         if (!obsolete(r.SequenceNumber!, 0)) {
-          emit({
-            r,
-            data,
-            subSequenceNumber: 0,
-            aggregated: false,
-            partitionKey: r.PartitionKey!,
-            explicitHashKey: undefined
-          })
-          last = r
-          lastSub = 0
+          malformed.push({ sequenceNumber: r.SequenceNumber!, error: aggregated.failure })
+          plain(r, data)
         }
         continue
       }
-      if (Result.isFailure(users)) {
-        if (!obsolete(r.SequenceNumber!, 0)) {
-          malformed.push({ sequenceNumber: r.SequenceNumber!, error: users.failure })
-          emit({
-            r,
-            data,
-            subSequenceNumber: 0,
-            aggregated: false,
-            partitionKey: r.PartitionKey!,
-            explicitHashKey: undefined
-          })
-          last = r
-          lastSub = 0
-        }
+      if (!aggregated.success) {
+        if (!obsolete(r.SequenceNumber!, 0)) plain(r, data)
         continue
       }
-      if (foreign(users.success)) {
-        const lastSubSequence = users.success.length - 1
+      const count = datas.length
+      if (foreign) {
+        const lastSubSequence = count - 1
         if (!obsolete(r.SequenceNumber!, lastSubSequence)) {
           flush()
           onDropped(ExtendedSequenceNumber.make(r.SequenceNumber!, lastSubSequence))
-          dropped.push({ sequenceNumber: r.SequenceNumber!, userRecords: users.success.length })
+          dropped.push({ sequenceNumber: r.SequenceNumber!, userRecords: count })
         }
         continue
       }
-      for (const user of users.success) {
-        if (obsolete(r.SequenceNumber!, user.subSequenceNumber)) continue
+      for (let sub = 0; sub < count; sub++) {
+        if (obsolete(r.SequenceNumber!, sub)) continue
         last = r
-        lastSub = user.subSequenceNumber
-        emit({
-          r,
-          data: user.data,
-          subSequenceNumber: user.subSequenceNumber,
-          aggregated: true,
-          partitionKey: user.partitionKey,
-          explicitHashKey: user.explicitHashKey
-        })
+        lastSub = sub
+        const user = datas[sub]!
+        const n = user.length
+        bytes += n
+        if (n < minBytes) minBytes = n
+        if (n > maxBytes) maxBytes = n
+        each(r, user, sub, true, partitionKeys[sub]!, explicitHashKeys[sub])
       }
     }
+    partitionKeys.length = 0
+    explicitHashKeys.length = 0
+    datas.length = 0
     flush()
     return { dropped, malformed, bytes, minBytes, maxBytes }
   }
 
+  // `Serde.bytes` hands the data on as it is: no `Result` per record.
+  if (deserializer === (Serde.bytes as Serde.Serde<unknown>)) {
+    return {
+      decode: (records) =>
+        Effect.sync(() => {
+          const items: Array<ConsumerRecord<A>> = []
+          const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(
+            records,
+            (r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey) => {
+              items.push({
+                shardId,
+                sequenceNumber: r.SequenceNumber!,
+                subSequenceNumber,
+                aggregated,
+                partitionKey,
+                explicitHashKey,
+                approximateArrivalTimestamp: r.ApproximateArrivalTimestamp,
+                data: data as A
+              })
+            }
+          )
+          return { items, failures: 0, dropped, malformed, bytes, minBytes, maxBytes }
+        })
+    }
+  }
   if (sync !== undefined) {
     return {
       decode: (records) =>
         Effect.sync(() => {
           const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = []
           let failures = 0
-          const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(records, (raw) => {
-            const decoded = sync.deserializeResult(raw.data)
-            if (Result.isSuccess(decoded)) {
-              items.push(record(raw, decoded.success))
-            } else {
-              failures++
-              items.push(failed(raw, decoded.failure))
+          const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(
+            records,
+            (r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey) => {
+              const decoded = sync.deserializeResult(data)
+              if (Result.isSuccess(decoded)) {
+                items.push({
+                  shardId,
+                  sequenceNumber: r.SequenceNumber!,
+                  subSequenceNumber,
+                  aggregated,
+                  partitionKey,
+                  explicitHashKey,
+                  approximateArrivalTimestamp: r.ApproximateArrivalTimestamp,
+                  data: decoded.success
+                })
+              } else {
+                failures++
+                items.push(
+                  failed({ r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey }, decoded.failure)
+                )
+              }
             }
-          })
+          )
           return { items, failures, dropped, malformed, bytes, minBytes, maxBytes }
         })
     }
@@ -246,7 +289,11 @@ export const make = <A>(options: {
     decode: (records) =>
       Effect.suspend(() => {
         const pending: Array<Raw> = []
-        const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(records, (raw) => pending.push(raw))
+        const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(
+          records,
+          (r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey) =>
+            pending.push({ r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey })
+        )
         let failures = 0
         return Effect.map(
           Effect.forEach(pending, (entry): Effect.Effect<ConsumerRecord<A> | RecordDecodeFailed> => {
