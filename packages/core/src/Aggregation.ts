@@ -311,14 +311,15 @@ export const deaggregate = (
 
 /**
  * Calls `visit` with every user record of one Kinesis record, in order: {@link deaggregate}
- * without an array and an object per user record, for consumers that build their own record
- * objects. The arguments are those of the {@link UserRecord} `deaggregate` would return; `data`
- * is a view into the record's data.
+ * without an array, an object and a view per user record, for consumers that build their own
+ * record objects (and may do so later, or never). A user record's data is
+ * `record.data.subarray(dataStart, dataEnd)`; the other arguments are those of the
+ * {@link UserRecord} `deaggregate` would return.
  *
- * A plain record (no magic, too short, or a wrong MD5) is visited once, as itself, and the result
- * is `false`; an aggregate's user records are visited only once all of them decoded, and the
- * result is `true`. A malformed aggregate fails with an {@link AggregationDecodeError} and visits
- * nothing.
+ * A plain record (no magic, too short, or a wrong MD5) is visited once, as itself (its data is
+ * all of `record.data`), and the result is `false`; an aggregate's user records are visited only
+ * once all of them decoded, and the result is `true`. A malformed aggregate fails with an
+ * {@link AggregationDecodeError} and visits nothing.
  *
  * @example
  * ```ts
@@ -326,12 +327,13 @@ export const deaggregate = (
  *
  * const aggregator = Aggregation.makeAggregator({ explicitHashKey: "0" })
  * aggregator.add({ partitionKey: "a", data: new Uint8Array([1]) })
- * aggregator.add({ partitionKey: "b", data: new Uint8Array([2]) })
+ * aggregator.add({ partitionKey: "b", data: new Uint8Array([2, 3]) })
+ * const record = aggregator.build()!
  * let bytes = 0
- * const aggregated = Aggregation.forEachUserRecord(aggregator.build()!, (partitionKey, explicitHashKey, data) => {
- *   bytes += data.length
+ * Aggregation.forEachUserRecord(record, (partitionKey, explicitHashKey, dataStart, dataEnd) => {
+ *   bytes += dataEnd - dataStart // record.data.subarray(dataStart, dataEnd) holds the data
  * })
- * // aggregated: Result.succeed(true); bytes: 2
+ * // bytes: 3; the result: Result.succeed(true)
  * ```
  *
  * @since 0.2.0
@@ -342,13 +344,14 @@ export const forEachUserRecord = (
   visit: (
     partitionKey: string,
     explicitHashKey: string | undefined,
-    data: Uint8Array,
+    dataStart: number,
+    dataEnd: number,
     subSequenceNumber: number
   ) => void
 ): Result.Result<boolean, AggregationDecodeError> => {
   const data = record.data
   if (!internal.isFramedAggregate(data)) {
-    visit(record.partitionKey, record.explicitHashKey, data, 0)
+    visit(record.partitionKey, record.explicitHashKey, 0, data.length, 0)
     return PLAIN
   }
   try {

@@ -24,9 +24,14 @@ interface Visited {
 
 const visit = (record: Aggregation.KinesisRecord) => {
   const visited: Array<Visited> = []
-  const result = Aggregation.forEachUserRecord(record, (partitionKey, explicitHashKey, data, subSequenceNumber) => {
-    visited.push({ partitionKey, explicitHashKey, data, subSequenceNumber })
-  })
+  const result = Aggregation.forEachUserRecord(
+    record,
+    (partitionKey, explicitHashKey, start, end, subSequenceNumber) => {
+      const data = Aggregation.isAggregated(record.data) ? record.data.subarray(start, end) : record.data
+      if (data === record.data) expect([start, end]).toEqual([0, record.data.length])
+      visited.push({ partitionKey, explicitHashKey, data, subSequenceNumber })
+    }
+  )
   return { result, visited }
 }
 

@@ -9,16 +9,21 @@
  */
 import type { _Record } from "@aws-sdk/client-kinesis"
 import { Aggregation, ExtendedSequenceNumber, HashKey, Serde } from "@effect-kinesis/core"
-import { Effect, Result } from "effect"
+import { Array as Arr, Cause, Effect, Result, Stream } from "effect"
 import { RecordDecodeFailed } from "../ConsumerError.ts"
 import type { ConsumerRecord } from "../ConsumerRecord.ts"
 import * as PartitionKeyRange from "./partitionKeyRange.ts"
 
 /** @internal */
 export interface DecodedBatch<A> {
-  /** In order; undecodable records in place, as `RecordDecodeFailed`. */
-  readonly items: Array<ConsumerRecord<A> | RecordDecodeFailed>
-  readonly failures: number
+  /** User records handed on (decoded or not). */
+  readonly count: number
+  /**
+   * The records in order, in chunks, built as they are asked for (the records of a whole batch,
+   * all alive at once, cost the garbage collector more than the rest of the consumer); undefined
+   * after the last. Undecodable records are in place, as `RecordDecodeFailed`.
+   */
+  readonly next: () => DecodedChunk<A> | undefined
   /** Aggregates dropped because a user record hashes outside the shard's range. */
   readonly dropped: Array<DroppedAggregate>
   /** Records with an aggregate's magic and MD5 whose contents are malformed, delivered whole. */
@@ -27,6 +32,28 @@ export interface DecodedBatch<A> {
   readonly bytes: number
   readonly minBytes: number
   readonly maxBytes: number
+}
+
+/** @internal */
+export interface DecodedChunk<A> {
+  /** In order; undecodable records in place, as `RecordDecodeFailed`. Never empty. */
+  readonly items: Array<ConsumerRecord<A> | RecordDecodeFailed>
+  readonly failures: number
+}
+
+/** Plain records per chunk at most (an aggregate is a chunk): small enough to die young. */
+const CHUNK = 1024
+
+/** An aggregate's user records `[from, to)`, or a run of plain records. */
+interface Segment {
+  readonly r: _Record
+  readonly from: number
+  readonly to: number
+  readonly partitionKeys: Array<string>
+  readonly explicitHashKeys: Array<string | undefined>
+  readonly bounds: Array<number>
+  /** Set for a run of plain records (the rest is empty). */
+  readonly plain: Array<_Record> | undefined
 }
 
 /** @internal */
@@ -61,10 +88,14 @@ interface Raw {
   readonly explicitHashKey: string | undefined
 }
 
-/** Receives one user record of a batch, as positional arguments: no object per record. */
+/**
+ * Receives one user record of a batch, as positional arguments: no object per record. Its data is
+ * `r.Data.subarray(start, end)` when `aggregated`, else all of `r.Data`.
+ */
 type Each = (
   r: _Record,
-  data: Uint8Array,
+  start: number,
+  end: number,
   subSequenceNumber: number,
   aggregated: boolean,
   partitionKey: string,
@@ -131,12 +162,12 @@ export const make = <A>(options: {
   // aggregate is dropped when one of them belongs to another shard. Reused from one to the next.
   const partitionKeys: Array<string> = []
   const explicitHashKeys: Array<string | undefined> = []
-  const datas: Array<Uint8Array> = []
+  const bounds: Array<number> = []
   let foreign = false
-  const collect = (partitionKey: string, explicitHashKey: string | undefined, data: Uint8Array) => {
+  const collect = (partitionKey: string, explicitHashKey: string | undefined, start: number, end: number) => {
     partitionKeys.push(partitionKey)
     explicitHashKeys.push(explicitHashKey)
-    datas.push(data)
+    bounds.push(start, end)
     if (!foreign && routed !== undefined && outside(partitionKey, explicitHashKey)) foreign = true
   }
 
@@ -145,7 +176,12 @@ export const make = <A>(options: {
   // producer's own format that happens to match, and the user decides what they mean).
   const forEachUserRecord = (
     records: ReadonlyArray<_Record>,
-    each: Each
+    each: Each,
+    /**
+     * Instead of `each` for the user records `[from, to)` of an aggregate: they are in
+     * `partitionKeys`, `explicitHashKeys` and `bounds` during the call.
+     */
+    eachAggregate?: (r: _Record, from: number, to: number) => void
   ): {
     dropped: Array<DroppedAggregate>
     malformed: Array<MalformedAggregate>
@@ -170,7 +206,7 @@ export const make = <A>(options: {
       bytes += n
       if (n < minBytes) minBytes = n
       if (n > maxBytes) maxBytes = n
-      each(r, data, 0, false, r.PartitionKey!, undefined)
+      each(r, 0, n, 0, false, r.PartitionKey!, undefined)
       last = r
       lastSub = 0
     }
@@ -184,7 +220,7 @@ export const make = <A>(options: {
       }
       partitionKeys.length = 0
       explicitHashKeys.length = 0
-      datas.length = 0
+      bounds.length = 0
       foreign = false
       const aggregated = Aggregation.forEachUserRecord({ partitionKey: r.PartitionKey!, data }, collect)
       if (Result.isFailure(aggregated)) {
@@ -198,7 +234,7 @@ export const make = <A>(options: {
         if (!obsolete(r.SequenceNumber!, 0)) plain(r, data)
         continue
       }
-      const count = datas.length
+      const count = partitionKeys.length
       if (foreign) {
         const lastSubSequence = count - 1
         if (!obsolete(r.SequenceNumber!, lastSubSequence)) {
@@ -208,80 +244,144 @@ export const make = <A>(options: {
         }
         continue
       }
-      for (let sub = 0; sub < count; sub++) {
-        if (obsolete(r.SequenceNumber!, sub)) continue
-        last = r
-        lastSub = sub
-        const user = datas[sub]!
-        const n = user.length
+      // Records at or before the checkpoint are a prefix: the rest are `[from, count)`.
+      let from = 0
+      while (from < count && obsolete(r.SequenceNumber!, from)) from++
+      if (from === count) continue
+      last = r
+      lastSub = count - 1
+      for (let sub = from; sub < count; sub++) {
+        const start = bounds[2 * sub]!
+        const end = bounds[2 * sub + 1]!
+        const n = end - start
         bytes += n
         if (n < minBytes) minBytes = n
         if (n > maxBytes) maxBytes = n
-        each(r, user, sub, true, partitionKeys[sub]!, explicitHashKeys[sub])
+        if (eachAggregate === undefined) each(r, start, end, sub, true, partitionKeys[sub]!, explicitHashKeys[sub])
       }
+      if (eachAggregate !== undefined) eachAggregate(r, from, count)
     }
     partitionKeys.length = 0
     explicitHashKeys.length = 0
-    datas.length = 0
+    bounds.length = 0
     flush()
     return { dropped, malformed, bytes, minBytes, maxBytes }
   }
 
-  // `Serde.bytes` hands the data on as it is: no `Result` per record.
-  if (deserializer === (Serde.bytes as Serde.Serde<unknown>)) {
+  const dataOf = (r: _Record, start: number, end: number, aggregated: boolean): Uint8Array => {
+    const data = r.Data ?? EMPTY
+    return aggregated ? data.subarray(start, end) : data
+  }
+
+  if (sync !== undefined) {
+    // `Serde.bytes` hands the data on as it is: no `Result` per record.
+    const identity = deserializer === (Serde.bytes as Serde.Serde<unknown>)
     return {
       decode: (records) =>
         Effect.sync(() => {
-          const items: Array<ConsumerRecord<A>> = []
+          // The batch's user records by aggregate, and runs of plain records (no object per
+          // record); records are built a chunk at a time, when the chunk is asked for.
+          const segments: Array<Segment> = []
+          let count = 0
+          let plainRun: Array<_Record> | undefined
           const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(
             records,
-            (r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey) => {
-              items.push({
-                shardId,
-                sequenceNumber: r.SequenceNumber!,
-                subSequenceNumber,
-                aggregated,
-                partitionKey,
-                explicitHashKey,
-                approximateArrivalTimestamp: r.ApproximateArrivalTimestamp,
-                data: data as A
+            (r) => {
+              count++
+              if (plainRun === undefined || plainRun.length === CHUNK) {
+                plainRun = []
+                segments.push({
+                  r,
+                  from: 0,
+                  to: 0,
+                  partitionKeys: [],
+                  explicitHashKeys: [],
+                  bounds: [],
+                  plain: plainRun
+                })
+              }
+              plainRun.push(r)
+            },
+            (r, from, to) => {
+              count += to - from
+              plainRun = undefined
+              segments.push({
+                r,
+                from,
+                to,
+                partitionKeys: partitionKeys.slice(),
+                explicitHashKeys: explicitHashKeys.slice(),
+                bounds: bounds.slice(),
+                plain: undefined
               })
             }
           )
-          return { items, failures: 0, dropped, malformed, bytes, minBytes, maxBytes }
-        })
-    }
-  }
-  if (sync !== undefined) {
-    return {
-      decode: (records) =>
-        Effect.sync(() => {
-          const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = []
-          let failures = 0
-          const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(
-            records,
-            (r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey) => {
+          let at = 0
+          const decodeOne = (
+            r: _Record,
+            data: Uint8Array,
+            sub: number,
+            aggregated: boolean,
+            partitionKey: string,
+            explicitHashKey: string | undefined
+          ): ConsumerRecord<A> | RecordDecodeFailed => {
+            let value: A
+            if (identity) value = data as A
+            else {
               const decoded = sync.deserializeResult(data)
-              if (Result.isSuccess(decoded)) {
-                items.push({
-                  shardId,
-                  sequenceNumber: r.SequenceNumber!,
-                  subSequenceNumber,
-                  aggregated,
-                  partitionKey,
-                  explicitHashKey,
-                  approximateArrivalTimestamp: r.ApproximateArrivalTimestamp,
-                  data: decoded.success
-                })
-              } else {
-                failures++
-                items.push(
-                  failed({ r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey }, decoded.failure)
+              if (Result.isFailure(decoded)) {
+                return failed(
+                  { r, data, subSequenceNumber: sub, aggregated, partitionKey, explicitHashKey },
+                  decoded.failure
                 )
               }
+              value = decoded.success
             }
-          )
-          return { items, failures, dropped, malformed, bytes, minBytes, maxBytes }
+            return {
+              shardId,
+              sequenceNumber: r.SequenceNumber!,
+              subSequenceNumber: sub,
+              aggregated,
+              partitionKey,
+              explicitHashKey,
+              approximateArrivalTimestamp: r.ApproximateArrivalTimestamp,
+              data: value
+            }
+          }
+          const next = (): DecodedChunk<A> | undefined => {
+            const segment = segments[at]
+            if (segment === undefined) return undefined
+            segments[at++] = undefined!
+            let failures = 0
+            const plain = segment.plain
+            if (plain !== undefined) {
+              const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = new Array(plain.length)
+              for (let i = 0; i < plain.length; i++) {
+                const r = plain[i]!
+                const item = decodeOne(r, r.Data ?? EMPTY, 0, false, r.PartitionKey!, undefined)
+                if (item instanceof RecordDecodeFailed) failures++
+                items[i] = item
+              }
+              return { items, failures }
+            }
+            const { bounds: b, explicitHashKeys: hashKeys, from, partitionKeys: keys, r, to } = segment
+            const data = r.Data ?? EMPTY
+            const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = new Array(to - from)
+            for (let sub = from; sub < to; sub++) {
+              const item = decodeOne(
+                r,
+                data.subarray(b[2 * sub]!, b[2 * sub + 1]!),
+                sub,
+                true,
+                keys[sub]!,
+                hashKeys[sub]
+              )
+              if (item instanceof RecordDecodeFailed) failures++
+              items[sub - from] = item
+            }
+            return { items, failures }
+          }
+          return { count, next, dropped, malformed, bytes, minBytes, maxBytes }
         })
     }
   }
@@ -291,8 +391,15 @@ export const make = <A>(options: {
         const pending: Array<Raw> = []
         const { bytes, dropped, malformed, maxBytes, minBytes } = forEachUserRecord(
           records,
-          (r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey) =>
-            pending.push({ r, data, subSequenceNumber, aggregated, partitionKey, explicitHashKey })
+          (r, start, end, subSequenceNumber, aggregated, partitionKey, explicitHashKey) =>
+            pending.push({
+              r,
+              data: dataOf(r, start, end, aggregated),
+              subSequenceNumber,
+              aggregated,
+              partitionKey,
+              explicitHashKey
+            })
         )
         let failures = 0
         return Effect.map(
@@ -305,8 +412,37 @@ export const make = <A>(options: {
               })
             )
           }),
-          (items) => ({ items, failures, dropped, malformed, bytes, minBytes, maxBytes })
+          (items) => {
+            // Decoded up front (the deserializer is an effect): handed on as one chunk.
+            let chunk: DecodedChunk<A> | undefined = items.length === 0 ? undefined : { items, failures }
+            const next = () => {
+              const out = chunk
+              chunk = undefined
+              return out
+            }
+            return { count: items.length, next, dropped, malformed, bytes, minBytes, maxBytes }
+          }
         )
       })
   }
 }
+
+/**
+ * The chunks of a decoded batch as a stream, each turned into a non-empty array by `f` as it is
+ * pulled (an empty array is skipped).
+ *
+ * @internal
+ */
+export const chunks = <A, B>(
+  decoded: DecodedBatch<A>,
+  f: (chunk: DecodedChunk<A>) => ReadonlyArray<B>
+): Stream.Stream<B> =>
+  Stream.fromPull(Effect.sync(() => {
+    const pull: Effect.Effect<Arr.NonEmptyReadonlyArray<B>, Cause.Done> = Effect.suspend(() => {
+      const chunk = decoded.next()
+      if (chunk === undefined) return Cause.done()
+      const out = f(chunk)
+      return Arr.isReadonlyArrayNonEmpty(out) ? Effect.succeed(out) : pull
+    })
+    return pull
+  }))

@@ -363,8 +363,8 @@ export const decodeAggregatedRecord = (buf: Uint8Array, start: number, end: numb
 
 /**
  * {@link decodeAggregatedRecord} without an object per user record: every `Record` is decoded
- * and checked first, then `visit` is called for each in order. Nothing is visited when decoding
- * fails.
+ * and checked first, then `visit` is called for each in order with where its data lies in `buf`.
+ * Nothing is visited when decoding fails.
  *
  * @throws ProtobufDecodeFailure when the bytes are not a valid `AggregatedRecord`
  */
@@ -375,7 +375,8 @@ export const visitAggregatedRecord = (
   visit: (
     partitionKey: string,
     explicitHashKey: string | undefined,
-    data: Uint8Array,
+    dataStart: number,
+    dataEnd: number,
     subSequenceNumber: number
   ) => void
 ): number => {
@@ -395,7 +396,8 @@ export const visitAggregatedRecord = (
     visit(
       partitionKeys[fields[4 * i]!]!,
       explicitHashKeyIndex < 0 ? undefined : explicitHashKeys[explicitHashKeyIndex],
-      buf.subarray(fields[4 * i + 2]!, fields[4 * i + 3]!),
+      fields[4 * i + 2]!,
+      fields[4 * i + 3]!,
       i
     )
   }
