@@ -41,7 +41,10 @@ export interface DecodedChunk<A> {
   readonly failures: number
 }
 
-/** Plain records per chunk at most (an aggregate is a chunk): small enough to die young. */
+/**
+ * Records per chunk: whole aggregates (or runs of plain records) are added until it holds this
+ * many. Small enough that a chunk's records die young.
+ */
 const CHUNK = 1024
 
 /** An aggregate's user records `[from, to)`, or a run of plain records. */
@@ -348,36 +351,39 @@ export const make = <A>(options: {
               data: value
             }
           }
+          // Whole segments until the chunk holds `CHUNK` records: a chunk costs a span and a few
+          // effects downstream, too many for an aggregate of a few records each.
           const next = (): DecodedChunk<A> | undefined => {
-            const segment = segments[at]
-            if (segment === undefined) return undefined
-            segments[at++] = undefined!
+            if (at >= segments.length) return undefined
+            const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = []
             let failures = 0
-            const plain = segment.plain
-            if (plain !== undefined) {
-              const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = new Array(plain.length)
-              for (let i = 0; i < plain.length; i++) {
-                const r = plain[i]!
-                const item = decodeOne(r, r.Data ?? EMPTY, 0, false, r.PartitionKey!, undefined)
-                if (item instanceof RecordDecodeFailed) failures++
-                items[i] = item
+            while (at < segments.length && items.length < CHUNK) {
+              const segment = segments[at]!
+              segments[at++] = undefined!
+              const plain = segment.plain
+              if (plain !== undefined) {
+                for (let i = 0; i < plain.length; i++) {
+                  const r = plain[i]!
+                  const item = decodeOne(r, r.Data ?? EMPTY, 0, false, r.PartitionKey!, undefined)
+                  if (item instanceof RecordDecodeFailed) failures++
+                  items.push(item)
+                }
+                continue
               }
-              return { items, failures }
-            }
-            const { bounds: b, explicitHashKeys: hashKeys, from, partitionKeys: keys, r, to } = segment
-            const data = r.Data ?? EMPTY
-            const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = new Array(to - from)
-            for (let sub = from; sub < to; sub++) {
-              const item = decodeOne(
-                r,
-                data.subarray(b[2 * sub]!, b[2 * sub + 1]!),
-                sub,
-                true,
-                keys[sub]!,
-                hashKeys[sub]
-              )
-              if (item instanceof RecordDecodeFailed) failures++
-              items[sub - from] = item
+              const { bounds: b, explicitHashKeys: hashKeys, from, partitionKeys: keys, r, to } = segment
+              const data = r.Data ?? EMPTY
+              for (let sub = from; sub < to; sub++) {
+                const item = decodeOne(
+                  r,
+                  data.subarray(b[2 * sub]!, b[2 * sub + 1]!),
+                  sub,
+                  true,
+                  keys[sub]!,
+                  hashKeys[sub]
+                )
+                if (item instanceof RecordDecodeFailed) failures++
+                items.push(item)
+              }
             }
             return { items, failures }
           }
