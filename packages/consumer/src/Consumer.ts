@@ -666,7 +666,7 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
       // Once per batch: the records handed on (the KCL's `RecordsProcessed`, `DataBytesProcessed`).
       const recordBatch = (batch: FetchedBatch, decoded: RecordDecoder.DecodedBatch<A>) => {
         if (!metrics.enabled) return
-        const n = decoded.items.length
+        const n = decoded.count
         metrics.recordsProcessed.record(n)
         if (n === 0) metrics.dataBytesProcessed.record(0)
         else {
@@ -701,7 +701,7 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
           Effect.tap(decoder.decode(batch.records), (decoded) => {
             recordBatch(batch, decoded)
             return Effect.andThen(
-              Effect.annotateCurrentSpan("kinesis.user_records", decoded.items.length),
+              Effect.annotateCurrentSpan("kinesis.user_records", decoded.count),
               Effect.andThen(
                 Effect.forEach(decoded.dropped, (dropped) =>
                   emit({
@@ -816,30 +816,35 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
     shardId,
     checkpointer: internal.checkpointer,
     results: build((decoded) =>
-      Stream.fromArray(
-        decoded.items.map((item) => item instanceof RecordDecodeFailed ? Result.fail(item) : Result.succeed(item))
+      RecordDecoder.chunks(
+        decoded,
+        (chunk) =>
+          chunk.items.map((item) => item instanceof RecordDecodeFailed ? Result.fail(item) : Result.succeed(item))
       )
     ),
     records: Stream.suspend(() => {
-      // The last item of the batch before, for a failure first in its batch.
+      // The last item of the chunk before, for a failure first in its chunk.
       let previous: ExtendedSequenceNumber.ExtendedSequenceNumber | undefined
-      return build((decoded) => {
-        const items = decoded.items
-        const before = previous
-        const last = items.at(-1)
-        if (last !== undefined) previous = positionOf(last)
-        if (decoded.failures === 0) return Stream.fromArray(items as Array<ConsumerRecord<A>>)
-        const parts: Array<Stream.Stream<ConsumerRecord<A>, RecordDecodeFailed>> = []
-        let from = 0
-        items.forEach((item, i) => {
-          if (!(item instanceof RecordDecodeFailed)) return
-          if (i > from) parts.push(Stream.fromArray(items.slice(from, i) as Array<ConsumerRecord<A>>))
-          parts.push(Stream.fromEffectDrain(undecodable(item, i === 0 ? before : positionOf(items[i - 1]!))))
-          from = i + 1
+      // A chunk at a time (see `RecordDecoder.chunks`).
+      return build((batch) =>
+        Stream.flatMap(RecordDecoder.chunks(batch, (chunk) => [chunk]), (decoded) => {
+          const items = decoded.items
+          const before = previous
+          const last = items.at(-1)
+          if (last !== undefined) previous = positionOf(last)
+          if (decoded.failures === 0) return Stream.fromArray(items as Array<ConsumerRecord<A>>)
+          const parts: Array<Stream.Stream<ConsumerRecord<A>, RecordDecodeFailed>> = []
+          let from = 0
+          items.forEach((item, i) => {
+            if (!(item instanceof RecordDecodeFailed)) return
+            if (i > from) parts.push(Stream.fromArray(items.slice(from, i) as Array<ConsumerRecord<A>>))
+            parts.push(Stream.fromEffectDrain(undecodable(item, i === 0 ? before : positionOf(items[i - 1]!))))
+            from = i + 1
+          })
+          if (from < items.length) parts.push(Stream.fromArray(items.slice(from) as Array<ConsumerRecord<A>>))
+          return Stream.flatten(Stream.fromArray(parts))
         })
-        if (from < items.length) parts.push(Stream.fromArray(items.slice(from) as Array<ConsumerRecord<A>>))
-        return Stream.flatten(Stream.fromArray(parts))
-      })
+      )
     })
   }
   leases.set(shard, owned)

@@ -308,3 +308,62 @@ export const deaggregate = (
     throw error
   }
 }
+
+/**
+ * Calls `visit` with every user record of one Kinesis record, in order: {@link deaggregate}
+ * without an array, an object and a view per user record, for consumers that build their own
+ * record objects (and may do so later, or never). A user record's data is
+ * `record.data.subarray(dataStart, dataEnd)`; the other arguments are those of the
+ * {@link UserRecord} `deaggregate` would return.
+ *
+ * A plain record (no magic, too short, or a wrong MD5) is visited once, as itself (its data is
+ * all of `record.data`), and the result is `false`; an aggregate's user records are visited only
+ * once all of them decoded, and the result is `true`. A malformed aggregate fails with an
+ * {@link AggregationDecodeError} and visits nothing.
+ *
+ * @example
+ * ```ts
+ * import { Aggregation } from "@effect-kinesis/core"
+ *
+ * const aggregator = Aggregation.makeAggregator({ explicitHashKey: "0" })
+ * aggregator.add({ partitionKey: "a", data: new Uint8Array([1]) })
+ * aggregator.add({ partitionKey: "b", data: new Uint8Array([2, 3]) })
+ * const record = aggregator.build()!
+ * let bytes = 0
+ * Aggregation.forEachUserRecord(record, (partitionKey, explicitHashKey, dataStart, dataEnd) => {
+ *   bytes += dataEnd - dataStart // record.data.subarray(dataStart, dataEnd) holds the data
+ * })
+ * // bytes: 3; the result: Result.succeed(true)
+ * ```
+ *
+ * @since 0.2.0
+ * @category decoding
+ */
+export const forEachUserRecord = (
+  record: KinesisRecord,
+  visit: (
+    partitionKey: string,
+    explicitHashKey: string | undefined,
+    dataStart: number,
+    dataEnd: number,
+    subSequenceNumber: number
+  ) => void
+): Result.Result<boolean, AggregationDecodeError> => {
+  const data = record.data
+  if (!internal.isFramedAggregate(data)) {
+    visit(record.partitionKey, record.explicitHashKey, 0, data.length, 0)
+    return PLAIN
+  }
+  try {
+    Protobuf.visitAggregatedRecord(data, internal.MAGIC.length, data.length - internal.MD5_LENGTH, visit)
+    return AGGREGATED
+  } catch (error) {
+    if (error instanceof Protobuf.ProtobufDecodeFailure) {
+      return Result.fail(new AggregationDecodeError({ message: error.reason, offset: error.offset }))
+    }
+    throw error
+  }
+}
+
+const PLAIN: Result.Result<boolean, AggregationDecodeError> = Result.succeed(false)
+const AGGREGATED: Result.Result<boolean, AggregationDecodeError> = Result.succeed(true)

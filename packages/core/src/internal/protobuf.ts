@@ -283,21 +283,20 @@ const expectWireType = (actual: number, expected: number, field: string, offset:
   if (actual !== expected) fail(`${field}: wire type ${actual}, expected ${expected}`, offset)
 }
 
-/**
- * Decodes the `AggregatedRecord` in `buf[start, end)` into user records whose `data` are views
- * into `buf` (no copies).
- *
- * Fields may come in any order (the tables after the records, a table split in pieces), so the
- * first pass only collects the tables and where each `Record` lies; the second decodes the
- * records against the complete tables. Unknown fields, including `Record.tags`, are skipped.
- * Everything allocated is bounded by the input size: nothing is sized by a length field.
- *
- * @throws ProtobufDecodeFailure when the bytes are not a valid `AggregatedRecord`
- */
-export const decodeAggregatedRecord = (buf: Uint8Array, start: number, end: number): Array<UserRecord> => {
+/** The tables of an `AggregatedRecord` and where each of its `Record` bodies lies. */
+interface Scanned {
+  readonly reader: Reader
+  readonly partitionKeys: Array<string>
+  readonly explicitHashKeys: Array<string>
+  /** [start, end) of every Record body, flattened. */
+  readonly recordBounds: Array<number>
+}
+
+// Fields may come in any order (the tables after the records, a table split in pieces), so the
+// first pass only collects the tables and where each `Record` lies.
+const scan = (buf: Uint8Array, start: number, end: number): Scanned => {
   const partitionKeys: Array<string> = []
   const explicitHashKeys: Array<string> = []
-  // [start, end) of every Record body, flattened.
   const recordBounds: Array<number> = []
   const reader = new Reader(buf, start, end)
   const text = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength) // a view, for readUtf8
@@ -333,7 +332,21 @@ export const decodeAggregatedRecord = (buf: Uint8Array, start: number, end: numb
         reader.skip(wireType, fieldNumber, 0)
     }
   }
+  return { reader, partitionKeys, explicitHashKeys, recordBounds }
+}
 
+/**
+ * Decodes the `AggregatedRecord` in `buf[start, end)` into user records whose `data` are views
+ * into `buf` (no copies).
+ *
+ * The first pass only collects the tables and where each `Record` lies; the second decodes the
+ * records against the complete tables. Unknown fields, including `Record.tags`, are skipped.
+ * Everything allocated is bounded by the input size: nothing is sized by a length field.
+ *
+ * @throws ProtobufDecodeFailure when the bytes are not a valid `AggregatedRecord`
+ */
+export const decodeAggregatedRecord = (buf: Uint8Array, start: number, end: number): Array<UserRecord> => {
+  const { explicitHashKeys, partitionKeys, reader, recordBounds } = scan(buf, start, end)
   const records: Array<UserRecord> = new Array(recordBounds.length / 2)
   for (let i = 0; i < recordBounds.length; i += 2) {
     records[i / 2] = decodeRecord(
@@ -348,6 +361,53 @@ export const decodeAggregatedRecord = (buf: Uint8Array, start: number, end: numb
   return records
 }
 
+/**
+ * {@link decodeAggregatedRecord} without an object per user record: every `Record` is decoded
+ * and checked first, then `visit` is called for each in order with where its data lies in `buf`.
+ * Nothing is visited when decoding fails.
+ *
+ * @throws ProtobufDecodeFailure when the bytes are not a valid `AggregatedRecord`
+ */
+export const visitAggregatedRecord = (
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  visit: (
+    partitionKey: string,
+    explicitHashKey: string | undefined,
+    dataStart: number,
+    dataEnd: number,
+    subSequenceNumber: number
+  ) => void
+): number => {
+  const { explicitHashKeys, partitionKeys, reader, recordBounds } = scan(buf, start, end)
+  const count = recordBounds.length / 2
+  // Per record: partition key index, explicit hash key index (-1: none), data start and end.
+  const fields: Array<number> = new Array(count * 4)
+  for (let i = 0; i < count; i++) {
+    decodeRecordFields(reader, recordBounds[2 * i]!, recordBounds[2 * i + 1]!, i, partitionKeys, explicitHashKeys)
+    fields[4 * i] = decoded[0]!
+    fields[4 * i + 1] = decoded[1]!
+    fields[4 * i + 2] = decoded[2]!
+    fields[4 * i + 3] = decoded[3]!
+  }
+  for (let i = 0; i < count; i++) {
+    const explicitHashKeyIndex = fields[4 * i + 1]!
+    visit(
+      partitionKeys[fields[4 * i]!]!,
+      explicitHashKeyIndex < 0 ? undefined : explicitHashKeys[explicitHashKeyIndex],
+      fields[4 * i + 2]!,
+      fields[4 * i + 3]!,
+      i
+    )
+  }
+  return count
+}
+
+// The fields of the `Record` decoded last: partition key index, explicit hash key index (-1:
+// none), data start and end. Read right after each call, before any other decoding.
+const decoded: Array<number> = [0, 0, 0, 0]
+
 const decodeRecord = (
   reader: Reader,
   start: number,
@@ -356,7 +416,24 @@ const decodeRecord = (
   partitionKeys: ReadonlyArray<string>,
   explicitHashKeys: ReadonlyArray<string>
 ): UserRecord => {
-  const buf = reader.buf
+  decodeRecordFields(reader, start, end, subSequenceNumber, partitionKeys, explicitHashKeys)
+  const explicitHashKeyIndex = decoded[1]!
+  return {
+    partitionKey: partitionKeys[decoded[0]!]!,
+    explicitHashKey: explicitHashKeyIndex < 0 ? undefined : explicitHashKeys[explicitHashKeyIndex],
+    data: reader.buf.subarray(decoded[2]!, decoded[3]!),
+    subSequenceNumber
+  }
+}
+
+const decodeRecordFields = (
+  reader: Reader,
+  start: number,
+  end: number,
+  subSequenceNumber: number,
+  partitionKeys: ReadonlyArray<string>,
+  explicitHashKeys: ReadonlyArray<string>
+): void => {
   reader.pos = start
   reader.end = end
   let partitionKeyIndex = -1
@@ -402,10 +479,8 @@ const decodeRecord = (
   }
   if (partitionKeyIndex < 0) fail(`record ${subSequenceNumber}: missing partition_key_index`, start)
   if (dataStart < 0) fail(`record ${subSequenceNumber}: missing data`, start)
-  return {
-    partitionKey: partitionKeys[partitionKeyIndex]!,
-    explicitHashKey: explicitHashKeyIndex < 0 ? undefined : explicitHashKeys[explicitHashKeyIndex],
-    data: buf.subarray(dataStart, dataEnd),
-    subSequenceNumber
-  }
+  decoded[0] = partitionKeyIndex
+  decoded[1] = explicitHashKeyIndex
+  decoded[2] = dataStart
+  decoded[3] = dataEnd
 }
