@@ -13,14 +13,12 @@
 import { GetRecordsCommand, GetShardIteratorCommand } from "@aws-sdk/client-kinesis"
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
 import { Aggregation, Client, HashKey, Serde } from "@effect-kinesis/core"
-import { KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
-import { Deferred, Effect, Fiber, Layer } from "effect"
+import { StreamFixtures } from "@effect-kinesis/testing"
+import { Deferred, Effect, Fiber } from "effect"
 import { randomBytes } from "node:crypto"
-import { mkdirSync, writeFileSync } from "node:fs"
-import { cpus } from "node:os"
-import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { withDrainedCollector } from "./drainedCollector.ts"
+import * as Results from "./results.ts"
 
 const SHARDS = 2
 const AGGREGATES_PER_SHARD = 100
@@ -34,9 +32,6 @@ interface Sample {
   /** The main thread's alone: without V8's garbage collection and compilation helper threads. */
   readonly mainThreadCpuMs: number
 }
-
-const median = (values: ReadonlyArray<number>): number =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 // The garbage of the run before (the raw loop leaves ~15 MB of response strings and buffers) is
 // collected before the clock starts, so that it is not charged to whichever path runs next.
@@ -193,9 +188,9 @@ const program = Effect.gen(function*() {
     }
   }
   const row = (name: string, samples: ReadonlyArray<Sample>) => {
-    const wallMs = median(samples.map((s) => s.wallMs))
-    const cpuMs = median(samples.map((s) => s.cpuMs))
-    const mainThreadCpuMs = median(samples.map((s) => s.mainThreadCpuMs))
+    const wallMs = Results.median(samples.map((s) => s.wallMs))
+    const cpuMs = Results.median(samples.map((s) => s.cpuMs))
+    const mainThreadCpuMs = Results.median(samples.map((s) => s.mainThreadCpuMs))
     return {
       name,
       userRecords,
@@ -214,14 +209,14 @@ const program = Effect.gen(function*() {
   // CPU per record of the consumer over the raw loop, per run (the raw loop ran just before), then
   // the median: the issue's ≤ 1.1 target.
   const rawPairRatios = ours.map((sample, i) => sample.cpuMs / raw[i]!.cpuMs)
-  const cpuToRaw = Number(median(rawPairRatios).toFixed(3))
+  const cpuToRaw = Number(Results.median(rawPairRatios).toFixed(3))
   const cpuToRawOfMedians = Number((rows[1]!.cpuMicrosPerRecord / rows[0]!.cpuMicrosPerRecord).toFixed(3))
   const mainThreadToRaw = Number(
-    median(ours.map((sample, i) => sample.mainThreadCpuMs / raw[i]!.mainThreadCpuMs)).toFixed(3)
+    Results.median(ours.map((sample, i) => sample.mainThreadCpuMs / raw[i]!.mainThreadCpuMs)).toFixed(3)
   )
   // Per pair of runs, then the median: the machine's load drifts less within a pair than across runs.
   const pairRatios = ours.map((sample, i) => metered[i]!.cpuMs / sample.cpuMs)
-  const metricsCpuRatio = Number(median(pairRatios).toFixed(3))
+  const metricsCpuRatio = Number(Results.median(pairRatios).toFixed(3))
   const metricsCpuRatioOfMedians = Number((rows[2]!.cpuMicrosPerRecord / rows[1]!.cpuMicrosPerRecord).toFixed(3))
   console.table(rows)
   console.log(`consumer / raw rate: ${ratio} (target ≥ 0.9)`)
@@ -236,45 +231,30 @@ const program = Effect.gen(function*() {
     }`
   )
 
-  const resultsDir = join(import.meta.dirname, "results")
-  mkdirSync(resultsDir, { recursive: true })
-  writeFileSync(
-    join(resultsDir, "consumer.json"),
-    JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        environment: { node: process.version, cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length },
-        workload: {
-          emulator: "kinesis-mock (kinesis-local)",
-          shards: SHARDS,
-          kinesisRecords,
-          userRecords,
-          recordBytes: RECORD_BYTES,
-          aggregateMaxBytes: KPL_MAX_BYTES,
-          runs: RUNS
-        },
-        results: rows,
-        consumerToRawRate: ratio,
-        consumerToRawCpu: {
-          medianOfPairs: cpuToRaw,
-          ofMedians: cpuToRawOfMedians,
-          pairs: rawPairRatios,
-          mainThreadMedianOfPairs: mainThreadToRaw
-        },
-        metricsDetailedToOffCpu: {
-          medianOfPairs: metricsCpuRatio,
-          ofMedians: metricsCpuRatioOfMedians,
-          pairs: pairRatios
-        }
-      },
-      null,
-      2
-    ) + "\n"
-  )
+  Results.write("consumer", {
+    workload: {
+      emulator: "kinesis-mock (kinesis-local)",
+      shards: SHARDS,
+      kinesisRecords,
+      userRecords,
+      recordBytes: RECORD_BYTES,
+      aggregateMaxBytes: KPL_MAX_BYTES,
+      runs: RUNS
+    },
+    results: rows,
+    consumerToRawRate: ratio,
+    consumerToRawCpu: {
+      medianOfPairs: cpuToRaw,
+      ofMedians: cpuToRawOfMedians,
+      pairs: rawPairRatios,
+      mainThreadMedianOfPairs: mainThreadToRaw
+    },
+    metricsDetailedToOffCpu: {
+      medianOfPairs: metricsCpuRatio,
+      ofMedians: metricsCpuRatioOfMedians,
+      pairs: pairRatios
+    }
+  })
 })
 
-const KinesisLive = Layer.unwrap(
-  Effect.map(Effect.service(KinesisEmulator.KinesisEmulator), (emulator) => Client.layer(emulator.clientConfig))
-).pipe(Layer.provideMerge(KinesisEmulator.layer()))
-
-await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(KinesisLive)))
+await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(Results.KinesisLive)))
