@@ -14,7 +14,7 @@ import { GetRecordsCommand, GetShardIteratorCommand } from "@aws-sdk/client-kine
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
 import { Aggregation, Client, HashKey, Serde } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Effect, Fiber, Latch, Layer } from "effect"
 import { randomBytes } from "node:crypto"
 import { performance } from "node:perf_hooks"
 import { withDrainedCollector } from "./drainedCollector.ts"
@@ -160,6 +160,97 @@ const consumer = (stream: StreamFixtures.TestStream, expected: number, run: numb
     yield* Fiber.interrupt(fiber)
   })
 
+// Steady state, as a consumer runs in production: one consumer and one raw reader live across the
+// runs, warm (a fresh consumer per run also pays for compiling it and for its garbage at start).
+// Each run adds the records while both wait — the consumer's GetRecords calls are held at a gate
+// — then lets each read them in turn, alternating which goes first, and measures only the reading.
+const steady = Effect.gen(function*() {
+  const stream = yield* StreamFixtures.stream({ shardCount: SHARDS, prefix: "bench-steady" })
+  const client = yield* Client.Client
+  const gate = Latch.makeUnsafe(false)
+  const gated = Client.Client.of({
+    ...client,
+    getRecords: (input) => Effect.andThen(gate.await, client.getRecords(input))
+  })
+  let count = 0
+  let target = Number.POSITIVE_INFINITY
+  let reached = Deferred.makeUnsafe<void>()
+  yield* Consumer.consumeWith(
+    () => Effect.suspend(() => ++count === target ? Deferred.succeed(reached, undefined) : Effect.void),
+    {
+      stream: stream.streamName,
+      applicationName: "bench-steady",
+      workerId: "bench",
+      deserializer: Serde.bytes,
+      fetch: { pollInterval: "50 millis" }
+    }
+  ).pipe(
+    Effect.provide(Consumer.layer.pipe(Layer.provide(LeaseRepository.layerMemory))),
+    Effect.provideService(Client.Client, gated),
+    Effect.forkScoped
+  )
+  const consume = (expected: number) =>
+    Effect.suspend(() => {
+      target = count + expected
+      reached = Deferred.makeUnsafe<void>()
+      gate.openUnsafe()
+      return Effect.ensuring(Deferred.await(reached), Effect.sync(() => gate.closeUnsafe()))
+    })
+
+  // The raw reader keeps its shard iterators from run to run.
+  const sdk = client.sdk
+  const iterators = new Map<string, string | undefined>()
+  for (const shard of stream.shards) {
+    const out = yield* Effect.promise(() =>
+      sdk.send(
+        new GetShardIteratorCommand({
+          StreamName: stream.streamName,
+          ShardId: shard.shardId,
+          ShardIteratorType: "TRIM_HORIZON"
+        })
+      )
+    )
+    iterators.set(shard.shardId, out.ShardIterator)
+  }
+  const read = (expected: number) =>
+    Effect.promise(async () => {
+      const counts = await Promise.all(stream.shards.map(async (shard) => {
+        let count = 0
+        let iterator = iterators.get(shard.shardId)
+        while (iterator !== undefined) {
+          const out = await sdk.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }))
+          for (const record of out.Records ?? []) {
+            const users = Aggregation.deaggregate({ partitionKey: record.PartitionKey!, data: record.Data! })
+            if (users._tag === "Failure") throw new Error(users.failure.message)
+            count += users.success.length
+          }
+          iterator = out.NextShardIterator
+          if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break
+        }
+        iterators.set(shard.shardId, iterator)
+        return count
+      }))
+      const total = counts.reduce((a, b) => a + b, 0)
+      if (total !== expected) throw new Error(`raw reader read ${total} of ${expected}`)
+    })
+
+  const raw: Array<Sample> = []
+  const ours: Array<Sample> = []
+  // Two warm-up runs, then RUNS measured.
+  for (let run = -2; run < RUNS; run++) {
+    // A GetRecords call the consumer sent before the gate closed has come back (empty) by now.
+    yield* Effect.sleep("200 millis")
+    const added = yield* fill(stream)
+    const [first, second] = run % 2 === 0 ? [read, consume] : [consume, read]
+    const a = yield* measure(first(added))
+    const b = yield* measure(second(added))
+    if (run < 0) continue
+    raw.push(run % 2 === 0 ? a : b)
+    ours.push(run % 2 === 0 ? b : a)
+  }
+  return { raw, ours }
+})
+
 const withMetrics = <A, E, R>(self: Effect.Effect<A, E, R>) => withDrainedCollector(self)
 
 const program = Effect.gen(function*() {
@@ -231,6 +322,24 @@ const program = Effect.gen(function*() {
     }`
   )
 
+  const steadyRuns = yield* steady
+  const steadyRows = [
+    row("steady state: raw reader, warm", steadyRuns.raw),
+    row("steady state: Consumer.consumeWith, warm", steadyRuns.ours)
+  ]
+  const steadyPairs = steadyRuns.ours.map((sample, i) => sample.cpuMs / steadyRuns.raw[i]!.cpuMs)
+  const steadyCpuToRaw = Number(Results.median(steadyPairs).toFixed(3))
+  const steadyMainThreadToRaw = Number(
+    Results.median(steadyRuns.ours.map((sample, i) => sample.mainThreadCpuMs / steadyRuns.raw[i]!.mainThreadCpuMs))
+      .toFixed(3)
+  )
+  console.table(steadyRows)
+  console.log(
+    `steady state, CPU per record, consumer / raw: median of pairs ${steadyCpuToRaw} (target ≤ 1.1); pairs ${
+      steadyPairs.map((r) => r.toFixed(3)).join(" ")
+    }; main thread only, median of pairs ${steadyMainThreadToRaw}`
+  )
+
   Results.write("consumer", {
     workload: {
       emulator: "kinesis-mock (kinesis-local)",
@@ -253,6 +362,14 @@ const program = Effect.gen(function*() {
       medianOfPairs: metricsCpuRatio,
       ofMedians: metricsCpuRatioOfMedians,
       pairs: pairRatios
+    },
+    steadyState: {
+      results: steadyRows,
+      consumerToRawCpu: {
+        medianOfPairs: steadyCpuToRaw,
+        pairs: steadyPairs,
+        mainThreadMedianOfPairs: steadyMainThreadToRaw
+      }
     }
   })
 })

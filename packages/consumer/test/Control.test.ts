@@ -85,6 +85,34 @@ const produce = (stream: string, prefix: string, batch: number, every: Duration.
     return { produced, stop: Fiber.interrupt(fiber) }
   })
 
+/** A client whose shard iterators expire after 1 second, as Kinesis's do after 5 minutes. */
+const shortLivedIterators = Effect.map(Client.Client, (client) => {
+  const issued = new Map<string, number>()
+  let expired = 0
+  const note = (iterator: string | undefined) => {
+    if (iterator !== undefined) issued.set(iterator, Date.now())
+  }
+  return {
+    expired: () => expired,
+    client: Client.Client.of({
+      ...client,
+      getShardIterator: (stream, options) =>
+        Effect.tap(client.getShardIterator(stream, options), (iterator) => Effect.sync(() => note(iterator))),
+      getRecords: (input) =>
+        Effect.suspend(() => {
+          const at = issued.get(input.ShardIterator!)
+          if (at !== undefined && Date.now() - at > 1000) {
+            expired++
+            return Effect.fail(
+              new KinesisError.ExpiredIterator({ operation: "GetRecords", message: "Iterator expired" })
+            )
+          }
+          return Effect.tap(client.getRecords(input), (out) => Effect.sync(() => note(out.NextShardIterator)))
+        })
+    })
+  }
+})
+
 const lastOn = (seen: Seen, shardId: string) => seen.filter((r) => r.shardId === shardId).at(-1)?.sequenceNumber
 
 layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("ConsumerControl", (it) => {
@@ -399,32 +427,10 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("ConsumerContro
       Effect.gen(function*() {
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
         const table = uniqueTable("expiry")
-        const client = yield* Client.Client
-        // Iterators that expire after 1 second, as Kinesis's do after 5 minutes.
-        const issued = new Map<string, number>()
-        let expired = 0
-        const note = (iterator: string | undefined) => {
-          if (iterator !== undefined) issued.set(iterator, Date.now())
-        }
-        const shortLived = Client.Client.of({
-          ...client,
-          getShardIterator: (stream, options) =>
-            Effect.tap(client.getShardIterator(stream, options), (iterator) => Effect.sync(() => note(iterator))),
-          getRecords: (input) =>
-            Effect.suspend(() => {
-              const at = issued.get(input.ShardIterator!)
-              if (at !== undefined && Date.now() - at > 1000) {
-                expired++
-                return Effect.fail(
-                  new KinesisError.ExpiredIterator({ operation: "GetRecords", message: "Iterator expired" })
-                )
-              }
-              return Effect.tap(client.getRecords(input), (out) => Effect.sync(() => note(out.NextShardIterator)))
-            })
-        })
+        const shortLived = yield* shortLivedIterators
         const control = yield* ConsumerControl.make
         const w = yield* startWorker({ stream: streamName, table, workerId: "w", control }).pipe(
-          Effect.provideService(Client.Client, shortLived)
+          Effect.provideService(Client.Client, shortLived.client)
         )
         const first = records("a", 0, 30)
         yield* put(streamName, first)
@@ -440,7 +446,43 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("ConsumerContro
         yield* eventually(Effect.sync(() => w.seen.length >= 60), "20 seconds", "records put during the pause")
         yield* Effect.sleep("300 millis")
         expectExactlyOnce(w.seen, [...first, ...second].map((r) => r.data))
-        expect(expired).toBeGreaterThan(0)
+        expect(shortLived.expired()).toBeGreaterThan(0)
+      }))
+
+    it.effect("from LATEST with nothing read yet, a pause longer than the iterator's lifetime skips nothing put during it", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const table = uniqueTable("latest")
+        const shortLived = yield* shortLivedIterators
+        const control = yield* ConsumerControl.make
+        const w = yield* ConsumerWorker.start({
+          stream: streamName,
+          applicationName: table,
+          workerId: "w",
+          deserializer: Serde.string,
+          initialPosition: "LATEST",
+          fetch: { pollInterval: "100 millis" },
+          lease: fastLeases,
+          control,
+          leases: DynamoDbLeaseRepository.layer({ applicationName: table })
+        }).pipe(Effect.provideService(Client.Client, shortLived.client))
+        yield* eventually(
+          Effect.sync(() => w.events.some((e) => e._tag === "PollComplete")),
+          "20 seconds",
+          "the shard polled from LATEST"
+        )
+        yield* control.pause
+        // The fetcher fills its buffer with empty batches and stops; its iterator then expires.
+        yield* Effect.sleep("1 second")
+        const during = records("d", 0, 30)
+        yield* put(streamName, during)
+        yield* Effect.sleep("1500 millis")
+        expect(w.seen.length).toBe(0)
+        yield* control.resume
+        yield* eventually(Effect.sync(() => w.seen.length >= 30), "20 seconds", "the records put during the pause")
+        yield* Effect.sleep("300 millis")
+        expectExactlyOnce(w.seen, during.map((r) => r.data))
+        expect(shortLived.expired()).toBeGreaterThan(0)
       }))
   })
 

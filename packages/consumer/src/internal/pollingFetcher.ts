@@ -39,6 +39,9 @@ export const make = (
       let iterator: string | undefined
       // The last Kinesis record delivered: an expired iterator resumes right after it.
       let lastSequenceNumber: string | undefined
+      // When a LATEST start took its first iterator: one that expires before any record was read
+      // resumes from this time, not from a new LATEST that would skip what was written meanwhile.
+      let latestSince: Date | undefined
       let nextCallAt = 0
 
       const initialIterator = (): { type: ShardIteratorType; sequenceNumber?: string; timestamp?: Date } => {
@@ -47,7 +50,7 @@ export const make = (
           case ExtendedSequenceNumber.TRIM_HORIZON:
             return { type: "TRIM_HORIZON" }
           case ExtendedSequenceNumber.LATEST:
-            return { type: "LATEST" }
+            return latestSince === undefined ? { type: "LATEST" } : { type: "AT_TIMESTAMP", timestamp: latestSince }
           case ExtendedSequenceNumber.AT_TIMESTAMP:
             return from.timestamp === undefined
               ? { type: "TRIM_HORIZON" }
@@ -61,12 +64,18 @@ export const make = (
         const spec = lastSequenceNumber === undefined
           ? initialIterator()
           : { type: "AFTER_SEQUENCE_NUMBER" as const, sequenceNumber: lastSequenceNumber }
+        // Taken before the call: a record written while it runs is at or after this time.
+        const since = spec.type === "LATEST" ? new Date() : undefined
         return client.getShardIterator(stream, {
           shardId,
           type: spec.type,
           sequenceNumber: spec.sequenceNumber,
           timestamp: spec.timestamp
-        })
+        }).pipe(Effect.tap(() =>
+          Effect.sync(() => {
+            if (since !== undefined) latestSince = since
+          })
+        ))
       })
 
       const call: Effect.Effect<GetRecordsOutput, KinesisError.KinesisError> = Effect.gen(function*() {
