@@ -101,6 +101,24 @@ const fill = (stream: StreamFixtures.TestStream) =>
     return userRecords
   })
 
+// The raw loop's reading: GetRecords from `iterator` until caught up, deaggregating and counting;
+// returns the count and the iterator to go on from.
+const readToEnd = async (sdk: Client.Client["Service"]["sdk"], from: string | undefined) => {
+  let iterator = from
+  let count = 0
+  while (iterator !== undefined) {
+    const out = await sdk.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }))
+    for (const record of out.Records ?? []) {
+      const users = Aggregation.deaggregate({ partitionKey: record.PartitionKey!, data: record.Data! })
+      if (users._tag === "Failure") throw new Error(users.failure.message)
+      count += users.success.length
+    }
+    iterator = out.NextShardIterator
+    if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break
+  }
+  return { count, iterator }
+}
+
 // The baseline: what an application doing its own polling would do, with no lease, no checkpoint.
 const rawLoop = (stream: StreamFixtures.TestStream, expected: number) =>
   Effect.gen(function*() {
@@ -108,25 +126,14 @@ const rawLoop = (stream: StreamFixtures.TestStream, expected: number) =>
     const counts = yield* Effect.forEach(stream.shards, (shard) =>
       Effect.promise(async () => {
         const sdk = client.sdk
-        let iterator = (await sdk.send(
+        const iterator = (await sdk.send(
           new GetShardIteratorCommand({
             StreamName: stream.streamName,
             ShardId: shard.shardId,
             ShardIteratorType: "TRIM_HORIZON"
           })
         )).ShardIterator
-        let count = 0
-        while (iterator !== undefined) {
-          const out = await sdk.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }))
-          for (const record of out.Records ?? []) {
-            const users = Aggregation.deaggregate({ partitionKey: record.PartitionKey!, data: record.Data! })
-            if (users._tag === "Failure") throw new Error(users.failure.message)
-            count += users.success.length
-          }
-          if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break
-          iterator = out.NextShardIterator
-        }
-        return count
+        return (await readToEnd(sdk, iterator)).count
       }), { concurrency: "unbounded" })
     const total = counts.reduce((a, b) => a + b, 0)
     if (total !== expected) return yield* Effect.die(new Error(`raw loop read ${total} of ${expected}`))
@@ -215,18 +222,7 @@ const steady = Effect.gen(function*() {
   const read = (expected: number) =>
     Effect.promise(async () => {
       const counts = await Promise.all(stream.shards.map(async (shard) => {
-        let count = 0
-        let iterator = iterators.get(shard.shardId)
-        while (iterator !== undefined) {
-          const out = await sdk.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }))
-          for (const record of out.Records ?? []) {
-            const users = Aggregation.deaggregate({ partitionKey: record.PartitionKey!, data: record.Data! })
-            if (users._tag === "Failure") throw new Error(users.failure.message)
-            count += users.success.length
-          }
-          iterator = out.NextShardIterator
-          if ((out.Records ?? []).length === 0 && (out.MillisBehindLatest ?? 0) === 0) break
-        }
+        const { count, iterator } = await readToEnd(sdk, iterators.get(shard.shardId))
         iterators.set(shard.shardId, iterator)
         return count
       }))

@@ -1032,9 +1032,6 @@ export const consumeWith = <A, E, R, R2 = never>(
   }
   const errorHandling = options.errorHandling
   const parallelism = options.parallelism ?? 1
-  const gate = options.control === undefined
-    ? undefined
-    : InternalControl.recordGate(InternalControl.stateOf(options.control))
   return shardedStream(options).pipe(
     Stream.flatMap((shard) => {
       const processed: Stream.Stream<unknown, E | ConsumerError, R | R2> = parallelism > 1
@@ -1046,6 +1043,7 @@ export const consumeWith = <A, E, R, R2 = never>(
           // part-way; a stop lets the record being handled finish.
           const active = isActive(shard)
           const stage = InternalCheckpointer.stageSyncFor(shard.checkpointer)
+          const paused = InternalControl.pausedFor(shard.checkpointer)
           let stopping = false
           return Effect.as(
             InternalCheckpointer.letFinishFor(shard.checkpointer)(
@@ -1053,15 +1051,15 @@ export const consumeWith = <A, E, R, R2 = never>(
               Effect.suspend(() => {
                 let i = 0
                 const go = () => !stopping && active()
-                // While paused, wait before the next record; a stop or a lost lease ends the wait.
-                const resumed: Effect.Effect<void> = Effect.suspend(() =>
-                  gate!.closed() && go() ? Effect.andThen(gate!.wait, resumed) : Effect.void
-                )
                 const next = () => handler(records[i]!)
-                const afterPause = Effect.andThen(resumed, Effect.suspend(() => go() ? next() : Effect.succeed(SKIP)))
+                // While paused, wait before the next record; a stop or a lost lease ends the wait.
+                const afterPause = Effect.andThen(
+                  Effect.suspend(() => InternalControl.whilePaused(shard.checkpointer, () => !go())),
+                  Effect.suspend(() => go() ? next() : Effect.succeed(SKIP))
+                )
                 return Effect.whileLoop({
                   while: () => i < records.length && go(),
-                  body: (): Effect.Effect<unknown, E, R> => gate?.closed() === true ? afterPause : next(),
+                  body: (): Effect.Effect<unknown, E, R> => paused() ? afterPause : next(),
                   step: (result) => {
                     if (result !== SKIP) stage(records[i++]!)
                   }

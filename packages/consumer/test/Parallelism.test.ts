@@ -92,6 +92,17 @@ const checkpointOf = (repository: Repository) => Effect.map(repository.list, ([l
 const lastOf = (seen: ReadonlyArray<Record>) =>
   seen.reduce((a, b) => (ExtendedSequenceNumber.compare(position(a), position(b)) >= 0 ? a : b))
 
+// Waits until the stored checkpoint is the last record seen.
+const checkpointAtLast = (repository: Repository, seen: ReadonlyArray<Record>) =>
+  eventually(
+    Effect.map(
+      checkpointOf(repository),
+      (checkpoint) => ExtendedSequenceNumber.compare(checkpoint, position(lastOf(seen))) === 0
+    ),
+    "10 seconds",
+    "the checkpoint at the last record"
+  )
+
 layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordered parallelism within a shard", (it) => {
   describe("consumeWith with parallelism", () => {
     it.effect("records of one key run one at a time and in shard order, different keys run at once (at most `parallelism`), every record once; the checkpoint reaches the last record past an undecodable one", () =>
@@ -111,14 +122,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
         const { handler, state } = watched(randomSleep(15))
         const worker = yield* startWorker({ stream: streamName, workerId: "w", repository, parallelism: 8, handler })
         yield* eventually(Effect.sync(() => worker.seen.length >= 600), "30 seconds", "600 records")
-        yield* eventually(
-          Effect.map(
-            checkpointOf(repository),
-            (checkpoint) => ExtendedSequenceNumber.compare(checkpoint, position(lastOf(worker.seen))) === 0
-          ),
-          "10 seconds",
-          "the checkpoint at the last record"
-        )
+        yield* checkpointAtLast(repository, worker.seen)
         yield* worker.stop
 
         expect(state.overlaps).toEqual([])
@@ -352,14 +356,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Ordere
           }
         })
         yield* eventually(Effect.sync(() => worker.seen.length >= 98), "30 seconds", "the 98 good records")
-        yield* eventually(
-          Effect.map(
-            checkpointOf(repository),
-            (checkpoint) => ExtendedSequenceNumber.compare(checkpoint, position(lastOf(worker.seen))) === 0
-          ),
-          "10 seconds",
-          "the checkpoint at the last record"
-        )
+        yield* checkpointAtLast(repository, worker.seen)
         yield* worker.stop
         expect(state.overlaps).toEqual([])
         expect(attempts.get("badr13")).toBe(3)

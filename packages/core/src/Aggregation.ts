@@ -310,6 +310,31 @@ export const deaggregate = (
 }
 
 /**
+ * What {@link forEachUserRecord} calls per user record: its partition key, explicit hash key,
+ * where its data starts and ends in the Kinesis record's data, and its sub-sequence number.
+ *
+ * @example
+ * ```ts
+ * import type { Aggregation } from "@effect-kinesis/core"
+ *
+ * const sizes: Array<number> = []
+ * const visit: Aggregation.UserRecordVisitor = (_key, _hash, dataStart, dataEnd) => {
+ *   sizes.push(dataEnd - dataStart)
+ * }
+ * ```
+ *
+ * @since 0.2.0
+ * @category decoding
+ */
+export type UserRecordVisitor = (
+  partitionKey: string,
+  explicitHashKey: string | undefined,
+  dataStart: number,
+  dataEnd: number,
+  subSequenceNumber: number
+) => void
+
+/**
  * Calls `visit` with every user record of one Kinesis record, in order: {@link deaggregate}
  * without an array, an object and a view per user record, for consumers that build their own
  * record objects (and may do so later, or never). A user record's data is
@@ -341,13 +366,7 @@ export const deaggregate = (
  */
 export const forEachUserRecord = (
   record: KinesisRecord,
-  visit: (
-    partitionKey: string,
-    explicitHashKey: string | undefined,
-    dataStart: number,
-    dataEnd: number,
-    subSequenceNumber: number
-  ) => void
+  visit: UserRecordVisitor
 ): Result.Result<boolean, AggregationDecodeError> => {
   const data = record.data
   if (!internal.isFramedAggregate(data)) {

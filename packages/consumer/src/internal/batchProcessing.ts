@@ -6,19 +6,13 @@
  * @internal
  */
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
-import { Clock, Duration, Effect, Result, Schedule } from "effect"
+import { Clock, Duration, Effect, Result } from "effect"
 import type { BatchItemFailures, Handled, Options } from "../BatchProcessing.ts"
 import type { Checkpointable } from "../Checkpointer.ts"
 import type { RecordDecodeFailed } from "../ConsumerError.ts"
 import type { ConsumerRecord } from "../ConsumerRecord.ts"
 import type { FailedRecord } from "../FailureDestination.ts"
 import * as Destination from "./failureDestination.ts"
-
-/** Lambda retries a failing batch "with backoff"; ours: from 100 ms, capped at 10 s, jittered. */
-export const defaultRetrySchedule: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
-  Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(10)))),
-  Schedule.jittered
-)
 
 /**
  * A contiguous part of the batch still to handle. `retries` counts the retries of its current
@@ -65,7 +59,7 @@ export const make = <A, E, R, R2>(
     : Duration.toMillis(Duration.fromInputUnsafe(options.maxRecordAge))
   const bisect = options.bisectOnError ?? false
   const retryOptions = {
-    schedule: options.retrySchedule ?? defaultRetrySchedule,
+    schedule: options.retrySchedule ?? Destination.backoff,
     while: (e: unknown) => e === RETRY
   }
 
@@ -97,18 +91,8 @@ export const make = <A, E, R, R2>(
           for (const f of failed) handled.push({ _tag: "Failed", failed: f })
           yield* stage(positionAt(through), through - from + 1)
         })
-      const exhausted = (i: number, error: unknown): FailedRecord<A, E> => {
-        const record = records[i]!
-        return {
-          _tag: "RetriesExhausted",
-          shardId: record.shardId,
-          sequenceNumber: record.sequenceNumber,
-          subSequenceNumber: record.subSequenceNumber,
-          record,
-          error: error as E,
-          attempts: attempts[i]!
-        }
-      }
+      const exhausted = (i: number, error: unknown): FailedRecord<A, E> =>
+        Destination.exhausted(records[i]!, error as E, attempts[i]!)
 
       // The last attempt's failures go to the destination; records it reported processed count
       // as processed (a whole failure reports none).
@@ -139,27 +123,9 @@ export const make = <A, E, R, R2>(
             let i = range.start
             for (; i < range.end; i++) {
               const item = items[i]!
-              if (Result.isFailure(item)) {
-                const record = item.failure.record
-                skipped.push({
-                  _tag: "Undecodable",
-                  shardId: record.shardId,
-                  sequenceNumber: record.sequenceNumber,
-                  subSequenceNumber: record.subSequenceNumber,
-                  error: item.failure,
-                  attempts: 0
-                })
-              } else if (tooOld(item.success)) {
-                const record = item.success
-                skipped.push({
-                  _tag: "RecordTooOld",
-                  shardId: record.shardId,
-                  sequenceNumber: record.sequenceNumber,
-                  subSequenceNumber: record.subSequenceNumber,
-                  record,
-                  error: lastError[i] as E | undefined,
-                  attempts: attempts[i]!
-                })
+              if (Result.isFailure(item)) skipped.push(Destination.undecodable(item.failure))
+              else if (tooOld(item.success)) {
+                skipped.push(Destination.tooOld(item.success, lastError[i] as E | undefined, attempts[i]!))
               } else break
             }
             if (skipped.length > 0) {

@@ -69,9 +69,6 @@ export const attach = (handle: object): Effect.Effect<ControlState, never, Scope
       })
   )
 
-/** @internal */
-export const stateOf = (handle: object): ControlState => states.get(handle)!
-
 /**
  * Holds back a shard's batches while the worker is paused (the fetcher then stops at its buffer).
  * A stop of the shard interrupts the wait with the stream.
@@ -82,32 +79,28 @@ export const gateBatches =
   (state: ControlState | undefined) => <A, E, R>(self: Stream.Stream<A, E, R>): Stream.Stream<A, E, R> =>
     state === undefined ? self : Stream.tap(self, () => state.paused ? state.resumed.await : Effect.void)
 
-/**
- * For loops that hand records of an emitted batch to a handler one by one: `closed` says to wait,
- * `wait` waits a little (the loop checks its own stop conditions between waits, so a stop or a
- * shutdown while paused does not wait out the grace period).
- *
- * @internal
- */
-export interface RecordGate {
+// For loops that hand records of an emitted batch to a handler one by one: `closed` says to wait,
+// `wait` waits a little (the loop checks its own stop conditions between waits, so a stop or a
+// shutdown while paused does not wait out the grace period).
+interface RecordGate {
   readonly closed: () => boolean
   readonly wait: Effect.Effect<void>
 }
 
-/** @internal */
-export const recordGate = (state: ControlState | undefined): RecordGate | undefined =>
+const recordGate = (state: ControlState | undefined): RecordGate | undefined =>
   state === undefined ? undefined : {
     closed: () => state.paused,
     wait: Effect.raceFirst(state.resumed.await, Effect.sleep("100 millis"))
   }
 
-// The control state of the consumer that made a shard's checkpointer, for processing paths that
-// only see the shard (`processShard`, `Parallel`, `BatchProcessing`).
-const byCheckpointer = new WeakMap<Checkpointer, ControlState>()
+// The gate of the consumer that made a shard's checkpointer, for processing paths that only see
+// the shard (`processShard`, `Parallel`, `BatchProcessing`).
+const byCheckpointer = new WeakMap<Checkpointer, RecordGate>()
 
 /** @internal */
 export const register = (checkpointer: Checkpointer, state: ControlState | undefined): void => {
-  if (state !== undefined) byCheckpointer.set(checkpointer, state)
+  const gate = recordGate(state)
+  if (gate !== undefined) byCheckpointer.set(checkpointer, gate)
 }
 
 /**
@@ -117,11 +110,15 @@ export const register = (checkpointer: Checkpointer, state: ControlState | undef
  * @internal
  */
 export const whilePaused = (checkpointer: Checkpointer, stopped: () => boolean): Effect.Effect<void> => {
-  const state = byCheckpointer.get(checkpointer)
-  if (state === undefined) return Effect.void
-  const gate = recordGate(state)!
+  const gate = byCheckpointer.get(checkpointer)
+  // Per record: nothing built unless paused.
+  if (gate === undefined || !gate.closed()) return Effect.void
   const loop: Effect.Effect<void> = Effect.suspend(() =>
     gate.closed() && !stopped() ? Effect.andThen(gate.wait, loop) : Effect.void
   )
   return loop
 }
+
+/** Whether the worker of `checkpointer` is paused, as a function to call per record. @internal */
+export const pausedFor = (checkpointer: Checkpointer): () => boolean =>
+  byCheckpointer.get(checkpointer)?.closed ?? (() => false)

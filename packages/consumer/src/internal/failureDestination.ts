@@ -6,19 +6,71 @@
  * @internal
  */
 import { Duration, Effect, Schedule, Sink, Stream } from "effect"
-import type { FailedRecord, FailureDestination } from "../FailureDestination.ts"
+import type { RecordDecodeFailed } from "../ConsumerError.ts"
+import type { ConsumerRecord } from "../ConsumerRecord.ts"
+import type {
+  FailedRecord,
+  FailureDestination,
+  RecordTooOld,
+  RetriesExhausted,
+  Undecodable
+} from "../FailureDestination.ts"
 
-const retrySchedule = Schedule.exponential("100 millis").pipe(
+/**
+ * From 100 ms, capped at 10 s, jittered: the destination's retries, and a failing batch's by
+ * default ("with backoff", as Lambda says).
+ *
+ * @internal
+ */
+export const backoff: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(
   Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(10)))),
   Schedule.jittered
 )
+
+const positionOf = (
+  record: { readonly shardId: string; readonly sequenceNumber: string; readonly subSequenceNumber: number }
+) => ({
+  shardId: record.shardId,
+  sequenceNumber: record.sequenceNumber,
+  subSequenceNumber: record.subSequenceNumber
+})
+
+/** @internal */
+export const undecodable = (error: RecordDecodeFailed): Undecodable => ({
+  _tag: "Undecodable",
+  ...positionOf(error.record),
+  error,
+  attempts: 0
+})
+
+/** @internal */
+export const exhausted = <A, E>(record: ConsumerRecord<A>, error: E, attempts: number): RetriesExhausted<A, E> => ({
+  _tag: "RetriesExhausted",
+  ...positionOf(record),
+  record,
+  error,
+  attempts
+})
+
+/** @internal */
+export const tooOld = <A, E>(
+  record: ConsumerRecord<A>,
+  error: E | undefined,
+  attempts: number
+): RecordTooOld<A, E> => ({
+  _tag: "RecordTooOld",
+  ...positionOf(record),
+  record,
+  error,
+  attempts
+})
 
 const retried = <R>(effect: Effect.Effect<unknown, unknown, R>, what: string): Effect.Effect<void, never, R> =>
   effect.pipe(
     Effect.tapError((error) =>
       Effect.logWarning(`the on-failure destination failed for ${what}, retrying`, errorOf(error))
     ),
-    Effect.retry(retrySchedule),
+    Effect.retry(backoff),
     // The schedule recurs forever: a failure cannot come out of it.
     Effect.orDie,
     Effect.asVoid

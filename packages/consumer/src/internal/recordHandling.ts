@@ -61,23 +61,8 @@ export const make = <A, E, R, R2>(
       if (destination !== undefined) {
         yield* Destination.deliver(destination, [
           failure._tag === "DecodingFailed"
-            ? {
-              _tag: "Undecodable",
-              shardId,
-              sequenceNumber: position.sequenceNumber,
-              subSequenceNumber: position.subSequenceNumber,
-              error: failure.error,
-              attempts: 0
-            }
-            : {
-              _tag: "RetriesExhausted",
-              shardId,
-              sequenceNumber: position.sequenceNumber,
-              subSequenceNumber: position.subSequenceNumber,
-              record: failure.record,
-              error: failure.error,
-              attempts
-            }
+            ? Destination.undecodable(failure.error)
+            : Destination.exhausted(failure.record, failure.error, attempts)
         ])
       }
       return { _tag: "Skipped", failure } as Outcome<A, E>
@@ -117,15 +102,7 @@ export const make = <A, E, R, R2>(
       onSuccess: (value) =>
         value === TOO_OLD
           ? Effect.as(
-            Destination.deliver(destination, [{
-              _tag: "RecordTooOld",
-              shardId,
-              sequenceNumber: record.sequenceNumber,
-              subSequenceNumber: record.subSequenceNumber,
-              record,
-              error: lastError,
-              attempts
-            }]),
+            Destination.deliver(destination, [Destination.tooOld(record, lastError, attempts)]),
             { _tag: "TooOld", record } as Outcome<A, E>
           )
           : Effect.succeed({ _tag: "Processed", record } as Outcome<A, E>),

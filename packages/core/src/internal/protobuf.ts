@@ -15,7 +15,7 @@
  *
  * @internal
  */
-import type { UserRecord } from "../Aggregation.ts"
+import type { UserRecord, UserRecordVisitor } from "../Aggregation.ts"
 
 // Field tags (field number << 3 | wire type) as the encoder writes them.
 export const TAG_PARTITION_KEY_TABLE = 0x0a // AggregatedRecord.partition_key_table = 1, length-delimited
@@ -372,13 +372,7 @@ export const visitAggregatedRecord = (
   buf: Uint8Array,
   start: number,
   end: number,
-  visit: (
-    partitionKey: string,
-    explicitHashKey: string | undefined,
-    dataStart: number,
-    dataEnd: number,
-    subSequenceNumber: number
-  ) => void
+  visit: UserRecordVisitor
 ): number => {
   const { explicitHashKeys, partitionKeys, reader, recordBounds } = scan(buf, start, end)
   const count = recordBounds.length / 2
