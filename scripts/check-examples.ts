@@ -1,5 +1,5 @@
-// Type-checks every example users read: the ```ts blocks of README.md and the `@example` blocks of
-// the packages' JSDoc. Each block becomes a module under build/examples/ and one `tsc` run checks
+// Type-checks every example users read: the ```ts blocks of README.md and of the guides in docs/,
+// and the `@example` blocks of the packages' JSDoc. Each block becomes a module under build/examples/ and one `tsc` run checks
 // them all against the packages' sources, so an example that no longer compiles fails `npm run check`.
 import { execFileSync } from "node:child_process"
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -43,9 +43,21 @@ const sources = (dir: string): Array<string> =>
     return entry.name.endsWith(".ts") ? [path] : []
   })
 
+// The guides: every Markdown file directly under docs/ (none yet is fine).
+const guides = (): Array<string> => {
+  try {
+    return readdirSync(Path.join(root, "docs")).filter((name) => name.endsWith(".md")).sort().map((name) =>
+      Path.join("docs", name)
+    )
+  } catch {
+    return []
+  }
+}
+
 const packages = readdirSync(Path.join(root, "packages"))
 const examples = [
   ...fromMarkdown("README.md"),
+  ...guides().flatMap(fromMarkdown),
   ...packages.flatMap((name) => sources(Path.join("packages", name, "src"))).flatMap(fromJsDoc)
 ]
 
