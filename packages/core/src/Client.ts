@@ -37,6 +37,7 @@ import {
 } from "@aws-sdk/client-kinesis"
 import { NodeHttp2Handler } from "@smithy/node-http-handler"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted, Stream } from "effect"
+import * as GetRecordsBody from "./internal/getRecordsBody.ts"
 import * as PutRecordsBody from "./internal/putRecordsBody.ts"
 import * as ResponseTimeout from "./internal/responseTimeout.ts"
 import { makeSdkClient, sdkOptions as sdkOptionsInternal } from "./internal/sdkClient.ts"
@@ -273,6 +274,7 @@ export class Client extends Context.Service<Client, {
  */
 export const fromSdk = (sdk: KinesisClient, options: FromSdkOptions = {}): Client["Service"] => {
   PutRecordsBody.install(sdk)
+  GetRecordsBody.install(sdk)
   ResponseTimeout.install(sdk)
   const requestTimeoutMillis = Duration.toMillis(Duration.fromInputUnsafe(options.requestTimeout ?? "10 seconds"))
   // A call without an answer most likely went to a connection that went silent. On HTTP/1.1 the
@@ -344,7 +346,13 @@ export const fromSdk = (sdk: KinesisClient, options: FromSdkOptions = {}): Clien
           }),
           { abortSignal }
         )).pipe(Effect.map((out) => out.ShardIterator!)),
-    getRecords: (input) => call("GetRecords", (abortSignal) => sdk.send(new GetRecordsCommand(input), { abortSignal })),
+    getRecords: (input) =>
+      call("GetRecords", (abortSignal) => {
+        const marked = GetRecordsBody.input(input)
+        return sdk.send(new GetRecordsCommand(marked.input), { abortSignal }).then((out) =>
+          GetRecordsBody.output(out, marked.slot)
+        )
+      }),
     listShards: (stream, options = {}) =>
       Stream.paginate(undefined as string | undefined, (nextToken) =>
         call("ListShards", (abortSignal) =>
