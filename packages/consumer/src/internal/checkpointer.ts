@@ -145,7 +145,20 @@ export const make = (options: {
   const finishing: ReturnType<typeof letFinish> = (effect, onStop) =>
     Effect.suspend(() => options.stopping() ? Effect.interrupt : letRunningFinish(effect, onStop))
 
-  const current = () => staged?.position ?? written
+  // The last record staged while no dropped record waited: its position is made only when read,
+  // which keeps staging one record an assignment (no objects per record).
+  let stagedLast: Checkpointable | undefined
+  const settle = () => {
+    const record = stagedLast
+    if (record === undefined) return
+    stagedLast = undefined
+    advance(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber))
+  }
+
+  const current = () => {
+    settle()
+    return staged?.position ?? written
+  }
   const allProcessed = () =>
     lastDelivered === undefined || ExtendedSequenceNumber.compare(current(), lastDelivered) >= 0
 
@@ -156,18 +169,27 @@ export const make = (options: {
       const next = droppedAfter.shift()!
       if (ExtendedSequenceNumber.compare(next.position, target) > 0) target = next.position
     }
-    if (ExtendedSequenceNumber.compare(target, current()) > 0) staged = { position: target, childShardIds: undefined }
+    if (ExtendedSequenceNumber.compare(target, staged?.position ?? written) > 0) {
+      staged = { position: target, childShardIds: undefined }
+    }
   }
 
   let stagedRecords = 0
   const stageSync = (record: Checkpointable, count: number) => {
     stagedRecords += count
-    advance(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber))
+    // A record staged after a later one (a user's own order) does not move the position back.
+    if (droppedAfter.length === 0) {
+      if (stagedLast === undefined || ExtendedSequenceNumber.compare(record, stagedLast) > 0) stagedLast = record
+    } else {
+      settle()
+      advance(ExtendedSequenceNumber.make(record.sequenceNumber, record.subSequenceNumber))
+    }
   }
   const stage = (record: Checkpointable) => Effect.sync(() => stageSync(record, 1))
 
   const checkpoint: Effect.Effect<void, ShardLeaseLost | LeaseStoreError> = lock.withPermit(
     Effect.suspend(() => {
+      settle()
       const next = staged
       if (next === undefined) return Effect.void
       if (ExtendedSequenceNumber.compare(next.position, written) <= 0) {
@@ -242,6 +264,7 @@ export const make = (options: {
     allProcessed,
     stageShardEnd: (childShardIds) =>
       Effect.sync(() => {
+        stagedLast = undefined
         staged = { position: ExtendedSequenceNumber.shardEnd, childShardIds }
       }),
     shardEndWritten: () => ExtendedSequenceNumber.isShardEnd(written),
