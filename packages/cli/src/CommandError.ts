@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import type { LeaseRepository } from "@effect-kinesis/consumer"
-import type { KinesisError } from "@effect-kinesis/core"
+import type { InvalidSetting, KinesisError } from "@effect-kinesis/core"
 import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { Data, Predicate, Runtime } from "effect"
 import { CliError } from "effect/cli"
@@ -182,9 +182,12 @@ export const fromKinesis = (error: KinesisError.KinesisError, stream: string): C
  * @category constructors
  */
 export const fromLeaseStore = (
-  error: LeaseRepository.LeaseStoreError | DynamoDbLeaseRepository.LeaseTableNotFound,
+  error: LeaseRepository.LeaseStoreError | DynamoDbLeaseRepository.LeaseTableNotFound | InvalidSetting.InvalidSetting,
   table: string
 ): CommandError => {
+  if (error._tag === "InvalidSetting") {
+    return new CommandError({ reason: "InvalidArgument", message: error.message, cause: error })
+  }
   if (error._tag === "LeaseTableNotFound") {
     return new CommandError({
       reason: "LeaseTableNotFound",

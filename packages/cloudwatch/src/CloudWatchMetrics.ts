@@ -13,7 +13,7 @@
  * @since 0.2.0
  */
 import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch"
-import { Client, MetricsCollector, TransportFailure } from "@effect-kinesis/core"
+import { Client, type InvalidSetting, MetricsCollector, TransportFailure } from "@effect-kinesis/core"
 import {
   Cause,
   Config,
@@ -29,6 +29,7 @@ import {
   type Scope
 } from "effect"
 import * as PutMetricData from "./internal/putMetricData.ts"
+import * as ValidateOptions from "./internal/validateOptions.ts"
 
 /**
  * Options of {@link layer}. Every field is optional.
@@ -242,10 +243,12 @@ export const make = (
     readonly collector: MetricsCollector.MetricsCollector["Service"]
     readonly publisher: CloudWatchMetrics["Service"]
   },
-  never,
+  InvalidSetting.InvalidSetting,
   Scope.Scope
 > =>
   Effect.gen(function*() {
+    const invalid = ValidateOptions.validate(options)
+    if (invalid !== undefined) return yield* invalid
     const capacity = Math.max(1, options.maxBufferedIntervals ?? 10)
     const requestTimeoutMillis = Duration.toMillis(Duration.fromInputUnsafe(options.requestTimeout ?? "10 seconds"))
     const closeTimeout = Duration.fromInputUnsafe(options.closeTimeout ?? "10 seconds")
@@ -460,7 +463,9 @@ export const makeClient = (options: Options = {}): CloudWatchClient =>
  * @since 0.2.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<MetricsCollector.MetricsCollector | CloudWatchMetrics> =>
+export const layer = (
+  options: Options = {}
+): Layer.Layer<MetricsCollector.MetricsCollector | CloudWatchMetrics, InvalidSetting.InvalidSetting> =>
   Layer.effectContext(
     Effect.gen(function*() {
       const sdk = yield* Effect.acquireRelease(
@@ -522,5 +527,8 @@ export const options: Config.Config<Options> = Config.all({
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<MetricsCollector.MetricsCollector | CloudWatchMetrics, Config.ConfigError> = Layer
+export const layerConfig: Layer.Layer<
+  MetricsCollector.MetricsCollector | CloudWatchMetrics,
+  Config.ConfigError | InvalidSetting.InvalidSetting
+> = Layer
   .unwrap(Effect.map(options, layer))

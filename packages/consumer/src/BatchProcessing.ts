@@ -34,6 +34,7 @@ import type { FailedRecord, FailureDestination } from "./FailureDestination.ts"
 import * as Internal from "./internal/batchProcessing.ts"
 import { letFinishFor, stageMany } from "./internal/checkpointer.ts"
 import { whilePaused } from "./internal/control.ts"
+import * as ValidateSettings from "./internal/validateSettings.ts"
 
 /**
  * One failed record of a batch, named by its position (a `ConsumerRecord` is one), with its error.
@@ -312,6 +313,8 @@ export const consumeBatchesWith = <A, E, R, R2 = never>(
   handler: Handler<A, E, R>,
   options: ConsumeBatchesOptions<A, E, R2>
 ): Effect.Effect<void, ConsumerError, R | R2 | Consumer.Consumer> => {
+  const invalid = ValidateSettings.consumeBatchesWith(options)
+  if (invalid !== undefined) return Effect.fail(invalid)
   const checkpointing = {
     records: options.checkpointBatchSize ?? 1000,
     interval: options.checkpointInterval ?? "5 seconds"

@@ -63,6 +63,7 @@ import * as PollingFetcher from "./internal/pollingFetcher.ts"
 import * as RecordDecoder from "./internal/recordDecoder.ts"
 import type { FetchedBatch, ShardFetcher } from "./internal/shardFetcher.ts"
 import * as StreamConsumer from "./internal/streamConsumer.ts"
+import * as ValidateSettings from "./internal/validateSettings.ts"
 import { LeaseRepository } from "./LeaseRepository.ts"
 import * as ShardAssignment from "./ShardAssignment.ts"
 
@@ -409,9 +410,7 @@ const resolveLease = (
     shardSyncInterval: Duration.fromInputUnsafe(settings.shardSyncInterval ?? "30 seconds"),
     cleanupFinished: settings.cleanupFinished ?? true
   }
-  if (Duration.isGreaterThanOrEqualTo(resolved.renewInterval, resolved.expiry)) {
-    throw new RangeError("lease.renewInterval must be shorter than lease.expiry")
-  }
+  // Checked before (`ValidateSettings.shardedStream`): renewInterval < expiry.
   return resolved
 }
 
@@ -448,6 +447,8 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
         Stream.unwrap(Effect.suspend(() => {
           const workerId = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`
           return Effect.gen(function*() {
+            const invalid = ValidateSettings.shardedStream(options)
+            if (invalid !== undefined) return yield* invalid
             const onDiagnostic = options.onDiagnostic
             const emit = (event: DiagnosticEvent.DiagnosticEvent) =>
               onDiagnostic === undefined
@@ -1026,6 +1027,8 @@ export const consumeWith = <A, E, R, R2 = never>(
   handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>,
   options: ConsumeWithOptions<A, E, R2>
 ): Effect.Effect<void, E | ConsumerError, R | R2 | Consumer> => {
+  const invalid = ValidateSettings.consumeWith(options)
+  if (invalid !== undefined) return Effect.fail(invalid)
   const batching = {
     records: options.checkpointBatchSize ?? 1000,
     interval: options.checkpointInterval ?? "5 seconds"

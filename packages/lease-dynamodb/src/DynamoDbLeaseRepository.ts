@@ -14,7 +14,7 @@ import {
   UpdateItemCommand
 } from "@aws-sdk/client-dynamodb"
 import { Lease, LeaseRepository } from "@effect-kinesis/consumer"
-import { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import { ExtendedSequenceNumber, type InvalidSetting } from "@effect-kinesis/core"
 import { type Config, Data, Duration, Effect, Layer } from "effect"
 import * as DynamoDbClient from "./DynamoDbClient.ts"
 import {
@@ -31,6 +31,7 @@ import {
 } from "./internal/leaseItem.ts"
 import { call, type ConditionFailed, type RetryPolicy } from "./internal/sdkCall.ts"
 import { ensureTable } from "./internal/table.ts"
+import * as ValidateOptions from "./internal/validateOptions.ts"
 
 /**
  * The lease table does not exist and `createTableIfMissing` is `false`.
@@ -210,6 +211,8 @@ const leaseCondition = (x: Expressions, lease: Lease.Lease, owner: OwnerConditio
  * @category constructors
  */
 export const make = Effect.fnUntraced(function*(options: Options) {
+  const invalid = ValidateOptions.validate(options)
+  if (invalid !== undefined) return yield* invalid
   const { sdk } = yield* DynamoDbClient.DynamoDbClient
   const tableName = options.tableName ?? options.applicationName
   const policy = policyOf(options.retry)
@@ -513,7 +516,7 @@ export const layer = (
   options: Options
 ): Layer.Layer<
   LeaseRepository.LeaseRepository,
-  LeaseTableNotFound | LeaseRepository.LeaseStoreError,
+  LeaseTableNotFound | LeaseRepository.LeaseStoreError | InvalidSetting.InvalidSetting,
   DynamoDbClient.DynamoDbClient
 > => Layer.effect(LeaseRepository.LeaseRepository, make(options))
 
@@ -535,7 +538,7 @@ export const layerConfig = (
   options: Options
 ): Layer.Layer<
   LeaseRepository.LeaseRepository,
-  LeaseTableNotFound | LeaseRepository.LeaseStoreError | Config.ConfigError
+  LeaseTableNotFound | LeaseRepository.LeaseStoreError | InvalidSetting.InvalidSetting | Config.ConfigError
 > => Layer.provide(layer(options), DynamoDbClient.layerConfig)
 
 /**

@@ -16,7 +16,7 @@
  *
  * @since 0.1.0
  */
-import type { KinesisError } from "@effect-kinesis/core"
+import type { InvalidSetting, KinesisError } from "@effect-kinesis/core"
 import { Aggregation, Client, HashKey, MetricsCollector, Serde, ShardMap } from "@effect-kinesis/core"
 import {
   Cause,
@@ -42,6 +42,7 @@ import { FailureLog } from "./internal/failureLog.ts"
 import { KplMetrics, streamName } from "./internal/kplMetrics.ts"
 import { Recorder } from "./internal/recorder.ts"
 import * as Tracing from "./internal/tracing.ts"
+import * as ValidateSettings from "./internal/validateSettings.ts"
 import * as ProducerError from "./ProducerError.ts"
 import type * as ProducerMetrics from "./ProducerMetrics.ts"
 import * as ProducerSettings from "./ProducerSettings.ts"
@@ -234,8 +235,9 @@ const SAMPLES_PER_FLUSH = 5
 
 /**
  * Creates a producer for one stream, living as long as the enclosing scope. It lists the
- * stream's open shards first (failing if the stream does not exist). Closing the scope stops
- * intake and flushes everything buffered within `closeTimeout`.
+ * stream's open shards first (failing if the stream does not exist), after checking `settings`
+ * (one that cannot work fails with `InvalidSetting`). Closing the scope stops intake and flushes
+ * everything buffered within `closeTimeout`.
  *
  * @example
  * ```ts
@@ -256,11 +258,16 @@ export const make = <A>(
   options: MakeOptions<A>
 ): Effect.Effect<
   Producer<A>,
-  KinesisError.KinesisError | ShardMap.ShardMapInvalid,
+  KinesisError.KinesisError | ShardMap.ShardMapInvalid | InvalidSetting.InvalidSetting,
   Client.Client | Scope.Scope
 > =>
   Effect.gen(function*() {
-    const settings = ProducerSettings.resolve(options.settings)
+    const invalid = ValidateSettings.validate(options.settings)
+    if (invalid !== undefined) return yield* invalid
+    const settings = yield* Effect.try({
+      try: () => ProducerSettings.resolve(options.settings),
+      catch: ValidateSettings.fromResolveError
+    })
     const client = yield* Client.Client
     const stream = options.stream
     const context = yield* Effect.context<never>()
@@ -851,5 +858,8 @@ export const make = <A>(
 export const layer = <I, A>(
   tag: Context.Service<I, Producer<A>>,
   options: MakeOptions<A>
-): Layer.Layer<I, KinesisError.KinesisError | ShardMap.ShardMapInvalid, Client.Client> =>
-  Layer.effect(tag, make(options))
+): Layer.Layer<
+  I,
+  KinesisError.KinesisError | ShardMap.ShardMapInvalid | InvalidSetting.InvalidSetting,
+  Client.Client
+> => Layer.effect(tag, make(options))

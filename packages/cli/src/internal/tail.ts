@@ -130,6 +130,8 @@ const toCommandError = (error: ConsumerError.ConsumerError, stream: string): Com
         message: `reading "${stream}" failed: ${error.message}`,
         cause: error
       })
+    case "InvalidSetting":
+      return new CommandError({ reason: "InvalidArgument", message: error.message, cause: error })
     default:
       return fromKinesis(error, stream)
   }
