@@ -53,6 +53,7 @@ import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import * as DiagnosticEvent from "./DiagnosticEvent.ts"
 import type * as EnhancedFanOut from "./EnhancedFanOut.ts"
 import * as ErrorHandling from "./ErrorHandling.ts"
+import * as ApplicationLeases from "./internal/applicationLeases.ts"
 import * as InternalCheckpointer from "./internal/checkpointer.ts"
 import * as ConsumerMetrics from "./internal/consumerMetrics.ts"
 import * as InternalControl from "./internal/control.ts"
@@ -449,6 +450,7 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
           return Effect.gen(function*() {
             const invalid = ValidateSettings.shardedStream(options)
             if (invalid !== undefined) return yield* invalid
+            const store = yield* ApplicationLeases.forConsumer(repository, options.applicationName)
             const onDiagnostic = options.onDiagnostic
             const emit = (event: DiagnosticEvent.DiagnosticEvent) =>
               onDiagnostic === undefined
@@ -474,7 +476,7 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               workerId,
               stream: options.stream,
               client,
-              repository,
+              repository: store,
               initialPosition: initialCheckpoint(options.initialPosition),
               timestamp,
               settings: { ...resolveLease(options.lease), shutdownGracePeriod: gracePeriod },

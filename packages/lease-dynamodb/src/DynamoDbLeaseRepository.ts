@@ -409,7 +409,18 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         )
     })
 
-  return LeaseRepository.LeaseRepository.of({ list, get, create, take, renew, checkpoint, release, delete: remove })
+  return LeaseRepository.LeaseRepository.of({
+    list,
+    get,
+    create,
+    take,
+    renew,
+    checkpoint,
+    release,
+    delete: remove,
+    // A consumer of another application must not take this one's leases.
+    applicationName: options.applicationName
+  })
 })
 
 // Every lease item of the table (other KCL entities left out), page by page, consistently.

@@ -77,3 +77,30 @@ describe("DynamoDbLeaseRepository options", () => {
       }))
   }
 })
+
+// A DynamoDB whose lease table exists: the store starts.
+const ActiveTable = Layer.succeed(
+  DynamoDbClient.DynamoDbClient,
+  DynamoDbClient.DynamoDbClient.of({
+    sdk: {
+      send: () =>
+        Promise.resolve({
+          Table: {
+            TableStatus: "ACTIVE",
+            KeySchema: [{ AttributeName: "leaseKey", KeyType: "HASH" }],
+            AttributeDefinitions: [{ AttributeName: "leaseKey", AttributeType: "S" }]
+          }
+        })
+    } as never
+  })
+)
+
+describe("DynamoDbLeaseRepository application", () => {
+  it.effect("the store names its application, so that a consumer of another one fails at start", () =>
+    Effect.gen(function*() {
+      const store = yield* DynamoDbLeaseRepository.make({ applicationName: "billing", tableName: "leases" }).pipe(
+        Effect.provide(ActiveTable)
+      )
+      assert.strictEqual(store.applicationName, "billing")
+    }))
+})
