@@ -496,13 +496,13 @@ export const layer = (
  * import { Effect } from "effect"
  * import { CloudWatchMetrics } from "@effect-kinesis/cloudwatch"
  *
- * const options = Effect.runSync(CloudWatchMetrics.options)
+ * const options = Effect.runSync(CloudWatchMetrics.config)
  * ```
  *
  * @since 0.2.0
  * @category config
  */
-export const options: Config.Config<Options> = Config.all({
+export const config: Config.Config<Options> = Config.all({
   endpoint: Config.option(Config.String("CLOUDWATCH_ENDPOINT")),
   region: Config.option(Config.String("AWS_REGION")),
   interval: Config.Duration("CLOUDWATCH_METRICS_INTERVAL").pipe(Config.withDefault(Duration.seconds(60))),
@@ -515,7 +515,7 @@ export const options: Config.Config<Options> = Config.all({
 })))
 
 /**
- * {@link layer} configured from the environment, see {@link options}.
+ * {@link layer} configured from the environment, see {@link config}.
  *
  * @example
  * ```ts
@@ -531,4 +531,21 @@ export const layerConfig: Layer.Layer<
   MetricsCollector.MetricsCollector | CloudWatchMetrics,
   Config.ConfigError | InvalidSetting.InvalidSetting
 > = Layer
-  .unwrap(Effect.map(options, layer))
+  .unwrap(Effect.map(config, layer))
+
+/**
+ * The former name of {@link config}.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CloudWatchMetrics } from "@effect-kinesis/cloudwatch"
+ *
+ * const options = Effect.runSync(CloudWatchMetrics.config)
+ * ```
+ *
+ * @deprecated Use `CloudWatchMetrics.config` (every module's `Config` of its `layerConfig` is named `config`).
+ * @since 0.2.0
+ * @category config
+ */
+export const options: Config.Config<Options> = config

@@ -874,7 +874,7 @@ export const layer: Layer.Layer<Consumer, never, Client.Client | LeaseRepository
 
 /**
  * The consumer layer with its Kinesis client configured from the environment (see
- * `Client.clientConfig`); only the lease store remains to be provided.
+ * `Client.config`); only the lease store remains to be provided.
  *
  * @example
  * ```ts
