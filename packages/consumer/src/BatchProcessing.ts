@@ -273,9 +273,11 @@ export const processBatches = <A, E, R, R2 = never>(
  * @category models
  */
 export interface ConsumeBatchesOptions<A, E, R> extends Consumer.ShardedStreamOptions<A>, Options<A, E, R> {
-  /** Checkpoint after this many records… Default 1000. */
+  /** When to write checkpoints: see `Consumer.CheckpointSettings`. Default every 1000 records or 5 seconds. */
+  readonly checkpoint?: Consumer.CheckpointSettings | undefined
+  /** @deprecated Use `checkpoint: { records }`. */
   readonly checkpointBatchSize?: number | undefined
-  /** …or this long, whichever comes first. Default 5 seconds. */
+  /** @deprecated Use `checkpoint: { interval }`. */
   readonly checkpointInterval?: Duration.Input | undefined
 }
 
@@ -315,10 +317,7 @@ export const consumeBatchesWith = <A, E, R, R2 = never>(
 ): Effect.Effect<void, ConsumerError, R | R2 | Consumer.Consumer> => {
   const invalid = ValidateSettings.consumeBatchesWith(options)
   if (invalid !== undefined) return Effect.fail(invalid)
-  const checkpointing = {
-    records: options.checkpointBatchSize ?? 1000,
-    interval: options.checkpointInterval ?? "5 seconds"
-  }
+  const checkpointing = ValidateSettings.checkpointBatched(options)
   return Consumer.shardedStream(options).pipe(
     Stream.flatMap(
       (shard) => processBatches(shard, handler, options).pipe(shard.checkpointer.checkpointBatched(checkpointing)),

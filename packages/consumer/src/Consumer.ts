@@ -965,6 +965,28 @@ export const shardedStream = <A>(
   Stream.unwrap(Effect.map(Effect.service(Consumer), (consumer) => consumer.shardedStream(options)))
 
 /**
+ * When `consumeWith` (and `BatchProcessing.consumeBatchesWith`) write checkpoints: after `records`
+ * processed records or after `interval`, whichever comes first, as
+ * `Checkpointer.checkpointBatched({ records, interval })` does in a pipeline of your own.
+ *
+ * @example
+ * ```ts
+ * import type { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const checkpoint: Consumer.CheckpointSettings = { records: 500, interval: "2 seconds" }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CheckpointSettings {
+  /** Checkpoint after this many records… Default 1000. */
+  readonly records?: number | undefined
+  /** …or this long, whichever comes first. Default 5 seconds. */
+  readonly interval?: Duration.Input | undefined
+}
+
+/**
  * Options of {@link consumeWith}.
  *
  * @example
@@ -984,9 +1006,11 @@ export const shardedStream = <A>(
  * @category models
  */
 export interface ConsumeWithOptions<A, E, R> extends ShardedStreamOptions<A> {
-  /** Checkpoint after this many records… Default 1000. */
+  /** When to write checkpoints: see {@link CheckpointSettings}. Default every 1000 records or 5 seconds. */
+  readonly checkpoint?: CheckpointSettings | undefined
+  /** @deprecated Use `checkpoint: { records }`. */
   readonly checkpointBatchSize?: number | undefined
-  /** …or this long, whichever comes first. Default 5 seconds. */
+  /** @deprecated Use `checkpoint: { interval }`. */
   readonly checkpointInterval?: Duration.Input | undefined
   /**
    * What to do when the handler fails. Default: the failure fails the consumer (after the last
@@ -1031,10 +1055,7 @@ export const consumeWith = <A, E, R, R2 = never>(
 ): Effect.Effect<void, E | ConsumerError, R | R2 | Consumer> => {
   const invalid = ValidateSettings.consumeWith(options)
   if (invalid !== undefined) return Effect.fail(invalid)
-  const batching = {
-    records: options.checkpointBatchSize ?? 1000,
-    interval: options.checkpointInterval ?? "5 seconds"
-  }
+  const batching = ValidateSettings.checkpointBatched(options)
   const errorHandling = options.errorHandling
   const parallelism = options.parallelism ?? 1
   return shardedStream(options).pipe(

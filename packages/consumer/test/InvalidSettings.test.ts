@@ -2,6 +2,12 @@ import { BatchProcessing, Consumer, ErrorHandling, LeaseRepository, ShardAssignm
 import { Client, KinesisError, Serde } from "@effect-kinesis/core"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Stream } from "effect"
+import type * as Internal from "../src/internal/validateSettings.ts"
+
+// An internal module, loaded by path (a static import across the src and test projects does not compile).
+const ValidateSettings: typeof Internal = await import(
+  new URL("../src/internal/validateSettings.ts", import.meta.url).href
+)
 
 // A stream that does not exist: a consumer whose settings pass fails with StreamNotFound at its
 // first call, so that "accepted" is told from "refused" without a Kinesis.
@@ -102,6 +108,9 @@ const invalid: ReadonlyArray<Case> = [
   ),
   ["onDecodeFailure", { onDecodeFailure: "ignore" as never }],
   ...durations((shutdownGracePeriod) => ({ shutdownGracePeriod }), "shutdownGracePeriod", negative),
+  ...counts((records) => ({ checkpoint: { records } }), "checkpoint.records", notCount),
+  ...durations((interval) => ({ checkpoint: { interval } }), "checkpoint.interval", notPositive),
+  // The deprecated former names, checked under those names.
   ...counts((checkpointBatchSize) => ({ checkpointBatchSize }), "checkpointBatchSize", notCount),
   ...durations((checkpointInterval) => ({ checkpointInterval }), "checkpointInterval", notPositive),
   ...counts((parallelism) => ({ parallelism }), "parallelism", notCount),
@@ -163,7 +172,8 @@ const valid: ReadonlyArray<readonly [options: Options, batches?: boolean]> = [
   [{ shardAssignment: ShardAssignment.balanced({ maxStealsPerRound: 0 }) }],
   [{ onDecodeFailure: "fail", shutdownGracePeriod: 0 }],
   [{ shutdownGracePeriod: Infinity }],
-  [{ checkpointBatchSize: 1, checkpointInterval: 1, parallelism: 1 }],
+  [{ checkpoint: { records: 1, interval: 1 }, parallelism: 1 }],
+  [{ checkpointBatchSize: 1, checkpointInterval: 1 }],
   [{ parallelism: 64 }],
   [{ errorHandling: { mode: ErrorHandling.retryAndSkip(0), maxRecordAge: 1 } }],
   [{ errorHandling: { mode: ErrorHandling.retryAndStop(Infinity) } }],
@@ -210,4 +220,22 @@ describe("Consumer settings", () => {
         `lease.renewInterval must be shorter than lease.expiry (2s), got "3 seconds"`
       )
     }))
+})
+
+describe("checkpoint settings", () => {
+  it("checkpoint.records and checkpoint.interval are what consumeWith checkpoints by; the deprecated names still work", () => {
+    assert.deepStrictEqual(ValidateSettings.checkpointBatched({}), { records: 1000, interval: "5 seconds" })
+    assert.deepStrictEqual(
+      ValidateSettings.checkpointBatched({ checkpoint: { records: 10, interval: "1 second" } }),
+      { records: 10, interval: "1 second" }
+    )
+    assert.deepStrictEqual(
+      ValidateSettings.checkpointBatched({ checkpointBatchSize: 7, checkpointInterval: "2 seconds" }),
+      { records: 7, interval: "2 seconds" }
+    )
+    assert.deepStrictEqual(
+      ValidateSettings.checkpointBatched({ checkpoint: { records: 10 }, checkpointBatchSize: 7 }),
+      { records: 10, interval: "5 seconds" }
+    )
+  })
 })

@@ -48,7 +48,7 @@ import type * as ProducerMetrics from "./ProducerMetrics.ts"
 import * as ProducerSettings from "./ProducerSettings.ts"
 
 /**
- * A record to produce: a partition key, the data (serialized by the producer's serde) and an
+ * A record to produce: a partition key, the data (serialized by the producer's serializer) and an
  * optional explicit hash key that routes it instead of `MD5(partitionKey)`.
  *
  * @example
@@ -117,7 +117,7 @@ export interface OfferFailure<A> {
  * import { Producer } from "@effect-kinesis/producer"
  *
  * const program = Effect.gen(function*() {
- *   const producer = yield* Producer.make({ stream: "orders", serde: Serde.string })
+ *   const producer = yield* Producer.make({ stream: "orders", serializer: Serde.string })
  *   const result = yield* producer.produce({ partitionKey: "customer-1", data: "hello" })
  *   yield* Stream.make({ partitionKey: "k", data: "a" }, { partitionKey: "k", data: "b" }).pipe(
  *     Stream.run(producer.sink)
@@ -167,7 +167,8 @@ export interface Producer<A> {
 }
 
 /**
- * What {@link make} needs: the stream, the serde for the data, settings, and callbacks.
+ * What {@link make} needs: the stream, the serializer for the data (a `Serde`, as the consumer's
+ * `deserializer`), settings, and callbacks. `serde` is the serializer's deprecated former name.
  *
  * @example
  * ```ts
@@ -177,7 +178,7 @@ export interface Producer<A> {
  *
  * const options: Producer.MakeOptions<string> = {
  *   stream: "orders",
- *   serde: Serde.string,
+ *   serializer: Serde.string,
  *   settings: { aggregate: true },
  *   onError: (failure) => Effect.logError("dropped record", failure.error),
  *   onMetrics: (metrics) => Effect.log(`${metrics.userRecordsPut} records put`)
@@ -187,10 +188,24 @@ export interface Producer<A> {
  * @since 0.1.0
  * @category models
  */
-export interface MakeOptions<A> {
+export type MakeOptions<A> =
+  & MakeOptionsFields<A>
+  & (
+    | {
+      /** Turns record data into bytes, e.g. `Serde.string`, `Serde.json(schema)`, `Serde.bytes`. */
+      readonly serializer: Serde.Serde<A>
+      readonly serde?: undefined
+    }
+    | {
+      /** @deprecated Use `serializer` (the consumer's is its `deserializer`). */
+      readonly serde: Serde.Serde<A>
+      readonly serializer?: undefined
+    }
+  )
+
+interface MakeOptionsFields<A> {
   /** Stream name or ARN. */
   readonly stream: Client.StreamId
-  readonly serde: Serde.Serde<A>
   readonly settings?: Partial<ProducerSettings.ProducerSettings> | undefined
   /**
    * Receives every record given to `offer`/`offerAll` that failed. Without it no failure goes
@@ -246,7 +261,7 @@ const SAMPLES_PER_FLUSH = 5
  * import { Producer } from "@effect-kinesis/producer"
  *
  * const program = Effect.scoped(Effect.gen(function*() {
- *   const producer = yield* Producer.make({ stream: "orders", serde: Serde.string, settings: { aggregate: true } })
+ *   const producer = yield* Producer.make({ stream: "orders", serializer: Serde.string, settings: { aggregate: true } })
  *   yield* producer.offer({ partitionKey: "customer-1", data: "hello" })
  * })).pipe(Effect.provide(Client.layer({ region: "eu-west-1" })))
  * ```
@@ -528,11 +543,11 @@ export const make = <A>(
     )
 
     // --- intake -------------------------------------------------------------------------------------
-    const serializeSync = Serde.isSync(options.serde) ? options.serde.serializeResult : undefined
+    const serde: Serde.Serde<A> = options.serializer ?? options.serde
+    const serializeSync = Serde.isSync(serde) ? serde.serializeResult : undefined
     // The bytes serde is the identity: skip its per-record Result.
-    const isBytesSerde = (options.serde as Serde.Serde<unknown>) === Serde.bytes
+    const isBytesSerde = (serde as Serde.Serde<unknown>) === Serde.bytes
     const syncSerialized = Effect.succeed(undefined)
-    const serde = options.serde
     const hashes = new PartitionKeyHashes()
 
     const prepare = (
@@ -849,7 +864,7 @@ export const make = <A>(
  *
  * class OrdersProducer extends Context.Service<OrdersProducer, Producer.Producer<string>>()("app/OrdersProducer") {}
  *
- * const OrdersProducerLive = Producer.layer(OrdersProducer, { stream: "orders", serde: Serde.string })
+ * const OrdersProducerLive = Producer.layer(OrdersProducer, { stream: "orders", serializer: Serde.string })
  * ```
  *
  * @since 0.1.0

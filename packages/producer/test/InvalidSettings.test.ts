@@ -12,7 +12,7 @@ const NoStream = Layer.succeed(
 )
 
 const start = (settings: Partial<ProducerSettings.ProducerSettings>) =>
-  Effect.scoped(Producer.make({ stream: "orders", serde: Serde.string, settings })).pipe(
+  Effect.scoped(Producer.make({ stream: "orders", serializer: Serde.string, settings })).pipe(
     Effect.provide(NoStream),
     Effect.exit
   )

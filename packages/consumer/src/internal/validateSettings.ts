@@ -144,6 +144,36 @@ export const errorHandling = (
     checkDuration(`${setting}.maxRecordAge`, options.maxRecordAge)
   ])
 
+interface Checkpointing {
+  readonly checkpoint?: Consumer.CheckpointSettings | undefined
+  readonly checkpointBatchSize?: number | undefined
+  readonly checkpointInterval?: Duration.Input | undefined
+}
+
+// Each setting under the name the caller gave it: `checkpoint.records`, or its deprecated former name.
+const checkpointSettings = (options: Checkpointing) =>
+  checkpointBatching(
+    options.checkpoint?.records !== undefined
+      ? { setting: "checkpoint.records", value: options.checkpoint.records }
+      : { setting: "checkpointBatchSize", value: options.checkpointBatchSize },
+    options.checkpoint?.interval !== undefined
+      ? { setting: "checkpoint.interval", value: options.checkpoint.interval }
+      : { setting: "checkpointInterval", value: options.checkpointInterval }
+  )
+
+/**
+ * The arguments of `checkpointBatched` from `checkpoint` (or the deprecated `checkpointBatchSize`
+ * and `checkpointInterval`), with their defaults.
+ *
+ * @internal
+ */
+export const checkpointBatched = (
+  options: Checkpointing
+): { readonly records: number; readonly interval: Duration.Input } => ({
+  records: options.checkpoint?.records ?? options.checkpointBatchSize ?? 1000,
+  interval: options.checkpoint?.interval ?? options.checkpointInterval ?? "5 seconds"
+})
+
 /**
  * The options of `consumeWith` besides those of `shardedStream`.
  *
@@ -151,10 +181,7 @@ export const errorHandling = (
  */
 export const consumeWith = (options: Consumer.ConsumeWithOptions<any, any, any>): Invalid =>
   InvalidSetting.first([
-    checkpointBatching(
-      { setting: "checkpointBatchSize", value: options.checkpointBatchSize },
-      { setting: "checkpointInterval", value: options.checkpointInterval }
-    ),
+    checkpointSettings(options),
     checkInteger("parallelism", options.parallelism, { min: 1 }),
     errorHandling("errorHandling", options.errorHandling)
   ])
@@ -193,9 +220,6 @@ export const batchProcessing = (options: BatchProcessing.Options<any, any, any>)
  */
 export const consumeBatchesWith = (options: BatchProcessing.ConsumeBatchesOptions<any, any, any>): Invalid =>
   InvalidSetting.first([
-    checkpointBatching(
-      { setting: "checkpointBatchSize", value: options.checkpointBatchSize },
-      { setting: "checkpointInterval", value: options.checkpointInterval }
-    ),
+    checkpointSettings(options),
     batchProcessing(options)
   ])
