@@ -24,7 +24,7 @@
  *
  * @since 0.2.0
  */
-import type { KinesisError } from "@effect-kinesis/core"
+import type { InvalidSetting, KinesisError } from "@effect-kinesis/core"
 import { type Duration, Effect, Result, type Schedule, Stream } from "effect"
 import type { Checkpointable } from "./Checkpointer.ts"
 import * as Consumer from "./Consumer.ts"
@@ -226,7 +226,9 @@ export const processBatches = <A, E, R, R2 = never>(
   shard: Consumer.ShardStream<A>,
   handler: Handler<A, E, R>,
   options: Options<A, E, R2> = {}
-): Stream.Stream<Handled<A, E>, KinesisError.KinesisError, R | R2> => {
+): Stream.Stream<Handled<A, E>, KinesisError.KinesisError | InvalidSetting.InvalidSetting, R | R2> => {
+  const invalid = ValidateSettings.batchProcessing(options)
+  if (invalid !== undefined) return Stream.fail(invalid)
   const handle = Internal.make(
     handler,
     options,

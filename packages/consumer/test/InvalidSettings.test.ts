@@ -1,12 +1,23 @@
-import { BatchProcessing, Consumer, ErrorHandling, LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
-import { Client, KinesisError, Serde } from "@effect-kinesis/core"
+import {
+  BatchProcessing,
+  Consumer,
+  ErrorHandling,
+  LeaseRepository,
+  Parallel,
+  ShardAssignment
+} from "@effect-kinesis/consumer"
+import { Client, ExtendedSequenceNumber, KinesisError, Serde } from "@effect-kinesis/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Stream } from "effect"
+import { Duration, Effect, Exit, Layer, Schedule, Stream } from "effect"
+import type * as InternalCheckpointerModule from "../src/internal/checkpointer.ts"
 import type * as Internal from "../src/internal/validateSettings.ts"
 
 // An internal module, loaded by path (a static import across the src and test projects does not compile).
 const ValidateSettings: typeof Internal = await import(
   new URL("../src/internal/validateSettings.ts", import.meta.url).href
+)
+const InternalCheckpointer: typeof InternalCheckpointerModule = await import(
+  new URL("../src/internal/checkpointer.ts", import.meta.url).href
 )
 
 // A stream that does not exist: a consumer whose settings pass fails with StreamNotFound at its
@@ -238,4 +249,88 @@ describe("checkpoint settings", () => {
       { records: 10, interval: "5 seconds" }
     )
   })
+})
+
+// The combinators check their options before they touch the shard.
+const noShard = {} as Consumer.ShardStream<string>
+
+const collectFailure = <E>(stream: Stream.Stream<unknown, E>) =>
+  Effect.map(Effect.exit(Stream.runDrain(stream)), failureOf)
+
+describe("the combinators' options", () => {
+  const combinatorCases: ReadonlyArray<readonly [string, string, () => Stream.Stream<unknown, unknown>]> = [
+    [
+      "Parallel.processShard",
+      "parallelism",
+      () => Parallel.processShard(noShard, () => Effect.void, { parallelism: 0 })
+    ],
+    [
+      "Parallel.processShard",
+      "window",
+      () => Parallel.processShard(noShard, () => Effect.void, { parallelism: 8, window: 4 })
+    ],
+    [
+      "Parallel.processShard",
+      "errorHandling.mode.retries",
+      () =>
+        Parallel.processShard(noShard, () => Effect.void, {
+          parallelism: 2,
+          errorHandling: { mode: ErrorHandling.retryAndSkip(-1) }
+        })
+    ],
+    [
+      "ErrorHandling.processShard",
+      "mode.retries",
+      () => ErrorHandling.processShard(noShard, () => Effect.void, { mode: ErrorHandling.retryAndStop(-1) })
+    ],
+    [
+      "ErrorHandling.processShard",
+      "maxRecordAge",
+      () =>
+        ErrorHandling.processShard(noShard, () => Effect.void, { mode: ErrorHandling.retryAndSkip(1), maxRecordAge: 0 })
+    ],
+    [
+      "BatchProcessing.processBatches",
+      "batchSize",
+      () => BatchProcessing.processBatches(noShard, () => Effect.void, { batchSize: 0 })
+    ],
+    [
+      "BatchProcessing.processBatches",
+      "maxRetryAttempts",
+      () => BatchProcessing.processBatches(noShard, () => Effect.void, { maxRetryAttempts: -1 })
+    ]
+  ]
+  for (const [combinator, setting, stream] of combinatorCases) {
+    it.effect(`${combinator} refuses an invalid ${setting} with InvalidSetting(${setting})`, () =>
+      Effect.gen(function*() {
+        const failure = yield* collectFailure(stream())
+        assert.strictEqual(failure?._tag, "InvalidSetting")
+        assert.strictEqual(failure?.setting, setting)
+      }))
+  }
+
+  for (
+    const [records, interval, setting] of [[0, "1 second", "records"], [1.5, "1 second", "records"], [
+      10,
+      0,
+      "interval"
+    ], [10, "-1 seconds", "interval"]] as const
+  ) {
+    it.effect(`checkpointBatched refuses ${setting} ${String(setting === "records" ? records : interval)}`, () =>
+      Effect.gen(function*() {
+        const { checkpointer } = InternalCheckpointer.make({
+          shardId: "shardId-000000000000",
+          initial: ExtendedSequenceNumber.trimHorizon,
+          write: () => Effect.void,
+          retrySchedule: Schedule.recurs(0),
+          gracePeriod: Duration.seconds(1),
+          stopping: () => false
+        } as never)
+        const failure = yield* collectFailure(
+          Stream.make(1).pipe(checkpointer.checkpointBatched({ records, interval }))
+        )
+        assert.strictEqual(failure?._tag, "InvalidSetting")
+        assert.strictEqual(failure?.setting, setting)
+      }))
+  }
 })

@@ -130,18 +130,21 @@ const retries = (setting: string, value: number | undefined): Invalid =>
 
 const mode = (setting: string, value: ErrorHandling.Mode): Invalid => retries(`${setting}.retries`, value.retries)
 
+// `prefix.name`, or `name` for the options of a combinator called directly.
+const path = (prefix: string | undefined, name: string) => prefix === undefined ? name : `${prefix}.${name}`
+
 /**
  * `ErrorHandling.Options` (the mode only when it is a value, not a function of the record).
  *
  * @internal
  */
 export const errorHandling = (
-  setting: string,
+  setting: string | undefined,
   options: ErrorHandling.Options<any, any, any> | undefined
 ): Invalid =>
   options === undefined ? undefined : InvalidSetting.first([
-    typeof options.mode === "function" ? undefined : mode(`${setting}.mode`, options.mode),
-    checkDuration(`${setting}.maxRecordAge`, options.maxRecordAge)
+    typeof options.mode === "function" ? undefined : mode(path(setting, "mode"), options.mode),
+    checkDuration(path(setting, "maxRecordAge"), options.maxRecordAge)
   ])
 
 interface Checkpointing {
