@@ -427,13 +427,19 @@ const defaultCheckpointRetry: Schedule.Schedule<unknown, unknown> = Schedule.exp
 )
 
 /**
- * Builds the service from a `Client` and a `LeaseRepository`.
+ * The service {@link layer} provides, built from the `Client` and the `LeaseRepository` of the
+ * context. In every package `make` builds the value its module's `layer` provides: here the
+ * consumer service, `Producer.make` a producer, `DynamoDBLeaseRepository.make` a lease store,
+ * `MetricsCollector.make` a collector. Programs usually provide the layer and call
+ * {@link consumeWith} or {@link shardedStream}.
  *
  * @example
  * ```ts
+ * import { Layer } from "effect"
  * import { Consumer } from "@effect-kinesis/consumer"
  *
- * const service = Consumer.make
+ * // What `Consumer.layer` is.
+ * const ConsumerLive = Layer.effect(Consumer.Consumer, Consumer.make)
  * ```
  *
  * @since 0.1.0

@@ -194,7 +194,7 @@ const leaseCondition = (x: Expressions, lease: Lease.Lease, owner: OwnerConditio
 
 /**
  * The lease store on an existing `DynamoDBClient`, after making sure the table exists (creating it if allowed) and
- * is ACTIVE.
+ * is ACTIVE: the value {@link layer} provides, as `make` in every package.
  *
  * @example
  * ```ts

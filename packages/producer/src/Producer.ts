@@ -252,7 +252,8 @@ const SAMPLES_PER_FLUSH = 5
  * Creates a producer for one stream, living as long as the enclosing scope. It lists the
  * stream's open shards first (failing if the stream does not exist), after checking `settings`
  * (one that cannot work fails with `InvalidSetting`). Closing the scope stops intake and flushes
- * everything buffered within `closeTimeout`.
+ * everything buffered within `closeTimeout`. As `make` in every package, it builds the value its
+ * module's `layer` provides (there under a service tag of yours).
  *
  * @example
  * ```ts
