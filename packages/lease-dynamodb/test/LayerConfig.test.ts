@@ -1,6 +1,6 @@
 import { ListTablesCommand } from "@aws-sdk/client-dynamodb"
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
-import { DynamoDBClient, DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { DynamoDBClient, DynamoDBLeaseRepository, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { DynamoEmulator } from "@effect-kinesis/testing"
 import { assert, layer } from "@effect/vitest"
 import { ConfigProvider, Effect } from "effect"
@@ -32,6 +32,29 @@ layer(DynamoEmulator.layer(), { excludeTestServices: true, timeout: "60 seconds"
         const tables = yield* Effect.promise(() => sdk.send(new ListTablesCommand({})))
         sdk.destroy()
         assert.include(tables.TableNames ?? [], applicationName)
+      }))
+
+    it.effect("the deprecated DynamoDbLeaseRepository.layerConfig(options) also takes the name from the environment when not given", () =>
+      Effect.gen(function*() {
+        const dynamo = yield* DynamoEmulator.DynamoEmulator
+        process.env.AWS_ACCESS_KEY_ID ??= dynamo.clientConfig.credentials.accessKeyId
+        process.env.AWS_SECRET_ACCESS_KEY ??= dynamo.clientConfig.credentials.secretAccessKey
+        const applicationName = `audit-${randomUUID().slice(0, 8)}`
+        const provider = ConfigProvider.layer(ConfigProvider.fromUnknown({
+          KINESIS_APPLICATION_NAME: applicationName,
+          DYNAMODB_ENDPOINT: dynamo.clientConfig.endpoint,
+          AWS_REGION: dynamo.clientConfig.region
+        }))
+        const fromEnv = yield* LeaseRepository.LeaseRepository.pipe(
+          Effect.provide(DynamoDbLeaseRepository.layerConfig()),
+          Effect.provide(provider)
+        )
+        assert.strictEqual(fromEnv.applicationName, applicationName)
+        const given = yield* LeaseRepository.LeaseRepository.pipe(
+          Effect.provide(DynamoDbLeaseRepository.layerConfig({ applicationName: `${applicationName}-given` })),
+          Effect.provide(provider)
+        )
+        assert.strictEqual(given.applicationName, `${applicationName}-given`)
       }))
 
     it.effect("KINESIS_LEASE_TABLE names another table", () =>
