@@ -178,7 +178,8 @@ export interface MemoryOptions {
   /**
    * The application the store belongs to: a consumer of another fails at start. Default: none,
    * and the store keeps each application's leases apart, its own operations acting on those of
-   * the first application a consumer used it for (where `leases` are).
+   * the first application a consumer used it for (where `leases` are). A copy with operations
+   * replaced (`{ ...store, checkpoint }`) is that first application's only.
    */
   readonly applicationName?: string | undefined
   /** Leases the store starts with, stored as given. */

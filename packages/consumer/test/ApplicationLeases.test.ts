@@ -65,6 +65,18 @@ describe("the in-memory store keeps each application's leases apart", () => {
       assert.deepStrictEqual((yield* store.forApplication!("audit").list).map((l) => l.leaseOwner), ["w"])
     }))
 
+  it.effect("a copy with operations replaced (a decorator) keeps them for the first application; another one fails at start", () =>
+    Effect.gen(function*() {
+      const store = yield* LeaseRepository.makeMemory()
+      const decorated: LeaseRepository.LeaseStore = { ...store, list: Effect.succeed([lease("decorated")]) }
+      const own = decorated.forApplication!("billing")
+      assert.strictEqual(own, decorated)
+      assert.deepStrictEqual((yield* own.list).map((l) => l.leaseKey), ["decorated"])
+      const failure = failureOf(yield* startOn(decorated, "audit"))
+      assert.strictEqual(failure?._tag, "InvalidSetting")
+      assert.strictEqual(failure?.setting, "applicationName")
+    }))
+
   it.effect("a store made for one application is that application's", () =>
     Effect.gen(function*() {
       const store = yield* LeaseRepository.makeMemory({ applicationName: "billing" })

@@ -15,7 +15,9 @@ type Service = LeaseRepository["Service"]
  * The in-memory store: one table per application. Bound to `options.applicationName` when given.
  * Unbound, its own operations act on the table of the first application given to
  * `forApplication` (where the seeded `leases` are), so that a test can read what its consumer
- * wrote; every other application gets an empty table of its own.
+ * wrote; every other application gets an empty table of its own. A copy of the store with some
+ * operations replaced (`{ ...store, checkpoint }`, a decorator) keeps its replacements: it is the
+ * first application's, and a consumer of another application fails at start.
  *
  * @internal
  */
@@ -25,11 +27,14 @@ export const memory = (options: MemoryOptions): Service => {
   if (bound !== undefined) return { ...first, applicationName: bound }
   const tables = new Map<string, Service>()
   let firstOwner: string | undefined
-  return {
+  const store: Service = {
     ...first,
-    forApplication: (applicationName) => {
+    forApplication(this: Service | undefined, applicationName: string): Service {
       firstOwner ??= applicationName
-      if (applicationName === firstOwner) return { ...first, applicationName }
+      // Called on a copy of the store: its operations, not the bare table's.
+      const copy = this !== undefined && this !== store ? this : undefined
+      if (applicationName === firstOwner) return copy ?? { ...first, applicationName }
+      if (copy !== undefined) return { ...copy, applicationName: firstOwner, forApplication: undefined }
       let table = tables.get(applicationName)
       if (table === undefined) {
         table = { ...Memory.make({ fault: options.fault }), applicationName }
@@ -38,6 +43,7 @@ export const memory = (options: MemoryOptions): Service => {
       return table
     }
   }
+  return store
 }
 
 /**
