@@ -4,14 +4,14 @@
  * executable (`bin.ts`).
  *
  * Kinesis and DynamoDB are reached as the library's clients are: `Client.Client` and
- * `DynamoDbClient.DynamoDbClient` from the context, which {@link layerConfig} builds from the
+ * `DynamoDBClient.DynamoDBClient` from the context, which {@link layerConfig} builds from the
  * environment (`KINESIS_ENDPOINT`, `DYNAMODB_ENDPOINT`, `AWS_REGION`, the SDK's credential chain).
  *
  * @since 0.1.0
  */
 import type { Consumer } from "@effect-kinesis/consumer"
 import { Client } from "@effect-kinesis/core"
-import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+import { DynamoDBClient } from "@effect-kinesis/lease-dynamodb"
 import { Cause, Console, Duration, Effect, Exit, Layer, Logger, Option, References, Runtime, Stdio } from "effect"
 import { Argument, type CliError, CliOutput, Command, Flag, TerminalCapabilities } from "effect/cli"
 import { CommandError } from "./CommandError.ts"
@@ -219,7 +219,7 @@ export const run = (
 ): Effect.Effect<
   void,
   CommandError | CliError.CliError,
-  Command.Environment | Client.Client | DynamoDbClient.DynamoDbClient
+  Command.Environment | Client.Client | DynamoDBClient.DynamoDBClient
 > =>
   Command.runWith(command, { version })(args).pipe(
     Effect.provide(outputLayer),
@@ -229,8 +229,8 @@ export const run = (
   )
 
 /**
- * The Kinesis and DynamoDB clients configured from the environment: `Client.clientConfig`
- * (`KINESIS_ENDPOINT`, `AWS_REGION`, `KINESIS_HTTP_HANDLER`…) and `DynamoDbClient.clientConfig`
+ * The Kinesis and DynamoDB clients configured from the environment: `Client.config`
+ * (`KINESIS_ENDPOINT`, `AWS_REGION`, `KINESIS_HTTP_HANDLER`…) and `DynamoDBClient.config`
  * (`DYNAMODB_ENDPOINT`, `AWS_REGION`…); credentials from the AWS SDK's default chain.
  *
  * @example
@@ -245,11 +245,11 @@ export const run = (
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<Client.Client | DynamoDbClient.DynamoDbClient, CommandError> = Layer.unwrap(
+export const layerConfig: Layer.Layer<Client.Client | DynamoDBClient.DynamoDBClient, CommandError> = Layer.unwrap(
   Effect.gen(function*() {
-    const kinesis = yield* Client.clientConfig
-    const dynamo = yield* DynamoDbClient.clientConfig
-    return Layer.merge(Client.layer(kinesis), DynamoDbClient.layer(dynamo))
+    const kinesis = yield* Client.config
+    const dynamo = yield* DynamoDBClient.config
+    return Layer.merge(Client.layer(kinesis), DynamoDBClient.layer(dynamo))
   }).pipe(
     Effect.mapError((error) =>
       new CommandError({

@@ -5,8 +5,8 @@
  * @since 0.1.0
  */
 import type { LeaseRepository } from "@effect-kinesis/consumer"
-import type { KinesisError } from "@effect-kinesis/core"
-import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import type { InvalidSetting, KinesisError } from "@effect-kinesis/core"
+import type { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { Data, Predicate, Runtime } from "effect"
 import { CliError } from "effect/cli"
 
@@ -168,11 +168,11 @@ export const fromKinesis = (error: KinesisError.KinesisError, stream: string): C
  *
  * @example
  * ```ts
- * import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  * import { CommandError } from "@effect-kinesis/cli"
  *
  * const error = CommandError.fromLeaseStore(
- *   new DynamoDbLeaseRepository.LeaseTableNotFound({ tableName: "billing" }),
+ *   new DynamoDBLeaseRepository.LeaseTableNotFound({ tableName: "billing" }),
  *   "billing"
  * )
  * error.reason // "LeaseTableNotFound"
@@ -182,9 +182,12 @@ export const fromKinesis = (error: KinesisError.KinesisError, stream: string): C
  * @category constructors
  */
 export const fromLeaseStore = (
-  error: LeaseRepository.LeaseStoreError | DynamoDbLeaseRepository.LeaseTableNotFound,
+  error: LeaseRepository.LeaseStoreError | DynamoDBLeaseRepository.LeaseTableNotFound | InvalidSetting.InvalidSetting,
   table: string
 ): CommandError => {
+  if (error._tag === "InvalidSetting") {
+    return new CommandError({ reason: "InvalidArgument", message: error.message, cause: error })
+  }
   if (error._tag === "LeaseTableNotFound") {
     return new CommandError({
       reason: "LeaseTableNotFound",

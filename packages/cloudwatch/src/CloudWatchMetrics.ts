@@ -13,7 +13,7 @@
  * @since 0.2.0
  */
 import { CloudWatchClient, PutMetricDataCommand } from "@aws-sdk/client-cloudwatch"
-import { Client, MetricsCollector, TransportFailure } from "@effect-kinesis/core"
+import { Client, type InvalidSetting, MetricsCollector, TransportFailure } from "@effect-kinesis/core"
 import {
   Cause,
   Config,
@@ -29,6 +29,7 @@ import {
   type Scope
 } from "effect"
 import * as PutMetricData from "./internal/putMetricData.ts"
+import * as ValidateOptions from "./internal/validateOptions.ts"
 
 /**
  * Options of {@link layer}. Every field is optional.
@@ -242,10 +243,12 @@ export const make = (
     readonly collector: MetricsCollector.MetricsCollector["Service"]
     readonly publisher: CloudWatchMetrics["Service"]
   },
-  never,
+  InvalidSetting.InvalidSetting,
   Scope.Scope
 > =>
   Effect.gen(function*() {
+    const invalid = ValidateOptions.validate(options)
+    if (invalid !== undefined) return yield* invalid
     const capacity = Math.max(1, options.maxBufferedIntervals ?? 10)
     const requestTimeoutMillis = Duration.toMillis(Duration.fromInputUnsafe(options.requestTimeout ?? "10 seconds"))
     const closeTimeout = Duration.fromInputUnsafe(options.closeTimeout ?? "10 seconds")
@@ -460,7 +463,9 @@ export const makeClient = (options: Options = {}): CloudWatchClient =>
  * @since 0.2.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<MetricsCollector.MetricsCollector | CloudWatchMetrics> =>
+export const layer = (
+  options: Options = {}
+): Layer.Layer<MetricsCollector.MetricsCollector | CloudWatchMetrics, InvalidSetting.InvalidSetting> =>
   Layer.effectContext(
     Effect.gen(function*() {
       const sdk = yield* Effect.acquireRelease(
@@ -491,13 +496,13 @@ export const layer = (options: Options = {}): Layer.Layer<MetricsCollector.Metri
  * import { Effect } from "effect"
  * import { CloudWatchMetrics } from "@effect-kinesis/cloudwatch"
  *
- * const options = Effect.runSync(CloudWatchMetrics.options)
+ * const options = Effect.runSync(CloudWatchMetrics.config)
  * ```
  *
  * @since 0.2.0
  * @category config
  */
-export const options: Config.Config<Options> = Config.all({
+export const config: Config.Config<Options> = Config.all({
   endpoint: Config.option(Config.String("CLOUDWATCH_ENDPOINT")),
   region: Config.option(Config.String("AWS_REGION")),
   interval: Config.Duration("CLOUDWATCH_METRICS_INTERVAL").pipe(Config.withDefault(Duration.seconds(60))),
@@ -510,7 +515,7 @@ export const options: Config.Config<Options> = Config.all({
 })))
 
 /**
- * {@link layer} configured from the environment, see {@link options}.
+ * {@link layer} configured from the environment, see {@link config}.
  *
  * @example
  * ```ts
@@ -522,5 +527,25 @@ export const options: Config.Config<Options> = Config.all({
  * @since 0.2.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<MetricsCollector.MetricsCollector | CloudWatchMetrics, Config.ConfigError> = Layer
-  .unwrap(Effect.map(options, layer))
+export const layerConfig: Layer.Layer<
+  MetricsCollector.MetricsCollector | CloudWatchMetrics,
+  Config.ConfigError | InvalidSetting.InvalidSetting
+> = Layer
+  .unwrap(Effect.map(config, layer))
+
+/**
+ * The former name of {@link config}.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CloudWatchMetrics } from "@effect-kinesis/cloudwatch"
+ *
+ * const options = Effect.runSync(CloudWatchMetrics.config)
+ * ```
+ *
+ * @deprecated Use `CloudWatchMetrics.config` (every module's `Config` of its `layerConfig` is named `config`).
+ * @since 0.2.0
+ * @category config
+ */
+export const options: Config.Config<Options> = config

@@ -18,9 +18,10 @@
  *
  * @since 0.2.0
  */
-import { MetricsCollector } from "@effect-kinesis/core"
+import { type InvalidSetting, MetricsCollector } from "@effect-kinesis/core"
 import { type Duration, Effect, Layer, type Scope } from "effect"
 import * as Emf from "./internal/emf.ts"
+import * as ValidateOptions from "./internal/validateOptions.ts"
 
 /**
  * Options of {@link layer}.
@@ -98,7 +99,9 @@ export const lines = (interval: MetricsCollector.MetricsInterval): ReadonlyArray
  */
 export const make = (
   options: Options = {}
-): Effect.Effect<MetricsCollector.MetricsCollector["Service"], never, Scope.Scope> => {
+): Effect.Effect<MetricsCollector.MetricsCollector["Service"], InvalidSetting.InvalidSetting, Scope.Scope> => {
+  const invalid = ValidateOptions.interval(options.interval)
+  if (invalid !== undefined) return Effect.fail(invalid)
   const write = options.write ?? stdout
   return MetricsCollector.makePublishing(
     (interval) =>
@@ -130,5 +133,7 @@ export const make = (
  * @since 0.2.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<MetricsCollector.MetricsCollector> =>
+export const layer = (
+  options: Options = {}
+): Layer.Layer<MetricsCollector.MetricsCollector, InvalidSetting.InvalidSetting> =>
   Layer.effect(MetricsCollector.MetricsCollector, make(options))

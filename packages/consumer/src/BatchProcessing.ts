@@ -24,7 +24,7 @@
  *
  * @since 0.2.0
  */
-import type { KinesisError } from "@effect-kinesis/core"
+import type { InvalidSetting, KinesisError } from "@effect-kinesis/core"
 import { type Duration, Effect, Result, type Schedule, Stream } from "effect"
 import type { Checkpointable } from "./Checkpointer.ts"
 import * as Consumer from "./Consumer.ts"
@@ -34,6 +34,7 @@ import type { FailedRecord, FailureDestination } from "./FailureDestination.ts"
 import * as Internal from "./internal/batchProcessing.ts"
 import { letFinishFor, stageMany } from "./internal/checkpointer.ts"
 import { whilePaused } from "./internal/control.ts"
+import * as ValidateSettings from "./internal/validateSettings.ts"
 
 /**
  * One failed record of a batch, named by its position (a `ConsumerRecord` is one), with its error.
@@ -225,7 +226,9 @@ export const processBatches = <A, E, R, R2 = never>(
   shard: Consumer.ShardStream<A>,
   handler: Handler<A, E, R>,
   options: Options<A, E, R2> = {}
-): Stream.Stream<Handled<A, E>, KinesisError.KinesisError, R | R2> => {
+): Stream.Stream<Handled<A, E>, KinesisError.KinesisError | InvalidSetting.InvalidSetting, R | R2> => {
+  const invalid = ValidateSettings.batchProcessing(options)
+  if (invalid !== undefined) return Stream.fail(invalid)
   const handle = Internal.make(
     handler,
     options,
@@ -272,9 +275,11 @@ export const processBatches = <A, E, R, R2 = never>(
  * @category models
  */
 export interface ConsumeBatchesOptions<A, E, R> extends Consumer.ShardedStreamOptions<A>, Options<A, E, R> {
-  /** Checkpoint after this many records… Default 1000. */
+  /** When to write checkpoints: see `Consumer.CheckpointSettings`. Default every 1000 records or 5 seconds. */
+  readonly checkpoint?: Consumer.CheckpointSettings | undefined
+  /** @deprecated Use `checkpoint: { records }`. */
   readonly checkpointBatchSize?: number | undefined
-  /** …or this long, whichever comes first. Default 5 seconds. */
+  /** @deprecated Use `checkpoint: { interval }`. */
   readonly checkpointInterval?: Duration.Input | undefined
 }
 
@@ -312,10 +317,9 @@ export const consumeBatchesWith = <A, E, R, R2 = never>(
   handler: Handler<A, E, R>,
   options: ConsumeBatchesOptions<A, E, R2>
 ): Effect.Effect<void, ConsumerError, R | R2 | Consumer.Consumer> => {
-  const checkpointing = {
-    records: options.checkpointBatchSize ?? 1000,
-    interval: options.checkpointInterval ?? "5 seconds"
-  }
+  const invalid = ValidateSettings.consumeBatchesWith(options)
+  if (invalid !== undefined) return Effect.fail(invalid)
+  const checkpointing = ValidateSettings.checkpointBatched(options)
   return Consumer.shardedStream(options).pipe(
     Stream.flatMap(
       (shard) => processBatches(shard, handler, options).pipe(shard.checkpointer.checkpointBatched(checkpointing)),

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
+import type { ExtendedSequenceNumber, InvalidSetting } from "@effect-kinesis/core"
 import type { Duration, Effect, Stream } from "effect"
 import type { ShardLeaseLost } from "./ConsumerError.ts"
 import type { LeaseStoreError } from "./LeaseRepository.ts"
@@ -74,11 +74,15 @@ export interface Checkpointer {
    * Checkpoints after every `records` elements (counted per chunk, so a batch may run a chunk
    * over) and every `interval`, passing the elements through. Stage records upstream of it. When
    * the lease is lost the stream ends quietly; a store failure that outlasts the retries fails it.
+   * `records` must be a positive integer and `interval` a positive duration, else the stream fails
+   * with `InvalidSetting`.
    */
   readonly checkpointBatched: (options: {
     readonly records: number
     readonly interval: Duration.Input
-  }) => <A, E, R>(self: Stream.Stream<A, E, R>) => Stream.Stream<A, E | LeaseStoreError, R>
+  }) => <A, E, R>(
+    self: Stream.Stream<A, E, R>
+  ) => Stream.Stream<A, E | LeaseStoreError | InvalidSetting.InvalidSetting, R>
   /** The last position written. */
   readonly lastCheckpoint: Effect.Effect<ExtendedSequenceNumber.ExtendedSequenceNumber>
 }

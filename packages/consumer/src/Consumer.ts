@@ -53,6 +53,7 @@ import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import * as DiagnosticEvent from "./DiagnosticEvent.ts"
 import type * as EnhancedFanOut from "./EnhancedFanOut.ts"
 import * as ErrorHandling from "./ErrorHandling.ts"
+import * as ApplicationLeases from "./internal/applicationLeases.ts"
 import * as InternalCheckpointer from "./internal/checkpointer.ts"
 import * as ConsumerMetrics from "./internal/consumerMetrics.ts"
 import * as InternalControl from "./internal/control.ts"
@@ -63,6 +64,7 @@ import * as PollingFetcher from "./internal/pollingFetcher.ts"
 import * as RecordDecoder from "./internal/recordDecoder.ts"
 import type { FetchedBatch, ShardFetcher } from "./internal/shardFetcher.ts"
 import * as StreamConsumer from "./internal/streamConsumer.ts"
+import * as ValidateSettings from "./internal/validateSettings.ts"
 import { LeaseRepository } from "./LeaseRepository.ts"
 import * as ShardAssignment from "./ShardAssignment.ts"
 
@@ -409,9 +411,7 @@ const resolveLease = (
     shardSyncInterval: Duration.fromInputUnsafe(settings.shardSyncInterval ?? "30 seconds"),
     cleanupFinished: settings.cleanupFinished ?? true
   }
-  if (Duration.isGreaterThanOrEqualTo(resolved.renewInterval, resolved.expiry)) {
-    throw new RangeError("lease.renewInterval must be shorter than lease.expiry")
-  }
+  // Checked before (`ValidateSettings.shardedStream`): renewInterval < expiry.
   return resolved
 }
 
@@ -427,13 +427,19 @@ const defaultCheckpointRetry: Schedule.Schedule<unknown, unknown> = Schedule.exp
 )
 
 /**
- * Builds the service from a `Client` and a `LeaseRepository`.
+ * The service {@link layer} provides, built from the `Client` and the `LeaseRepository` of the
+ * context. In every package `make` builds the value its module's `layer` provides: here the
+ * consumer service, `Producer.make` a producer, `DynamoDBLeaseRepository.make` a lease store,
+ * `MetricsCollector.make` a collector. Programs usually provide the layer and call
+ * {@link consumeWith} or {@link shardedStream}.
  *
  * @example
  * ```ts
+ * import { Layer } from "effect"
  * import { Consumer } from "@effect-kinesis/consumer"
  *
- * const service = Consumer.make
+ * // What `Consumer.layer` is.
+ * const ConsumerLive = Layer.effect(Consumer.Consumer, Consumer.make)
  * ```
  *
  * @since 0.1.0
@@ -448,6 +454,9 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
         Stream.unwrap(Effect.suspend(() => {
           const workerId = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`
           return Effect.gen(function*() {
+            const invalid = ValidateSettings.shardedStream(options)
+            if (invalid !== undefined) return yield* invalid
+            const store = yield* ApplicationLeases.forConsumer(repository, options.applicationName)
             const onDiagnostic = options.onDiagnostic
             const emit = (event: DiagnosticEvent.DiagnosticEvent) =>
               onDiagnostic === undefined
@@ -473,7 +482,7 @@ export const make: Effect.Effect<Consumer["Service"], never, Client.Client | Lea
               workerId,
               stream: options.stream,
               client,
-              repository,
+              repository: store,
               initialPosition: initialCheckpoint(options.initialPosition),
               timestamp,
               settings: { ...resolveLease(options.lease), shutdownGracePeriod: gracePeriod },
@@ -871,7 +880,7 @@ export const layer: Layer.Layer<Consumer, never, Client.Client | LeaseRepository
 
 /**
  * The consumer layer with its Kinesis client configured from the environment (see
- * `Client.clientConfig`); only the lease store remains to be provided.
+ * `Client.config`); only the lease store remains to be provided.
  *
  * @example
  * ```ts
@@ -962,6 +971,28 @@ export const shardedStream = <A>(
   Stream.unwrap(Effect.map(Effect.service(Consumer), (consumer) => consumer.shardedStream(options)))
 
 /**
+ * When `consumeWith` (and `BatchProcessing.consumeBatchesWith`) write checkpoints: after `records`
+ * processed records or after `interval`, whichever comes first, as
+ * `Checkpointer.checkpointBatched({ records, interval })` does in a pipeline of your own.
+ *
+ * @example
+ * ```ts
+ * import type { Consumer } from "@effect-kinesis/consumer"
+ *
+ * const checkpoint: Consumer.CheckpointSettings = { records: 500, interval: "2 seconds" }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CheckpointSettings {
+  /** Checkpoint after this many records… Default 1000. */
+  readonly records?: number | undefined
+  /** …or this long, whichever comes first. Default 5 seconds. */
+  readonly interval?: Duration.Input | undefined
+}
+
+/**
  * Options of {@link consumeWith}.
  *
  * @example
@@ -981,9 +1012,11 @@ export const shardedStream = <A>(
  * @category models
  */
 export interface ConsumeWithOptions<A, E, R> extends ShardedStreamOptions<A> {
-  /** Checkpoint after this many records… Default 1000. */
+  /** When to write checkpoints: see {@link CheckpointSettings}. Default every 1000 records or 5 seconds. */
+  readonly checkpoint?: CheckpointSettings | undefined
+  /** @deprecated Use `checkpoint: { records }`. */
   readonly checkpointBatchSize?: number | undefined
-  /** …or this long, whichever comes first. Default 5 seconds. */
+  /** @deprecated Use `checkpoint: { interval }`. */
   readonly checkpointInterval?: Duration.Input | undefined
   /**
    * What to do when the handler fails. Default: the failure fails the consumer (after the last
@@ -1026,10 +1059,9 @@ export const consumeWith = <A, E, R, R2 = never>(
   handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>,
   options: ConsumeWithOptions<A, E, R2>
 ): Effect.Effect<void, E | ConsumerError, R | R2 | Consumer> => {
-  const batching = {
-    records: options.checkpointBatchSize ?? 1000,
-    interval: options.checkpointInterval ?? "5 seconds"
-  }
+  const invalid = ValidateSettings.consumeWith(options)
+  if (invalid !== undefined) return Effect.fail(invalid)
+  const batching = ValidateSettings.checkpointBatched(options)
   const errorHandling = options.errorHandling
   const parallelism = options.parallelism ?? 1
   return shardedStream(options).pipe(

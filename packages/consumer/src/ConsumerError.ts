@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import type { KinesisError, Serde, ShardMap } from "@effect-kinesis/core"
+import type { InvalidSetting, KinesisError, Serde, ShardMap } from "@effect-kinesis/core"
 import { Data } from "effect"
 import type { LeaseStoreError } from "./LeaseRepository.ts"
 
@@ -89,3 +89,4 @@ export type ConsumerError =
   | LeaseStoreError
   | ShardMap.ShardMapInvalid
   | RecordDecodeFailed
+  | InvalidSetting.InvalidSetting

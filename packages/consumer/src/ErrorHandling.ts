@@ -13,7 +13,7 @@
  *
  * @since 0.1.0
  */
-import type { KinesisError } from "@effect-kinesis/core"
+import type { InvalidSetting, KinesisError } from "@effect-kinesis/core"
 import { type Duration, Effect, type Schedule, Stream } from "effect"
 import type { ShardStream } from "./Consumer.ts"
 import type { RecordDecodeFailed } from "./ConsumerError.ts"
@@ -22,6 +22,7 @@ import type { FailureDestination } from "./FailureDestination.ts"
 import { letFinishFor } from "./internal/checkpointer.ts"
 import { whilePaused } from "./internal/control.ts"
 import * as RecordHandling from "./internal/recordHandling.ts"
+import * as ValidateSettings from "./internal/validateSettings.ts"
 
 /**
  * Retry, then skip the record and go on with the next.
@@ -198,7 +199,9 @@ export const processShard = <A, E, R, R2 = never>(
   shard: ShardStream<A>,
   handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>,
   options: Options<A, E, R2>
-): Stream.Stream<Handled<A, E>, KinesisError.KinesisError, R | R2> => {
+): Stream.Stream<Handled<A, E>, KinesisError.KinesisError | InvalidSetting.InvalidSetting, R | R2> => {
+  const invalid = ValidateSettings.errorHandling(undefined, options)
+  if (invalid !== undefined) return Stream.fail(invalid)
   const handle = RecordHandling.make(shard.shardId, handler, options)
   // A stop lets the record being handled (retries, dead-lettering) finish within the consumer's
   // `shutdownGracePeriod`.

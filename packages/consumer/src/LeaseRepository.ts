@@ -8,8 +8,8 @@
  */
 import type { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { Context, Data, Effect, Layer } from "effect"
+import * as ApplicationLeases from "./internal/applicationLeases.ts"
 import * as FinishedLeases from "./internal/finishedLeases.ts"
-import * as internal from "./internal/memoryLeaseRepository.ts"
 import type { Lease } from "./Lease.ts"
 
 /**
@@ -94,7 +94,27 @@ export class LeaseStoreError extends Data.TaggedError("LeaseStoreError")<{
  * @since 0.1.0
  * @category services
  */
-export class LeaseRepository extends Context.Service<LeaseRepository, {
+export class LeaseRepository extends Context.Service<LeaseRepository, LeaseStore>()(
+  "@effect-kinesis/consumer/LeaseRepository"
+) {}
+
+/**
+ * The operations of a {@link LeaseRepository} (its `Service`), named so that a store of several
+ * applications can hand out the store of one.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const ownedBy = (store: LeaseRepository.LeaseStore, owner: string) =>
+ *   Effect.map(store.list, (leases) => leases.filter((lease) => lease.leaseOwner === owner))
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LeaseStore {
   /** Every lease, read consistently. */
   readonly list: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError>
   readonly get: (leaseKey: string) => Effect.Effect<Lease | undefined, LeaseStoreError>
@@ -109,7 +129,18 @@ export class LeaseRepository extends Context.Service<LeaseRepository, {
   ) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
   readonly release: (lease: Lease) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
   readonly delete: (lease: Lease) => Effect.Effect<void, LeaseConflict | LeaseStoreError>
-}>()("@effect-kinesis/consumer/LeaseRepository") {}
+  /**
+   * The application whose leases the store holds (DynamoDB's: its `applicationName`). A consumer
+   * with another application name fails at start with `InvalidSetting` rather than share leases.
+   * Unset: the store does not say.
+   */
+  readonly applicationName?: string | undefined
+  /**
+   * For a store holding several applications' leases (the in-memory one): the store of one. A
+   * consumer uses the store of its own application.
+   */
+  readonly forApplication?: ((applicationName: string) => LeaseStore) | undefined
+}
 
 /**
  * Options of {@link makeMemory}.
@@ -144,6 +175,13 @@ export class LeaseRepository extends Context.Service<LeaseRepository, {
  * @category models
  */
 export interface MemoryOptions {
+  /**
+   * The application the store belongs to: a consumer of another fails at start. Default: none,
+   * and the store keeps each application's leases apart, its own operations acting on those of
+   * the first application a consumer used it for (where `leases` are). A copy with operations
+   * replaced (`{ ...store, checkpoint }`) is that first application's only.
+   */
+  readonly applicationName?: string | undefined
   /** Leases the store starts with, stored as given. */
   readonly leases?: Iterable<Lease> | undefined
   /**
@@ -177,10 +215,11 @@ export interface MemoryOptions {
  * @category constructors
  */
 export const makeMemory = (options: MemoryOptions = {}): Effect.Effect<LeaseRepository["Service"]> =>
-  Effect.sync(() => LeaseRepository.of(internal.make(options)))
+  Effect.sync(() => LeaseRepository.of(ApplicationLeases.memory(options)))
 
 /**
- * A fresh, empty in-memory {@link LeaseRepository} per layer build.
+ * A fresh, empty in-memory {@link LeaseRepository} per layer build, keeping each application's
+ * leases apart.
  *
  * @example
  * ```ts

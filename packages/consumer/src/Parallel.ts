@@ -15,13 +15,14 @@
  *
  * @since 0.2.0
  */
-import type { KinesisError } from "@effect-kinesis/core"
-import type { Effect, Stream } from "effect"
+import type { InvalidSetting, KinesisError } from "@effect-kinesis/core"
+import { type Effect, Stream } from "effect"
 import type { ShardStream } from "./Consumer.ts"
 import type { RecordDecodeFailed } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import type * as ErrorHandling from "./ErrorHandling.ts"
 import * as Partitioned from "./internal/partitioned.ts"
+import * as ValidateSettings from "./internal/validateSettings.ts"
 
 /**
  * Options of {@link processShard}.
@@ -86,9 +87,16 @@ export interface Options<A, E, R> {
  * @since 0.2.0
  * @category combinators
  */
-export const processShard: <A, E, R, R2 = never>(
+export const processShard = <A, E, R, R2 = never>(
   shard: ShardStream<A>,
   handler: (record: ConsumerRecord<A>) => Effect.Effect<unknown, E, R>,
   options: Options<A, E, R2>
-) => Stream.Stream<ErrorHandling.Handled<A, E>, E | KinesisError.KinesisError | RecordDecodeFailed, R | R2> =
-  Partitioned.processShard
+): Stream.Stream<
+  ErrorHandling.Handled<A, E>,
+  E | KinesisError.KinesisError | RecordDecodeFailed | InvalidSetting.InvalidSetting,
+  R | R2
+> => {
+  const invalid = ValidateSettings.parallel(options.parallelism, options.window) ??
+    ValidateSettings.errorHandling("errorHandling", options.errorHandling)
+  return invalid !== undefined ? Stream.fail(invalid) : Partitioned.processShard(shard, handler, options)
+}

@@ -532,13 +532,13 @@ export const layer = (config: ClientConfig = {}): Layer.Layer<Client> =>
  * import { Effect } from "effect"
  * import { Client } from "@effect-kinesis/core"
  *
- * const config = Effect.runSync(Client.clientConfig)
+ * const config = Effect.runSync(Client.config)
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category config
  */
-export const clientConfig: Config.Config<ClientConfig> = Config.all({
+export const config: Config.Config<ClientConfig> = Config.all({
   endpoint: Config.option(Config.String("KINESIS_ENDPOINT")),
   region: Config.option(Config.String("AWS_REGION")),
   httpHandler: Config.Literals(["http1", "http2"], "KINESIS_HTTP_HANDLER").pipe(Config.withDefault("http2" as const)),
@@ -551,7 +551,7 @@ export const clientConfig: Config.Config<ClientConfig> = Config.all({
 })))
 
 /**
- * A layer configured from the environment, see {@link clientConfig}.
+ * A layer configured from the environment, see {@link config}.
  *
  * @example
  * ```ts
@@ -564,5 +564,22 @@ export const clientConfig: Config.Config<ClientConfig> = Config.all({
  * @category layers
  */
 export const layerConfig: Layer.Layer<Client, Config.ConfigError> = Layer.unwrap(
-  Effect.map(clientConfig, layer)
+  Effect.map(config, layer)
 )
+
+/**
+ * The former name of {@link config}.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Client } from "@effect-kinesis/core"
+ *
+ * const config = Effect.runSync(Client.config)
+ * ```
+ *
+ * @deprecated Use `Client.config` (every module's `Config` of its `layerConfig` is named `config`).
+ * @since 0.1.0
+ * @category config
+ */
+export const clientConfig: Config.Config<ClientConfig> = config

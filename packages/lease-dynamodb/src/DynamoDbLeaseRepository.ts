@@ -14,9 +14,9 @@ import {
   UpdateItemCommand
 } from "@aws-sdk/client-dynamodb"
 import { Lease, LeaseRepository } from "@effect-kinesis/consumer"
-import { ExtendedSequenceNumber } from "@effect-kinesis/core"
-import { type Config, Data, Duration, Effect, Layer } from "effect"
-import * as DynamoDbClient from "./DynamoDbClient.ts"
+import { ExtendedSequenceNumber, type InvalidSetting } from "@effect-kinesis/core"
+import { Config, Data, Duration, Effect, Layer, Option } from "effect"
+import * as DynamoDBClient from "./DynamoDBClient.ts"
 import {
   A,
   isLeaseItem,
@@ -31,15 +31,16 @@ import {
 } from "./internal/leaseItem.ts"
 import { call, type ConditionFailed, type RetryPolicy } from "./internal/sdkCall.ts"
 import { ensureTable } from "./internal/table.ts"
+import * as ValidateOptions from "./internal/validateOptions.ts"
 
 /**
  * The lease table does not exist and `createTableIfMissing` is `false`.
  *
  * @example
  * ```ts
- * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import type { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
- * const text = (e: DynamoDbLeaseRepository.LeaseTableNotFound) => `create ${e.tableName} first`
+ * const text = (e: DynamoDBLeaseRepository.LeaseTableNotFound) => `create ${e.tableName} first`
  * ```
  *
  * @since 0.1.0
@@ -53,9 +54,9 @@ export class LeaseTableNotFound extends Data.TaggedError("LeaseTableNotFound")<{
  *
  * @example
  * ```ts
- * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import type { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
- * const table: DynamoDbLeaseRepository.TableOptions = {
+ * const table: DynamoDBLeaseRepository.TableOptions = {
  *   billing: { mode: "PROVISIONED", readCapacityUnits: 10, writeCapacityUnits: 10 },
  *   tags: { team: "payments" },
  *   deletionProtection: true,
@@ -88,9 +89,9 @@ export interface TableOptions {
  *
  * @example
  * ```ts
- * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import type { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
- * const retry: DynamoDbLeaseRepository.RetryOptions = { budget: "1 second", attemptTimeout: "500 millis" }
+ * const retry: DynamoDBLeaseRepository.RetryOptions = { budget: "1 second", attemptTimeout: "500 millis" }
  * ```
  *
  * @since 0.1.0
@@ -110,9 +111,9 @@ export interface RetryOptions {
  *
  * @example
  * ```ts
- * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import type { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
- * const options: DynamoDbLeaseRepository.Options = { applicationName: "order-processor" }
+ * const options: DynamoDBLeaseRepository.Options = { applicationName: "order-processor" }
  * ```
  *
  * @since 0.1.0
@@ -193,24 +194,26 @@ const leaseCondition = (x: Expressions, lease: Lease.Lease, owner: OwnerConditio
 
 /**
  * The lease store on an existing `DynamoDBClient`, after making sure the table exists (creating it if allowed) and
- * is ACTIVE.
+ * is ACTIVE: the value {@link layer} provides, as `make` in every package.
  *
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBClient, DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
  * const leases = Effect.gen(function*() {
- *   const repo = yield* DynamoDbLeaseRepository.make({ applicationName: "order-processor" })
+ *   const repo = yield* DynamoDBLeaseRepository.make({ applicationName: "order-processor" })
  *   return yield* repo.list
- * }).pipe(Effect.provide(DynamoDbClient.layer({ region: "eu-west-1" })))
+ * }).pipe(Effect.provide(DynamoDBClient.layer({ region: "eu-west-1" })))
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = Effect.fnUntraced(function*(options: Options) {
-  const { sdk } = yield* DynamoDbClient.DynamoDbClient
+  const invalid = ValidateOptions.validate(options)
+  if (invalid !== undefined) return yield* invalid
+  const { sdk } = yield* DynamoDBClient.DynamoDBClient
   const tableName = options.tableName ?? options.applicationName
   const policy = policyOf(options.retry)
 
@@ -406,12 +409,23 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         )
     })
 
-  return LeaseRepository.LeaseRepository.of({ list, get, create, take, renew, checkpoint, release, delete: remove })
+  return LeaseRepository.LeaseRepository.of({
+    list,
+    get,
+    create,
+    take,
+    renew,
+    checkpoint,
+    release,
+    delete: remove,
+    // A consumer of another application must not take this one's leases.
+    applicationName: options.applicationName
+  })
 })
 
 // Every lease item of the table (other KCL entities left out), page by page, consistently.
 const scanLeaseItems = (
-  sdk: DynamoDbClient.DynamoDbClient["Service"]["sdk"],
+  sdk: DynamoDBClient.DynamoDBClient["Service"]["sdk"],
   tableName: string,
   policy: RetryPolicy
 ): Effect.Effect<Array<Item>, LeaseRepository.LeaseStoreError> =>
@@ -436,9 +450,9 @@ const scanLeaseItems = (
  *
  * @example
  * ```ts
- * import type { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import type { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
- * const line = (item: DynamoDbLeaseRepository.UnreadableItem) => `${item.leaseKey ?? "?"}: ${item.reason}`
+ * const line = (item: DynamoDBLeaseRepository.UnreadableItem) => `${item.leaseKey ?? "?"}: ${item.reason}`
  * ```
  *
  * @since 0.2.0
@@ -458,12 +472,12 @@ export interface UnreadableItem {
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBClient, DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
  * const program = Effect.gen(function*() {
- *   const { leases, unreadable } = yield* DynamoDbLeaseRepository.scan({ applicationName: "order-processor" })
+ *   const { leases, unreadable } = yield* DynamoDBLeaseRepository.scan({ applicationName: "order-processor" })
  *   return `${leases.length} leases, ${unreadable.length} unreadable items`
- * }).pipe(Effect.provide(DynamoDbClient.layer({ region: "eu-west-1" })))
+ * }).pipe(Effect.provide(DynamoDBClient.layer({ region: "eu-west-1" })))
  * ```
  *
  * @since 0.2.0
@@ -472,10 +486,10 @@ export interface UnreadableItem {
 export const scan = (options: Pick<Options, "applicationName" | "tableName" | "retry">): Effect.Effect<
   { readonly leases: ReadonlyArray<Lease.Lease>; readonly unreadable: ReadonlyArray<UnreadableItem> },
   LeaseRepository.LeaseStoreError,
-  DynamoDbClient.DynamoDbClient
+  DynamoDBClient.DynamoDBClient
 > =>
   Effect.gen(function*() {
-    const { sdk } = yield* DynamoDbClient.DynamoDbClient
+    const { sdk } = yield* DynamoDBClient.DynamoDBClient
     const items = yield* scanLeaseItems(sdk, options.tableName ?? options.applicationName, policyOf(options.retry))
     const leases: Array<Lease.Lease> = []
     const unreadable: Array<UnreadableItem> = []
@@ -494,15 +508,15 @@ const conditionOnRead = (operation: string) => (_: ConditionFailed) =>
   )
 
 /**
- * The lease store as a layer on a {@link DynamoDbClient.DynamoDbClient}.
+ * The lease store as a layer on a {@link DynamoDBClient.DynamoDBClient}.
  *
  * @example
  * ```ts
  * import { Layer } from "effect"
- * import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBClient, DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
- * const LeasesLive = DynamoDbLeaseRepository.layer({ applicationName: "order-processor" }).pipe(
- *   Layer.provide(DynamoDbClient.layer({ region: "eu-west-1" }))
+ * const LeasesLive = DynamoDBLeaseRepository.layer({ applicationName: "order-processor" }).pipe(
+ *   Layer.provide(DynamoDBClient.layer({ region: "eu-west-1" }))
  * )
  * ```
  *
@@ -513,30 +527,62 @@ export const layer = (
   options: Options
 ): Layer.Layer<
   LeaseRepository.LeaseRepository,
-  LeaseTableNotFound | LeaseRepository.LeaseStoreError,
-  DynamoDbClient.DynamoDbClient
+  LeaseTableNotFound | LeaseRepository.LeaseStoreError | InvalidSetting.InvalidSetting,
+  DynamoDBClient.DynamoDBClient
 > => Layer.effect(LeaseRepository.LeaseRepository, make(options))
 
 /**
- * The lease store with its own DynamoDB client configured from the environment (`DYNAMODB_ENDPOINT`, `AWS_REGION`,
- * see {@link DynamoDbClient.clientConfig}).
+ * The lease store's identity read from Effect `Config` (environment variables by default), the
+ * same `KINESIS_APPLICATION_NAME` as `Consumer.config`, so that the name is given once:
+ *
+ * | variable | meaning |
+ * |---|---|
+ * | `KINESIS_APPLICATION_NAME` | application name (required) |
+ * | `KINESIS_LEASE_TABLE` | lease table (default: the application name, as the KCL) |
  *
  * @example
  * ```ts
- * import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import { Effect, Layer } from "effect"
+ * import { DynamoDBClient, DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
- * const LeasesLive = DynamoDbLeaseRepository.layerConfig({ applicationName: "order-processor" })
+ * // The names from the environment, the table settings in code.
+ * const LeasesLive = Layer.unwrap(Effect.map(DynamoDBLeaseRepository.config, (identity) =>
+ *   DynamoDBLeaseRepository.layer({ ...identity, table: { pointInTimeRecovery: true } }))).pipe(
+ *     Layer.provide(DynamoDBClient.layerConfig)
+ *   )
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
+ * @category config
+ */
+export const config: Config.Config<{ readonly applicationName: string; readonly tableName: string | undefined }> =
+  Config.all({
+    applicationName: Config.String("KINESIS_APPLICATION_NAME"),
+    tableName: Config.option(Config.String("KINESIS_LEASE_TABLE"))
+  }).pipe(Config.map((c) => ({ applicationName: c.applicationName, tableName: Option.getOrUndefined(c.tableName) })))
+
+/**
+ * The lease store with its own DynamoDB client, both configured from the environment: the
+ * application and table from {@link config} (`KINESIS_APPLICATION_NAME`, as the consumer's
+ * `Consumer.config`), the client from `DynamoDBClient.config` (`DYNAMODB_ENDPOINT`, `AWS_REGION`).
+ * A value, as every `layerConfig`.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Consumer } from "@effect-kinesis/consumer"
+ * import { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ *
+ * const ConsumerLive = Consumer.layerConfig.pipe(Layer.provide(DynamoDBLeaseRepository.layerConfig))
+ * ```
+ *
+ * @since 0.2.0
  * @category layers
  */
-export const layerConfig = (
-  options: Options
-): Layer.Layer<
+export const layerConfig: Layer.Layer<
   LeaseRepository.LeaseRepository,
-  LeaseTableNotFound | LeaseRepository.LeaseStoreError | Config.ConfigError
-> => Layer.provide(layer(options), DynamoDbClient.layerConfig)
+  LeaseTableNotFound | LeaseRepository.LeaseStoreError | InvalidSetting.InvalidSetting | Config.ConfigError
+> = Layer.unwrap(Effect.map(config, layer)).pipe(Layer.provide(DynamoDBClient.layerConfig))
 
 /**
  * Whether a lease may be deleted now: the consumer's `Lease.isFinished` (read to its end, no
@@ -547,13 +593,13 @@ export const layerConfig = (
  * @example
  * ```ts
  * import { LeaseRepository } from "@effect-kinesis/consumer"
- * import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  * import { Effect } from "effect"
  *
  * const finished = Effect.gen(function*() {
  *   const leases = yield* (yield* LeaseRepository.LeaseRepository).list
  *   const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
- *   return leases.filter((lease) => DynamoDbLeaseRepository.isFinished(lease, byKey))
+ *   return leases.filter((lease) => DynamoDBLeaseRepository.isFinished(lease, byKey))
  * })
  * ```
  *
@@ -574,9 +620,9 @@ export const isFinished: (
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
  *
- * const cleanup = DynamoDbLeaseRepository.deleteFinished.pipe(
+ * const cleanup = DynamoDBLeaseRepository.deleteFinished.pipe(
  *   Effect.tap((keys) => Effect.logInfo(`deleted ${keys.length} finished leases`))
  * )
  * ```

@@ -4,7 +4,7 @@
  */
 import { type AttributeValue, CreateTableCommand, PutItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb"
 import type { Consumer, ConsumerRecord, Lease, LeaseRepository } from "@effect-kinesis/consumer"
-import { Client, Serde } from "@effect-kinesis/core"
+import { Client, type InvalidSetting, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { ConsumerWorker, DynamoEmulator, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { type Duration, Effect, Layer, type Scope } from "effect"
@@ -58,7 +58,7 @@ export const fastLeases = ConsumerWorker.fastLeases
 
 type Store = Layer.Layer<
   LeaseRepository.LeaseRepository,
-  DynamoDbLeaseRepository.LeaseTableNotFound | LeaseRepository.LeaseStoreError,
+  DynamoDbLeaseRepository.LeaseTableNotFound | LeaseRepository.LeaseStoreError | InvalidSetting.InvalidSetting,
   DynamoDbClient.DynamoDbClient
 >
 

@@ -16,7 +16,7 @@
  *
  * @since 0.1.0
  */
-import type { KinesisError } from "@effect-kinesis/core"
+import type { InvalidSetting, KinesisError } from "@effect-kinesis/core"
 import { Aggregation, Client, HashKey, MetricsCollector, Serde, ShardMap } from "@effect-kinesis/core"
 import {
   Cause,
@@ -42,12 +42,13 @@ import { FailureLog } from "./internal/failureLog.ts"
 import { KplMetrics, streamName } from "./internal/kplMetrics.ts"
 import { Recorder } from "./internal/recorder.ts"
 import * as Tracing from "./internal/tracing.ts"
+import * as ValidateSettings from "./internal/validateSettings.ts"
 import * as ProducerError from "./ProducerError.ts"
 import type * as ProducerMetrics from "./ProducerMetrics.ts"
 import * as ProducerSettings from "./ProducerSettings.ts"
 
 /**
- * A record to produce: a partition key, the data (serialized by the producer's serde) and an
+ * A record to produce: a partition key, the data (serialized by the producer's serializer) and an
  * optional explicit hash key that routes it instead of `MD5(partitionKey)`.
  *
  * @example
@@ -116,7 +117,7 @@ export interface OfferFailure<A> {
  * import { Producer } from "@effect-kinesis/producer"
  *
  * const program = Effect.gen(function*() {
- *   const producer = yield* Producer.make({ stream: "orders", serde: Serde.string })
+ *   const producer = yield* Producer.make({ stream: "orders", serializer: Serde.string })
  *   const result = yield* producer.produce({ partitionKey: "customer-1", data: "hello" })
  *   yield* Stream.make({ partitionKey: "k", data: "a" }, { partitionKey: "k", data: "b" }).pipe(
  *     Stream.run(producer.sink)
@@ -166,7 +167,8 @@ export interface Producer<A> {
 }
 
 /**
- * What {@link make} needs: the stream, the serde for the data, settings, and callbacks.
+ * What {@link make} needs: the stream, the serializer for the data (a `Serde`, as the consumer's
+ * `deserializer`), settings, and callbacks. `serde` is the serializer's deprecated former name.
  *
  * @example
  * ```ts
@@ -176,7 +178,7 @@ export interface Producer<A> {
  *
  * const options: Producer.MakeOptions<string> = {
  *   stream: "orders",
- *   serde: Serde.string,
+ *   serializer: Serde.string,
  *   settings: { aggregate: true },
  *   onError: (failure) => Effect.logError("dropped record", failure.error),
  *   onMetrics: (metrics) => Effect.log(`${metrics.userRecordsPut} records put`)
@@ -186,10 +188,24 @@ export interface Producer<A> {
  * @since 0.1.0
  * @category models
  */
-export interface MakeOptions<A> {
+export type MakeOptions<A> =
+  & MakeOptionsFields<A>
+  & (
+    | {
+      /** Turns record data into bytes, e.g. `Serde.string`, `Serde.json(schema)`, `Serde.bytes`. */
+      readonly serializer: Serde.Serde<A>
+      readonly serde?: undefined
+    }
+    | {
+      /** @deprecated Use `serializer` (the consumer's is its `deserializer`). */
+      readonly serde: Serde.Serde<A>
+      readonly serializer?: undefined
+    }
+  )
+
+interface MakeOptionsFields<A> {
   /** Stream name or ARN. */
   readonly stream: Client.StreamId
-  readonly serde: Serde.Serde<A>
   readonly settings?: Partial<ProducerSettings.ProducerSettings> | undefined
   /**
    * Receives every record given to `offer`/`offerAll` that failed. Without it no failure goes
@@ -234,8 +250,10 @@ const SAMPLES_PER_FLUSH = 5
 
 /**
  * Creates a producer for one stream, living as long as the enclosing scope. It lists the
- * stream's open shards first (failing if the stream does not exist). Closing the scope stops
- * intake and flushes everything buffered within `closeTimeout`.
+ * stream's open shards first (failing if the stream does not exist), after checking `settings`
+ * (one that cannot work fails with `InvalidSetting`). Closing the scope stops intake and flushes
+ * everything buffered within `closeTimeout`. As `make` in every package, it builds the value its
+ * module's `layer` provides (there under a service tag of yours).
  *
  * @example
  * ```ts
@@ -244,7 +262,7 @@ const SAMPLES_PER_FLUSH = 5
  * import { Producer } from "@effect-kinesis/producer"
  *
  * const program = Effect.scoped(Effect.gen(function*() {
- *   const producer = yield* Producer.make({ stream: "orders", serde: Serde.string, settings: { aggregate: true } })
+ *   const producer = yield* Producer.make({ stream: "orders", serializer: Serde.string, settings: { aggregate: true } })
  *   yield* producer.offer({ partitionKey: "customer-1", data: "hello" })
  * })).pipe(Effect.provide(Client.layer({ region: "eu-west-1" })))
  * ```
@@ -256,11 +274,16 @@ export const make = <A>(
   options: MakeOptions<A>
 ): Effect.Effect<
   Producer<A>,
-  KinesisError.KinesisError | ShardMap.ShardMapInvalid,
+  KinesisError.KinesisError | ShardMap.ShardMapInvalid | InvalidSetting.InvalidSetting,
   Client.Client | Scope.Scope
 > =>
   Effect.gen(function*() {
-    const settings = ProducerSettings.resolve(options.settings)
+    const invalid = ValidateSettings.validate(options.settings)
+    if (invalid !== undefined) return yield* invalid
+    const settings = yield* Effect.try({
+      try: () => ProducerSettings.resolve(options.settings),
+      catch: ValidateSettings.fromResolveError
+    })
     const client = yield* Client.Client
     const stream = options.stream
     const context = yield* Effect.context<never>()
@@ -521,11 +544,11 @@ export const make = <A>(
     )
 
     // --- intake -------------------------------------------------------------------------------------
-    const serializeSync = Serde.isSync(options.serde) ? options.serde.serializeResult : undefined
+    const serde: Serde.Serde<A> = options.serializer ?? options.serde
+    const serializeSync = Serde.isSync(serde) ? serde.serializeResult : undefined
     // The bytes serde is the identity: skip its per-record Result.
-    const isBytesSerde = (options.serde as Serde.Serde<unknown>) === Serde.bytes
+    const isBytesSerde = (serde as Serde.Serde<unknown>) === Serde.bytes
     const syncSerialized = Effect.succeed(undefined)
-    const serde = options.serde
     const hashes = new PartitionKeyHashes()
 
     const prepare = (
@@ -842,7 +865,7 @@ export const make = <A>(
  *
  * class OrdersProducer extends Context.Service<OrdersProducer, Producer.Producer<string>>()("app/OrdersProducer") {}
  *
- * const OrdersProducerLive = Producer.layer(OrdersProducer, { stream: "orders", serde: Serde.string })
+ * const OrdersProducerLive = Producer.layer(OrdersProducer, { stream: "orders", serializer: Serde.string })
  * ```
  *
  * @since 0.1.0
@@ -851,5 +874,8 @@ export const make = <A>(
 export const layer = <I, A>(
   tag: Context.Service<I, Producer<A>>,
   options: MakeOptions<A>
-): Layer.Layer<I, KinesisError.KinesisError | ShardMap.ShardMapInvalid, Client.Client> =>
-  Layer.effect(tag, make(options))
+): Layer.Layer<
+  I,
+  KinesisError.KinesisError | ShardMap.ShardMapInvalid | InvalidSetting.InvalidSetting,
+  Client.Client
+> => Layer.effect(tag, make(options))

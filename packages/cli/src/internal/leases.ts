@@ -7,7 +7,7 @@
 import type { ShardIteratorType } from "@aws-sdk/client-kinesis"
 import type { Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { Aggregation, Client, ExtendedSequenceNumber, type KinesisError } from "@effect-kinesis/core"
-import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { DynamoDBClient, DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { Clock, Duration, Effect, Result, Schedule, type Scope, type Stdio, Terminal } from "effect"
 import { CommandError, fromKinesis, fromLeaseStore } from "../CommandError.ts"
 import * as Format from "./format.ts"
@@ -68,7 +68,7 @@ export interface Snapshot {
   /** A refresh that failed in a way the next one may not (the live view keeps going). */
   readonly warning: string | undefined
   /** Items of the table that are not leases this CLI can read (shown beside the rows, not instead of them). */
-  readonly unreadable: ReadonlyArray<DynamoDbLeaseRepository.UnreadableItem>
+  readonly unreadable: ReadonlyArray<DynamoDBLeaseRepository.UnreadableItem>
 }
 
 // At most this often per shard, whatever the redraw interval: each measurement is one GetShardIterator and one
@@ -84,7 +84,7 @@ interface Measured {
 
 interface Scanned {
   readonly leases: ReadonlyArray<Lease.Lease>
-  readonly unreadable: ReadonlyArray<DynamoDbLeaseRepository.UnreadableItem>
+  readonly unreadable: ReadonlyArray<DynamoDBLeaseRepository.UnreadableItem>
 }
 
 interface Watch {
@@ -184,11 +184,11 @@ const stateOf = (lease: Lease.Lease, byKey: ReadonlyMap<string, Lease.Lease>, st
 export const make = (options: Options): Effect.Effect<
   { readonly snapshot: Effect.Effect<Snapshot, CommandError> },
   CommandError,
-  DynamoDbClient.DynamoDbClient | Client.Client
+  DynamoDBClient.DynamoDBClient | Client.Client
 > =>
   Effect.gen(function*() {
     // Checks that the table exists (and waits while it is being created).
-    yield* DynamoDbLeaseRepository.make({
+    yield* DynamoDBLeaseRepository.make({
       applicationName: options.application,
       tableName: options.table,
       createTableIfMissing: false
@@ -208,7 +208,7 @@ export const make = (options: Options): Effect.Effect<
       })
     )
     const client = yield* Client.Client
-    const dynamo = yield* DynamoDbClient.DynamoDbClient
+    const dynamo = yield* DynamoDBClient.DynamoDBClient
     const stream = options.stream
     // A wrong --stream fails at once rather than as a column of unknowns.
     if (stream !== undefined) {
@@ -283,8 +283,8 @@ export const make = (options: Options): Effect.Effect<
     const snapshot = Effect.gen(function*() {
       // Not the repository's `list`, which fails on the first item it cannot read: a viewer shows the rest.
       const { leases, unreadable, warning } = yield* read(
-        DynamoDbLeaseRepository.scan({ applicationName: options.application, tableName: options.table }).pipe(
-          Effect.provideService(DynamoDbClient.DynamoDbClient, dynamo)
+        DynamoDBLeaseRepository.scan({ applicationName: options.application, tableName: options.table }).pipe(
+          Effect.provideService(DynamoDBClient.DynamoDBClient, dynamo)
         )
       )
       const now = yield* Clock.currentTimeMillis
@@ -482,7 +482,7 @@ export const run = (
 ): Effect.Effect<
   void,
   CommandError,
-  DynamoDbClient.DynamoDbClient | Client.Client | Stdio.Stdio | Terminal.Terminal
+  DynamoDBClient.DynamoDBClient | Client.Client | Stdio.Stdio | Terminal.Terminal
 > =>
   Effect.scoped(Effect.gen(function*() {
     const { snapshot } = yield* make(options)

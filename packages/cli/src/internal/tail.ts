@@ -109,8 +109,7 @@ export const run = (options: Options): Effect.Effect<void, CommandError, Client.
         shardSyncInterval: "5 seconds",
         cleanupFinished: false
       },
-      checkpointBatchSize: 1,
-      checkpointInterval: "100 millis",
+      checkpoint: { records: 1, interval: "100 millis" },
       shutdownGracePeriod: "1 second"
     }).pipe(
       Effect.provide(Consumer.layer.pipe(Layer.provide(LeaseRepository.layerMemory))),
@@ -130,6 +129,8 @@ const toCommandError = (error: ConsumerError.ConsumerError, stream: string): Com
         message: `reading "${stream}" failed: ${error.message}`,
         cause: error
       })
+    case "InvalidSetting":
+      return new CommandError({ reason: "InvalidArgument", message: error.message, cause: error })
     default:
       return fromKinesis(error, stream)
   }

@@ -8,6 +8,7 @@ import { Deferred, type Duration, Effect, Exit, Fiber, type Schedule, Semaphore,
 import type { Checkpointable, Checkpointer } from "../Checkpointer.ts"
 import type { ShardLeaseLost } from "../ConsumerError.ts"
 import type { LeaseStoreError } from "../LeaseRepository.ts"
+import * as ValidateSettings from "./validateSettings.ts"
 
 /** @internal */
 export interface InternalCheckpointer {
@@ -224,6 +225,11 @@ export const make = (options: {
       finishing(Effect.onExit(effect, (exit) => Exit.isSuccess(exit) ? stage(record) : Effect.void)),
     checkpointBatched: (batching) => (self) =>
       Stream.unwrap(Effect.gen(function*() {
+        const invalid = ValidateSettings.checkpointBatching(
+          { setting: "records", value: batching.records },
+          { setting: "interval", value: batching.interval }
+        )
+        if (invalid !== undefined) return yield* invalid
         // The interval checkpoints run beside the stream; a lost lease (or a store failure that
         // outlasted the retries) found there ends (or fails) the stream too.
         const stopped = yield* Deferred.make<void, LeaseStoreError>()

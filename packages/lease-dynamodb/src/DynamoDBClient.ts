@@ -2,9 +2,11 @@
  * The DynamoDB client the lease store uses: an AWS SDK `DynamoDBClient` configured like the Kinesis client of
  * `@effect-kinesis/core` (same endpoint, region and credential settings), living as long as its layer.
  *
- * @since 0.1.0
+ * Named with the AWS SDK's spelling (`DynamoDB`); `DynamoDbClient` is its deprecated former name.
+ *
+ * @since 0.2.0
  */
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb"
+import { DynamoDBClient as SdkDynamoDBClient } from "@aws-sdk/client-dynamodb"
 import { Client } from "@effect-kinesis/core"
 import { Config, Context, Effect, Layer, Option } from "effect"
 
@@ -15,19 +17,19 @@ import { Config, Context, Effect, Layer, Option } from "effect"
  *
  * @example
  * ```ts
- * import type { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ * import type { DynamoDBClient } from "@effect-kinesis/lease-dynamodb"
  *
- * const local: DynamoDbClient.DynamoDbClientConfig = {
+ * const local: DynamoDBClient.DynamoDBClientConfig = {
  *   endpoint: "http://127.0.0.1:4568",
  *   region: "us-east-1",
  *   credentials: { accessKeyId: "local", secretAccessKey: "local" }
  * }
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category models
  */
-export type DynamoDbClientConfig = Omit<Client.ClientConfig, "httpHandler">
+export type DynamoDBClientConfig = Omit<Client.ClientConfig, "httpHandler">
 
 /**
  * The DynamoDB client service.
@@ -36,58 +38,58 @@ export type DynamoDbClientConfig = Omit<Client.ClientConfig, "httpHandler">
  * ```ts
  * import { ListTablesCommand } from "@aws-sdk/client-dynamodb"
  * import { Effect } from "effect"
- * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBClient } from "@effect-kinesis/lease-dynamodb"
  *
  * const tables = Effect.gen(function*() {
- *   const { sdk } = yield* DynamoDbClient.DynamoDbClient
+ *   const { sdk } = yield* DynamoDBClient.DynamoDBClient
  *   return yield* Effect.promise((signal) => sdk.send(new ListTablesCommand({}), { abortSignal: signal }))
- * }).pipe(Effect.provide(DynamoDbClient.layer({ region: "eu-west-1" })))
+ * }).pipe(Effect.provide(DynamoDBClient.layer({ region: "eu-west-1" })))
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category services
  */
-export class DynamoDbClient extends Context.Service<DynamoDbClient, {
-  readonly sdk: DynamoDBClient
-}>()("@effect-kinesis/lease-dynamodb/DynamoDbClient") {}
+export class DynamoDBClient extends Context.Service<DynamoDBClient, {
+  readonly sdk: SdkDynamoDBClient
+}>()("@effect-kinesis/lease-dynamodb/DynamoDBClient") {}
 
 /**
  * Builds the AWS SDK client for a configuration. The caller owns it and must `destroy()` it.
  *
  * @example
  * ```ts
- * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBClient } from "@effect-kinesis/lease-dynamodb"
  *
- * const sdk = DynamoDbClient.makeSdkClient({ region: "eu-west-1" })
+ * const sdk = DynamoDBClient.makeSdkClient({ region: "eu-west-1" })
  * sdk.destroy()
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category constructors
  */
-export const makeSdkClient = (config: DynamoDbClientConfig = {}): DynamoDBClient =>
+export const makeSdkClient = (config: DynamoDBClientConfig = {}): SdkDynamoDBClient =>
   // Retries belong to the lease store, which bounds them by lease expiry; SDK retries would multiply them.
-  new DynamoDBClient(Client.sdkOptions({ ...config, httpHandler: "http1" }))
+  new SdkDynamoDBClient(Client.sdkOptions({ ...config, httpHandler: "http1" }))
 
 /**
  * A layer from an explicit configuration; the SDK client is destroyed when the layer's scope closes.
  *
  * @example
  * ```ts
- * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBClient } from "@effect-kinesis/lease-dynamodb"
  *
- * const DynamoLive = DynamoDbClient.layer({ region: "eu-west-1" })
+ * const DynamoLive = DynamoDBClient.layer({ region: "eu-west-1" })
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category layers
  */
-export const layer = (config: DynamoDbClientConfig = {}): Layer.Layer<DynamoDbClient> =>
+export const layer = (config: DynamoDBClientConfig = {}): Layer.Layer<DynamoDBClient> =>
   Layer.effect(
-    DynamoDbClient,
+    DynamoDBClient,
     Effect.map(
       Effect.acquireRelease(Effect.sync(() => makeSdkClient(config)), (sdk) => Effect.sync(() => sdk.destroy())),
-      (sdk) => DynamoDbClient.of({ sdk })
+      (sdk) => DynamoDBClient.of({ sdk })
     )
   )
 
@@ -105,15 +107,15 @@ export const layer = (config: DynamoDbClientConfig = {}): Layer.Layer<DynamoDbCl
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBClient } from "@effect-kinesis/lease-dynamodb"
  *
- * const config = Effect.runSync(DynamoDbClient.clientConfig)
+ * const config = Effect.runSync(DynamoDBClient.config)
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category config
  */
-export const clientConfig: Config.Config<DynamoDbClientConfig> = Config.all({
+export const config: Config.Config<DynamoDBClientConfig> = Config.all({
   endpoint: Config.option(Config.String("DYNAMODB_ENDPOINT")),
   region: Config.option(Config.String("AWS_REGION")),
   maxAttempts: Config.Int("DYNAMODB_MAX_ATTEMPTS").pipe(Config.withDefault(1))
@@ -124,18 +126,18 @@ export const clientConfig: Config.Config<DynamoDbClientConfig> = Config.all({
 })))
 
 /**
- * A layer configured from the environment, see {@link clientConfig}.
+ * A layer configured from the environment, see {@link config}.
  *
  * @example
  * ```ts
- * import { DynamoDbClient } from "@effect-kinesis/lease-dynamodb"
+ * import { DynamoDBClient } from "@effect-kinesis/lease-dynamodb"
  *
- * const DynamoLive = DynamoDbClient.layerConfig
+ * const DynamoLive = DynamoDBClient.layerConfig
  * ```
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category layers
  */
-export const layerConfig: Layer.Layer<DynamoDbClient, Config.ConfigError> = Layer.unwrap(
-  Effect.map(clientConfig, layer)
+export const layerConfig: Layer.Layer<DynamoDBClient, Config.ConfigError> = Layer.unwrap(
+  Effect.map(config, layer)
 )
