@@ -41,6 +41,7 @@ import { type Done, Entry, Extras, HashKeyRoute, PartitionKeyHashes } from "./in
 import { FailureLog } from "./internal/failureLog.ts"
 import { KplMetrics, streamName } from "./internal/kplMetrics.ts"
 import { Recorder } from "./internal/recorder.ts"
+import * as RecordLimits from "./internal/recordLimits.ts"
 import * as Tracing from "./internal/tracing.ts"
 import * as ProducerError from "./ProducerError.ts"
 import type * as ProducerMetrics from "./ProducerMetrics.ts"
@@ -260,9 +261,10 @@ export const make = <A>(
   Client.Client | Scope.Scope
 > =>
   Effect.gen(function*() {
-    const settings = ProducerSettings.resolve(options.settings)
     const client = yield* Client.Client
     const stream = options.stream
+    // The stream's own maximum record size caps the setting (read once: a producer restarts to follow a change).
+    const settings = yield* RecordLimits.forStream(ProducerSettings.resolve(options.settings), client, stream)
     const context = yield* Effect.context<never>()
     const runFork = Effect.runForkWith(context)
 

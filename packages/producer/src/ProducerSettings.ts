@@ -113,8 +113,9 @@ export interface ProducerSettings {
    */
   readonly bufferSize: number
   /**
-   * Bytes (data plus partition keys) of those records, at most; at least `maxRecordBytes`.
-   * Default 64 MiB, so that large records cannot make the record count a memory hazard.
+   * Bytes (data plus partition keys) of those records, at most; at least `maxRecordBytes` when
+   * that is set (otherwise it caps the largest record too). Default 64 MiB, so that large records
+   * cannot make the record count a memory hazard.
    */
   readonly bufferBytes: number
   /**
@@ -122,7 +123,12 @@ export interface ProducerSettings {
    * (default, backpressure), or `"fail"` at once with `BufferFull`.
    */
   readonly whenBufferFull: "suspend" | "fail"
-  /** Largest record (data + partition key bytes); at most `maxRequestBytes`. Default 1 MiB, the Kinesis limit. */
+  /**
+   * Largest record (data + partition key bytes) the producer accepts, at most 10 MiB. The stream's
+   * own maximum (`MaxRecordSizeInKiB`, read once at start; 1 MiB unless raised with
+   * `AdminClient.updateMaxRecordSize`) applies below it. Default 10 MiB, so the stream decides. A
+   * record larger than `maxRequestBytes` is sent alone in its request, never aggregated.
+   */
   readonly maxRecordBytes: number
   /** Largest PutRecords request (data + partition keys). Default 5 MiB. */
   readonly maxRequestBytes: number
@@ -203,7 +209,7 @@ export const defaults: ProducerSettings = {
   bufferSize: 65_536,
   bufferBytes: 64 * 1_048_576,
   whenBufferFull: "suspend",
-  maxRecordBytes: 1_048_576,
+  maxRecordBytes: 10 * 1_048_576,
   maxRequestBytes: 5 * 1_048_576,
   maxRecordsPerRequest: 500,
   lingerTime: 0,
@@ -273,6 +279,9 @@ export interface Resolved {
   readonly logging: { readonly failureSummaryMillis: number }
 }
 
+/** The largest record any stream accepts (`UpdateMaxRecordSize` allows up to 10240 KiB). */
+const MAX_RECORD_BYTES = 10 * 1_048_576
+
 const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
 
 const positiveInt = (name: string, value: number, max = Number.MAX_SAFE_INTEGER): number => {
@@ -329,11 +338,11 @@ export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
   const tracing = withDefaults(defaults.tracing, settings.tracing)
   const logging = withDefaults(defaults.logging, settings.logging)
   const maxRequestBytes = positiveInt("maxRequestBytes", s.maxRequestBytes)
-  // A record must fit in a request: one that cannot would wait at the head of its shard until it expires.
-  const maxRecordBytes = positiveInt("maxRecordBytes", s.maxRecordBytes, maxRequestBytes)
-  // Likewise a record must fit in the buffer.
+  // Kinesis' ceiling; a record larger than `maxRequestBytes` goes alone in its request.
+  const maxRecordBytes = positiveInt("maxRecordBytes", s.maxRecordBytes, MAX_RECORD_BYTES)
+  // A record must fit in the buffer: an explicit maximum must fit, the default is capped by it.
   const bufferBytes = positiveInt("bufferBytes", s.bufferBytes)
-  if (bufferBytes < maxRecordBytes) {
+  if (settings.maxRecordBytes !== undefined && bufferBytes < maxRecordBytes) {
     throw new RangeError(
       `ProducerSettings.bufferBytes must be at least maxRecordBytes (${maxRecordBytes}), got ${bufferBytes}`
     )
@@ -342,13 +351,18 @@ export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
     bufferSize: positiveInt("bufferSize", s.bufferSize),
     bufferBytes,
     whenBufferFull: s.whenBufferFull,
-    maxRecordBytes,
+    maxRecordBytes: Math.min(maxRecordBytes, bufferBytes),
     maxRequestBytes,
     maxRecordsPerRequest: positiveInt("maxRecordsPerRequest", s.maxRecordsPerRequest, 500),
     lingerMillis: millis(s.lingerTime),
     maxInFlightRequests: positiveInt("maxInFlightRequests", s.maxInFlightRequests),
     aggregate: s.aggregate,
-    maxAggregateBytes: positiveInt("maxAggregateBytes", s.maxAggregateBytes, maxRecordBytes),
+    // An aggregate shares requests with other records: it must fit in one.
+    maxAggregateBytes: positiveInt(
+      "maxAggregateBytes",
+      s.maxAggregateBytes,
+      Math.min(maxRecordBytes, bufferBytes, maxRequestBytes)
+    ),
     rateLimit: s.rateLimit,
     shardBytesPerSecond: positiveInt("shardBytesPerSecond", s.shardBytesPerSecond),
     shardRecordsPerSecond: positiveInt("shardRecordsPerSecond", s.shardRecordsPerSecond),

@@ -591,7 +591,8 @@ export class Engine {
           }
           continue
         }
-        if (batch.bytes + first.size > maxBytes) {
+        // A record larger than a request's byte budget (a stream may accept 10 MiB) goes alone.
+        if (batch.bytes + first.size > maxBytes && batch.count > 0) {
           full = true
           break
         }
