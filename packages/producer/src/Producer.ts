@@ -35,6 +35,8 @@ import {
   Tracer
 } from "effect"
 import type { Scope } from "effect"
+import * as AutoSplit from "./AutoSplit.ts"
+import * as AutoSplitLoop from "./internal/autoSplit.ts"
 import { Engine } from "./internal/engine.ts"
 import type { Batch, PutRecordsOutput, RequestFailure } from "./internal/engine.ts"
 import { type Done, Entry, Extras, HashKeyRoute, PartitionKeyHashes } from "./internal/entry.ts"
@@ -201,6 +203,11 @@ export interface MakeOptions<A> {
   readonly onError?: ((failure: OfferFailure<A>) => Effect.Effect<void>) | undefined
   /** Receives the metrics of each interval (setting `metricsInterval`) and of the last one at close. */
   readonly onMetrics?: ((metrics: ProducerMetrics.ProducerMetrics) => Effect.Effect<void>) | undefined
+  /**
+   * Receives each decision of auto-split (setting `autoSplit`); each is also counted in
+   * `AutoSplit.metrics`.
+   */
+  readonly onDiagnostic?: ((event: AutoSplit.AutoSplitEvent) => Effect.Effect<void>) | undefined
 }
 
 const now = (): number => performance.now()
@@ -476,6 +483,27 @@ export const make = <A>(
       Effect.forever,
       Effect.forkScoped
     )
+
+    // --- auto-split of hot shards (opt-in) ----------------------------------------------------------
+    if (settings.autoSplit.enabled) {
+      const log = recorder.traffic = new AutoSplitLoop.ShardTrafficLog(settings.autoSplit, now)
+      yield* AutoSplitLoop.run({
+        settings: settings.autoSplit,
+        log,
+        client,
+        stream,
+        shardMap: () => engine.currentShardMap,
+        refreshShardMap: () => engine.onWrongShard(),
+        report: (event) =>
+          Effect.andThen(
+            AutoSplit.recordMetrics(streamLabel, event),
+            options.onDiagnostic === undefined
+              ? Effect.void
+              : Effect.catchCause(options.onDiagnostic(event), Effect.logError)
+          ),
+        now
+      }).pipe(Effect.annotateLogs({ stream: streamLabel }), Effect.forkScoped)
+    }
 
     // --- metrics ------------------------------------------------------------------------------------
     const emitMetrics = Effect.suspend(() => {

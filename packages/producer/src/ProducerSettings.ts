@@ -6,6 +6,7 @@
  */
 import type { MetricsCollector } from "@effect-kinesis/core"
 import { Duration } from "effect"
+import * as AutoSplit from "./AutoSplit.ts"
 
 /**
  * The KPL-named metrics a producer records into the `MetricsCollector` in its context (see
@@ -190,6 +191,8 @@ export interface ProducerSettings {
   readonly tracing: TracingSettings
   /** Logs (see {@link LoggingSettings}). */
   readonly logging: LoggingSettings
+  /** Splitting hot shards (see `AutoSplit.AutoSplitSettings`). Off by default. */
+  readonly autoSplit: AutoSplit.AutoSplitSettings
 }
 
 /**
@@ -230,7 +233,8 @@ export const defaults: ProducerSettings = {
   metricsInterval: "30 seconds",
   metrics: { level: "detailed", granularity: "shard", namespace: "KinesisProducerLibrary" },
   tracing: { requestSpans: true, recordSpansPerSecond: 100 },
-  logging: { failureSummaryInterval: "10 seconds" }
+  logging: { failureSummaryInterval: "10 seconds" },
+  autoSplit: { enabled: false }
 }
 
 /**
@@ -277,6 +281,7 @@ export interface Resolved {
   }
   readonly tracing: { readonly requestSpans: boolean; readonly recordSpansPerSecond: number }
   readonly logging: { readonly failureSummaryMillis: number }
+  readonly autoSplit: AutoSplit.Resolved
 }
 
 /** The largest record any stream accepts (`UpdateMaxRecordSize` allows up to 10240 KiB). */
@@ -384,6 +389,7 @@ export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
       requestSpans: tracing.requestSpans,
       recordSpansPerSecond: nonNegative("tracing.recordSpansPerSecond", tracing.recordSpansPerSecond)
     },
-    logging: { failureSummaryMillis: Math.max(1, millis(logging.failureSummaryInterval)) }
+    logging: { failureSummaryMillis: Math.max(1, millis(logging.failureSummaryInterval)) },
+    autoSplit: AutoSplit.resolve(s.autoSplit)
   }
 }
