@@ -1,9 +1,16 @@
 import { LeaseRepository } from "@effect-kinesis/consumer"
 import { AdminClient, Aggregation, Client, KinesisError, Serde } from "@effect-kinesis/core"
 import { Producer, ProducerError, ProducerMetrics } from "@effect-kinesis/producer"
-import { ConsumerWorker, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
-import { assert, layer } from "@effect/vitest"
+import { ConsumerWorker, FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Exit, Layer, Ref } from "effect"
+import type * as ShardStateModule from "../src/internal/shardState.ts"
+
+// An internal module (the package does not export it): loaded by path, which the compiler leaves
+// as is, where a static import across the src and test projects does not compile.
+const { ShardState }: typeof ShardStateModule = await import(
+  new URL("../src/internal/shardState.ts", import.meta.url).href
+)
 
 const MiB = 1_048_576
 
@@ -209,4 +216,74 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("records up to
       assert.instanceOf(outcome.tooLarge, ProducerError.RecordTooLarge)
       assert.strictEqual((outcome.tooLarge as ProducerError.RecordTooLarge).maxBytes, MiB)
     }))
+})
+
+/** Through the fault proxy enforcing Kinesis' per-shard limits (1000 records/s, 1 MiB/s; a larger record bursts). */
+const LimitedLayer = Layer.provideMerge(
+  Layer.provideMerge(
+    AdminClient.layer,
+    Layer.unwrap(Effect.map(FaultProxy.FaultProxy, (p) => Client.layer(p.clientConfig)))
+  ),
+  FaultProxy.layer({ shardLimits: true })
+).pipe(Layer.provideMerge(KinesisEmulator.layer()))
+
+layer(LimitedLayer, { timeout: 120_000, excludeTestServices: true })(
+  "large records and the shard's write limit",
+  (it) => {
+    it.effect(
+      "a 1.5 MiB record followed by 3 MiB of 20 KiB records into one shard: the producer counts the large record against the shard's 1 MiB/s, so the records after it wait instead of being throttled",
+      () =>
+        Effect.gen(function*() {
+          const proxy = yield* FaultProxy.FaultProxy
+          const admin = yield* AdminClient.AdminClient
+          const stream = yield* StreamFixtures.stream({ shardCount: 1 })
+          yield* admin.updateMaxRecordSize(stream.streamName, 2048)
+          yield* proxy.resetStats
+          const input = [
+            { partitionKey: "large", data: payload(1.5 * MiB, 9) },
+            ...Array.from({ length: 150 }, (_, i) => ({ partitionKey: `n-${i}`, data: payload(20 * 1024, i) }))
+          ]
+          const failures: Array<Producer.OfferFailure<Uint8Array>> = []
+          yield* Effect.scoped(Effect.gen(function*() {
+            const producer = yield* Producer.make({
+              stream: stream.streamName,
+              serde: Serde.bytes,
+              // kinesis-mock takes seconds to store a record of a few MiB.
+              settings: { requestTimeout: "60 seconds", closeTimeout: "90 seconds" },
+              onError: (failure) => Effect.sync(() => failures.push(failure))
+            })
+            yield* producer.offerAll(input)
+          }))
+          assert.deepStrictEqual(failures.map((f) => f.error._tag), [])
+          const stats = yield* proxy.stats
+          const shard = stats.shards[stream.streamName]?.[stream.shards[0]!.shardId]
+          assert.strictEqual(shard?.forwardedRecords, 151)
+          // The large record itself passed the proxy's full bucket, and what followed it waited out its debt.
+          assert.isAtMost(stats.throttledRecords, 2, `${stats.throttledRecords} throttled`)
+        }),
+      180_000
+    )
+  }
+)
+
+describe("a shard's token buckets and a record larger than them", () => {
+  it("a 10 MiB record passes a bucket of 200 KiB at once, and the shard's next record waits the ten seconds of its debt: no deadlock, and the average stays at the shard's rate", () => {
+    const limits = { enabled: true, bytesPerMs: MiB / 1000, recordsPerMs: 1, burstMs: 200 }
+    const shard = new ShardState(
+      { shardId: "shardId-000000000000", startingHashKey: 0n, endingHashKey: (1n << 128n) - 1n } as never,
+      limits,
+      undefined,
+      0
+    )
+    assert.isTrue(shard.canSend())
+    shard.consume(10 * MiB)
+    assert.isFalse(shard.canSend())
+    // Out of debt after (10 MiB − 200 KiB) at 1 MiB/s.
+    const ready = shard.readyAt(0)
+    assert.closeTo(ready, 9800, 2)
+    shard.refill(ready - 5)
+    assert.isFalse(shard.canSend())
+    shard.refill(ready + 1)
+    assert.isTrue(shard.canSend())
+  })
 })
