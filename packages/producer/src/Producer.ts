@@ -486,7 +486,10 @@ export const make = <A>(
 
     // --- auto-split of hot shards (opt-in) ----------------------------------------------------------
     if (settings.autoSplit.enabled) {
-      const log = recorder.traffic = new AutoSplitLoop.ShardTrafficLog(settings.autoSplit, now)
+      const log = engine.traffic = recorder.traffic = new AutoSplitLoop.ShardTrafficLog(settings.autoSplit, now, {
+        recordsPerSecond: settings.aggregate ? undefined : settings.shardRecordsPerSecond,
+        bytesPerSecond: settings.shardBytesPerSecond
+      })
       yield* AutoSplitLoop.run({
         settings: settings.autoSplit,
         log,

@@ -65,6 +65,26 @@ describe("auto-split decisions", () => {
     assert.isUndefined(log.hottest())
   })
 
+  it("with the producer's rate limiter pacing a shard to its limit, the demand above the limit counts as throttled", () => {
+    let now = 0
+    const settings = AutoSplit.resolve({ enabled: true, window: "60 seconds", throttledShare: 0.1, minRecords: 100 })
+    const log = new ShardTrafficLog(settings, () => now, { recordsPerSecond: 100, bytesPerSecond: 1_048_576 })
+    // 150 records/s offered to a shard paced to 100/s, and 80/s to another: only the first is hot.
+    for (let i = 0; i < 150 * 59; i++) log.accepted("hot", 100)
+    for (let i = 0; i < 80 * 59; i++) log.accepted("cool", 100)
+    now = 59_000
+    const hot = log.hottest()
+    assert.strictEqual(hot?.shardId, "hot")
+    assert.closeTo(hot!.share, 1 / 3, 0.01)
+    // With aggregation only bytes count: 150 small records/s are far below 1 MiB/s.
+    const aggregated = new ShardTrafficLog(settings, () => now, {
+      recordsPerSecond: undefined,
+      bytesPerSecond: 1_048_576
+    })
+    for (let i = 0; i < 150 * 59; i++) aggregated.accepted("hot", 100)
+    assert.isUndefined(aggregated.hottest())
+  })
+
   it("keeps a bounded sample of hash keys per shard", () => {
     const log = new ShardTrafficLog(AutoSplit.resolve({ enabled: true }), () => 0)
     for (let i = 0; i < 100_000; i++) log.observe("a", BigInt(i))
@@ -81,78 +101,92 @@ const TestLayer = Layer.provideMerge(
 ).pipe(Layer.provideMerge(KinesisEmulator.layer()))
 
 layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("auto-split on the emulator", (it) => {
-  it.effect(
-    "a shard throttled by a hot key range is split at the median of its observed keys; afterwards under 1 % of records are throttled",
-    () =>
-      Effect.gen(function*() {
-        const proxy = yield* FaultProxy.FaultProxy
-        const stream = yield* StreamFixtures.stream({ shardCount: 2 })
-        const [first] = stream.shards
-        const start = BigInt(first!.startingHashKey)
-        const span = BigInt(first!.endingHashKey) - start + 1n
-        // 400 keys crowded in the lowest 1/16 of the first shard: a split at its midpoint would not help.
-        const keys = Array.from({ length: 400 }, (_, i) => (start + (span / 16n) * BigInt(i) / 400n).toString())
-        const events: Array<AutoSplit.AutoSplitEvent> = []
-        let i = 0
-        const next = (n: number) =>
-          Array.from({ length: n }, () => {
-            const k = i++
-            return { partitionKey: `p${k % 400}`, explicitHashKey: keys[k % 400]!, data: `r${k}` }
-          })
-        yield* Effect.scoped(Effect.gen(function*() {
-          const producer = yield* Producer.make({
-            stream: stream.streamName,
-            serde: Serde.string,
-            // Kinesis' throttling is the signal here: the producer's own limiter would pace it away.
-            settings: {
-              rateLimit: false,
-              autoSplit: { enabled: true, window: "5 seconds", minRecords: 100, checkInterval: "1 second" }
-            },
-            onDiagnostic: (event) => Effect.sync(() => events.push(event))
-          })
-          // 160 records/s into a shard that takes 100/s: after an even split each child gets 80/s.
-          const offerFor = (ticks: number) =>
-            Effect.gen(function*() {
-              for (let t = 0; t < ticks; t++) {
-                yield* producer.offerAll(next(16))
-                yield* Effect.sleep("100 millis")
-              }
+  for (
+    const [signal, producerLimits] of [
+      ["Kinesis throttles it (the producer's limiter off)", { rateLimit: false }],
+      ["the producer's limiter holds back a third of its demand", { shardRecordsPerSecond: 100 }]
+    ] as const
+  ) {
+    it.effect(
+      `a shard overloaded by a hot key range (${signal}) is split at the median of its observed keys; afterwards under 1 % of records are throttled`,
+      () =>
+        Effect.gen(function*() {
+          const proxy = yield* FaultProxy.FaultProxy
+          const stream = yield* StreamFixtures.stream({ shardCount: 2 })
+          const [first] = stream.shards
+          const start = BigInt(first!.startingHashKey)
+          const span = BigInt(first!.endingHashKey) - start + 1n
+          // 400 keys crowded in the lowest 1/16 of the first shard: a split at its midpoint would not help.
+          const keys = Array.from({ length: 400 }, (_, i) => (start + (span / 16n) * BigInt(i) / 400n).toString())
+          const events: Array<AutoSplit.AutoSplitEvent> = []
+          let i = 0
+          const next = (n: number) =>
+            Array.from({ length: n }, () => {
+              const k = i++
+              const key = Math.floor(Math.random() * 400)
+              return { partitionKey: `p${key}`, explicitHashKey: keys[key]!, data: `r${k}` }
             })
-          let ticks = 0
-          while (!events.some((e) => e._tag === "SplitCompleted")) {
-            yield* offerFor(10)
-            ticks += 10
-            assert.isBelow(ticks, 600, "no split within 600 ticks")
+          yield* Effect.scoped(Effect.gen(function*() {
+            const producer = yield* Producer.make({
+              stream: stream.streamName,
+              serde: Serde.string,
+              settings: {
+                ...producerLimits,
+                autoSplit: { enabled: true, window: "5 seconds", minRecords: 300, checkInterval: "1 second" }
+              },
+              onDiagnostic: (event) => Effect.sync(() => events.push(event))
+            })
+            // 160 records/s into a shard that takes 100/s: after an even split each child gets 80/s.
+            const offerFor = (ticks: number) =>
+              Effect.gen(function*() {
+                for (let t = 0; t < ticks; t++) {
+                  yield* producer.offerAll(next(16))
+                  yield* Effect.sleep("100 millis")
+                }
+              })
+            let ticks = 0
+            while (!events.some((e) => e._tag === "SplitCompleted")) {
+              yield* offerFor(10)
+              ticks += 10
+              assert.isBelow(ticks, 600, "no split within 600 ticks")
+            }
+            // Let the records throttled before the split drain, then measure.
+            while ((yield* producer.buffered) > 0) yield* Effect.sleep("100 millis")
+            const map = yield* producer.shardMap
+            assert.strictEqual(map.shards.length, 3)
+            yield* proxy.resetStats
+            yield* offerFor(100)
+            while ((yield* producer.buffered) > 0) yield* Effect.sleep("100 millis")
+          }))
+          const started = events.filter((e) => e._tag === "SplitStarted")
+          assert.strictEqual(started.length, 1)
+          const split = started[0]!
+          assert.strictEqual(split.shardId, first!.shardId)
+          assert.isTrue(
+            split.newStartingHashKey < start + span / 16n,
+            "split inside the hot range, not at the midpoint"
+          )
+          const stats = yield* proxy.stats
+          const byShard = Object.values(stats.shards[stream.streamName] ?? {})
+          const forwarded = byShard.reduce((a, s) => a + s.forwardedRecords, 0)
+          assert.strictEqual(forwarded, 1600)
+          const throttled = stats.throttledRecords
+          assert.isBelow(
+            throttled / (forwarded + throttled),
+            0.01,
+            `${throttled} throttled of ${forwarded + throttled}`
+          )
+          // Each child took a share of the hot traffic.
+          const children = (events.find((e) => e._tag === "SplitCompleted") as Extract<
+            AutoSplit.AutoSplitEvent,
+            { _tag: "SplitCompleted" }
+          >).childShardIds
+          assert.strictEqual(children.length, 2)
+          for (const child of children) {
+            assert.isAbove(stats.shards[stream.streamName]?.[child]?.forwardedRecords ?? 0, 400)
           }
-          // Let the records throttled before the split drain, then measure.
-          while ((yield* producer.buffered) > 0) yield* Effect.sleep("100 millis")
-          const map = yield* producer.shardMap
-          assert.strictEqual(map.shards.length, 3)
-          yield* proxy.resetStats
-          yield* offerFor(100)
-          while ((yield* producer.buffered) > 0) yield* Effect.sleep("100 millis")
-        }))
-        const started = events.filter((e) => e._tag === "SplitStarted")
-        assert.strictEqual(started.length, 1)
-        const split = started[0]!
-        assert.strictEqual(split.shardId, first!.shardId)
-        assert.isTrue(split.newStartingHashKey < start + span / 16n, "split inside the hot range, not at the midpoint")
-        const stats = yield* proxy.stats
-        const byShard = Object.values(stats.shards[stream.streamName] ?? {})
-        const forwarded = byShard.reduce((a, s) => a + s.forwardedRecords, 0)
-        assert.strictEqual(forwarded, 1600)
-        const throttled = stats.throttledRecords
-        assert.isBelow(throttled / (forwarded + throttled), 0.01, `${throttled} throttled of ${forwarded + throttled}`)
-        // Each child took a share of the hot traffic.
-        const children = (events.find((e) => e._tag === "SplitCompleted") as Extract<
-          AutoSplit.AutoSplitEvent,
-          { _tag: "SplitCompleted" }
-        >).childShardIds
-        assert.strictEqual(children.length, 2)
-        for (const child of children) {
-          assert.isAbove(stats.shards[stream.streamName]?.[child]?.forwardedRecords ?? 0, 400)
-        }
-      }),
-    180_000
-  )
+        }),
+      180_000
+    )
+  }
 })

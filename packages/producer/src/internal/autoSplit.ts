@@ -2,6 +2,12 @@ import { AdminClient, type Client, type ShardMap } from "@effect-kinesis/core"
 import { Effect, Stream } from "effect"
 import type * as AutoSplit from "../AutoSplit.ts"
 
+const sum = (values: ReadonlyArray<number>): number => {
+  let total = 0
+  for (const v of values) total += v
+  return total
+}
+
 /** Slots the sliding window is kept in: the window slides by a sixth of itself. */
 const SLOTS = 6
 /** Hash keys sampled per shard and half window: bounded memory, a median within a few per cent. */
@@ -25,6 +31,11 @@ class Reservoir {
 class ShardTraffic {
   readonly sent = new Array<number>(SLOTS).fill(0)
   readonly throttled = new Array<number>(SLOTS).fill(0)
+  /** User records (and their bytes) accepted for the shard: the demand on it. */
+  readonly acceptedRecords = new Array<number>(SLOTS).fill(0)
+  readonly acceptedBytes = new Array<number>(SLOTS).fill(0)
+  /** Since when it is watched: the window is not full before `windowMillis` have passed. */
+  readonly since: number
   /** The slot `sent[slot % SLOTS]` counts. */
   slot = 0
   young = new Reservoir()
@@ -32,6 +43,7 @@ class ShardTraffic {
   youngSince: number
   constructor(now: number) {
     this.youngSince = now
+    this.since = now
   }
 }
 
@@ -69,8 +81,22 @@ export const gate = (input: {
 }
 
 /**
- * Per predicted shard: Kinesis records sent and throttled over the sliding window, and a sample of
- * the user records' hash keys. Fed by the recorder, read by the decision loop.
+ * A shard's write limit as the producer paces it: records count only without aggregation (an
+ * aggregate of many user records is one Kinesis record).
+ */
+export interface ShardLimit {
+  readonly recordsPerSecond: number | undefined
+  readonly bytesPerSecond: number
+}
+
+/**
+ * Per predicted shard over the sliding window: Kinesis records sent and throttled, user records
+ * accepted (the demand), and a sample of the user records' hash keys. Fed by the engine and the
+ * recorder, read by the decision loop.
+ *
+ * A shard's overload is the larger of two shares: of its Kinesis records that Kinesis throttled,
+ * and of the demand above its limit. The second is what the producer's own rate limiter hides:
+ * it paces a shard to its limit, so Kinesis throttles little while the shard's backlog grows.
  */
 export class ShardTrafficLog {
   private readonly shards = new Map<string, ShardTraffic>()
@@ -78,9 +104,11 @@ export class ShardTrafficLog {
   private readonly halfWindow: number
   private readonly settings: AutoSplit.Resolved
   private readonly now: () => number
-  constructor(settings: AutoSplit.Resolved, now: () => number) {
+  private readonly limit: ShardLimit | undefined
+  constructor(settings: AutoSplit.Resolved, now: () => number, limit?: ShardLimit) {
     this.settings = settings
     this.now = now
+    this.limit = limit
     this.slotMillis = settings.windowMillis / SLOTS
     this.halfWindow = settings.windowMillis / 2
   }
@@ -101,6 +129,8 @@ export class ShardTrafficLog {
       for (let s = Math.max(t.slot + 1, slot - SLOTS + 1); s <= slot; s++) {
         t.sent[s % SLOTS] = 0
         t.throttled[s % SLOTS] = 0
+        t.acceptedRecords[s % SLOTS] = 0
+        t.acceptedBytes[s % SLOTS] = 0
       }
       t.slot = slot
     }
@@ -120,6 +150,15 @@ export class ShardTrafficLog {
     if (throttled) t.throttled[i]!++
   }
 
+  /** A user record of `bytes` was accepted for `shardId`. */
+  accepted(shardId: string, bytes: number): void {
+    const t = this.traffic(shardId)
+    this.advance(t, this.now())
+    const i = t.slot % SLOTS
+    t.acceptedRecords[i]!++
+    t.acceptedBytes[i]! += bytes
+  }
+
   /** A user record routed to `shardId` by `hashKey` was written. */
   observe(shardId: string, hashKey: bigint): void {
     const t = this.traffic(shardId)
@@ -133,11 +172,21 @@ export class ShardTrafficLog {
     let best: { shardId: string; share: number; records: number } | undefined
     for (const [shardId, t] of this.shards) {
       this.advance(t, now)
-      const sent = t.sent.reduce((a, b) => a + b, 0)
-      if (sent < this.settings.minRecords) continue
-      const share = t.throttled.reduce((a, b) => a + b, 0) / sent
+      const sent = sum(t.sent)
+      const accepted = sum(t.acceptedRecords)
+      const records = Math.max(sent, accepted)
+      if (records < this.settings.minRecords) continue
+      let share = sent === 0 ? 0 : sum(t.throttled) / sent
+      const limit = this.limit
+      if (limit !== undefined && accepted > 0) {
+        const seconds = Math.min(this.settings.windowMillis, Math.max(now - t.since, this.slotMillis)) / 1000
+        share = Math.max(share, 1 - (limit.bytesPerSecond * seconds) / sum(t.acceptedBytes))
+        if (limit.recordsPerSecond !== undefined) {
+          share = Math.max(share, 1 - (limit.recordsPerSecond * seconds) / accepted)
+        }
+      }
       if (share > this.settings.throttledShare && (best === undefined || share > best.share)) {
-        best = { shardId, share, records: sent }
+        best = { shardId, share, records }
       }
     }
     return best
@@ -187,6 +236,9 @@ export const run = (options: {
   const check = Effect.gen(function*() {
     const hot = log.hottest()
     if (hot === undefined) return
+    const shard = options.shardMap().shards.find((s) => s.shardId === hot.shardId)
+    // Not open any more (a parent whose late answers came in, or split by someone else).
+    if (shard === undefined) return
     const summary = yield* admin.describeStream(stream)
     const limits = yield* Effect.option(admin.describeLimits)
     const reason = gate({
@@ -199,9 +251,6 @@ export const run = (options: {
       limits: limits._tag === "Some" ? limits.value : undefined
     })
     if (reason !== undefined) return yield* skip(hot.shardId, reason, hot.share)
-    const shard = options.shardMap().shards.find((s) => s.shardId === hot.shardId)
-    // Not open any more (split by someone else): the next listing routes around it.
-    if (shard === undefined) return
     const at = splitPointOf(log.samples(hot.shardId), shard.startingHashKey, shard.endingHashKey)
     if (at === undefined) return yield* skip(hot.shardId, "noSplitPoint", hot.share)
     lastSplitAt = options.now()
