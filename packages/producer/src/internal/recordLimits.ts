@@ -20,8 +20,7 @@ export const forStreamMax = (
 
 /**
  * Reads the stream's largest record (one `DescribeStreamSummary`; an absent `MaxRecordSizeInKiB`
- * means 1 MiB) and applies it to `settings`. Without the permission to describe the stream, the
- * producer still starts, on 1 MiB, and says so.
+ * means 1 MiB) and applies it to `settings`.
  */
 export const forStream = (
   settings: ProducerSettings.Resolved,
@@ -36,12 +35,17 @@ export const forStream = (
       schedule: Schedule.exponential(100).pipe(Schedule.jittered),
       times: 6
     }),
-    Effect.catchTag("AccessDenied", (error) =>
-      Effect.as(
-        Effect.logWarning(
-          `Kinesis producer: cannot read the stream's maximum record size (${error.message}); assuming 1 MiB`
-        ),
-        AdminClient.defaultMaxRecordSizeKiB * 1024
-      )),
+    // Without the permission to describe the stream (or on an endpoint without the operation), the
+    // producer still starts, on the default maximum; a missing stream fails it as before.
+    Effect.catchIf(
+      (error) => error._tag === "AccessDenied" || error._tag === "InvalidArgument",
+      (error) =>
+        Effect.as(
+          Effect.logWarning(
+            `Kinesis producer: cannot read the stream's maximum record size (${error._tag}: ${error.message}); assuming 1 MiB`
+          ),
+          AdminClient.defaultMaxRecordSizeKiB * 1024
+        )
+    ),
     Effect.map((streamMax) => forStreamMax(settings, streamMax))
   )
