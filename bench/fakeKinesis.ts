@@ -59,6 +59,21 @@ const runFakeServer = () => {
         out = { FailedRecordCount: 0, Records: records }
       } else if (target.endsWith(".ListShards")) {
         out = { Shards: shards }
+      } else if (target.endsWith(".DescribeStreamSummary")) {
+        // The producer reads the stream's largest record once at start.
+        out = {
+          StreamDescriptionSummary: {
+            StreamName: STREAM,
+            StreamARN: `arn:aws:kinesis:us-east-1:000000000000:stream/${STREAM}`,
+            StreamStatus: "ACTIVE",
+            StreamModeDetails: { StreamMode: "PROVISIONED" },
+            OpenShardCount: SHARDS,
+            RetentionPeriodHours: 24,
+            StreamCreationTimestamp: 0,
+            EnhancedMonitoring: [],
+            MaxRecordSizeInKiB: 1024
+          }
+        }
       } else {
         res.writeHead(400, { "content-type": "application/x-amz-json-1.1" })
         res.end(JSON.stringify({ __type: "InvalidArgumentException", message: `unsupported ${target}` }))

@@ -5,13 +5,16 @@
  *
  * @since 0.1.0
  */
+import type { StreamDescriptionSummary } from "@aws-sdk/client-kinesis"
 import {
   CreateStreamCommand,
   DecreaseStreamRetentionPeriodCommand,
   DeleteStreamCommand,
+  DescribeLimitsCommand,
   IncreaseStreamRetentionPeriodCommand,
   MergeShardsCommand,
   SplitShardCommand,
+  UpdateMaxRecordSizeCommand,
   UpdateShardCountCommand
 } from "@aws-sdk/client-kinesis"
 import { Context, Data, Duration, Effect, Layer, Schedule, Stream } from "effect"
@@ -61,6 +64,113 @@ export interface WaitOptions {
 export type Capacity = { readonly shardCount: number } | { readonly onDemand: true }
 
 /**
+ * The largest record a stream accepts when it reports no maximum: 1 MiB (1024 KiB), the default of
+ * every stream until `UpdateMaxRecordSize` raises it.
+ *
+ * @example
+ * ```ts
+ * import { AdminClient } from "@effect-kinesis/core"
+ *
+ * AdminClient.defaultMaxRecordSizeKiB // 1024
+ * ```
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const defaultMaxRecordSizeKiB = 1024
+
+/**
+ * The range `UpdateMaxRecordSize` accepts, in KiB: 1 MiB to 10 MiB.
+ *
+ * @example
+ * ```ts
+ * import { AdminClient } from "@effect-kinesis/core"
+ *
+ * AdminClient.maxRecordSizeRangeKiB.max // 10240
+ * ```
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const maxRecordSizeRangeKiB = { min: 1024, max: 10240 } as const
+
+/**
+ * The largest record (data plus partition key bytes) a stream accepts, in bytes, from its
+ * `DescribeStreamSummary`: `MaxRecordSizeInKiB`, or 1 MiB when the field is absent (older
+ * endpoints and emulators leave it out for a stream never raised).
+ *
+ * @example
+ * ```ts
+ * import { AdminClient } from "@effect-kinesis/core"
+ *
+ * AdminClient.maxRecordBytes({ MaxRecordSizeInKiB: 10240 }) // 10485760
+ * ```
+ *
+ * @since 0.3.0
+ * @category getters
+ */
+export const maxRecordBytes = (summary: Pick<StreamDescriptionSummary, "MaxRecordSizeInKiB">): number =>
+  (summary.MaxRecordSizeInKiB ?? defaultMaxRecordSizeKiB) * 1024
+
+/**
+ * What {@link AdminClient} `describeStream` reports about a stream.
+ *
+ * @example
+ * ```ts
+ * import type { AdminClient } from "@effect-kinesis/core"
+ *
+ * const accepts = (summary: AdminClient.StreamSummary, bytes: number) => bytes <= summary.maxRecordBytes
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface StreamSummary {
+  readonly streamName: string
+  readonly streamArn: string
+  readonly status: string
+  /** `"PROVISIONED"` or `"ON_DEMAND"`. */
+  readonly mode: "PROVISIONED" | "ON_DEMAND"
+  readonly openShardCount: number
+  readonly retentionHours: number
+  /** `MaxRecordSizeInKiB`, or 1024 when Kinesis leaves it out. */
+  readonly maxRecordSizeKiB: number
+  /** The same in bytes: the largest record (data plus partition key bytes) the stream accepts. */
+  readonly maxRecordBytes: number
+}
+
+/**
+ * The account's shard quota in the client's region, from `DescribeLimits`.
+ *
+ * @example
+ * ```ts
+ * import type { AdminClient } from "@effect-kinesis/core"
+ *
+ * const room = (limits: AdminClient.AccountLimits) => limits.shardLimit - limits.openShardCount
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface AccountLimits {
+  /** Open shards the account may have (provisioned streams). */
+  readonly shardLimit: number
+  /** Open shards the account has now. */
+  readonly openShardCount: number
+}
+
+const toSummary = (s: StreamDescriptionSummary): StreamSummary => ({
+  streamName: s.StreamName ?? "",
+  streamArn: s.StreamARN ?? "",
+  status: s.StreamStatus ?? "UNKNOWN",
+  mode: s.StreamModeDetails?.StreamMode === "ON_DEMAND" ? "ON_DEMAND" : "PROVISIONED",
+  openShardCount: s.OpenShardCount ?? 0,
+  retentionHours: s.RetentionPeriodHours ?? 24,
+  maxRecordSizeKiB: s.MaxRecordSizeInKiB ?? defaultMaxRecordSizeKiB,
+  maxRecordBytes: maxRecordBytes(s)
+})
+
+/**
  * The admin client service.
  *
  * @example
@@ -83,8 +193,26 @@ export class AdminClient extends Context.Service<AdminClient, {
   readonly createStream: (
     name: string,
     capacity: Capacity,
-    options?: WaitOptions & { readonly tags?: Record<string, string> | undefined }
+    options?: WaitOptions & {
+      readonly tags?: Record<string, string> | undefined
+      /** The largest record the stream accepts, 1024–10240 KiB. Default: Kinesis' (1024). */
+      readonly maxRecordSizeKiB?: number | undefined
+    }
   ) => Effect.Effect<void, KinesisError.KinesisError | WaitTimeout>
+  /** The stream's status, mode, shard count, retention and largest record (`DescribeStreamSummary`). */
+  readonly describeStream: (stream: Client.StreamId) => Effect.Effect<StreamSummary, KinesisError.KinesisError>
+  /**
+   * Sets the largest record the stream accepts (`UpdateMaxRecordSize`, 1024–10240 KiB, data plus
+   * partition key), waits until the stream is ACTIVE and returns its summary. A value out of range
+   * fails with `InvalidArgument` without calling Kinesis. Producers read the maximum when they start.
+   */
+  readonly updateMaxRecordSize: (
+    stream: Client.StreamId,
+    maxRecordSizeKiB: number,
+    options?: WaitOptions
+  ) => Effect.Effect<StreamSummary, KinesisError.KinesisError | WaitTimeout>
+  /** The account's shard quota and open shards in the region (`DescribeLimits`). */
+  readonly describeLimits: Effect.Effect<AccountLimits, KinesisError.KinesisError>
   /** Deletes the stream (and its registered consumers) and waits until it is gone. */
   readonly deleteStream: (
     stream: Client.StreamId,
@@ -189,8 +317,30 @@ export const fromClient = (client: Client.Client["Service"]): AdminClient["Servi
       options
     )
 
+  const describeStream = (stream: Client.StreamId) => Effect.map(client.describeStreamSummary(stream), toSummary)
+
   return AdminClient.of({
     waitForActive,
+    describeStream,
+    updateMaxRecordSize: (stream, kib, options) =>
+      Effect.gen(function*() {
+        const { min, max } = maxRecordSizeRangeKiB
+        if (!Number.isInteger(kib) || kib < min || kib > max) {
+          return yield* new KinesisError.InvalidArgument({
+            operation: "UpdateMaxRecordSize",
+            message: `maxRecordSizeKiB must be an integer in [${min}, ${max}], got ${kib}`,
+            reason: "Validation"
+          })
+        }
+        // The operation takes the stream's ARN only.
+        const arn = yield* client.streamArn(stream)
+        yield* call("UpdateMaxRecordSize", (abortSignal) =>
+          sdk.send(new UpdateMaxRecordSizeCommand({ StreamARN: arn, MaxRecordSizeInKiB: kib }), { abortSignal }))
+        yield* waitForActive(stream, options)
+        return yield* describeStream(stream)
+      }),
+    describeLimits: call("DescribeLimits", (abortSignal) => sdk.send(new DescribeLimitsCommand({}), { abortSignal }))
+      .pipe(Effect.map((out) => ({ shardLimit: out.ShardLimit ?? 0, openShardCount: out.OpenShardCount ?? 0 }))),
     createStream: (name, capacity, options) =>
       call("CreateStream", (abortSignal) =>
         client.sdk.send(
@@ -199,7 +349,8 @@ export const fromClient = (client: Client.Client["Service"]): AdminClient["Servi
             ...("shardCount" in capacity
               ? { ShardCount: capacity.shardCount, StreamModeDetails: { StreamMode: "PROVISIONED" } }
               : { StreamModeDetails: { StreamMode: "ON_DEMAND" } }),
-            ...(options?.tags === undefined ? {} : { Tags: options.tags })
+            ...(options?.tags === undefined ? {} : { Tags: options.tags }),
+            ...(options?.maxRecordSizeKiB === undefined ? {} : { MaxRecordSizeInKiB: options.maxRecordSizeKiB })
           }),
           { abortSignal }
         )).pipe(Effect.andThen(waitForActive(name, options))),

@@ -35,12 +35,15 @@ import {
   Tracer
 } from "effect"
 import type { Scope } from "effect"
+import * as AutoSplit from "./AutoSplit.ts"
+import * as AutoSplitLoop from "./internal/autoSplit.ts"
 import { Engine } from "./internal/engine.ts"
 import type { Batch, PutRecordsOutput, RequestFailure } from "./internal/engine.ts"
 import { type Done, Entry, Extras, HashKeyRoute, PartitionKeyHashes } from "./internal/entry.ts"
 import { FailureLog } from "./internal/failureLog.ts"
 import { KplMetrics, streamName } from "./internal/kplMetrics.ts"
 import { Recorder } from "./internal/recorder.ts"
+import * as RecordLimits from "./internal/recordLimits.ts"
 import * as Tracing from "./internal/tracing.ts"
 import * as ValidateSettings from "./internal/validateSettings.ts"
 import * as ProducerError from "./ProducerError.ts"
@@ -216,6 +219,11 @@ interface MakeOptionsFields<A> {
   readonly onError?: ((failure: OfferFailure<A>) => Effect.Effect<void>) | undefined
   /** Receives the metrics of each interval (setting `metricsInterval`) and of the last one at close. */
   readonly onMetrics?: ((metrics: ProducerMetrics.ProducerMetrics) => Effect.Effect<void>) | undefined
+  /**
+   * Receives each decision of auto-split (setting `autoSplit`); each is also counted in
+   * `AutoSplit.metrics`.
+   */
+  readonly onDiagnostic?: ((event: AutoSplit.AutoSplitEvent) => Effect.Effect<void>) | undefined
 }
 
 const now = (): number => performance.now()
@@ -280,12 +288,14 @@ export const make = <A>(
   Effect.gen(function*() {
     const invalid = ValidateSettings.validate(options.settings)
     if (invalid !== undefined) return yield* invalid
-    const settings = yield* Effect.try({
+    const resolved = yield* Effect.try({
       try: () => ProducerSettings.resolve(options.settings),
       catch: ValidateSettings.fromResolveError
     })
     const client = yield* Client.Client
     const stream = options.stream
+    // The stream's own maximum record size caps the setting (read once: a producer restarts to follow a change).
+    const settings = yield* RecordLimits.forStream(resolved, client, stream)
     const context = yield* Effect.context<never>()
     const runFork = Effect.runForkWith(context)
 
@@ -497,6 +507,30 @@ export const make = <A>(
       Effect.forever,
       Effect.forkScoped
     )
+
+    // --- auto-split of hot shards (opt-in) ----------------------------------------------------------
+    if (settings.autoSplit.enabled) {
+      const log = engine.traffic = recorder.traffic = new AutoSplitLoop.ShardTrafficLog(settings.autoSplit, now, {
+        recordsPerSecond: settings.aggregate ? undefined : settings.shardRecordsPerSecond,
+        bytesPerSecond: settings.shardBytesPerSecond
+      })
+      yield* AutoSplitLoop.run({
+        settings: settings.autoSplit,
+        log,
+        client,
+        stream,
+        shardMap: () => engine.currentShardMap,
+        refreshShardMap: () => engine.onWrongShard(),
+        report: (event) =>
+          Effect.andThen(
+            AutoSplit.recordMetrics(streamLabel, event),
+            options.onDiagnostic === undefined
+              ? Effect.void
+              : Effect.catchCause(options.onDiagnostic(event), Effect.logError)
+          ),
+        now
+      }).pipe(Effect.annotateLogs({ stream: streamLabel }), Effect.forkScoped)
+    }
 
     // --- metrics ------------------------------------------------------------------------------------
     const emitMetrics = Effect.suspend(() => {

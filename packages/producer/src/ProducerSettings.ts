@@ -6,6 +6,7 @@
  */
 import type { MetricsCollector } from "@effect-kinesis/core"
 import { Duration } from "effect"
+import * as AutoSplit from "./AutoSplit.ts"
 
 /**
  * The KPL-named metrics a producer records into the `MetricsCollector` in its context (see
@@ -113,8 +114,9 @@ export interface ProducerSettings {
    */
   readonly bufferSize: number
   /**
-   * Bytes (data plus partition keys) of those records, at most; at least `maxRecordBytes`.
-   * Default 64 MiB, so that large records cannot make the record count a memory hazard.
+   * Bytes (data plus partition keys) of those records, at most; at least `maxRecordBytes` when
+   * that is set (otherwise it caps the largest record too). Default 64 MiB, so that large records
+   * cannot make the record count a memory hazard.
    */
   readonly bufferBytes: number
   /**
@@ -122,7 +124,12 @@ export interface ProducerSettings {
    * (default, backpressure), or `"fail"` at once with `BufferFull`.
    */
   readonly whenBufferFull: "suspend" | "fail"
-  /** Largest record (data + partition key bytes); at most `maxRequestBytes`. Default 1 MiB, the Kinesis limit. */
+  /**
+   * Largest record (data + partition key bytes) the producer accepts, at most 10 MiB. The stream's
+   * own maximum (`MaxRecordSizeInKiB`, read once at start; 1 MiB unless raised with
+   * `AdminClient.updateMaxRecordSize`) applies below it. Default 10 MiB, so the stream decides. A
+   * record larger than `maxRequestBytes` is sent alone in its request, never aggregated.
+   */
   readonly maxRecordBytes: number
   /** Largest PutRecords request (data + partition keys). Default 5 MiB. */
   readonly maxRequestBytes: number
@@ -184,6 +191,8 @@ export interface ProducerSettings {
   readonly tracing: TracingSettings
   /** Logs (see {@link LoggingSettings}). */
   readonly logging: LoggingSettings
+  /** Splitting hot shards (see `AutoSplit.AutoSplitSettings`). Off by default. */
+  readonly autoSplit: AutoSplit.AutoSplitSettings
 }
 
 /**
@@ -203,7 +212,7 @@ export const defaults: ProducerSettings = {
   bufferSize: 65_536,
   bufferBytes: 64 * 1_048_576,
   whenBufferFull: "suspend",
-  maxRecordBytes: 1_048_576,
+  maxRecordBytes: 10 * 1_048_576,
   maxRequestBytes: 5 * 1_048_576,
   maxRecordsPerRequest: 500,
   lingerTime: 0,
@@ -224,7 +233,8 @@ export const defaults: ProducerSettings = {
   metricsInterval: "30 seconds",
   metrics: { level: "detailed", granularity: "shard", namespace: "KinesisProducerLibrary" },
   tracing: { requestSpans: true, recordSpansPerSecond: 100 },
-  logging: { failureSummaryInterval: "10 seconds" }
+  logging: { failureSummaryInterval: "10 seconds" },
+  autoSplit: { enabled: false }
 }
 
 /**
@@ -271,7 +281,11 @@ export interface Resolved {
   }
   readonly tracing: { readonly requestSpans: boolean; readonly recordSpansPerSecond: number }
   readonly logging: { readonly failureSummaryMillis: number }
+  readonly autoSplit: AutoSplit.Resolved
 }
+
+/** The largest record any stream accepts (`UpdateMaxRecordSize` allows up to 10240 KiB). */
+const MAX_RECORD_BYTES = 10 * 1_048_576
 
 const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
 
@@ -329,11 +343,11 @@ export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
   const tracing = withDefaults(defaults.tracing, settings.tracing)
   const logging = withDefaults(defaults.logging, settings.logging)
   const maxRequestBytes = positiveInt("maxRequestBytes", s.maxRequestBytes)
-  // A record must fit in a request: one that cannot would wait at the head of its shard until it expires.
-  const maxRecordBytes = positiveInt("maxRecordBytes", s.maxRecordBytes, maxRequestBytes)
-  // Likewise a record must fit in the buffer.
+  // Kinesis' ceiling; a record larger than `maxRequestBytes` goes alone in its request.
+  const maxRecordBytes = positiveInt("maxRecordBytes", s.maxRecordBytes, MAX_RECORD_BYTES)
+  // A record must fit in the buffer: an explicit maximum must fit, the default is capped by it.
   const bufferBytes = positiveInt("bufferBytes", s.bufferBytes)
-  if (bufferBytes < maxRecordBytes) {
+  if (settings.maxRecordBytes !== undefined && bufferBytes < maxRecordBytes) {
     throw new RangeError(
       `ProducerSettings.bufferBytes must be at least maxRecordBytes (${maxRecordBytes}), got ${bufferBytes}`
     )
@@ -342,13 +356,18 @@ export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
     bufferSize: positiveInt("bufferSize", s.bufferSize),
     bufferBytes,
     whenBufferFull: s.whenBufferFull,
-    maxRecordBytes,
+    maxRecordBytes: Math.min(maxRecordBytes, bufferBytes),
     maxRequestBytes,
     maxRecordsPerRequest: positiveInt("maxRecordsPerRequest", s.maxRecordsPerRequest, 500),
     lingerMillis: millis(s.lingerTime),
     maxInFlightRequests: positiveInt("maxInFlightRequests", s.maxInFlightRequests),
     aggregate: s.aggregate,
-    maxAggregateBytes: positiveInt("maxAggregateBytes", s.maxAggregateBytes, maxRecordBytes),
+    // An aggregate shares requests with other records: it must fit in one.
+    maxAggregateBytes: positiveInt(
+      "maxAggregateBytes",
+      s.maxAggregateBytes,
+      Math.min(maxRecordBytes, bufferBytes, maxRequestBytes)
+    ),
     rateLimit: s.rateLimit,
     shardBytesPerSecond: positiveInt("shardBytesPerSecond", s.shardBytesPerSecond),
     shardRecordsPerSecond: positiveInt("shardRecordsPerSecond", s.shardRecordsPerSecond),
@@ -370,6 +389,7 @@ export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
       requestSpans: tracing.requestSpans,
       recordSpansPerSecond: nonNegative("tracing.recordSpansPerSecond", tracing.recordSpansPerSecond)
     },
-    logging: { failureSummaryMillis: Math.max(1, millis(logging.failureSummaryInterval)) }
+    logging: { failureSummaryMillis: Math.max(1, millis(logging.failureSummaryInterval)) },
+    autoSplit: AutoSplit.resolve(s.autoSplit)
   }
 }

@@ -31,7 +31,9 @@ export interface FaultSettings {
   /**
    * Enforce Kinesis' per-shard write limits on PutRecords/PutRecord: token buckets of `shardRecordsPerSecond`
    * records and `shardBytesPerSecond` bytes (data + partition key) per shard, each holding one second's worth.
-   * Records over budget fail with `ProvisionedThroughputExceededException`. Default false.
+   * Records over budget fail with `ProvisionedThroughputExceededException`. A record larger than a second's bytes
+   * (a stream may accept up to 10 MiB) passes on a full bucket and leaves it in debt, as Kinesis bursts for it.
+   * Default false.
    */
   readonly shardLimits: boolean
   /** Default 1000. */

@@ -2,6 +2,7 @@ import type { Aggregation, Client, ShardMap } from "@effect-kinesis/core"
 import type { Effect, Tracer } from "effect"
 import * as ProducerError from "../ProducerError.ts"
 import type * as ProducerSettings from "../ProducerSettings.ts"
+import type { ShardTrafficLog } from "./autoSplit.ts"
 import { Entry, Extras } from "./entry.ts"
 import type { KplMetrics } from "./kplMetrics.ts"
 import type { Recorder } from "./recorder.ts"
@@ -233,6 +234,8 @@ export class Engine {
   flushing = false
   /** Wakes the dispatcher; set while it sleeps. */
   wakeup: (() => void) | undefined = undefined
+  /** Demand per shard, for auto-split (set when it is on). */
+  traffic: ShardTrafficLog | undefined = undefined
   /** Called when Kinesis wrote a record to another shard than predicted. */
   onWrongShard: () => void = () => {}
   /** Sends a batch (forks the request); `onResponse` is called when it settles. */
@@ -274,6 +277,7 @@ export class Engine {
     const ms = Math.floor(now)
     entry.enqueuedAt = ms
     this.route(entry).push(entry)
+    this.traffic?.accepted(entry.shard!.info.shardId, entry.size)
     this.pending++
     this.pendingBytes += entry.size
     this.wake()
@@ -591,7 +595,8 @@ export class Engine {
           }
           continue
         }
-        if (batch.bytes + first.size > maxBytes) {
+        // A record larger than a request's byte budget (a stream may accept 10 MiB) goes alone.
+        if (batch.bytes + first.size > maxBytes && batch.count > 0) {
           full = true
           break
         }

@@ -1,5 +1,6 @@
 import { Context, Metric } from "effect"
 import * as ProducerMetrics from "../ProducerMetrics.ts"
+import type { ShardTrafficLog } from "./autoSplit.ts"
 import type { Entry } from "./entry.ts"
 import type { ShardState } from "./shardState.ts"
 
@@ -153,6 +154,8 @@ export class Recorder {
   private pendingAttemptsHigh = -1
   // What the Effect counters have been told so far.
   private readonly now: () => number
+  /** Per-shard traffic for auto-split, when it is on. */
+  traffic: ShardTrafficLog | undefined = undefined
 
   constructor(stream: string, context: Context.Context<never>, now: () => number) {
     this.metrics = effectMetrics(stream)
@@ -185,12 +188,14 @@ export class Recorder {
   throttledRecord(shardId: string): void {
     this.throttled++
     this.shard(shardId).throttled++
+    this.traffic?.sent(shardId, true)
   }
 
   /** A Kinesis record predicted for `predicted` was written to `shardId` (usually the same). */
   kinesisPut(predicted: ShardState, shardId: string, userRecords: number, bytes: number): void {
     this.kinesisRecordsPut++
     this.kinesisBytesPut += bytes
+    this.traffic?.sent(predicted.info.shardId, false)
     let m: MutableShardMetrics
     if (shardId !== predicted.info.shardId) m = this.shard(shardId)
     else if (predicted.metrics !== undefined && predicted.metricsEpoch === this.epoch) m = predicted.metrics
@@ -214,6 +219,7 @@ export class Recorder {
   userPut(entry: Entry, now: number): void {
     this.userRecordsPut++
     this.userBytesPut += entry.dataBytes
+    if (this.traffic !== undefined) this.traffic.observe(entry.shard!.info.shardId, entry.hashKey.key)
     const latency = Math.max(1, Math.round(now - entry.enqueuedAt))
     const attempts = entry.attempts
     if (latency < PENDING_SLOTS && attempts < PENDING_SLOTS) {

@@ -433,8 +433,10 @@ export class FaultProxyServer {
           }
           this.#budgets.set(key, budget)
         }
+        // A record larger than a second's budget (up to 10 MiB on a stream that allows it) passes on a full
+        // bucket and leaves it in debt: Kinesis bursts for it and averages the shard back to its rate.
         const fits = budget.records.available(settings.shardRecordsPerSecond, now) >= 1
-          && budget.bytes.available(settings.shardBytesPerSecond, now) >= bytes
+          && budget.bytes.available(settings.shardBytesPerSecond, now) >= Math.min(bytes, settings.shardBytesPerSecond)
         if (fits) {
           budget.records.take(1)
           budget.bytes.take(bytes)
