@@ -28,7 +28,7 @@ import type { Lease } from "./Lease.ts"
  */
 export class LeaseConflict extends Data.TaggedError("LeaseConflict")<{
   readonly leaseKey: string
-  readonly operation: "take" | "renew" | "checkpoint" | "release" | "update" | "delete"
+  readonly operation: "take" | "renew" | "checkpoint" | "release" | "update" | "delete" | "handOff"
 }> {}
 
 /**
@@ -72,11 +72,18 @@ export class LeaseStoreError extends Data.TaggedError("LeaseStoreError")<{
  * counter), which the caller uses for its next conditional write.
  *
  * - `take`: owner := `owner`, counter + 1, ownerSwitchesSinceCheckpoint + 1 when the owner
- *   changes; conditional on the counter of `lease`.
- * - `renew`: counter + 1; conditional on counter and owner.
+ *   changes, checkpointOwner removed (a hand-off in progress ends); conditional on the counter
+ *   of `lease`.
+ * - `renew`: counter + 1; conditional on counter and owners (leaseOwner and checkpointOwner).
  * - `checkpoint`: checkpoint := `checkpoint`, ownerSwitchesSinceCheckpoint := 0, counter + 1,
- *   `childShardIds` written when given (shard end); conditional on counter and owner.
- * - `release`: owner removed, counter + 1; conditional on counter and owner.
+ *   `childShardIds` written when given (shard end); conditional on counter and owners.
+ * - `release`: owner removed, counter + 1; conditional on counter and owners. A lease read
+ *   with a `checkpointOwner` (a hand-off under way) keeps its `leaseOwner` and loses its
+ *   `checkpointOwner` instead, with ownerSwitchesSinceCheckpoint + 1: that completes the
+ *   hand-off (KCL 3.x's eviction of a lease pending checkpoint does the same).
+ * - `handOff` (optional): starts a graceful hand-off as KCL 3.x does: leaseOwner := `to`,
+ *   checkpointOwner := the current owner, counter unchanged (the owner's renewals go on);
+ *   conditional on the lease existing, its owner being the one read and no hand-off under way.
  * - `delete`: removes the lease; conditional on counter.
  *
  * @example
@@ -109,6 +116,12 @@ export class LeaseRepository extends Context.Service<LeaseRepository, {
   ) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
   readonly release: (lease: Lease) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
   readonly delete: (lease: Lease) => Effect.Effect<void, LeaseConflict | LeaseStoreError>
+  /**
+   * Starts a graceful hand-off of `lease` (owned by another worker) to `to`. Optional: without
+   * it the consumer moves leases for balance by `take` (the new owner resumes at the last
+   * checkpoint, repeating what the owner processed since).
+   */
+  readonly handOff?: ((lease: Lease, to: string) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>) | undefined
 }>()("@effect-kinesis/consumer/LeaseRepository") {}
 
 /**
@@ -152,7 +165,7 @@ export interface MemoryOptions {
    */
   readonly fault?:
     | ((
-      operation: "list" | "get" | "create" | "take" | "renew" | "checkpoint" | "release" | "delete",
+      operation: "list" | "get" | "create" | "take" | "renew" | "checkpoint" | "release" | "delete" | "handOff",
       leaseKey: string | undefined
     ) => LeaseStoreError | undefined)
     | undefined

@@ -174,19 +174,20 @@ class Expressions {
 
 type OwnerCondition = "owned" | "asRead" | "any"
 
-// The item is the lease the caller read: same counter (and owner), and a lease rather than another KCL entity.
-const leaseCondition = (x: Expressions, lease: Lease.Lease, owner: OwnerCondition): string => {
+// The item is the lease the caller read: same counter (unless `counter` is false) and owners, and a lease rather
+// than another KCL entity.
+const leaseCondition = (x: Expressions, lease: Lease.Lease, owner: OwnerCondition, counter = true): string => {
   const parts = [
     `attribute_exists(${x.name(A.leaseKey)})`,
-    `(attribute_not_exists(${x.name(A.entityType)}) OR ${x.name(A.entityType)} = ${x.value(S(LEASE_ENTITY))})`,
-    `${x.name(A.leaseCounter)} = ${x.value(N(lease.leaseCounter))}`
+    `(attribute_not_exists(${x.name(A.entityType)}) OR ${x.name(A.entityType)} = ${x.value(S(LEASE_ENTITY))})`
   ]
+  if (counter) parts.push(`${x.name(A.leaseCounter)} = ${x.value(N(lease.leaseCounter))}`)
   if (owner !== "any") {
-    parts.push(
-      lease.leaseOwner === undefined
-        ? `attribute_not_exists(${x.name(A.leaseOwner)})`
-        : `${x.name(A.leaseOwner)} = ${x.value(S(lease.leaseOwner))}`
-    )
+    const is = (attribute: string, value: string | undefined) =>
+      value === undefined
+        ? `attribute_not_exists(${x.name(attribute)})`
+        : `${x.name(attribute)} = ${x.value(S(value))}`
+    parts.push(is(A.leaseOwner, lease.leaseOwner), is(A.checkpointOwner, lease.checkpointOwner))
   }
   return parts.join(" AND ")
 }
@@ -287,7 +288,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   // retry, the stored lease is checked against what our write would have produced, so that a renewal that landed
   // but whose answer was lost does not look like a lost lease.
   const update = (
-    operation: "take" | "renew" | "checkpoint" | "release",
+    operation: "take" | "renew" | "checkpoint" | "release" | "handOff",
     lease: Lease.Lease,
     owner: OwnerCondition,
     build: (x: Expressions) => string,
@@ -295,10 +296,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   ): Effect.Effect<Lease.Lease, LeaseRepository.LeaseConflict | LeaseRepository.LeaseStoreError> => {
     const conflict = new LeaseRepository.LeaseConflict({ leaseKey: lease.leaseKey, operation })
     if (owner === "owned" && lease.leaseOwner === undefined) return Effect.fail(conflict)
+    // A hand-off leaves the counter as it is (as KCL 3.x): the owner's renewals go on meanwhile.
+    const counted = operation !== "handOff"
     return Effect.suspend(() => {
       const x = new Expressions()
       const updateExpression = build(x)
-      const conditionExpression = leaseCondition(x, lease, owner)
+      const conditionExpression = leaseCondition(x, lease, owner, counted)
       const ambiguous = { value: false }
       return call(policy, "UpdateItem", (abortSignal) =>
         sdk.send(
@@ -320,7 +323,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
                 ? Effect.flatMap(
                   get(lease.leaseKey),
                   (stored) =>
-                    stored !== undefined && stored.leaseCounter === lease.leaseCounter + 1 && landed(stored)
+                    stored !== undefined && stored.leaseCounter === lease.leaseCounter + (counted ? 1 : 0) &&
+                      landed(stored)
                       ? Effect.succeed(stored)
                       : Effect.fail(conflict)
                 )
@@ -370,14 +374,43 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       stored.leaseOwner === lease.leaseOwner &&
       ExtendedSequenceNumber.Equivalence(stored.checkpoint, position))
 
+  // During a hand-off the lease goes to its `leaseOwner`: the checkpoint owner lets go of it by removing itself, as
+  // KCL 3.x's eviction of a lease pending checkpoint does.
   const release: Service["release"] = (lease) =>
-    update(
-      "release",
-      lease,
-      "owned",
-      (x) => `SET ${add(x, A.leaseCounter, 1)} REMOVE ${x.name(A.leaseOwner)}`,
-      (stored) => stored.leaseOwner === undefined
-    )
+    lease.checkpointOwner !== undefined
+      ? update(
+        "release",
+        lease,
+        "owned",
+        (x) =>
+          `SET ${add(x, A.leaseCounter, 1)}, ${add(x, A.ownerSwitchesSinceCheckpoint, 1)} REMOVE ${
+            x.name(A.checkpointOwner)
+          }`,
+        (stored) => stored.leaseOwner === lease.leaseOwner && stored.checkpointOwner === undefined
+      )
+      : update(
+        "release",
+        lease,
+        "owned",
+        (x) => `SET ${add(x, A.leaseCounter, 1)} REMOVE ${x.name(A.leaseOwner)}`,
+        (stored) => stored.leaseOwner === undefined
+      )
+
+  // KCL 3.x's `initiateGracefulLeaseHandoff`: the lease names its next owner, and its current owner as checkpoint
+  // owner, who checkpoints and then removes itself (`release`).
+  const handOff: NonNullable<Service["handOff"]> = (lease, to) =>
+    lease.leaseOwner === undefined || lease.checkpointOwner !== undefined || lease.leaseOwner === to
+      ? Effect.fail(new LeaseRepository.LeaseConflict({ leaseKey: lease.leaseKey, operation: "handOff" }))
+      : update(
+        "handOff",
+        lease,
+        "asRead",
+        (x) =>
+          `SET ${x.name(A.leaseOwner)} = ${x.value(S(to))}, ${x.name(A.checkpointOwner)} = ${
+            x.value(S(lease.leaseOwner!))
+          }`,
+        (stored) => stored.leaseOwner === to && stored.checkpointOwner === lease.leaseOwner
+      )
 
   const remove: Service["delete"] = (lease) =>
     Effect.suspend(() => {
@@ -406,7 +439,17 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         )
     })
 
-  return LeaseRepository.LeaseRepository.of({ list, get, create, take, renew, checkpoint, release, delete: remove })
+  return LeaseRepository.LeaseRepository.of({
+    list,
+    get,
+    create,
+    take,
+    renew,
+    checkpoint,
+    release,
+    handOff,
+    delete: remove
+  })
 })
 
 // Every lease item of the table (other KCL entities left out), page by page, consistently.
