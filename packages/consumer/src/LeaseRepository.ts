@@ -122,6 +122,13 @@ export class LeaseRepository extends Context.Service<LeaseRepository, {
    * checkpoint, repeating what the owner processed since).
    */
   readonly handOff?: ((lease: Lease, to: string) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>) | undefined
+  /**
+   * The leases whose `leaseOwner` is `owner`, each read consistently; a lease taken by `owner`
+   * a moment ago may be missing (an index is eventually consistent). Optional: the consumer
+   * filters `list` without it. The DynamoDB store answers it from KCL 3.x's
+   * `LeaseOwnerToLeaseKeyIndex` when the table has it, instead of scanning the table.
+   */
+  readonly listOwnedBy?: ((owner: string) => Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError>) | undefined
 }>()("@effect-kinesis/consumer/LeaseRepository") {}
 
 /**
@@ -165,7 +172,17 @@ export interface MemoryOptions {
    */
   readonly fault?:
     | ((
-      operation: "list" | "get" | "create" | "take" | "renew" | "checkpoint" | "release" | "delete" | "handOff",
+      operation:
+        | "list"
+        | "get"
+        | "create"
+        | "take"
+        | "renew"
+        | "checkpoint"
+        | "release"
+        | "delete"
+        | "handOff"
+        | "listOwnedBy",
       leaseKey: string | undefined
     ) => LeaseStoreError | undefined)
     | undefined

@@ -8,6 +8,7 @@
 import {
   type AttributeValue,
   DeleteItemCommand,
+  DescribeTableCommand,
   GetItemCommand,
   PutItemCommand,
   ScanCommand,
@@ -15,7 +16,7 @@ import {
 } from "@aws-sdk/client-dynamodb"
 import { Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { ExtendedSequenceNumber } from "@effect-kinesis/core"
-import { type Config, Data, Duration, Effect, Layer } from "effect"
+import { Clock, type Config, Data, Duration, Effect, Layer } from "effect"
 import * as DynamoDbClient from "./DynamoDbClient.ts"
 import {
   A,
@@ -29,6 +30,7 @@ import {
   SS,
   toLease
 } from "./internal/leaseItem.ts"
+import { hasUsableIndex, indexStatus, queryLeaseKeys } from "./internal/ownerIndex.ts"
 import { call, type ConditionFailed, type RetryPolicy } from "./internal/sdkCall.ts"
 import { ensureTable } from "./internal/table.ts"
 
@@ -129,6 +131,13 @@ export interface Options {
   readonly table?: TableOptions | undefined
   /** Retry of data-plane requests (reads and lease writes). */
   readonly retry?: RetryOptions | undefined
+  /**
+   * KCL 3.x's `LeaseOwnerToLeaseKeyIndex` (leaseOwner → leaseKey, keys only), through which a worker finds its own
+   * leases with a Query instead of a Scan. `"use"` (default): used when the table has it (a KCL 3.x table does);
+   * `"create"`: also created when missing, with a new table or added to an existing one as KCL 3.x does (DynamoDB
+   * builds it in the background; it is used once ACTIVE); `"ignore"`: never used.
+   */
+  readonly leaseOwnerIndex?: "use" | "create" | "ignore" | undefined
 }
 
 const duration = (input: Duration.Input | undefined, fallback: Duration.Input): Duration.Duration =>
@@ -215,13 +224,38 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const tableName = options.tableName ?? options.applicationName
   const policy = policyOf(options.retry)
 
-  yield* ensureTable({
+  const ownerIndex = options.leaseOwnerIndex ?? "use"
+  const description = yield* ensureTable({
     sdk,
     tableName,
     createIfMissing: options.createTableIfMissing ?? true,
     table: options.table ?? {},
     policy: controlPolicy,
-    notFound: () => new LeaseTableNotFound({ tableName })
+    notFound: () => new LeaseTableNotFound({ tableName }),
+    createOwnerIndex: ownerIndex === "create"
+  })
+  // An index still being built is looked at again, at most once a minute, until it is ACTIVE.
+  let indexState: "active" | "building" | "none" = ownerIndex === "ignore" || !hasUsableIndex(description)
+    ? "none"
+    : indexStatus(description) === "ACTIVE"
+    ? "active"
+    : "building"
+  let indexCheckedAt = yield* Clock.currentTimeMillis
+  const indexActive = Effect.gen(function*() {
+    if (indexState !== "building") return indexState === "active"
+    const now = yield* Clock.currentTimeMillis
+    if (now - indexCheckedAt < 60_000) return false
+    indexCheckedAt = now
+    const table = yield* call(
+      controlPolicy,
+      "DescribeTable",
+      (abortSignal) => sdk.send(new DescribeTableCommand({ TableName: tableName }), { abortSignal })
+    ).pipe(
+      Effect.map((out) => out.Table),
+      Effect.orElseSucceed(() => undefined)
+    )
+    if (hasUsableIndex(table) && indexStatus(table) === "ACTIVE") indexState = "active"
+    return indexState === "active"
   })
 
   const read = (operation: string, item: Item): Effect.Effect<Lease.Lease, LeaseRepository.LeaseStoreError> => {
@@ -241,6 +275,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     scanLeaseItems(sdk, tableName, policy),
     (items) => Effect.forEach(items, (item) => read("Scan", item))
   )
+
+  // The index holds keys only: each lease is then read consistently, and kept only if it still names the owner.
+  const listOwnedBy: NonNullable<Service["listOwnedBy"]> = (owner) =>
+    Effect.gen(function*() {
+      if (!(yield* indexActive)) return (yield* list).filter((lease) => lease.leaseOwner === owner)
+      const keys = yield* queryLeaseKeys(sdk, tableName, policy, owner)
+      const leases = yield* Effect.forEach(keys, (key) => get(key), { concurrency: 8 })
+      return leases.filter((lease): lease is Lease.Lease => lease !== undefined && lease.leaseOwner === owner)
+    })
 
   const get: Service["get"] = (leaseKey) =>
     call(policy, "GetItem", (abortSignal) =>
@@ -448,6 +491,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     checkpoint,
     release,
     handOff,
+    listOwnedBy,
     delete: remove
   })
 })

@@ -492,6 +492,32 @@ export const leaseRepositoryContract = <E>(
       testTimeout
     )
 
+    it.effect("listOwnedBy returns the leases naming the owner, as stored", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        assert.isDefined(repo.listOwnedBy, "the store has no listOwnedBy")
+        const owner = `worker-${newKey("owner")}`
+        const mine = yield* repo.take(yield* repo.create(newLease(newKey("owned-1"))), owner)
+        const renewed = yield* repo.renew(yield* repo.take(yield* repo.create(newLease(newKey("owned-2"))), owner))
+        yield* repo.take(yield* repo.create(newLease(newKey("not-owned"))), `${owner}-other`)
+        const handing = yield* handOffOf(repo)(
+          yield* repo.take(yield* repo.create(newLease(newKey("handing"))), `${owner}-other`),
+          owner
+        )
+        // An index may lag a write: wait (briefly) for it.
+        let found: ReadonlyArray<Lease.Lease> = []
+        for (let attempt = 0; attempt < 50; attempt++) {
+          found = yield* repo.listOwnedBy!(owner)
+          if (found.length >= 3) break
+          yield* Effect.sleep("100 millis")
+        }
+        const byKey = [...found].sort((a, b) => a.leaseKey.localeCompare(b.leaseKey))
+        assert.deepStrictEqual(byKey.map((l) => l.leaseKey), [handing, mine, renewed].map((l) => l.leaseKey).sort())
+        for (const expected of [mine, renewed, handing]) {
+          assertLease(found.find((l) => l.leaseKey === expected.leaseKey), expected)
+        }
+      }), testTimeout)
+
     it.effect("a hand-off racing the owner's release: exactly one lands", () =>
       Effect.gen(function*() {
         const repo = yield* Repo

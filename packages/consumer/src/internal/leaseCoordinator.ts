@@ -877,7 +877,11 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       // Last: a lease may still name this worker without being held, from a write whose answer
       // was lost (a take that gave up after its store's time budget). No take or renewal of ours
       // is in flight any more, so none can name us again after this.
-      const leftover = yield* Effect.orElseSucceed(repository.list, () => [] as ReadonlyArray<Lease>)
+      // Through the store's owner index when it has one (KCL 3.x tables): no scan of the table.
+      const leftover = yield* Effect.orElseSucceed(
+        repository.listOwnedBy?.(workerId) ?? repository.list,
+        () => [] as ReadonlyArray<Lease>
+      )
       yield* Effect.forEach(
         leftover.filter((lease) => actualOwner(lease) === workerId),
         releaseStored,

@@ -4,7 +4,17 @@ import type { LeaseRepository, MemoryOptions } from "../LeaseRepository.ts"
 import { LeaseConflict, LeaseExists, type LeaseStoreError } from "../LeaseRepository.ts"
 
 type Service = LeaseRepository["Service"]
-type Operation = "list" | "get" | "create" | "take" | "renew" | "checkpoint" | "release" | "delete" | "handOff"
+type Operation =
+  | "list"
+  | "get"
+  | "create"
+  | "take"
+  | "renew"
+  | "checkpoint"
+  | "release"
+  | "delete"
+  | "handOff"
+  | "listOwnedBy"
 
 /** @internal */
 export const make = (options: MemoryOptions = {}): Service => {
@@ -50,6 +60,12 @@ export const make = (options: MemoryOptions = {}): Service => {
 
   return {
     list: atomically("list", undefined, () => Effect.succeed(Array.from(leases.values()))),
+    listOwnedBy: (owner) =>
+      atomically(
+        "listOwnedBy",
+        undefined,
+        () => Effect.succeed(Array.from(leases.values()).filter((lease) => lease.leaseOwner === owner))
+      ),
     get: (leaseKey) => atomically("get", leaseKey, () => Effect.succeed(leases.get(leaseKey))),
     create: (lease) =>
       atomically("create", lease.leaseKey, () => {
