@@ -3,10 +3,12 @@
  * (the owner checkpoints what it processed and lets go; the new owner starts there), so a worker joining a busy one
  * causes neither duplicates nor losses.
  */
+import { UpdateItemCommand } from "@aws-sdk/client-dynamodb"
+import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
-import { Env, eventually, observer, put, startWorker, uniqueTable, type Worker } from "./fixtures.ts"
+import { Effect, Fiber, Schedule } from "effect"
+import { Env, eventually, observer, put, putRaw, readShard, startWorker, uniqueTable, type Worker } from "./fixtures.ts"
 
 // Records with unique ids over many partition keys, written in small batches until stopped.
 const produce = (stream: string, written: { count: number }) =>
@@ -71,6 +73,57 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("Rebalancing on
         // Nothing is left in a hand-off.
         const leases = yield* (yield* observer(table)).list
         expect(leases.map((l) => l.checkpointOwner)).toEqual([undefined, undefined, undefined, undefined])
+      }))
+
+    it.effect("a hand-off its previous owner does not complete is taken over: at once when that owner stopped renewing, after the hand-off time when it renews but ignores it", () =>
+      Effect.gen(function*() {
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        const table = uniqueTable("hand-off-fallback")
+        yield* put(streamName, Array.from({ length: 24 }, (_, i) => ({ partitionKey: `key-${i}`, data: `old${i}` })))
+        const [s0, s1] = [...shards].sort((x, y) => x.shardId.localeCompare(y.shardId))
+        const in0 = yield* readShard(streamName, s0!.shardId)
+        const in1 = yield* readShard(streamName, s1!.shardId)
+        yield* DynamoDbLeaseRepository.make({ applicationName: table })
+        const handing = (shard: typeof s0, from: string, checkpoint: string) => ({
+          leaseKey: { S: shard!.shardId },
+          leaseOwner: { S: "b" },
+          checkpointOwner: { S: from },
+          leaseCounter: { N: "4" },
+          checkpoint: { S: checkpoint },
+          checkpointSubSequenceNumber: { N: "0" },
+          ownerSwitchesSinceCheckpoint: { N: "0" },
+          startingHashKey: { S: shard!.startingHashKey },
+          endingHashKey: { S: shard!.endingHashKey }
+        })
+        // s0: its previous owner died. s1: its previous owner renews on (a KCL 2.x worker, say) but never lets go.
+        yield* putRaw(table, handing(s0, "dead", in0[0]!.sequenceNumber))
+        yield* putRaw(table, handing(s1, "deaf", in1[0]!.sequenceNumber))
+        const { sdk } = yield* DynamoDbClient.DynamoDbClient
+        yield* Effect.promise((abortSignal) =>
+          sdk.send(
+            new UpdateItemCommand({
+              TableName: table,
+              Key: { leaseKey: { S: s1!.shardId } },
+              UpdateExpression: "ADD leaseCounter :one",
+              ExpressionAttributeValues: { ":one": { N: "1" } }
+            }),
+            { abortSignal }
+          )
+        ).pipe(Effect.repeat(Schedule.spaced("300 millis")), Effect.forkScoped)
+
+        const b = yield* startWorker({ stream: streamName, applicationName: table, workerId: "b" })
+        yield* eventually(Effect.sync(() => b.held().size === 2), "40 seconds", "b holding both shards")
+        const acquired = b.events.flatMap((e) => e._tag === "LeaseAcquired" ? [[e.shardId, e.previousOwner]] : [])
+        // The dead owner's lease first (its counter stood still for an expiry), then the deaf one's.
+        expect(acquired).toEqual([[s0!.shardId, "dead"], [s1!.shardId, "deaf"]])
+        yield* eventually(
+          Effect.sync(() => b.seen.length === in0.length + in1.length - 2),
+          "20 seconds",
+          "both shards from their checkpoints"
+        )
+        expect(b.seen.map((r) => r.data).sort()).toEqual(
+          [...in0.slice(1), ...in1.slice(1)].map((r) => r.data).sort()
+        )
       }))
   })
 })

@@ -187,6 +187,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       if (o.state !== "active") return Effect.void
       o.state = "lost"
       owned.delete(o.shardId)
+      handingOver.delete(o.shardId)
       lostInRound++
       // Expiry means this worker could not renew in time (self-fencing): worth a warning.
       const log = reason === "expired"
@@ -208,12 +209,19 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   const fenced = (o: OwnedLease, now: number) => now - o.lastRenewedAt >= expiryMillis
 
+  // A lease we are handing over whose next owner changed was taken by a worker that does not
+  // know hand-offs (a KCL 2.x take keeps `checkpointOwner`): it is not ours any more.
+  const handedElsewhere = (o: OwnedLease, stored: Lease) => {
+    const to = handingOver.get(o.shardId)
+    return to !== undefined && stored.leaseOwner !== to
+  }
+
   // A conflict can also come from our own earlier write whose answer was lost: then the lease
   // still names us and we carry on with what is stored. Or another worker started a hand-off:
   // then we still write the checkpoints until we let go (the take round sees it and stops the shard).
   const reconcile = (o: OwnedLease) =>
     Effect.flatMap(repository.get(o.shardId), (current) => {
-      if (current !== undefined && actualOwner(current) === workerId) {
+      if (current !== undefined && actualOwner(current) === workerId && !handedElsewhere(o, current)) {
         o.lease = current
         return Effect.succeed(true)
       }
@@ -582,8 +590,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     // checkpointed), then the release lets the next owner start there.
     for (const o of [...owned.values()]) {
       const stored = byKey.get(o.shardId)
-      if (stored === undefined || actualOwner(stored) !== workerId) yield* lose(o, "taken")
-      else if (fenced(o, now)) yield* lose(o, "expired")
+      if (stored === undefined || actualOwner(stored) !== workerId || handedElsewhere(o, stored)) {
+        yield* lose(o, "taken")
+      } else if (fenced(o, now)) yield* lose(o, "expired")
       else if (stored.leaseOwner !== workerId && !handingOver.has(o.shardId)) {
         handingOver.set(o.shardId, stored.leaseOwner ?? "")
         yield* Effect.forkIn(
