@@ -83,7 +83,9 @@ export class LeaseStoreError extends Data.TaggedError("LeaseStoreError")<{
  *   hand-off (KCL 3.x's eviction of a lease pending checkpoint does the same).
  * - `handOff` (optional): starts a graceful hand-off as KCL 3.x does: leaseOwner := `to`,
  *   checkpointOwner := the current owner, counter unchanged (the owner's renewals go on);
- *   conditional on the lease existing, its owner being the one read and no hand-off under way.
+ *   conditional on the lease existing, its owners being the ones read and no hand-off under
+ *   way. Given a lease under hand-off and its checkpoint owner as `to`, it calls the hand-off
+ *   off instead: leaseOwner := `to`, checkpointOwner removed, counter unchanged.
  * - `delete`: removes the lease; conditional on counter.
  *
  * @example

@@ -441,9 +441,19 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   // KCL 3.x's `initiateGracefulLeaseHandoff`: the lease names its next owner, and its current owner as checkpoint
   // owner, who checkpoints and then removes itself (`release`).
+  // Handing it back to the checkpoint owner calls a hand-off under way off.
   const handOff: NonNullable<Service["handOff"]> = (lease, to) =>
-    lease.leaseOwner === undefined || lease.checkpointOwner !== undefined || lease.leaseOwner === to
+    lease.leaseOwner === undefined || lease.leaseOwner === to ||
+      (lease.checkpointOwner !== undefined && lease.checkpointOwner !== to)
       ? Effect.fail(new LeaseRepository.LeaseConflict({ leaseKey: lease.leaseKey, operation: "handOff" }))
+      : lease.checkpointOwner !== undefined
+      ? update(
+        "handOff",
+        lease,
+        "asRead",
+        (x) => `SET ${x.name(A.leaseOwner)} = ${x.value(S(to))} REMOVE ${x.name(A.checkpointOwner)}`,
+        (stored) => stored.leaseOwner === to && stored.checkpointOwner === undefined
+      )
       : update(
         "handOff",
         lease,

@@ -8,7 +8,18 @@ import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-d
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Fiber, Schedule } from "effect"
-import { Env, eventually, observer, put, putRaw, readShard, startWorker, uniqueTable, type Worker } from "./fixtures.ts"
+import {
+  Env,
+  eventually,
+  fastLeases,
+  observer,
+  put,
+  putRaw,
+  readShard,
+  startWorker,
+  uniqueTable,
+  type Worker
+} from "./fixtures.ts"
 
 // Records with unique ids over many partition keys, written in small batches until stopped.
 const produce = (stream: string, written: { count: number }) =>
@@ -73,6 +84,38 @@ layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("Rebalancing on
         // Nothing is left in a hand-off.
         const leases = yield* (yield* observer(table)).list
         expect(leases.map((l) => l.checkpointOwner)).toEqual([undefined, undefined, undefined, undefined])
+      }))
+
+    it.effect("a worker stopping while leases are being handed over to it calls those hand-offs off: no lease is left naming it", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 4 })
+        const table = uniqueTable("hand-off-cancel")
+        const leases = yield* observer(table)
+        // Expiry far beyond the test: only the hand-offs and their calling off can move a lease.
+        const lease = { ...fastLeases, expiry: "5 minutes", renewInterval: "1 second" } as const
+        // a's handler is slow: a hand-off takes it a while (running handlers finish first).
+        const a = yield* startWorker({
+          stream: streamName,
+          applicationName: table,
+          workerId: "a",
+          lease,
+          handler: () => Effect.sleep("3 seconds")
+        })
+        yield* eventually(Effect.sync(() => a.held().size === 4), "20 seconds", "a holding all shards")
+        yield* put(streamName, Array.from({ length: 40 }, (_, i) => ({ partitionKey: `key-${i}`, data: `x${i}` })))
+        yield* eventually(Effect.sync(() => a.seen.length > 0), "20 seconds", "a processing")
+        const b = yield* startWorker({ stream: streamName, applicationName: table, workerId: "b", lease })
+        yield* eventually(
+          Effect.map(leases.list, (stored) => stored.filter((l) => l.checkpointOwner === "a").length === 2),
+          "20 seconds",
+          "two hand-offs from a to b under way"
+        )
+        yield* b.stop
+        const stored = yield* leases.list
+        expect(stored.filter((l) => l.leaseOwner === "b" || l.checkpointOwner !== undefined)).toEqual([])
+        // a finishes the stops it had begun and takes the leases back (they are free now).
+        yield* eventually(Effect.sync(() => a.held().size === 4), "30 seconds", "a holding all shards again")
+        expect(b.events.filter((e) => e._tag === "LeaseAcquired")).toEqual([])
       }))
 
     it.effect("a hand-off its previous owner does not complete is taken over: at once when that owner stopped renewing, after the hand-off time when it renews but ignores it", () =>

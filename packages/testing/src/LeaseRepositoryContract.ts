@@ -474,6 +474,21 @@ export const leaseRepositoryContract = <E>(
       testTimeout
     )
 
+    it.effect("handOff back to the checkpoint owner calls the hand-off off", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const handOff = handOffOf(repo)
+        const created = yield* repo.create(newLease(newKey("hand-off-cancel")))
+        const byA = yield* repo.take(created, "worker-a")
+        const handing = yield* handOff(byA, "worker-b")
+        yield* expectConflict(handOff(handing, "worker-c"), created.leaseKey, "handOff")
+        const back = yield* handOff(handing, "worker-a")
+        assertLease(back, byA)
+        assertLease(yield* repo.get(created.leaseKey), byA)
+        // The owner's lease as it read it before the hand-off is good again.
+        assertLease(yield* repo.renew(byA), { ...byA, leaseCounter: byA.leaseCounter + 1 })
+      }), testTimeout)
+
     it.effect(
       "a take ends a hand-off in progress (the fallback when the owner does not complete it)",
       () =>

@@ -213,7 +213,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // know hand-offs (a KCL 2.x take keeps `checkpointOwner`): it is not ours any more.
   const handedElsewhere = (o: OwnedLease, stored: Lease) => {
     const to = handingOver.get(o.shardId)
-    return to !== undefined && stored.leaseOwner !== to
+    return to !== undefined && stored.leaseOwner !== to && stored.leaseOwner !== workerId
   }
 
   // A conflict can also come from our own earlier write whose answer was lost: then the lease
@@ -883,16 +883,39 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           }),
         { concurrency: "unbounded", discard: true }
       ).pipe(Effect.raceFirst(Effect.forever(Effect.delay(renewAll, settings.renewInterval))))
+      // Hand-offs toward this worker are called off: the lease goes back to the worker still
+      // processing it, rather than to one that is gone (its shard would wait out an expiry).
+      const handOff = repository.handOff
+      if (handOff !== undefined) {
+        yield* Effect.forEach(
+          [...incoming.keys()],
+          (key) =>
+            Effect.flatMap(repository.get(key), (lease) =>
+              lease?.leaseOwner === workerId && lease.checkpointOwner !== undefined
+                ? Effect.andThen(
+                  handOff(lease, lease.checkpointOwner),
+                  logWith(Effect.logInfo, "lease hand-off toward this worker called off at shutdown", {
+                    shardId: key,
+                    owner: lease.checkpointOwner
+                  })
+                )
+                : Effect.void).pipe(Effect.ignore),
+          { concurrency: "unbounded", discard: true }
+        )
+      }
       // Last: a lease may still name this worker without being held, from a write whose answer
       // was lost (a take that gave up after its store's time budget). No take or renewal of ours
       // is in flight any more, so none can name us again after this.
       // Through the store's owner index when it has one (KCL 3.x tables): no scan of the table.
       const leftover = yield* Effect.orElseSucceed(
         repository.listOwnedBy?.(workerId) ?? repository.list,
-        () => [] as ReadonlyArray<Lease>
+        () =>
+          [] as ReadonlyArray<Lease>
       )
       yield* Effect.forEach(
-        leftover.filter((lease) => actualOwner(lease) === workerId),
+        leftover.filter((lease) =>
+          actualOwner(lease) === workerId
+        ),
         releaseStored,
         { concurrency: "unbounded", discard: true }
       )

@@ -115,15 +115,16 @@ export const make = (options: MemoryOptions = {}): Service => {
             ownerSwitchesSinceCheckpoint: stored.ownerSwitchesSinceCheckpoint + 1
           }
           : { ...stored, leaseOwner: undefined, leaseCounter: stored.leaseCounter + 1 }).pipe(written),
+    // To the checkpoint owner of a hand-off under way: the hand-off is called off.
     handOff: (lease, to) =>
       Effect.suspend(() =>
-        lease.leaseOwner === undefined || lease.checkpointOwner !== undefined || lease.leaseOwner === to
+        lease.leaseOwner === undefined || lease.leaseOwner === to ||
+          (lease.checkpointOwner !== undefined && lease.checkpointOwner !== to)
           ? Effect.fail(new LeaseConflict({ leaseKey: lease.leaseKey, operation: "handOff" }))
-          : conditional("handOff", lease, "asRead", (stored) => ({
-            ...stored,
-            leaseOwner: to,
-            checkpointOwner: stored.leaseOwner
-          })).pipe(written)
+          : conditional("handOff", lease, "asRead", (stored) =>
+            stored.checkpointOwner === undefined
+              ? { ...stored, leaseOwner: to, checkpointOwner: stored.leaseOwner }
+              : { ...stored, leaseOwner: to, checkpointOwner: undefined }).pipe(written)
       ),
     delete: (lease) => conditional("delete", lease, "any", () => undefined).pipe(Effect.asVoid)
   }
