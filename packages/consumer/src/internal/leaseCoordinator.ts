@@ -527,8 +527,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // A lease moved for balance is handed over when the store can: its owner finishes what it is
   // processing, checkpoints and lets go, and we start where it stopped (no record is repeated).
   // Without `handOff` in the store, it is taken, and we resume at its last checkpoint.
+  // Uninterruptible as `take`: a hand-off requested must be known here, or a stop would not call it off.
   const steal = (lease: Lease, now: number) =>
-    Effect.gen(function*() {
+    Effect.uninterruptible(Effect.gen(function*() {
       const handOff = repository.handOff
       if (handOff === undefined) return yield* take(lease, true)
       if (shuttingDown) return false
@@ -548,7 +549,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         previousOwner: from
       })
       return true
-    }).pipe(leaseSpan("kinesis.lease.hand_off", lease.leaseKey, lease.leaseCounter))
+    })).pipe(leaseSpan("kinesis.lease.hand_off", lease.leaseKey, lease.leaseCounter))
 
   // Per-round counts for the `TakeLeases` and `RenewAllLeases` metrics (one round of each at a time).
   let takenInRound = 0
@@ -912,11 +913,15 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         () =>
           [] as ReadonlyArray<Lease>
       )
+      // A hand-off toward us the loop above did not know of (its answer was lost) is called off too.
       yield* Effect.forEach(
-        leftover.filter((lease) =>
-          actualOwner(lease) === workerId
-        ),
-        releaseStored,
+        leftover,
+        (lease) =>
+          lease.leaseOwner === workerId && lease.checkpointOwner !== undefined && handOff !== undefined
+            ? Effect.ignore(handOff(lease, lease.checkpointOwner))
+            : actualOwner(lease) === workerId
+            ? releaseStored(lease)
+            : Effect.void,
         { concurrency: "unbounded", discard: true }
       )
       yield* Queue.end(acquired)
