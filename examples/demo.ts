@@ -16,8 +16,10 @@
  * 5 s, with PutMetricData to a fake CloudWatch endpoint the demo starts (a summary of what it
  * received is printed at the end), or as Embedded Metric Format lines written to a file the demo names.
  *
- * The last line is `produced=… consumed=… unique=… lost=… duplicates=…`; the exit code is 0 only
- * when nothing acknowledged by Kinesis was lost (duplicates are allowed: delivery is at-least-once).
+ * The last line is `produced=… consumed=… unique=… lost=… duplicates=… copies=…`: duplicates are
+ * stream records delivered more than once (the consumer's replays), copies are records the producer
+ * wrote twice (a retried write that had landed), each delivered once. The exit code is 0 only when
+ * nothing acknowledged by Kinesis was lost (duplicates are allowed: delivery is at-least-once).
  */
 import { DeleteTableCommand } from "@aws-sdk/client-dynamodb"
 import { CloudWatchMetrics, EmbeddedMetrics } from "@effect-kinesis/cloudwatch"
@@ -114,6 +116,13 @@ const rateWindow: Array<readonly [number, number]> = []
 // One slot per record id: how often it was consumed (saturating) and whether Kinesis acknowledged it.
 const seen = new Uint8Array(RECORDS)
 const acked = new Uint8Array(RECORDS)
+// Where each id was first consumed (sequence/subsequence number). Consumed again at the same
+// position is a duplicate (the consumer delivered a stream record twice); at another position it
+// is a copy: the producer wrote the record twice (a retry of a write that had landed).
+const firstAt: Array<string | undefined> = new Array(RECORDS)
+const copiesAt = new Map<number, Set<string>>()
+let duplicated = 0
+let copies = 0
 
 const tty = process.stdout.isTTY === true
 const note = (line: string) => {
@@ -213,7 +222,15 @@ const handle = (record: ConsumerRecord.ConsumerRecord<string>) =>
   Effect.sync(() => {
     const id = Number(record.data.slice(3, record.data.indexOf(";")))
     if (!Number.isSafeInteger(id) || id < 0 || id >= RECORDS) throw new Error(`unexpected record ${record.data}`)
-    if (seen[id] === 0) unique++
+    const at = `${record.sequenceNumber}/${record.subSequenceNumber}`
+    if (seen[id] === 0) {
+      unique++
+      firstAt[id] = at
+    } else if (firstAt[id] === at || copiesAt.get(id)?.has(at) === true) duplicated++
+    else {
+      copies++
+      copiesAt.set(id, (copiesAt.get(id) ?? new Set()).add(at))
+    }
     if (seen[id]! < 255) seen[id]!++
     consumed++
     lastConsumedAt = performance.now()
@@ -395,7 +412,7 @@ const program = Effect.gen(function*() {
 const tally = () => {
   let lost = 0
   for (let id = 0; id < RECORDS; id++) if (acked[id] === 1 && seen[id] === 0) lost++
-  return { lost, duplicates: consumed - unique }
+  return { lost, duplicates: duplicated }
 }
 
 // --- environments ------------------------------------------------------------------------------------
@@ -479,7 +496,9 @@ const { duplicates, lost } = tally()
 if (metricsSummary !== undefined) console.log(metricsSummary)
 if (Exit.isFailure(exit)) {
   console.error(Cause.pretty(exit.cause))
-  console.log(`produced=${produced} consumed=${consumed} unique=${unique} lost=${lost} duplicates=${duplicates}`)
+  console.log(
+    `produced=${produced} consumed=${consumed} unique=${unique} lost=${lost} duplicates=${duplicates} copies=${copies}`
+  )
   process.exit(1)
 }
 console.log("")
@@ -494,8 +513,12 @@ if (produceFailed > 0) {
 }
 console.log(
   lost === 0
-    ? `every acknowledged record was consumed${duplicates > 0 ? ` (${duplicates} delivered twice: at-least-once)` : ""}`
+    ? `every acknowledged record was consumed${
+      duplicates > 0 ? ` (${duplicates} delivered twice: at-least-once)` : ""
+    }${copies > 0 ? `; ${copies} copies written by the producer's retries were consumed too` : ""}`
     : `${lost} acknowledged records were never consumed`
 )
-console.log(`produced=${produced} consumed=${consumed} unique=${unique} lost=${lost} duplicates=${duplicates}`)
+console.log(
+  `produced=${produced} consumed=${consumed} unique=${unique} lost=${lost} duplicates=${duplicates} copies=${copies}`
+)
 process.exit(lost === 0 && produceFailed === 0 ? 0 : 1)

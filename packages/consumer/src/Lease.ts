@@ -51,7 +51,30 @@ export interface Lease {
   readonly childShardIds: ReadonlyArray<string>
   /** The shard's hash key range, as decimal strings. */
   readonly hashKeyRange: { readonly startingHashKey: string; readonly endingHashKey: string } | undefined
+  /**
+   * Set while a graceful hand-off is under way (KCL 3.x `checkpointOwner`): the worker still
+   * processing the shard, which checkpoints what it processed and then clears this, while
+   * `leaseOwner` already names the worker the lease goes to. `undefined` (or absent) otherwise.
+   */
+  readonly checkpointOwner?: string | undefined
 }
+
+/**
+ * The worker processing the lease's shard now: the `checkpointOwner` during a hand-off, else the
+ * `leaseOwner` (KCL 3.x `actualOwner`).
+ *
+ * @example
+ * ```ts
+ * import { Lease } from "@effect-kinesis/consumer"
+ *
+ * declare const lease: Lease.Lease
+ * const processing = Lease.actualOwner({ ...lease, leaseOwner: "b", checkpointOwner: "a" }) // "a"
+ * ```
+ *
+ * @since 0.2.0
+ * @category getters
+ */
+export const actualOwner = (lease: Lease): string | undefined => lease.checkpointOwner ?? lease.leaseOwner
 
 /**
  * Whether processing of the lease's shard has begun: its checkpoint is a record position or

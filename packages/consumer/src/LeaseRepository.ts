@@ -28,7 +28,7 @@ import type { Lease } from "./Lease.ts"
  */
 export class LeaseConflict extends Data.TaggedError("LeaseConflict")<{
   readonly leaseKey: string
-  readonly operation: "take" | "renew" | "checkpoint" | "release" | "update" | "delete"
+  readonly operation: "take" | "renew" | "checkpoint" | "release" | "update" | "delete" | "handOff"
 }> {}
 
 /**
@@ -72,11 +72,20 @@ export class LeaseStoreError extends Data.TaggedError("LeaseStoreError")<{
  * counter), which the caller uses for its next conditional write.
  *
  * - `take`: owner := `owner`, counter + 1, ownerSwitchesSinceCheckpoint + 1 when the owner
- *   changes; conditional on the counter of `lease`.
- * - `renew`: counter + 1; conditional on counter and owner.
+ *   changes, checkpointOwner removed (a hand-off in progress ends); conditional on the counter
+ *   of `lease`.
+ * - `renew`: counter + 1; conditional on counter and owners (leaseOwner and checkpointOwner).
  * - `checkpoint`: checkpoint := `checkpoint`, ownerSwitchesSinceCheckpoint := 0, counter + 1,
- *   `childShardIds` written when given (shard end); conditional on counter and owner.
- * - `release`: owner removed, counter + 1; conditional on counter and owner.
+ *   `childShardIds` written when given (shard end); conditional on counter and owners.
+ * - `release`: owner removed, counter + 1; conditional on counter and owners. A lease read
+ *   with a `checkpointOwner` (a hand-off under way) keeps its `leaseOwner` and loses its
+ *   `checkpointOwner` instead, with ownerSwitchesSinceCheckpoint + 1: that completes the
+ *   hand-off (KCL 3.x's eviction of a lease pending checkpoint does the same).
+ * - `handOff` (optional): starts a graceful hand-off as KCL 3.x does: leaseOwner := `to`,
+ *   checkpointOwner := the current owner, counter unchanged (the owner's renewals go on);
+ *   conditional on the lease existing, its owners being the ones read and no hand-off under
+ *   way. Given a lease under hand-off and its checkpoint owner as `to`, it calls the hand-off
+ *   off instead: leaseOwner := `to`, checkpointOwner removed, counter unchanged.
  * - `delete`: removes the lease; conditional on counter.
  *
  * @example
@@ -140,6 +149,19 @@ export interface LeaseStore {
    * consumer uses the store of its own application.
    */
   readonly forApplication?: ((applicationName: string) => LeaseStore) | undefined
+  /**
+   * Starts a graceful hand-off of `lease` (owned by another worker) to `to`. Optional: without
+   * it the consumer moves leases for balance by `take` (the new owner resumes at the last
+   * checkpoint, repeating what the owner processed since).
+   */
+  readonly handOff?: ((lease: Lease, to: string) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>) | undefined
+  /**
+   * The leases whose `leaseOwner` is `owner`, each read consistently; a lease taken by `owner`
+   * a moment ago may be missing (an index is eventually consistent). Optional: the consumer
+   * filters `list` without it. The DynamoDB store answers it from KCL 3.x's
+   * `LeaseOwnerToLeaseKeyIndex` when the table has it, instead of scanning the table.
+   */
+  readonly listOwnedBy?: ((owner: string) => Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError>) | undefined
 }
 
 /**
@@ -190,7 +212,17 @@ export interface MemoryOptions {
    */
   readonly fault?:
     | ((
-      operation: "list" | "get" | "create" | "take" | "renew" | "checkpoint" | "release" | "delete",
+      operation:
+        | "list"
+        | "get"
+        | "create"
+        | "take"
+        | "renew"
+        | "checkpoint"
+        | "release"
+        | "delete"
+        | "handOff"
+        | "listOwnedBy",
       leaseKey: string | undefined
     ) => LeaseStoreError | undefined)
     | undefined

@@ -8,6 +8,7 @@
 import {
   type AttributeValue,
   DeleteItemCommand,
+  DescribeTableCommand,
   GetItemCommand,
   PutItemCommand,
   ScanCommand,
@@ -15,7 +16,7 @@ import {
 } from "@aws-sdk/client-dynamodb"
 import { Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { ExtendedSequenceNumber, type InvalidSetting } from "@effect-kinesis/core"
-import { Config, Data, Duration, Effect, Layer, Option } from "effect"
+import { Clock, Config, Data, Duration, Effect, Layer, Option } from "effect"
 import * as DynamoDBClient from "./DynamoDBClient.ts"
 import {
   A,
@@ -29,6 +30,7 @@ import {
   SS,
   toLease
 } from "./internal/leaseItem.ts"
+import { hasUsableIndex, indexStatus, queryLeaseKeys } from "./internal/ownerIndex.ts"
 import { call, type ConditionFailed, type RetryPolicy } from "./internal/sdkCall.ts"
 import { ensureTable } from "./internal/table.ts"
 import * as ValidateOptions from "./internal/validateOptions.ts"
@@ -130,6 +132,13 @@ export interface Options {
   readonly table?: TableOptions | undefined
   /** Retry of data-plane requests (reads and lease writes). */
   readonly retry?: RetryOptions | undefined
+  /**
+   * KCL 3.x's `LeaseOwnerToLeaseKeyIndex` (leaseOwner → leaseKey, keys only), through which a worker finds its own
+   * leases with a Query instead of a Scan. `"use"` (default): used when the table has it (a KCL 3.x table does);
+   * `"create"`: also created when missing, with a new table or added to an existing one as KCL 3.x does (DynamoDB
+   * builds it in the background; it is used once ACTIVE); `"ignore"`: never used.
+   */
+  readonly leaseOwnerIndex?: "use" | "create" | "ignore" | undefined
 }
 
 const duration = (input: Duration.Input | undefined, fallback: Duration.Input): Duration.Duration =>
@@ -175,19 +184,20 @@ class Expressions {
 
 type OwnerCondition = "owned" | "asRead" | "any"
 
-// The item is the lease the caller read: same counter (and owner), and a lease rather than another KCL entity.
-const leaseCondition = (x: Expressions, lease: Lease.Lease, owner: OwnerCondition): string => {
+// The item is the lease the caller read: same counter (unless `counter` is false) and owners, and a lease rather
+// than another KCL entity.
+const leaseCondition = (x: Expressions, lease: Lease.Lease, owner: OwnerCondition, counter = true): string => {
   const parts = [
     `attribute_exists(${x.name(A.leaseKey)})`,
-    `(attribute_not_exists(${x.name(A.entityType)}) OR ${x.name(A.entityType)} = ${x.value(S(LEASE_ENTITY))})`,
-    `${x.name(A.leaseCounter)} = ${x.value(N(lease.leaseCounter))}`
+    `(attribute_not_exists(${x.name(A.entityType)}) OR ${x.name(A.entityType)} = ${x.value(S(LEASE_ENTITY))})`
   ]
+  if (counter) parts.push(`${x.name(A.leaseCounter)} = ${x.value(N(lease.leaseCounter))}`)
   if (owner !== "any") {
-    parts.push(
-      lease.leaseOwner === undefined
-        ? `attribute_not_exists(${x.name(A.leaseOwner)})`
-        : `${x.name(A.leaseOwner)} = ${x.value(S(lease.leaseOwner))}`
-    )
+    const is = (attribute: string, value: string | undefined) =>
+      value === undefined
+        ? `attribute_not_exists(${x.name(attribute)})`
+        : `${x.name(attribute)} = ${x.value(S(value))}`
+    parts.push(is(A.leaseOwner, lease.leaseOwner), is(A.checkpointOwner, lease.checkpointOwner))
   }
   return parts.join(" AND ")
 }
@@ -217,13 +227,38 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const tableName = options.tableName ?? options.applicationName
   const policy = policyOf(options.retry)
 
-  yield* ensureTable({
+  const ownerIndex = options.leaseOwnerIndex ?? "use"
+  const description = yield* ensureTable({
     sdk,
     tableName,
     createIfMissing: options.createTableIfMissing ?? true,
     table: options.table ?? {},
     policy: controlPolicy,
-    notFound: () => new LeaseTableNotFound({ tableName })
+    notFound: () => new LeaseTableNotFound({ tableName }),
+    createOwnerIndex: ownerIndex === "create"
+  })
+  // An index still being built is looked at again, at most once a minute, until it is ACTIVE.
+  let indexState: "active" | "building" | "none" = ownerIndex === "ignore" || !hasUsableIndex(description)
+    ? "none"
+    : indexStatus(description) === "ACTIVE"
+    ? "active"
+    : "building"
+  let indexCheckedAt = yield* Clock.currentTimeMillis
+  const indexActive = Effect.gen(function*() {
+    if (indexState !== "building") return indexState === "active"
+    const now = yield* Clock.currentTimeMillis
+    if (now - indexCheckedAt < 60_000) return false
+    indexCheckedAt = now
+    const table = yield* call(
+      controlPolicy,
+      "DescribeTable",
+      (abortSignal) => sdk.send(new DescribeTableCommand({ TableName: tableName }), { abortSignal })
+    ).pipe(
+      Effect.map((out) => out.Table),
+      Effect.orElseSucceed(() => undefined)
+    )
+    if (hasUsableIndex(table) && indexStatus(table) === "ACTIVE") indexState = "active"
+    return indexState === "active"
   })
 
   const read = (operation: string, item: Item): Effect.Effect<Lease.Lease, LeaseRepository.LeaseStoreError> => {
@@ -243,6 +278,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     scanLeaseItems(sdk, tableName, policy),
     (items) => Effect.forEach(items, (item) => read("Scan", item))
   )
+
+  // The index holds keys only: each lease is then read consistently, and kept only if it still names the owner.
+  const listOwnedBy: NonNullable<Service["listOwnedBy"]> = (owner) =>
+    Effect.gen(function*() {
+      if (!(yield* indexActive)) return (yield* list).filter((lease) => lease.leaseOwner === owner)
+      const keys = yield* queryLeaseKeys(sdk, tableName, policy, owner)
+      const leases = yield* Effect.forEach(keys, (key) => get(key), { concurrency: 8 })
+      return leases.filter((lease): lease is Lease.Lease => lease !== undefined && lease.leaseOwner === owner)
+    })
 
   const get: Service["get"] = (leaseKey) =>
     call(policy, "GetItem", (abortSignal) =>
@@ -290,7 +334,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   // retry, the stored lease is checked against what our write would have produced, so that a renewal that landed
   // but whose answer was lost does not look like a lost lease.
   const update = (
-    operation: "take" | "renew" | "checkpoint" | "release",
+    operation: "take" | "renew" | "checkpoint" | "release" | "handOff",
     lease: Lease.Lease,
     owner: OwnerCondition,
     build: (x: Expressions) => string,
@@ -298,10 +342,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   ): Effect.Effect<Lease.Lease, LeaseRepository.LeaseConflict | LeaseRepository.LeaseStoreError> => {
     const conflict = new LeaseRepository.LeaseConflict({ leaseKey: lease.leaseKey, operation })
     if (owner === "owned" && lease.leaseOwner === undefined) return Effect.fail(conflict)
+    // A hand-off leaves the counter as it is (as KCL 3.x): the owner's renewals go on meanwhile.
+    const counted = operation !== "handOff"
     return Effect.suspend(() => {
       const x = new Expressions()
       const updateExpression = build(x)
-      const conditionExpression = leaseCondition(x, lease, owner)
+      const conditionExpression = leaseCondition(x, lease, owner, counted)
       const ambiguous = { value: false }
       return call(policy, "UpdateItem", (abortSignal) =>
         sdk.send(
@@ -323,7 +369,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
                 ? Effect.flatMap(
                   get(lease.leaseKey),
                   (stored) =>
-                    stored !== undefined && stored.leaseCounter === lease.leaseCounter + 1 && landed(stored)
+                    stored !== undefined && stored.leaseCounter === lease.leaseCounter + (counted ? 1 : 0) &&
+                      landed(stored)
                       ? Effect.succeed(stored)
                       : Effect.fail(conflict)
                 )
@@ -373,14 +420,53 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       stored.leaseOwner === lease.leaseOwner &&
       ExtendedSequenceNumber.Equivalence(stored.checkpoint, position))
 
+  // During a hand-off the lease goes to its `leaseOwner`: the checkpoint owner lets go of it by removing itself, as
+  // KCL 3.x's eviction of a lease pending checkpoint does.
   const release: Service["release"] = (lease) =>
-    update(
-      "release",
-      lease,
-      "owned",
-      (x) => `SET ${add(x, A.leaseCounter, 1)} REMOVE ${x.name(A.leaseOwner)}`,
-      (stored) => stored.leaseOwner === undefined
-    )
+    lease.checkpointOwner !== undefined
+      ? update(
+        "release",
+        lease,
+        "owned",
+        (x) =>
+          `SET ${add(x, A.leaseCounter, 1)}, ${add(x, A.ownerSwitchesSinceCheckpoint, 1)} REMOVE ${
+            x.name(A.checkpointOwner)
+          }`,
+        (stored) => stored.leaseOwner === lease.leaseOwner && stored.checkpointOwner === undefined
+      )
+      : update(
+        "release",
+        lease,
+        "owned",
+        (x) => `SET ${add(x, A.leaseCounter, 1)} REMOVE ${x.name(A.leaseOwner)}`,
+        (stored) => stored.leaseOwner === undefined
+      )
+
+  // KCL 3.x's `initiateGracefulLeaseHandoff`: the lease names its next owner, and its current owner as checkpoint
+  // owner, who checkpoints and then removes itself (`release`).
+  // Handing it back to the checkpoint owner calls a hand-off under way off.
+  const handOff: NonNullable<Service["handOff"]> = (lease, to) =>
+    lease.leaseOwner === undefined || lease.leaseOwner === to ||
+      (lease.checkpointOwner !== undefined && lease.checkpointOwner !== to)
+      ? Effect.fail(new LeaseRepository.LeaseConflict({ leaseKey: lease.leaseKey, operation: "handOff" }))
+      : lease.checkpointOwner !== undefined
+      ? update(
+        "handOff",
+        lease,
+        "asRead",
+        (x) => `SET ${x.name(A.leaseOwner)} = ${x.value(S(to))} REMOVE ${x.name(A.checkpointOwner)}`,
+        (stored) => stored.leaseOwner === to && stored.checkpointOwner === undefined
+      )
+      : update(
+        "handOff",
+        lease,
+        "asRead",
+        (x) =>
+          `SET ${x.name(A.leaseOwner)} = ${x.value(S(to))}, ${x.name(A.checkpointOwner)} = ${
+            x.value(S(lease.leaseOwner!))
+          }`,
+        (stored) => stored.leaseOwner === to && stored.checkpointOwner === lease.leaseOwner
+      )
 
   const remove: Service["delete"] = (lease) =>
     Effect.suspend(() => {
@@ -417,6 +503,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     renew,
     checkpoint,
     release,
+    handOff,
+    listOwnedBy,
     delete: remove,
     // A consumer of another application must not take this one's leases.
     applicationName: options.applicationName

@@ -288,6 +288,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("DynamoDbLeaseR
           {
             leaseKey: "shardId-000000000000",
             leaseOwner: undefined,
+            checkpointOwner: undefined,
             leaseCounter: 17,
             checkpoint: ExtendedSequenceNumber.shardEnd,
             pendingCheckpoint: undefined,
@@ -299,6 +300,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("DynamoDbLeaseR
           {
             leaseKey: "shardId-000000000002",
             leaseOwner: "kcl-worker-1",
+            checkpointOwner: undefined,
             leaseCounter: 42,
             checkpoint: ExtendedSequenceNumber.make(seq, 5),
             pendingCheckpoint: undefined,
@@ -310,6 +312,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("DynamoDbLeaseR
           {
             leaseKey: "shardId-000000000003",
             leaseOwner: undefined,
+            checkpointOwner: "kcl-worker-2",
             leaseCounter: 3,
             checkpoint: ExtendedSequenceNumber.trimHorizon,
             pendingCheckpoint: ExtendedSequenceNumber.make("49590338271490256608559692538361571095921575989136588800"),
@@ -324,6 +327,7 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("DynamoDbLeaseR
           {
             leaseKey: "shardId-000000000005",
             leaseOwner: undefined,
+            checkpointOwner: undefined,
             leaseCounter: 0,
             checkpoint: ExtendedSequenceNumber.latest,
             pendingCheckpoint: undefined,

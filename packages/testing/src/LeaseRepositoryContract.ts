@@ -409,6 +409,149 @@ export const leaseRepositoryContract = <E>(
           }
         }
       }), testTimeout)
+
+    // Graceful hand-off (KCL 3.x `checkpointOwner`); only for stores that implement `handOff`.
+    const handOffOf = (repo: LeaseRepository.LeaseRepository["Service"]) => {
+      assert.isDefined(repo.handOff, "the store has no handOff")
+      return repo.handOff!
+    }
+
+    it.effect(
+      "handOff names the next owner and the current one as checkpoint owner, with the counter unchanged",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const handOff = handOffOf(repo)
+          const created = yield* repo.create(newLease(newKey("hand-off")))
+          const byA = yield* repo.take(created, "worker-a")
+          const handing = yield* handOff(byA, "worker-b")
+          assertLease(handing, { ...byA, leaseOwner: "worker-b", checkpointOwner: "worker-a" })
+          assertLease(yield* repo.get(created.leaseKey), handing)
+          // Only one hand-off at a time, only from an owned lease, not to its owner.
+          yield* expectConflict(handOff(handing, "worker-c"), created.leaseKey, "handOff")
+          yield* expectConflict(handOff(byA, "worker-c"), created.leaseKey, "handOff")
+          yield* expectConflict(handOff(created, "worker-c"), created.leaseKey, "handOff")
+          const other = yield* repo.take(yield* repo.create(newLease(newKey("hand-off-self"))), "worker-a")
+          yield* expectConflict(handOff(other, "worker-a"), other.leaseKey, "handOff")
+          assertLease(yield* repo.get(created.leaseKey), handing)
+        }),
+      testTimeout
+    )
+
+    it.effect(
+      "during a hand-off the checkpoint owner renews and checkpoints; its release completes the hand-off",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const created = yield* repo.create(newLease(newKey("hand-off-complete")))
+          const byA = yield* repo.take(created, "worker-a")
+          const handing = yield* handOffOf(repo)(byA, "worker-b")
+          // The lease as the owner read it before the hand-off no longer matches.
+          yield* expectConflict(repo.renew(byA), created.leaseKey, "renew")
+          yield* expectConflict(repo.checkpoint(byA, sequence("5")), created.leaseKey, "checkpoint")
+          const renewed = yield* repo.renew(handing)
+          assertLease(renewed, { ...handing, leaseCounter: handing.leaseCounter + 1 })
+          const checkpointed = yield* repo.checkpoint(renewed, sequence("7"))
+          assertLease(checkpointed, {
+            ...renewed,
+            leaseCounter: renewed.leaseCounter + 1,
+            checkpoint: sequence("7"),
+            ownerSwitchesSinceCheckpoint: 0
+          })
+          const released = yield* repo.release(checkpointed)
+          assertLease(released, {
+            ...checkpointed,
+            leaseCounter: checkpointed.leaseCounter + 1,
+            leaseOwner: "worker-b",
+            checkpointOwner: undefined,
+            ownerSwitchesSinceCheckpoint: 1
+          })
+          assertLease(yield* repo.get(created.leaseKey), released)
+          // The next owner takes it as it stands: at the checkpoint the previous owner wrote.
+          const byB = yield* repo.take(released, "worker-b")
+          assertLease(byB, { ...released, leaseCounter: released.leaseCounter + 1 })
+        }),
+      testTimeout
+    )
+
+    it.effect("handOff back to the checkpoint owner calls the hand-off off", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const handOff = handOffOf(repo)
+        const created = yield* repo.create(newLease(newKey("hand-off-cancel")))
+        const byA = yield* repo.take(created, "worker-a")
+        const handing = yield* handOff(byA, "worker-b")
+        yield* expectConflict(handOff(handing, "worker-c"), created.leaseKey, "handOff")
+        const back = yield* handOff(handing, "worker-a")
+        assertLease(back, byA)
+        assertLease(yield* repo.get(created.leaseKey), byA)
+        // The owner's lease as it read it before the hand-off is good again.
+        assertLease(yield* repo.renew(byA), { ...byA, leaseCounter: byA.leaseCounter + 1 })
+      }), testTimeout)
+
+    it.effect(
+      "a take ends a hand-off in progress (the fallback when the owner does not complete it)",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const created = yield* repo.create(newLease(newKey("hand-off-take")))
+          const byA = yield* repo.take(created, "worker-a")
+          const handing = yield* handOffOf(repo)(byA, "worker-b")
+          const byB = yield* repo.take(handing, "worker-b")
+          assertLease(byB, { ...handing, leaseCounter: handing.leaseCounter + 1, checkpointOwner: undefined })
+          yield* expectConflict(repo.renew(handing), created.leaseKey, "renew")
+          yield* expectConflict(repo.checkpoint(handing, sequence("9")), created.leaseKey, "checkpoint")
+          yield* expectConflict(repo.release(handing), created.leaseKey, "release")
+          assertLease(yield* repo.get(created.leaseKey), byB)
+        }),
+      testTimeout
+    )
+
+    it.effect("listOwnedBy returns the leases naming the owner, as stored", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        assert.isDefined(repo.listOwnedBy, "the store has no listOwnedBy")
+        const owner = `worker-${newKey("owner")}`
+        const mine = yield* repo.take(yield* repo.create(newLease(newKey("owned-1"))), owner)
+        const renewed = yield* repo.renew(yield* repo.take(yield* repo.create(newLease(newKey("owned-2"))), owner))
+        yield* repo.take(yield* repo.create(newLease(newKey("not-owned"))), `${owner}-other`)
+        const handing = yield* handOffOf(repo)(
+          yield* repo.take(yield* repo.create(newLease(newKey("handing"))), `${owner}-other`),
+          owner
+        )
+        // An index may lag a write: wait (briefly) for it.
+        let found: ReadonlyArray<Lease.Lease> = []
+        for (let attempt = 0; attempt < 50; attempt++) {
+          found = yield* repo.listOwnedBy!(owner)
+          if (found.length >= 3) break
+          yield* Effect.sleep("100 millis")
+        }
+        const byKey = [...found].sort((a, b) => a.leaseKey.localeCompare(b.leaseKey))
+        assert.deepStrictEqual(byKey.map((l) => l.leaseKey), [handing, mine, renewed].map((l) => l.leaseKey).sort())
+        for (const expected of [mine, renewed, handing]) {
+          assertLease(found.find((l) => l.leaseKey === expected.leaseKey), expected)
+        }
+      }), testTimeout)
+
+    it.effect("a hand-off racing the owner's release: exactly one lands", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        for (let round = 0; round < rounds; round++) {
+          const created = yield* repo.create(newLease(newKey("race-hand-off")))
+          const byA = yield* repo.take(created, "worker-a")
+          const [release, handOff] = yield* Effect.all([
+            Effect.result(repo.release(byA)),
+            Effect.result(handOffOf(repo)(byA, "worker-b"))
+          ], { concurrency: "unbounded" })
+          assert.strictEqual(
+            Number(Result.isSuccess(release)) + Number(Result.isSuccess(handOff)),
+            1,
+            `round ${round}: release ${release._tag}, hand-off ${handOff._tag}`
+          )
+          const stored = yield* repo.get(created.leaseKey)
+          assertLease(stored, Result.isSuccess(release) ? release.success : Result.getOrThrow(handOff))
+        }
+      }), testTimeout)
   })
 }
 
@@ -430,6 +573,7 @@ const newLease = (leaseKey: string, fields: Partial<Lease.Lease> = {}): Lease.Le
 // Shard id lists are sets in the KCL table, so their order is not part of the contract.
 const comparable = (lease: Lease.Lease) => ({
   ...lease,
+  checkpointOwner: lease.checkpointOwner,
   parentShardIds: [...lease.parentShardIds].sort(),
   childShardIds: [...lease.childShardIds].sort()
 })

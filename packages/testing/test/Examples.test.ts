@@ -91,7 +91,7 @@ describe("examples", () => {
     const result = await run("demo.ts", "--records", "2000")
     expectSuccess(result)
     const lines = result.stdout.trimEnd().split("\n")
-    expect(lines.at(-1)).toMatch(/^produced=2000 consumed=\d+ unique=2000 lost=0 duplicates=\d+$/)
+    expect(lines.at(-1)).toMatch(/^produced=2000 consumed=\d+ unique=2000 lost=0 duplicates=0 copies=\d+$/)
     expect(result.stdout).toContain("stopping worker-b gracefully")
     expect(result.stdout).toMatch(/read #\d+ to its end/)
   }, 120_000)

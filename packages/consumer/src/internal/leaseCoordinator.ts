@@ -143,6 +143,9 @@ const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (nanos) => Number(n
 // moved for this many expiries is taken regardless of the fair share.
 const veryOldMultiplier = 3
 
+// The worker processing the shard now: the checkpoint owner during a hand-off (KCL 3.x's `actualOwner`).
+const actualOwner = (lease: Lease): string | undefined => lease.checkpointOwner ?? lease.leaseOwner
+
 /** @internal */
 export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const { assignment, client, emit, initialPosition, metrics, repository, settings, stream, workerId } = options
@@ -153,6 +156,15 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // cross-host clock comparison.
   const seen = new Map<string, { counter: number; since: number }>()
   const parked = new Set<string>()
+  // Graceful hand-offs (KCL 3.x's `checkpointOwner`). Outgoing: leases this worker holds and is
+  // handing over (its stream stops, checkpoints, then the lease is released to its next owner).
+  // Incoming: leases naming this worker as next owner while their previous owner finishes, by
+  // lease key: since when (our clock) and from whom.
+  const handingOver = new Map<string, string>()
+  const incoming = new Map<string, { readonly since: number; readonly from: string }>()
+  // A previous owner that has not let go by then (dead, or a worker that ignores hand-offs:
+  // an older version, a KCL 2.x) is taken over from, as a steal is.
+  const handOffMillis = Duration.toMillis(settings.shutdownGracePeriod) + expiryMillis
   let existingShards: ReadonlySet<string> = new Set()
   let otherWorkers: ReadonlySet<string> = new Set()
   let lastFullRound = Number.NEGATIVE_INFINITY
@@ -160,6 +172,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const takeMillis = Math.max(Duration.toMillis(settings.takeInterval), scanMillis)
   let shuttingDown = false
 
+  // Where a hand-off's shard stop runs: it outlives the take round that starts it.
+  const roundScope = yield* Effect.scope
   const acquired = yield* Queue.unbounded<OwnedLease, ConsumerError | Cause.Done>()
   const syncNow = yield* Queue.dropping<void>(1)
 
@@ -173,6 +187,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       if (o.state !== "active") return Effect.void
       o.state = "lost"
       owned.delete(o.shardId)
+      handingOver.delete(o.shardId)
       lostInRound++
       // Expiry means this worker could not renew in time (self-fencing): worth a warning.
       const log = reason === "expired"
@@ -194,11 +209,19 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   const fenced = (o: OwnedLease, now: number) => now - o.lastRenewedAt >= expiryMillis
 
+  // A lease we are handing over whose next owner changed was taken by a worker that does not
+  // know hand-offs (a KCL 2.x take keeps `checkpointOwner`): it is not ours any more.
+  const handedElsewhere = (o: OwnedLease, stored: Lease) => {
+    const to = handingOver.get(o.shardId)
+    return to !== undefined && stored.leaseOwner !== to && stored.leaseOwner !== workerId
+  }
+
   // A conflict can also come from our own earlier write whose answer was lost: then the lease
-  // still names us and we carry on with what is stored.
+  // still names us and we carry on with what is stored. Or another worker started a hand-off:
+  // then we still write the checkpoints until we let go (the take round sees it and stops the shard).
   const reconcile = (o: OwnedLease) =>
     Effect.flatMap(repository.get(o.shardId), (current) => {
-      if (current !== undefined && current.leaseOwner === workerId) {
+      if (current !== undefined && actualOwner(current) === workerId && !handedElsewhere(o, current)) {
         o.lease = current
         return Effect.succeed(true)
       }
@@ -264,7 +287,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       Effect.catchTag("LeaseConflict", () =>
         Effect.flatMap(
           repository.get(lease.leaseKey),
-          (current) => current?.leaseOwner === workerId ? repository.release(current) : Effect.void
+          (current) =>
+            current !== undefined && actualOwner(current) === workerId ? repository.release(current) : Effect.void
         )),
       Effect.ignore
     )
@@ -281,8 +305,11 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           o.state = "released"
           owned.delete(o.shardId)
           yield* releaseStored(o.lease)
-          yield* logWith(Effect.logInfo, "lease released", {
+          const to = handingOver.get(o.shardId)
+          handingOver.delete(o.shardId)
+          yield* logWith(Effect.logInfo, to === undefined ? "lease released" : "lease handed over", {
             shardId: o.shardId,
+            ...(to === undefined ? {} : { nextOwner: to }),
             leaseCounter: o.lease.leaseCounter,
             checkpoint: o.lease.checkpoint.sequenceNumber,
             heldLeases: owned.size
@@ -303,13 +330,13 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // As the shutdown finalizer does for every lease, for one: the stream ends (a handler running
   // gets the grace period), writes its final checkpoint and releases; a stream stuck behind its
   // consumer is given up on after the grace period and a renewal interval.
-  const stopShard = (shardId: string) =>
+  const stopShard = (shardId: string, why = "stopping a shard on request", fields: Record<string, unknown> = {}) =>
     Effect.suspend(() => {
       const o = owned.get(shardId)
       if (o === undefined || o.state !== "active") return Effect.void
       o.stopRequested = true
       return Effect.gen(function*() {
-        yield* logWith(Effect.logInfo, "stopping a shard on request", { shardId })
+        yield* logWith(Effect.logInfo, why, { shardId, ...fields })
         yield* Deferred.succeed(o.done, undefined)
         if (o.streams > 0) {
           yield* Effect.timeoutOption(
@@ -407,7 +434,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // landed would leave a lease naming this worker that nothing renews or releases, and the next
   // owner would wait out the expiry. One landing while shutting down is handed back at once.
   // `steal`: taken from a live worker (else the lease was free, or its owner's had expired).
-  const take = (lease: Lease, steal: boolean) =>
+  // `handedOverBy`: the lease was handed over to us by that worker (or, when it still names it as
+  // checkpoint owner, is taken because the hand-off did not complete in time).
+  const take = (lease: Lease, steal: boolean, handedOverBy?: string) =>
     Effect.uninterruptible(
       Effect.gen(function*() {
         if (shuttingDown) return false
@@ -423,8 +452,14 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
               }))
           )
         )
-        const previousOwner = lease.leaseOwner === workerId ? undefined : lease.leaseOwner
-        const how = steal ? "stolen" : previousOwner === undefined ? "free" : "expired"
+        const previousOwner = handedOverBy ?? (lease.leaseOwner === workerId ? undefined : lease.leaseOwner)
+        const how = handedOverBy !== undefined
+          ? lease.checkpointOwner === undefined ? "handed over" : "hand-off timed out"
+          : steal
+          ? "stolen"
+          : previousOwner === undefined
+          ? "free"
+          : "expired"
         yield* Effect.annotateCurrentSpan({
           "kinesis.lease.taken": taken !== undefined,
           "kinesis.lease.how": how,
@@ -455,11 +490,15 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         owned.set(o.shardId, o)
         seen.set(o.shardId, { counter: taken.leaseCounter, since: sentAt })
         yield* logWith(
-          Effect.logInfo,
+          how === "hand-off timed out" ? Effect.logWarning : Effect.logInfo,
           how === "stolen"
             ? "lease stolen toward a fair share"
             : how === "expired"
             ? "lease taken over from a worker whose lease expired"
+            : how === "handed over"
+            ? "lease taken after its previous owner handed it over"
+            : how === "hand-off timed out"
+            ? "lease taken: its previous owner did not hand it over in time"
             : "lease taken",
           {
             shardId: o.shardId,
@@ -474,7 +513,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           workerId,
           shardId: o.shardId,
           checkpoint: taken.checkpoint,
-          previousOwner: lease.leaseOwner === workerId ? undefined : lease.leaseOwner
+          previousOwner
         })
         // A stop requested while the take was on its way hands the lease back at once.
         if (shuttingDown || holds.isStopped(o.shardId) || !(yield* Queue.offer(acquired, o))) {
@@ -484,6 +523,33 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         return true
       }).pipe(leaseSpan("kinesis.lease.take", lease.leaseKey, lease.leaseCounter))
     )
+
+  // A lease moved for balance is handed over when the store can: its owner finishes what it is
+  // processing, checkpoints and lets go, and we start where it stopped (no record is repeated).
+  // Without `handOff` in the store, it is taken, and we resume at its last checkpoint.
+  // Uninterruptible as `take`: a hand-off requested must be known here, or a stop would not call it off.
+  const steal = (lease: Lease, now: number) =>
+    Effect.uninterruptible(Effect.gen(function*() {
+      const handOff = repository.handOff
+      if (handOff === undefined) return yield* take(lease, true)
+      if (shuttingDown) return false
+      const from = lease.leaseOwner!
+      const started = yield* handOff(lease, workerId).pipe(
+        Effect.as(true),
+        Effect.catchTag("LeaseConflict", () => Effect.succeed(false))
+      )
+      if (!started) {
+        untakenInRound++
+        yield* logWith(Effect.logDebug, "lease hand-off not started: the lease changed", { shardId: lease.leaseKey })
+        return false
+      }
+      incoming.set(lease.leaseKey, { since: now, from })
+      yield* logWith(Effect.logInfo, "lease hand-off requested toward a fair share", {
+        shardId: lease.leaseKey,
+        previousOwner: from
+      })
+      return true
+    })).pipe(leaseSpan("kinesis.lease.hand_off", lease.leaseKey, lease.leaseCounter))
 
   // Per-round counts for the `TakeLeases` and `RenewAllLeases` metrics (one round of each at a time).
   let takenInRound = 0
@@ -519,11 +585,30 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     }
     for (const key of seen.keys()) if (!byKey.has(key)) seen.delete(key)
 
-    // A lease taken from us shows up here first, well before our next renewal would fail.
+    // A lease taken from us shows up here first, well before our next renewal would fail. One
+    // naming another worker as next owner and us as checkpoint owner is being handed over: its
+    // stream stops as at a shutdown (running handlers finish, what they processed is
+    // checkpointed), then the release lets the next owner start there.
     for (const o of [...owned.values()]) {
       const stored = byKey.get(o.shardId)
-      if (stored === undefined || stored.leaseOwner !== workerId) yield* lose(o, "taken")
-      else if (fenced(o, now)) yield* lose(o, "expired")
+      if (stored === undefined || actualOwner(stored) !== workerId || handedElsewhere(o, stored)) {
+        yield* lose(o, "taken")
+      } else if (fenced(o, now)) yield* lose(o, "expired")
+      else if (stored.leaseOwner !== workerId && !handingOver.has(o.shardId)) {
+        handingOver.set(o.shardId, stored.leaseOwner ?? "")
+        yield* Effect.forkIn(
+          stopShard(o.shardId, "handing a lease over to the worker that asked for it", {
+            nextOwner: stored.leaseOwner
+          }),
+          roundScope
+        )
+      }
+    }
+    // Ours to let go of, though we do not hold it (this worker restarted while handing it over).
+    for (const lease of leases) {
+      if (lease.checkpointOwner === workerId && lease.leaseOwner !== workerId && !owned.has(lease.leaseKey)) {
+        yield* releaseStored(lease)
+      }
     }
 
     // How long the lease's counter has stood still, on our clock.
@@ -544,11 +629,33 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     }
     yield* reportWorkers(new Set(live.keys()))
 
-    const mine = (lease: Lease) => lease.leaseOwner === workerId && owned.has(lease.leaseKey)
+    // Leases handed over to us: taken once their previous owner let go (it checkpointed what it
+    // processed), or when it has not within `handOffMillis` or stopped renewing (then it is
+    // taken over as from an expired or stolen lease). Meanwhile they count toward our share.
+    for (const key of incoming.keys()) {
+      const lease = byKey.get(key)
+      if (lease === undefined || lease.leaseOwner !== workerId || owned.has(key)) incoming.delete(key)
+    }
+    for (const lease of ready) {
+      if (lease.leaseOwner !== workerId || owned.has(lease.leaseKey)) continue
+      const from = lease.checkpointOwner
+      if (from !== undefined && from !== workerId && !incoming.has(lease.leaseKey)) {
+        incoming.set(lease.leaseKey, { since: now, from })
+      }
+      const handOff = incoming.get(lease.leaseKey)
+      if (handOff === undefined || holds.paused() || holds.isStopped(lease.leaseKey)) continue
+      if (from === undefined || expired(lease) || now - handOff.since >= handOffMillis) {
+        yield* take(lease, false, handOff.from)
+      }
+    }
+
+    const mine = (lease: Lease) =>
+      lease.leaseOwner === workerId && (owned.has(lease.leaseKey) || incoming.has(lease.leaseKey))
     // Unowned, or naming us without us holding it (left over from an earlier run of this worker).
     const free = (lease: Lease) =>
       !parked.has(lease.leaseKey) && !holds.isStopped(lease.leaseKey) &&
-      (lease.leaseOwner === undefined || (lease.leaseOwner === workerId && !owned.has(lease.leaseKey)))
+      (lease.leaseOwner === undefined ||
+        (lease.leaseOwner === workerId && !owned.has(lease.leaseKey) && !incoming.has(lease.leaseKey)))
     // Held by no live worker. Taken on every round, not only on full ones: then the scan interval,
     // not the take interval, is what a dead worker's shards wait past the expiry.
     const orphan = (lease: Lease) =>
@@ -622,7 +729,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     // converges to shares differing by at most one, also when no worker is above the target.
     let steals = assignment.maxStealsPerRound
     let holding = target - need
-    const stealable = (lease: Lease) => !parked.has(lease.leaseKey) && !holds.isStopped(lease.leaseKey)
+    const stealable = (lease: Lease) =>
+      !parked.has(lease.leaseKey) && !holds.isStopped(lease.leaseKey) && lease.checkpointOwner === undefined
     const victims = yield* Effect.forEach(
       [...live.values()],
       (theirs) =>
@@ -641,7 +749,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       victim.count--
       steals--
       attempts++
-      if (yield* take(lease, true)) {
+      if (yield* steal(lease, now)) {
         holding++
         need--
       }
@@ -776,13 +884,44 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           }),
         { concurrency: "unbounded", discard: true }
       ).pipe(Effect.raceFirst(Effect.forever(Effect.delay(renewAll, settings.renewInterval))))
+      // Hand-offs toward this worker are called off: the lease goes back to the worker still
+      // processing it, rather than to one that is gone (its shard would wait out an expiry).
+      const handOff = repository.handOff
+      if (handOff !== undefined) {
+        yield* Effect.forEach(
+          [...incoming.keys()],
+          (key) =>
+            Effect.flatMap(repository.get(key), (lease) =>
+              lease?.leaseOwner === workerId && lease.checkpointOwner !== undefined
+                ? Effect.andThen(
+                  handOff(lease, lease.checkpointOwner),
+                  logWith(Effect.logInfo, "lease hand-off toward this worker called off at shutdown", {
+                    shardId: key,
+                    owner: lease.checkpointOwner
+                  })
+                )
+                : Effect.void).pipe(Effect.ignore),
+          { concurrency: "unbounded", discard: true }
+        )
+      }
       // Last: a lease may still name this worker without being held, from a write whose answer
       // was lost (a take that gave up after its store's time budget). No take or renewal of ours
       // is in flight any more, so none can name us again after this.
-      const leftover = yield* Effect.orElseSucceed(repository.list, () => [] as ReadonlyArray<Lease>)
+      // Through the store's owner index when it has one (KCL 3.x tables): no scan of the table.
+      const leftover = yield* Effect.orElseSucceed(
+        repository.listOwnedBy?.(workerId) ?? repository.list,
+        () =>
+          [] as ReadonlyArray<Lease>
+      )
+      // A hand-off toward us the loop above did not know of (its answer was lost) is called off too.
       yield* Effect.forEach(
-        leftover.filter((lease) => lease.leaseOwner === workerId),
-        releaseStored,
+        leftover,
+        (lease) =>
+          lease.leaseOwner === workerId && lease.checkpointOwner !== undefined && handOff !== undefined
+            ? Effect.ignore(handOff(lease, lease.checkpointOwner))
+            : actualOwner(lease) === workerId
+            ? releaseStored(lease)
+            : Effect.void,
         { concurrency: "unbounded", discard: true }
       )
       yield* Queue.end(acquired)

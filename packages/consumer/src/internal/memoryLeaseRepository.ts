@@ -4,7 +4,17 @@ import type { LeaseRepository, MemoryOptions } from "../LeaseRepository.ts"
 import { LeaseConflict, LeaseExists, type LeaseStoreError } from "../LeaseRepository.ts"
 
 type Service = LeaseRepository["Service"]
-type Operation = "list" | "get" | "create" | "take" | "renew" | "checkpoint" | "release" | "delete"
+type Operation =
+  | "list"
+  | "get"
+  | "create"
+  | "take"
+  | "renew"
+  | "checkpoint"
+  | "release"
+  | "delete"
+  | "handOff"
+  | "listOwnedBy"
 
 /** @internal */
 export const make = (options: MemoryOptions = {}): Service => {
@@ -22,9 +32,10 @@ export const make = (options: MemoryOptions = {}): Service => {
       return fault === undefined ? body() : Effect.fail(fault)
     })
 
-  // The conditional write of every operation but `create`: the stored lease must still be the one the caller read.
+  // The conditional write of every operation but `create`: the stored lease must still be the one the caller read
+  // (its counter, and for "owned" and "asRead" its owners; `handOff` leaves the counter out, as KCL 3.x does).
   const conditional = (
-    operation: "take" | "renew" | "checkpoint" | "release" | "delete",
+    operation: "take" | "renew" | "checkpoint" | "release" | "delete" | "handOff",
     lease: Lease,
     owner: "owned" | "asRead" | "any",
     update: (stored: Lease) => Lease | undefined
@@ -32,9 +43,10 @@ export const make = (options: MemoryOptions = {}): Service => {
     atomically(operation, lease.leaseKey, () => {
       const stored = leases.get(lease.leaseKey)
       if (
-        stored === undefined || stored.leaseCounter !== lease.leaseCounter ||
+        stored === undefined || (operation !== "handOff" && stored.leaseCounter !== lease.leaseCounter) ||
         (owner === "owned" && lease.leaseOwner === undefined) ||
-        (owner !== "any" && stored.leaseOwner !== lease.leaseOwner)
+        (owner !== "any" &&
+          (stored.leaseOwner !== lease.leaseOwner || stored.checkpointOwner !== lease.checkpointOwner))
       ) {
         return Effect.fail(new LeaseConflict({ leaseKey: lease.leaseKey, operation }))
       }
@@ -48,6 +60,12 @@ export const make = (options: MemoryOptions = {}): Service => {
 
   return {
     list: atomically("list", undefined, () => Effect.succeed(Array.from(leases.values()))),
+    listOwnedBy: (owner) =>
+      atomically(
+        "listOwnedBy",
+        undefined,
+        () => Effect.succeed(Array.from(leases.values()).filter((lease) => lease.leaseOwner === owner))
+      ),
     get: (leaseKey) => atomically("get", leaseKey, () => Effect.succeed(leases.get(leaseKey))),
     create: (lease) =>
       atomically("create", lease.leaseKey, () => {
@@ -57,7 +75,8 @@ export const make = (options: MemoryOptions = {}): Service => {
           leaseOwner: undefined,
           leaseCounter: 0,
           pendingCheckpoint: undefined,
-          ownerSwitchesSinceCheckpoint: 0
+          ownerSwitchesSinceCheckpoint: 0,
+          checkpointOwner: undefined
         }
         leases.set(lease.leaseKey, stored)
         return Effect.succeed(stored)
@@ -69,7 +88,8 @@ export const make = (options: MemoryOptions = {}): Service => {
         leaseCounter: stored.leaseCounter + 1,
         // As the KCL counts it: taking an unowned lease is not a switch.
         ownerSwitchesSinceCheckpoint: stored.ownerSwitchesSinceCheckpoint +
-          (stored.leaseOwner !== undefined && stored.leaseOwner !== owner ? 1 : 0)
+          (stored.leaseOwner !== undefined && stored.leaseOwner !== owner ? 1 : 0),
+        checkpointOwner: undefined
       })).pipe(written),
     renew: (lease) =>
       conditional("renew", lease, "owned", (stored) => ({ ...stored, leaseCounter: stored.leaseCounter + 1 })).pipe(
@@ -84,12 +104,28 @@ export const make = (options: MemoryOptions = {}): Service => {
         ownerSwitchesSinceCheckpoint: 0,
         childShardIds: childShardIds !== undefined && childShardIds.length > 0 ? childShardIds : stored.childShardIds
       })).pipe(written),
+    // During a hand-off the lease goes to its `leaseOwner`: only the checkpoint owner lets go.
     release: (lease) =>
-      conditional("release", lease, "owned", (stored) => ({
-        ...stored,
-        leaseOwner: undefined,
-        leaseCounter: stored.leaseCounter + 1
-      })).pipe(written),
+      conditional("release", lease, "owned", (stored) =>
+        stored.checkpointOwner !== undefined
+          ? {
+            ...stored,
+            checkpointOwner: undefined,
+            leaseCounter: stored.leaseCounter + 1,
+            ownerSwitchesSinceCheckpoint: stored.ownerSwitchesSinceCheckpoint + 1
+          }
+          : { ...stored, leaseOwner: undefined, leaseCounter: stored.leaseCounter + 1 }).pipe(written),
+    // To the checkpoint owner of a hand-off under way: the hand-off is called off.
+    handOff: (lease, to) =>
+      Effect.suspend(() =>
+        lease.leaseOwner === undefined || lease.leaseOwner === to ||
+          (lease.checkpointOwner !== undefined && lease.checkpointOwner !== to)
+          ? Effect.fail(new LeaseConflict({ leaseKey: lease.leaseKey, operation: "handOff" }))
+          : conditional("handOff", lease, "asRead", (stored) =>
+            stored.checkpointOwner === undefined
+              ? { ...stored, leaseOwner: to, checkpointOwner: stored.leaseOwner }
+              : { ...stored, leaseOwner: to, checkpointOwner: undefined }).pipe(written)
+      ),
     delete: (lease) => conditional("delete", lease, "any", () => undefined).pipe(Effect.asVoid)
   }
 }

@@ -104,7 +104,8 @@ export const toLease = (item: Item): Lease.Lease | MalformedItem => {
     childShardIds: stringSet(item, A.childShardIds),
     hashKeyRange: startingHashKey !== undefined && endingHashKey !== undefined
       ? { startingHashKey, endingHashKey }
-      : undefined
+      : undefined,
+    checkpointOwner: string(item, A.checkpointOwner)
   }
 }
 

@@ -16,6 +16,7 @@ import { LeaseRepository } from "@effect-kinesis/consumer"
 import { Clock, Duration, Effect } from "effect"
 import type { LeaseTableNotFound, TableOptions } from "../DynamoDbLeaseRepository.ts"
 import { A } from "./leaseItem.ts"
+import { createIndex, hasUsableIndex, indexAttributes, indexDefinition, indexStatus } from "./ownerIndex.ts"
 import { call, errorName, type RetryPolicy, storeError } from "./sdkCall.ts"
 
 /** @internal */
@@ -26,6 +27,8 @@ export interface EnsureTable {
   readonly table: TableOptions
   readonly policy: RetryPolicy
   readonly notFound: () => LeaseTableNotFound
+  /** Create KCL 3.x's `LeaseOwnerToLeaseKeyIndex` when the table lacks it (with a new table, or added to one). */
+  readonly createOwnerIndex: boolean
 }
 
 const describe = (
@@ -70,7 +73,18 @@ const create = (ensure: EnsureTable): Effect.Effect<void, LeaseRepository.LeaseS
       new CreateTableCommand({
         TableName: tableName,
         KeySchema: [{ AttributeName: A.leaseKey, KeyType: "HASH" }],
-        AttributeDefinitions: [{ AttributeName: A.leaseKey, AttributeType: "S" }],
+        AttributeDefinitions: ensure.createOwnerIndex
+          ? indexAttributes
+          : [{ AttributeName: A.leaseKey, AttributeType: "S" }],
+        ...(ensure.createOwnerIndex
+          ? {
+            GlobalSecondaryIndexes: [indexDefinition(
+              billing.mode === "PAY_PER_REQUEST"
+                ? undefined
+                : { ReadCapacityUnits: billing.readCapacityUnits, WriteCapacityUnits: billing.writeCapacityUnits }
+            )]
+          }
+          : {}),
         ...(billing.mode === "PAY_PER_REQUEST"
           ? { BillingMode: "PAY_PER_REQUEST" }
           : {
@@ -161,13 +175,14 @@ const enablePointInTimeRecovery = (
     )
 
 /**
- * Makes sure the lease table exists and is usable, creating it when it is missing and that is allowed.
+ * Makes sure the lease table exists and is usable, creating it when it is missing and that is allowed. Returns the
+ * table's description (for its owner index).
  *
  * @internal
  */
 export const ensureTable = (
   ensure: EnsureTable
-): Effect.Effect<void, LeaseTableNotFound | LeaseRepository.LeaseStoreError> =>
+): Effect.Effect<TableDescription, LeaseTableNotFound | LeaseRepository.LeaseStoreError> =>
   Effect.gen(function*() {
     const existing = yield* describe(ensure)
     if (existing === undefined) {
@@ -177,8 +192,28 @@ export const ensureTable = (
       yield* checkKey(ensure.tableName, created)
       if (created.TableArn !== undefined) yield* applyTags(ensure, created.TableArn)
       if (ensure.table.pointInTimeRecovery === true) yield* enablePointInTimeRecovery(ensure)
-      return
+      return yield* addOwnerIndex(ensure, created)
     }
     yield* checkKey(ensure.tableName, existing)
-    if (existing.TableStatus !== "ACTIVE" && existing.TableStatus !== "UPDATING") yield* awaitActive(ensure)
+    const active = existing.TableStatus !== "ACTIVE" && existing.TableStatus !== "UPDATING"
+      ? yield* awaitActive(ensure)
+      : existing
+    return yield* addOwnerIndex(ensure, active)
+  })
+
+// Added in the background as KCL 3.x adds it to a KCL 2.x table; the repository uses it once it is ACTIVE.
+const addOwnerIndex = (
+  ensure: EnsureTable,
+  table: TableDescription
+): Effect.Effect<TableDescription, LeaseRepository.LeaseStoreError> =>
+  Effect.gen(function*() {
+    if (!ensure.createOwnerIndex || indexStatus(table) !== undefined) return table
+    yield* createIndex(ensure.sdk, ensure.tableName, table, ensure.policy)
+    const updated = (yield* describe(ensure)) ?? table
+    if (!hasUsableIndex(updated)) {
+      yield* Effect.logWarning(
+        `the lease table ${ensure.tableName} has no LeaseOwnerToLeaseKeyIndex after asking for it (the endpoint may not create indexes on existing tables); leases are found by scanning`
+      )
+    }
+    return updated
   })
