@@ -145,6 +145,9 @@ const checkTarball = (workspace: Workspace) => {
   const problem = (message: string) => problems.push(`${workspace.name}: ${message}`)
   const manifest = readJson(Path.join(dir, "package.json"))
 
+  // Packed together, a package whose own prepack builds nothing still gets dist/ from another's
+  // build of its references; published alone it would not.
+  if (!/\btsc -b\b/.test(manifest.scripts?.prepack ?? "")) problem("no prepack script building it (tsc -b)")
   if (!files.has("README.md")) problem("no README.md")
   if (!files.has("LICENSE")) problem("no LICENSE")
   else if (readFileSync(Path.join(dir, "LICENSE"), "utf8") !== readFileSync(Path.join(root, "LICENSE"), "utf8")) {
