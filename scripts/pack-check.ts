@@ -126,7 +126,7 @@ const stripComments = (code: string) =>
     (match, string: string | undefined) => string ?? (match.startsWith("//") ? "" : " ")
   )
 
-/** The module specifiers a JS or declaration file imports, re-exports or references. */
+/** The module specifiers a JS or declaration file imports, re-exports, resolves or references. */
 const specifiers = (code: string): Array<string> => {
   const found: Array<string> = []
   for (const match of code.matchAll(/\/\/\/\s*<reference\s+types\s*=\s*"([^"]+)"/g)) found.push(match[1]!)
@@ -135,7 +135,9 @@ const specifiers = (code: string): Array<string> => {
     /\b(?:import|export)\b[^;"'`]*?\bfrom\s*["']([^"']+)["']/g,
     /\bimport\s*["']([^"']+)["']/g,
     /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
-    /\brequire\s*\(\s*["']([^"']+)["']\s*\)/g
+    /\brequire\s*\(\s*["']([^"']+)["']\s*\)/g,
+    // require.resolve, createRequire(…).resolve, import.meta.resolve: how the emulators are found
+    /(?:\brequire|\)|\bimport\.meta)\.resolve\s*\(\s*["']([^"']+)["']\s*\)/g
   ]
   for (const pattern of patterns) {
     for (const match of stripped.matchAll(pattern)) found.push(match[1]!)
