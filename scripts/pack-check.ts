@@ -273,7 +273,7 @@ const program = Effect.gen(function*() {
   yield* (yield* AdminClient.AdminClient).createStream(stream, { shardCount: 2 })
 
   yield* Effect.scoped(Effect.gen(function*() {
-    const producer = yield* Producer.make({ stream, serde: Serde.json(Order), settings: { aggregate: true } })
+    const producer = yield* Producer.make({ stream, serializer: Serde.json(Order), settings: { aggregate: true } })
     yield* producer.produceChunk(
       Array.from({ length: records }, (_, i) => ({
         partitionKey: \`customer-\${i % 50}\`,
@@ -294,8 +294,7 @@ const program = Effect.gen(function*() {
     applicationName: "pack-check",
     deserializer: Serde.json(Order),
     fetch: { pollInterval: "200 millis" },
-    checkpointBatchSize: 100,
-    checkpointInterval: "1 second"
+    checkpoint: { records: 100, interval: "1 second" }
   }))
   yield* Deferred.await(all).pipe(Effect.timeout("60 seconds"))
   yield* Fiber.interrupt(consumer)
