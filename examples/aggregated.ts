@@ -59,7 +59,7 @@ const program = Effect.gen(function*() {
   const kplAggregates = yield* writeLikeTheKpl(Array.from({ length: half }, (_, i) => i))
   console.log(`wrote ${half} user records as ${kplAggregates} KPL aggregates`)
   yield* Effect.scoped(Effect.gen(function*() {
-    const producer = yield* Producer.make({ stream, serde: Serde.string, settings: { aggregate: true } })
+    const producer = yield* Producer.make({ stream, serializer: Serde.string, settings: { aggregate: true } })
     yield* producer.produceChunk(
       Array.from({ length: records - half }, (_, i) => ({ partitionKey: `p-${i % 50}`, data: `producer ${half + i}` }))
     )

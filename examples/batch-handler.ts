@@ -34,7 +34,7 @@ const program = Effect.gen(function*() {
   yield* admin.createStream(stream, { shardCount: 2 })
   yield* admin.createStream(deadLetterStream, { shardCount: 1 })
   yield* Effect.scoped(Effect.gen(function*() {
-    const producer = yield* Producer.make({ stream, serde: Serde.string })
+    const producer = yield* Producer.make({ stream, serializer: Serde.string })
     yield* producer.produceChunk(
       Array.from({ length: records }, (_, i) => ({
         partitionKey: `order-${i}`,
@@ -64,7 +64,7 @@ const program = Effect.gen(function*() {
 
   // The dead-letter stream: the failure's metadata and the record's data, as JSON, through a
   // producer that lives as long as the consumer.
-  const deadLetters = yield* Producer.make({ stream: deadLetterStream, serde: Serde.string })
+  const deadLetters = yield* Producer.make({ stream: deadLetterStream, serializer: Serde.string })
   const consumer = BatchProcessing.consumeBatchesWith(insertAll, {
     stream,
     applicationName: "batch-handler-example",
@@ -75,7 +75,7 @@ const program = Effect.gen(function*() {
     maxRetryAttempts: 2,
     maxRecordAge: "1 hour",
     retrySchedule: Schedule.spaced("10 millis"),
-    checkpointInterval: "1 second",
+    checkpoint: { interval: "1 second" },
     onFailure: (failed) =>
       deadLetters.produce({
         partitionKey: failed.shardId,

@@ -23,7 +23,7 @@ class InvalidOrder extends Data.TaggedError("InvalidOrder")<{ readonly data: str
 const program = Effect.gen(function*() {
   yield* (yield* AdminClient.AdminClient).createStream(stream, { shardCount: 2 })
   yield* Effect.scoped(Effect.gen(function*() {
-    const producer = yield* Producer.make({ stream, serde: Serde.string })
+    const producer = yield* Producer.make({ stream, serializer: Serde.string })
     yield* producer.produceChunk(
       Array.from({ length: records }, (_, i) => ({
         partitionKey: `order-${i}`,
@@ -50,8 +50,7 @@ const program = Effect.gen(function*() {
     applicationName: "consume-with-example",
     deserializer: Serde.string,
     fetch: { pollInterval: "200 millis" },
-    checkpointBatchSize: 100,
-    checkpointInterval: "1 second",
+    checkpoint: { records: 100, interval: "1 second" },
     errorHandling: {
       // Two retries 10 ms apart, then skip the record (RetryAndStop would stop the shard instead).
       mode: ErrorHandling.retryAndSkip(2, { schedule: Schedule.spaced("10 millis") }),

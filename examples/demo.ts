@@ -25,7 +25,7 @@ import { DeleteTableCommand } from "@aws-sdk/client-dynamodb"
 import { CloudWatchMetrics, EmbeddedMetrics } from "@effect-kinesis/cloudwatch"
 import { Consumer, type ConsumerRecord, type DiagnosticEvent } from "@effect-kinesis/consumer"
 import { AdminClient, Client, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
-import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { DynamoDBClient, DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { Producer } from "@effect-kinesis/producer"
 import { CloudWatchEndpoint, DynamoEmulator, KinesisEmulator } from "@effect-kinesis/testing"
 import { Cause, Effect, Exit, Fiber, Layer, Logger, Stream } from "effect"
@@ -246,11 +246,11 @@ const worker = (workerId: string) =>
     fetch: { pollInterval: "250 millis" },
     // Shorter than the KCL's 10 s take round, so the two workers even out within the demo.
     lease: { takeInterval: "2 seconds" },
-    checkpointInterval: "1 second",
+    checkpoint: { interval: "1 second" },
     onDiagnostic
   }).pipe(
     // Each worker has its own lease store instance on the shared table, as two processes would.
-    Effect.provide(Consumer.layer.pipe(Layer.provide(DynamoDbLeaseRepository.layer({ applicationName: APPLICATION })))),
+    Effect.provide(Consumer.layer.pipe(Layer.provide(DynamoDBLeaseRepository.layer({ applicationName: APPLICATION })))),
     Effect.onExit((exit) =>
       Effect.sync(() =>
         note(
@@ -286,9 +286,9 @@ const program = Effect.gen(function*() {
   note(`created ${STREAM} with ${SHARDS} shards`)
 
   // The lease table, created once before the workers start (each worker's store then finds it).
-  yield* DynamoDbLeaseRepository.make({ applicationName: APPLICATION })
+  yield* DynamoDBLeaseRepository.make({ applicationName: APPLICATION })
   if (dynamoExternal) {
-    const { sdk } = yield* DynamoDbClient.DynamoDbClient
+    const { sdk } = yield* DynamoDBClient.DynamoDBClient
     yield* Effect.addFinalizer(() =>
       Effect.ignore(Effect.tryPromise(() => sdk.send(new DeleteTableCommand({ TableName: APPLICATION }))))
     )
@@ -328,7 +328,7 @@ const program = Effect.gen(function*() {
   phase = "producing"
   const producer = yield* Producer.make({
     stream: STREAM,
-    serde: Serde.string,
+    serializer: Serde.string,
     settings: { aggregate: true, metricsInterval: "500 millis" },
     onMetrics: (metrics) =>
       Effect.sync(() => {
@@ -421,9 +421,9 @@ const KinesisLive: Layer.Layer<Client.Client | AdminClient.AdminClient, unknown>
   ? AdminClient.layer.pipe(Layer.provideMerge(Client.layerConfig))
   : KinesisEmulator.layerClient.pipe(Layer.provide(KinesisEmulator.layer()))
 
-const DynamoLive: Layer.Layer<DynamoDbClient.DynamoDbClient, unknown> = dynamoExternal
-  ? DynamoDbClient.layerConfig
-  : Layer.unwrap(Effect.map(Effect.service(DynamoEmulator.DynamoEmulator), (d) => DynamoDbClient.layer(d.clientConfig)))
+const DynamoLive: Layer.Layer<DynamoDBClient.DynamoDBClient, unknown> = dynamoExternal
+  ? DynamoDBClient.layerConfig
+  : Layer.unwrap(Effect.map(Effect.service(DynamoEmulator.DynamoEmulator), (d) => DynamoDBClient.layer(d.clientConfig)))
     .pipe(Layer.provide(DynamoEmulator.layer()))
 
 // The consumer's own logs would scroll the live view away; keep warnings and errors as events.

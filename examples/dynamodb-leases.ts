@@ -11,7 +11,7 @@
  */
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
 import { AdminClient, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
-import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { DynamoDBClient, DynamoDBLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { Producer } from "@effect-kinesis/producer"
 import { DynamoEmulator, type Emulator } from "@effect-kinesis/testing"
 import { type Config, Deferred, Effect, Fiber, Layer } from "effect"
@@ -24,7 +24,7 @@ const applicationName = `dynamodb-leases-example-${Date.now()}`
 const program = Effect.gen(function*() {
   yield* (yield* AdminClient.AdminClient).createStream(stream, { shardCount: 2 })
   yield* Effect.scoped(Effect.gen(function*() {
-    const producer = yield* Producer.make({ stream, serde: Serde.string })
+    const producer = yield* Producer.make({ stream, serializer: Serde.string })
     yield* producer.produceChunk(Array.from({ length: records }, (_, i) => ({ partitionKey: `k${i}`, data: `${i}` })))
   }))
 
@@ -50,15 +50,15 @@ const program = Effect.gen(function*() {
 })
 
 // ---- the only part that differs from an in-memory consumer -------------------------------------------
-const Leases = DynamoDbLeaseRepository.layer({ applicationName })
+const Leases = DynamoDBLeaseRepository.layer({ applicationName })
 // With the in-memory store it would be: const Leases = LeaseRepository.layerMemory
 // ---------------------------------------------------------------------------------------------------
 
-const DynamoLive: Layer.Layer<DynamoDbClient.DynamoDbClient, Config.ConfigError | Emulator.EmulatorStartError> =
+const DynamoLive: Layer.Layer<DynamoDBClient.DynamoDBClient, Config.ConfigError | Emulator.EmulatorStartError> =
   process.env.DYNAMODB_ENDPOINT !== undefined
-    ? DynamoDbClient.layerConfig
+    ? DynamoDBClient.layerConfig
     : Layer.unwrap(
-      Effect.map(Effect.service(DynamoEmulator.DynamoEmulator), (dynamo) => DynamoDbClient.layer(dynamo.clientConfig))
+      Effect.map(Effect.service(DynamoEmulator.DynamoEmulator), (dynamo) => DynamoDBClient.layer(dynamo.clientConfig))
     ).pipe(Layer.provide(DynamoEmulator.layer()))
 
 const Live = Consumer.layer.pipe(

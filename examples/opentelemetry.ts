@@ -69,7 +69,7 @@ const receiver = Effect.acquireRelease(
 const workload = Effect.gen(function*() {
   yield* (yield* AdminClient.AdminClient).createStream(stream, { shardCount: 2 })
   yield* Effect.scoped(Effect.gen(function*() {
-    const producer = yield* Producer.make({ stream, serde: Serde.string })
+    const producer = yield* Producer.make({ stream, serializer: Serde.string })
     yield* producer.produceChunk(
       Array.from({ length: records }, (_, i) => ({ partitionKey: `device-${i % 50}`, data: `reading ${i}` }))
     )

@@ -21,7 +21,7 @@ const program = Effect.gen(function*() {
   yield* Effect.scoped(Effect.gen(function*() {
     const producer = yield* Producer.make({
       stream,
-      serde: Serde.string,
+      serializer: Serde.string,
       settings: { aggregate: true, metricsInterval: "1 second" },
       onMetrics: (m) =>
         Effect.sync(() => {

@@ -19,7 +19,7 @@ const stream = `sharded-stream-${Date.now()}`
 const program = Effect.gen(function*() {
   yield* (yield* AdminClient.AdminClient).createStream(stream, { shardCount: 3 })
   yield* Effect.scoped(Effect.gen(function*() {
-    const producer = yield* Producer.make({ stream, serde: Serde.string })
+    const producer = yield* Producer.make({ stream, serializer: Serde.string })
     yield* producer.produceChunk(
       Array.from({ length: records }, (_, i) => ({ partitionKey: `device-${i % 100}`, data: `reading ${i}` }))
     )
