@@ -28,7 +28,7 @@ const SECRET = "SECRET-PAYLOAD-4711"
 
 layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Logging", (it) => {
   describe("what a person reads", () => {
-    it.effect("lease takes, a steal, losses and releases are logged at info with shard, worker and counts; nothing per poll", () =>
+    it.effect("lease takes, a hand-off, losses and releases are logged at info with shard, worker and counts; nothing per poll", () =>
       Effect.gen(function*() {
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
         const repository = yield* LeaseRepository.makeMemory()
@@ -61,11 +61,17 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Loggin
           expect(line.fields).toMatchObject({ applicationName: "test", stream: streamName, leaseCounter: 1 })
           expect(typeof line.fields.heldLeases).toBe("number")
         }
-        const stolen = info("lease stolen toward a fair share", "w2")
-        expect(stolen).toHaveLength(1)
-        expect(stolen[0]!.fields.previousOwner).toBe("w1")
-        const lost = info("lease lost: taken by another worker", "w1")
-        expect(lost.map((l) => l.fields.shardId)).toEqual([stolen[0]!.fields.shardId])
+        // The lease moved for balance is handed over: w1 checkpoints and lets go, w2 takes it then.
+        const moved = info("lease taken after its previous owner handed it over", "w2")
+        expect(moved).toHaveLength(1)
+        expect(moved[0]!.fields.previousOwner).toBe("w1")
+        const handedOver = info("lease handed over", "w1")
+        expect(handedOver.map((l) => [l.fields.shardId, l.fields.nextOwner])).toEqual([[
+          moved[0]!.fields.shardId,
+          "w2"
+        ]])
+        expect(typeof handedOver[0]!.fields.checkpoint).toBe("string")
+        expect(info("lease lost: taken by another worker", "w1")).toEqual([])
         expect(info("worker joined", "w2").map((l) => l.fields.otherWorkerId)).toEqual(["w1"])
         const released = [...info("lease released", "w1"), ...info("lease released", "w2")]
         expect(released).toHaveLength(2)

@@ -8,7 +8,10 @@ import { Effect, Exit, Layer, Stream } from "effect"
 const gone = new KinesisError.StreamNotFound({ operation: "ListShards", message: "no such stream" })
 const NoStream = Layer.succeed(
   Client.Client,
-  { listShards: () => Stream.fail(gone) } as unknown as Client.Client["Service"]
+  {
+    describeStreamSummary: () => Effect.fail(gone),
+    listShards: () => Stream.fail(gone)
+  } as unknown as Client.Client["Service"]
 )
 
 const start = (settings: Partial<ProducerSettings.ProducerSettings>) =>
@@ -65,10 +68,19 @@ const invalid: ReadonlyArray<Case> = [
   ["settings.tracing.recordSpansPerSecond", { tracing: { recordSpansPerSecond: -1 } }],
   ["settings.tracing.recordSpansPerSecond", { tracing: { recordSpansPerSecond: NaN } }],
   ["settings.logging.failureSummaryInterval", { logging: { failureSummaryInterval: 0 } }],
+  ["settings.autoSplit.throttledShare", { autoSplit: { enabled: true, throttledShare: 2 } }],
+  ["settings.autoSplit.throttledShare", { autoSplit: { enabled: true, throttledShare: 0 } }],
+  ["settings.autoSplit.cooldown", { autoSplit: { enabled: true, cooldown: "-5 seconds" } }],
+  ["settings.autoSplit.window", { autoSplit: { enabled: true, window: 0 } }],
+  ["settings.autoSplit.minRecords", { autoSplit: { enabled: true, minRecords: 0 } }],
+  ["settings.autoSplit.maxShardCount", { autoSplit: { enabled: true, maxShardCount: 1.5 } }],
+  ["settings.autoSplit.checkInterval", { autoSplit: { enabled: true, checkInterval: "soon" as never } }],
   // Rules between settings that ProducerSettings.resolve checks itself.
-  ["settings.maxRecordBytes", { maxRecordBytes: 2_000_000, maxRequestBytes: 1_000_000 }],
-  ["settings.bufferBytes", { bufferBytes: 1000 }],
-  ["settings.maxAggregateBytes", { maxAggregateBytes: 2_000_000 }]
+  // Above Kinesis' 10 MiB ceiling (a record above `maxRequestBytes` is fine: it goes alone).
+  ["settings.maxRecordBytes", { maxRecordBytes: 11 * 1024 * 1024 }],
+  ["settings.bufferBytes", { bufferBytes: 1000, maxRecordBytes: 2000 }],
+  // An aggregate is one Kinesis record in one request: at most `maxRequestBytes` (5 MiB).
+  ["settings.maxAggregateBytes", { maxAggregateBytes: 6_000_000 }]
 ]
 
 // The smallest (or largest) values that work.

@@ -62,9 +62,11 @@ describe("ProducerSettings", () => {
     assert.strictEqual(resolved.recordTtlMillis, 60_000)
     assert.strictEqual(resolved.maxRecordsPerRequest, 500)
     assert.throws(() => ProducerSettings.resolve({ maxRecordsPerRequest: 501 }), RangeError)
-    assert.throws(() => ProducerSettings.resolve({ maxAggregateBytes: 2_000_000 }), RangeError)
-    // A record larger than a request could never be sent.
-    assert.throws(() => ProducerSettings.resolve({ maxRequestBytes: 500_000 }), RangeError)
+    // An aggregate is one Kinesis record inside one request.
+    assert.throws(() => ProducerSettings.resolve({ maxAggregateBytes: 6_000_000 }), RangeError)
+    // A record larger than a request goes alone in its request; above Kinesis' 10 MiB it never could.
+    assert.strictEqual(ProducerSettings.resolve({ maxRequestBytes: 500_000 }).maxRequestBytes, 500_000)
+    assert.throws(() => ProducerSettings.resolve({ maxRecordBytes: 11 * 1024 * 1024 }), RangeError)
   })
 
   it("merges the metrics, tracing and logging groups field by field over the KPL's defaults", () => {

@@ -19,6 +19,9 @@ import * as FinishedLeases from "./finishedLeases.ts"
 import * as ShardLineage from "./shardLineage.ts"
 
 /** @internal */
+
+/** The longest a hand-off waits for the previous owner's running handlers (then + expiry). */
+const MAX_HAND_OFF_GRACE_MILLIS = 60_000
 export interface LeaseSettings {
   readonly expiry: Duration.Duration
   readonly renewInterval: Duration.Duration
@@ -164,7 +167,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const incoming = new Map<string, { readonly since: number; readonly from: string }>()
   // A previous owner that has not let go by then (dead, or a worker that ignores hand-offs:
   // an older version, a KCL 2.x) is taken over from, as a steal is.
-  const handOffMillis = Duration.toMillis(settings.shutdownGracePeriod) + expiryMillis
+  // An unbounded grace period must not let an owner that renews and never lets go (a KCL 2.x
+  // worker ignores hand-offs) keep the lease for ever: a hand-off waits at most a minute for it.
+  const handOffMillis = Math.min(Duration.toMillis(settings.shutdownGracePeriod), MAX_HAND_OFF_GRACE_MILLIS) +
+    expiryMillis
   let existingShards: ReadonlySet<string> = new Set()
   let otherWorkers: ReadonlySet<string> = new Set()
   let lastFullRound = Number.NEGATIVE_INFINITY

@@ -49,7 +49,21 @@ export const validate = (settings: Partial<ProducerSettings> = {}): InvalidSetti
       })
       : undefined,
     checkNumber("settings.tracing.recordSpansPerSecond", s.tracing?.recordSpansPerSecond, { min: 0 }),
-    checkDuration("settings.logging.failureSummaryInterval", s.logging?.failureSummaryInterval)
+    checkDuration("settings.logging.failureSummaryInterval", s.logging?.failureSummaryInterval),
+    // A share of 0 would split every shard with any throttling; 1 never.
+    s.autoSplit?.throttledShare !== undefined &&
+      !(s.autoSplit.throttledShare > 0 && s.autoSplit.throttledShare < 1)
+      ? new InvalidSetting.InvalidSetting({
+        setting: "settings.autoSplit.throttledShare",
+        value: s.autoSplit.throttledShare,
+        reason: "must be in (0, 1)"
+      })
+      : undefined,
+    checkDuration("settings.autoSplit.window", s.autoSplit?.window),
+    checkInteger("settings.autoSplit.minRecords", s.autoSplit?.minRecords, { min: 1 }),
+    checkDuration("settings.autoSplit.cooldown", s.autoSplit?.cooldown, { zero: true }),
+    checkInteger("settings.autoSplit.maxShardCount", s.autoSplit?.maxShardCount, { min: 1 }),
+    checkDuration("settings.autoSplit.checkInterval", s.autoSplit?.checkInterval)
   ])
   if (invalid !== undefined) return invalid
   if (s.retryBaseDelay !== undefined || s.retryMaxDelay !== undefined) {
