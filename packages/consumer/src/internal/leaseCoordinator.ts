@@ -18,10 +18,10 @@ import { type ConsumerMetrics, type ShardMetrics, timed } from "./consumerMetric
 import * as FinishedLeases from "./finishedLeases.ts"
 import * as ShardLineage from "./shardLineage.ts"
 
-/** @internal */
-
 /** The longest a hand-off waits for the previous owner's running handlers (then + expiry). */
 const MAX_HAND_OFF_GRACE_MILLIS = 60_000
+
+/** @internal */
 export interface LeaseSettings {
   readonly expiry: Duration.Duration
   readonly renewInterval: Duration.Duration
