@@ -10,9 +10,9 @@
  * the key's UTF-8 bytes within `maxRecordBytes`), and a request Kinesis still rejects as a whole
  * as invalid is split until the record at fault is alone and fails with `RecordRejected`.
  *
- * Ordering: records of one partition key are sent in order, but a retried record can land after
- * records offered later (as with the KPL). Use `maxInFlightRequests: 1` and no retries where
- * strict order matters more than throughput.
+ * Ordering: by default the records of one partition key are stored in the order they were
+ * offered, through parallel requests, throttling, errors and retries: a key never has two Kinesis
+ * records in flight at once (see `ProducerSettings.ordering`).
  *
  * @since 0.1.0
  */

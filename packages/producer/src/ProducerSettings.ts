@@ -145,6 +145,18 @@ export interface ProducerSettings {
   /** PutRecords requests in flight at once. Default 16. */
   readonly maxInFlightRequests: number
   /**
+   * `"byPartitionKey"` (default): the records of one partition key are stored in the order they
+   * were offered, through parallel requests, throttling, errors and retries. A key never has two
+   * Kinesis records in flight at once: its next record waits for the answer to the previous one,
+   * or travels in the same aggregate, and a record sent again goes before the key's later
+   * records; other keys keep flowing meanwhile. Without aggregation that is one record per key
+   * per round trip, so keys with many records per second want `aggregate: true`. A record that
+   * fails for good is reported with its error, and the key's later records follow it.
+   * `"unordered"` drops the rule, for the most throughput from a few hot keys without
+   * aggregation: a record refused or retried can then land after later records of its key.
+   */
+  readonly ordering: "byPartitionKey" | "unordered"
+  /**
    * Pack user records bound for one shard into KPL aggregated records (readable by the KCL and
    * by this library's consumer). Default `false`.
    */
@@ -217,6 +229,7 @@ export const defaults: ProducerSettings = {
   maxRecordsPerRequest: 500,
   lingerTime: 0,
   maxInFlightRequests: 16,
+  ordering: "byPartitionKey",
   aggregate: false,
   maxAggregateBytes: 51_200,
   rateLimit: true,
@@ -260,6 +273,7 @@ export interface Resolved {
   readonly maxRecordsPerRequest: number
   readonly lingerMillis: number
   readonly maxInFlightRequests: number
+  readonly ordering: "byPartitionKey" | "unordered"
   readonly aggregate: boolean
   readonly maxAggregateBytes: number
   readonly rateLimit: boolean
@@ -361,6 +375,7 @@ export const resolve = (settings: Partial<ProducerSettings> = {}): Resolved => {
     maxRecordsPerRequest: positiveInt("maxRecordsPerRequest", s.maxRecordsPerRequest, 500),
     lingerMillis: millis(s.lingerTime),
     maxInFlightRequests: positiveInt("maxInFlightRequests", s.maxInFlightRequests),
+    ordering: oneOf("ordering", s.ordering, ["byPartitionKey", "unordered"] as const),
     aggregate: s.aggregate,
     // An aggregate shares requests with other records: it must fit in one.
     maxAggregateBytes: positiveInt(

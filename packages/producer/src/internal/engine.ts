@@ -4,6 +4,7 @@ import * as ProducerError from "../ProducerError.ts"
 import type * as ProducerSettings from "../ProducerSettings.ts"
 import type { ShardTrafficLog } from "./autoSplit.ts"
 import { Entry, Extras } from "./entry.ts"
+import { KeyOrder } from "./keyOrder.ts"
 import type { KplMetrics } from "./kplMetrics.ts"
 import type { Recorder } from "./recorder.ts"
 import { type RateLimits, ShardState } from "./shardState.ts"
@@ -195,6 +196,10 @@ export class Engine {
    * while it is in flight; with several, intake and sending overlap.
    */
   private readonly maxUserRecords: number
+  /** Per-key order (undefined with `ordering: "unordered"`). */
+  readonly keys: KeyOrder | undefined
+  /** The last Kinesis record built (see `KeyOrder`). */
+  private token = 0
   private shardMap: ShardMap.ShardMap
   private shards = new Map<string, ShardState>()
   private shardList: Array<ShardState> = []
@@ -259,6 +264,7 @@ export class Engine {
       recordsPerMs: settings.shardRecordsPerSecond / 1000,
       burstMs: settings.shardBurstMillis
     }
+    this.keys = settings.ordering === "unordered" ? undefined : new KeyOrder((entry) => this.route(entry))
     this.shardMap = shardMap
     this.applyShardMap(shardMap, now)
   }
@@ -442,7 +448,8 @@ export class Engine {
       return
     }
     retry.notBefore = Math.ceil(at)
-    this.route(entry).retries.push(entry)
+    if (this.keys !== undefined) this.keys.returnEntry(entry)
+    else this.route(entry).retries.push(entry)
     this.pending++
     this.pendingBytes += entry.size
     this.recorder.retried++
@@ -517,7 +524,7 @@ export class Engine {
     for (const shard of this.shardList) {
       const oldest = shard.oldest()
       if (oldest !== undefined && oldest.enqueuedAt < at) at = oldest.enqueuedAt
-      if (shard.retries.length > 0) at = Math.min(at, shard.nextRetryAt())
+      if (shard.retries.length > 0 || shard.ready.length > 0) at = Math.min(at, shard.nextRetryAt())
     }
     return at
   }
@@ -529,6 +536,7 @@ export class Engine {
       if (oldest !== undefined && oldest.enqueuedAt < at) at = oldest.enqueuedAt
       for (const entry of shard.retries) if (entry.enqueuedAt < at) at = entry.enqueuedAt
     }
+    if (this.keys !== undefined) at = Math.min(at, this.keys.oldestWaiting)
     return at + this.ttl
   }
 
@@ -554,6 +562,15 @@ export class Engine {
         this.pendingBytes -= entry.size
         // It never left: the KPL counts its whole wait as buffering time.
         kpl?.bufferingTime.add(now - entry.waitingSince)
+        this.expire(entry)
+      }
+    }
+    const waiting = this.keys?.expire(now - this.ttl)
+    if (waiting !== undefined) {
+      for (const entry of waiting) {
+        this.pending--
+        this.pendingBytes -= entry.size
+        entry.shard?.kpl?.bufferingTime.add(now - entry.waitingSince)
         this.expire(entry)
       }
     }
@@ -585,7 +602,9 @@ export class Engine {
           full = true
           break
         }
-        const first = shard.peek(now)
+        const keys = this.keys
+        const token = this.token + 1
+        const first = shard.peek(now, token)
         if (first === undefined) break
         const aggregator = shard.aggregator
         if (aggregator !== undefined && first.size <= aggregator.maxBytes) {
@@ -595,12 +614,14 @@ export class Engine {
           }
           continue
         }
+        if (keys !== undefined && keys.park(shard, first, token)) continue
         // A record larger than a request's byte budget (a stream may accept 10 MiB) goes alone.
         if (batch.bytes + first.size > maxBytes && batch.count > 0) {
           full = true
           break
         }
-        shard.take(first)
+        if (keys === undefined) shard.take(first)
+        else keys.take(shard, first, this.token = token)
         first.attempts++
         this.pending--
         this.pendingBytes -= first.size
@@ -643,7 +664,13 @@ export class Engine {
     // While a whole aggregate fits in the request, `add` alone decides (one size computation).
     const roomy = batch.bytes + aggregator.maxBytes <= maxBytes
     const room = this.maxUserRecords - batch.userRecords
+    const keys = this.keys
+    const token = ++this.token
     while (entry !== undefined && entries.length < room) {
+      if (keys !== undefined && keys.park(shard, entry, token)) {
+        entry = shard.peek(now, token)
+        continue
+      }
       if (roomy) {
         if (!aggregator.add(entry)) break
       } else {
@@ -651,11 +678,13 @@ export class Engine {
         if (size > aggregator.maxBytes || batch.bytes + size > maxBytes) break
         aggregator.add(entry)
       }
-      shard.take(entry)
+      if (keys === undefined) shard.take(entry)
+      else keys.take(shard, entry, token)
       entries.push(entry)
-      entry = shard.peek(now)
+      entry = shard.peek(now, token)
     }
-    if (entries.length === 0) return false
+    // Everything due was parked: nothing more to send from this shard, yet the request has room.
+    if (entries.length === 0) return entry === undefined
     const size = addAggregate(batch, shard, aggregator, entries)
     const kpl = shard.kpl
     for (const entry of entries) {
@@ -694,7 +723,12 @@ export class Engine {
         }
       }
       if (f.code === INVALID_REQUEST) this.isolate(batch, f)
-      else for (const part of parts) this.retryPart(part, f, now)
+      else {
+        for (const part of parts) {
+          this.retryPart(part, f, now)
+          this.releasePart(part)
+        }
+      }
     } else {
       const records = output.Records ?? []
       let wrongShard = false
@@ -720,6 +754,7 @@ export class Engine {
           }
           shard.kpl?.kinesisRecordFailed(part instanceof Entry ? 1 : part.entries.length, code)
           this.retryPart(part, f, now)
+          this.releasePart(part)
           continue
         }
         const shardId = record!.ShardId ?? shard.info.shardId
@@ -742,6 +777,7 @@ export class Engine {
               cause: undefined
             }
             this.retryPart(part, f, now)
+            this.releasePart(part)
             continue
           }
         }
@@ -757,6 +793,7 @@ export class Engine {
           acc?.userRecordPut(entry.dataBytes, entry.attempts)
           this.settle(entry, undefined, shardId, sequenceNumber, count > 1 ? j : 0)
         }
+        this.releasePart(part)
       }
       recorder.endResponse()
       if (wrongShard) this.onWrongShard()
@@ -787,9 +824,11 @@ export class Engine {
       for (const part of parts) {
         if (part instanceof Entry) this.fail(part, error)
         else for (const entry of part.entries) this.fail(entry, error)
+        this.releasePart(part)
       }
       return
     }
+    // With per-key order, the parts of a request hold distinct keys, so its halves may go at once.
     if (parts.length > 1) {
       const half = parts.length >>> 1
       this.splits.push(subBatch(batch, 0, half), subBatch(batch, half, parts.length))
@@ -797,11 +836,54 @@ export class Engine {
       const aggregate = parts[0] as Aggregate
       const entries = aggregate.entries
       const half = entries.length >>> 1
+      if (this.keys !== undefined) {
+        this.isolateOrdered(aggregate, half)
+        return
+      }
       this.splits.push(
         this.aggregateBatch(aggregate.shard, entries.slice(0, half)),
         this.aggregateBatch(aggregate.shard, entries.slice(half))
       )
     }
+  }
+
+  /**
+   * `isolate` of an aggregate, keeping per-key order: its first half goes again; of the rest, the
+   * records of keys in the first half go back in front of their keys' waiting records (they must
+   * not be out beside it), the others go as a second aggregate.
+   */
+  private isolateOrdered(aggregate: Aggregate, half: number): void {
+    const keys = this.keys!
+    const entries = aggregate.entries
+    const first = entries.slice(0, half)
+    const inFirst = new Set<string>()
+    for (const entry of first) inFirst.add(entry.partitionKey)
+    const second: Array<Entry> = []
+    const back = new Map<string, Array<Entry>>()
+    for (let i = half; i < entries.length; i++) {
+      const entry = entries[i]!
+      if (!inFirst.has(entry.partitionKey)) second.push(entry)
+      else {
+        const list = back.get(entry.partitionKey)
+        if (list === undefined) back.set(entry.partitionKey, [entry])
+        else list.push(entry)
+        // Not sent after all: the attempt counted when the aggregate was built is undone.
+        entry.attempts--
+        this.pending++
+        this.pendingBytes += entry.size
+      }
+    }
+    for (const list of back.values()) keys.putBack(list)
+    this.splits.push(this.aggregateBatch(aggregate.shard, first))
+    if (second.length > 0) this.splits.push(this.aggregateBatch(aggregate.shard, second))
+  }
+
+  /** The Kinesis record `part` was answered: its keys may send their next records. */
+  private releasePart(part: Part): void {
+    const keys = this.keys
+    if (keys === undefined) return
+    if (part instanceof Entry) keys.release(part)
+    else for (const entry of part.entries) keys.release(entry)
   }
 
   /** A request of one aggregate of `entries`, part of an aggregate that fitted, so they fit. */
@@ -840,13 +922,26 @@ export class Engine {
     }
     this.kpl?.retainShards(new Set(next.keys()))
     const orphans: Array<Entry> = []
-    for (const [id, state] of this.shards) if (!next.has(id)) orphans.push(...state.drain())
+    const readyKeys = []
+    for (const [id, state] of this.shards) {
+      if (!next.has(id)) {
+        orphans.push(...state.drain())
+        readyKeys.push(...state.drainReady())
+      }
+    }
     this.shards = next
     this.shardMapEpoch++
     // In the map's order (by starting hash key): `route` searches it.
     this.shardList = Array.from(next.values())
     this.roundRobin = 0
+    this.keys?.replace(readyKeys)
     for (const entry of orphans) {
+      // With per-key order they wait behind their keys' records: the new shard's fresh queue may
+      // hold later records of their keys.
+      if (this.keys !== undefined) {
+        this.keys.adopt(entry)
+        continue
+      }
       const shard = this.route(entry)
       if (entry.attempts > 0) shard.retries.push(entry)
       else shard.push(entry)
@@ -896,6 +991,11 @@ export class Engine {
         this.pendingBytes -= entry.size
         this.fail(entry, new ProducerError.ProducerClosed({ written: false }))
       }
+    }
+    for (const entry of this.keys?.drain() ?? []) {
+      this.pending--
+      this.pendingBytes -= entry.size
+      this.fail(entry, new ProducerError.ProducerClosed({ written: false }))
     }
     for (const batch of this.inFlightBatches) {
       batch.abandoned = true

@@ -1,6 +1,7 @@
 import { Aggregation } from "@effect-kinesis/core"
 import type { ShardMap } from "@effect-kinesis/core"
 import { type Entry, highBits } from "./entry.ts"
+import type { KeyState } from "./keyOrder.ts"
 import type { ShardAcc } from "./kplMetrics.ts"
 import type { MutableShardMetrics } from "./recorder.ts"
 
@@ -33,8 +34,15 @@ export class ShardState {
   private queue: Array<Entry | undefined> = []
   private head = 0
   private end = 0
-  /** Records to send again once their `notBefore` has passed. */
+  /** Records to send again once their `notBefore` has passed (without per-key order). */
   retries: Array<Entry> = []
+  /**
+   * With per-key order: keys whose waiting records are older than this shard's fresh ones, in the
+   * order they became ready (see `KeyOrder`). One out under another token is dropped when met.
+   */
+  ready: Array<KeyState> = []
+  /** The ready key whose record `peek` returned last; undefined when it came from elsewhere. */
+  peekedKey: KeyState | undefined = undefined
   bytesTokens: number
   recordTokens: number
   private refilledAt: number
@@ -63,7 +71,7 @@ export class ShardState {
   }
 
   get queued(): number {
-    return this.end - this.head + this.retries.length
+    return this.end - this.head + this.retries.length + this.ready.length
   }
 
   push(entry: Entry): void {
@@ -78,13 +86,30 @@ export class ShardState {
   }
 
   /**
-   * The next record to send at `now`: a due retry first, then the oldest fresh record.
-   * `undefined` when nothing is due.
+   * The next record to send at `now`: a due retry first, then the next record of a ready key that
+   * is not out or out under `token` (the Kinesis record being built), then the oldest fresh
+   * record. `undefined` when nothing is due.
    */
-  peek(now: number): Entry | undefined {
+  peek(now: number, token = 0): Entry | undefined {
+    this.peekedKey = undefined
     const retries = this.retries
     for (let i = 0; i < retries.length; i++) {
       if (retries[i]!.notBefore <= now) return retries[i]
+    }
+    const ready = this.ready
+    for (let i = 0; i < ready.length; i++) {
+      const key = ready[i]!
+      if (key.out !== 0 && key.out !== token) {
+        // Out with another Kinesis record: it comes back when that is answered.
+        key.readyIn = undefined
+        ready.splice(i--, 1)
+        continue
+      }
+      const next = key.waiting[0]!
+      if (next.notBefore <= now) {
+        this.peekedKey = key
+        return next
+      }
     }
     return this.head < this.end ? this.queue[this.head] : undefined
   }
@@ -112,6 +137,9 @@ export class ShardState {
   nextRetryAt(): number {
     let at = Number.POSITIVE_INFINITY
     for (const entry of this.retries) if (entry.notBefore < at) at = entry.notBefore
+    for (const key of this.ready) {
+      if (key.out === 0 && key.waiting[0]!.notBefore < at) at = key.waiting[0]!.notBefore
+    }
     return at
   }
 
@@ -146,6 +174,13 @@ export class ShardState {
     this.end = 0
     this.retries = []
     return all
+  }
+
+  /** Removes and returns the ready keys (for re-routing after resharding). */
+  drainReady(): Array<KeyState> {
+    const ready = this.ready
+    this.ready = []
+    return ready
   }
 
   refill(now: number): void {

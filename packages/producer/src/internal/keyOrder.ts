@@ -1,0 +1,201 @@
+import type { Entry } from "./entry.ts"
+import type { ShardState } from "./shardState.ts"
+
+/**
+ * A partition key with records out (claimed for a Kinesis record that is not answered yet) or
+ * waiting behind such records. Keys with neither have no state: an idle key costs nothing.
+ */
+export class KeyState {
+  readonly partitionKey: string
+  /** The Kinesis record (its token, see `KeyOrder`) carrying the key's records now out; 0 when none. */
+  out: number
+  /**
+   * The key's records that wait, in the order they were offered: records sent back by a failed
+   * attempt first, then those that came up while the key was out. All older than any record of
+   * the key still in a shard's fresh queue.
+   */
+  waiting: Array<Entry> = []
+  /** Records of the key the answer being handled sends back, in order (see `KeyOrder.returnEntry`). */
+  returned: Array<Entry> | undefined = undefined
+  /** The shard whose `ready` list holds it, if any. */
+  readyIn: ShardState | undefined = undefined
+  constructor(partitionKey: string, out: number) {
+    this.partitionKey = partitionKey
+    this.out = out
+  }
+}
+
+/**
+ * Per-key order (setting `ordering: "byPartitionKey"`). Kinesis refuses records one by one, even
+ * within one request, so a later record of a key could be stored while an earlier one is refused
+ * and retried after it. So at most one Kinesis record carrying a key is out at a time: a plain
+ * record, or one aggregate (stored or refused whole) holding any number of the key's records in
+ * order. Each Kinesis record the engine builds gets a token; a record whose key is out under
+ * another token is parked behind the key's earlier records, and when the answer comes the key's
+ * records to retry go first, then the parked ones. Other keys keep flowing, and a hot key rides in
+ * aggregates, or one record per round trip without aggregation.
+ */
+export class KeyOrder {
+  private readonly keys = new Map<string, KeyState>()
+  /** No waiting record was accepted before this (a lower bound, exact after `expire`). */
+  private oldest = Number.POSITIVE_INFINITY
+  private readonly route: (entry: Entry) => ShardState
+
+  constructor(route: (entry: Entry) => ShardState) {
+    this.route = route
+  }
+
+  /** Keys with state (for tests and leak checks). */
+  get size(): number {
+    return this.keys.size
+  }
+
+  /**
+   * Whether `entry`, just returned by `shard.peek`, must wait: its key is out under another token
+   * or has earlier records waiting. Then it is taken from the shard's queue and parked (it stays
+   * pending), and the caller peeks again.
+   */
+  park(shard: ShardState, entry: Entry, token: number): boolean {
+    if (shard.peekedKey !== undefined) return false
+    const state = this.keys.get(entry.partitionKey)
+    if (state === undefined || (state.out === token && state.waiting.length === 0)) return false
+    shard.take(entry)
+    state.waiting.push(entry)
+    if (entry.enqueuedAt < this.oldest) this.oldest = entry.enqueuedAt
+    return true
+  }
+
+  /** Takes `entry` (just peeked, not parked) into the Kinesis record `token`. */
+  take(shard: ShardState, entry: Entry, token: number): void {
+    const state = shard.peekedKey
+    if (state !== undefined) {
+      state.waiting.shift()
+      state.out = token
+      // It stays ready while its next records may join the same aggregate.
+      const next = state.waiting[0]
+      if (next === undefined || this.route(next) !== shard) this.unready(state)
+      return
+    }
+    shard.take(entry)
+    if (!this.keys.has(entry.partitionKey)) this.keys.set(entry.partitionKey, new KeyState(entry.partitionKey, token))
+  }
+
+  /** `entry`, out, is to be sent again: it goes before the key's later records. */
+  returnEntry(entry: Entry): void {
+    const state = this.keys.get(entry.partitionKey)!
+    ;(state.returned ??= []).push(entry)
+  }
+
+  /**
+   * Records of a key still out go back in front of its waiting ones, without an attempt (see
+   * `Engine.isolate`); `entries` are in order and all of one key.
+   */
+  putBack(entries: ReadonlyArray<Entry>): void {
+    const state = this.keys.get(entries[0]!.partitionKey)!
+    state.waiting = entries.concat(state.waiting)
+    if (entries[0]!.enqueuedAt < this.oldest) this.oldest = entries[0]!.enqueuedAt
+  }
+
+  /**
+   * The Kinesis record carrying `entry` was answered (or given up): its key is no longer out.
+   * Called for every record of it; all but the first call for one key do nothing.
+   */
+  release(entry: Entry): void {
+    const state = this.keys.get(entry.partitionKey)
+    if (state === undefined || state.out === 0) return
+    state.out = 0
+    const returned = state.returned
+    if (returned !== undefined) {
+      state.returned = undefined
+      state.waiting = state.waiting.length === 0 ? returned : returned.concat(state.waiting)
+      if (returned[0]!.enqueuedAt < this.oldest) this.oldest = returned[0]!.enqueuedAt
+    }
+    this.place(state)
+  }
+
+  /**
+   * A record routed anew after resharding, not yet sent: it waits behind its key's records (it is
+   * older than any of them still in a shard's fresh queue).
+   */
+  adopt(entry: Entry): void {
+    let state = this.keys.get(entry.partitionKey)
+    if (state === undefined) this.keys.set(entry.partitionKey, state = new KeyState(entry.partitionKey, 0))
+    state.waiting.push(entry)
+    if (entry.enqueuedAt < this.oldest) this.oldest = entry.enqueuedAt
+    if (state.out === 0) this.place(state)
+  }
+
+  /** Puts a key not out in the ready list of its next record's shard, or forgets it. */
+  private place(state: KeyState): void {
+    const next = state.waiting[0]
+    if (next === undefined) {
+      this.unready(state)
+      if (state.out === 0) this.keys.delete(state.partitionKey)
+      return
+    }
+    const shard = this.route(next)
+    if (state.readyIn === shard) return
+    this.unready(state)
+    shard.ready.push(state)
+    state.readyIn = shard
+  }
+
+  private unready(state: KeyState): void {
+    const shard = state.readyIn
+    if (shard === undefined) return
+    state.readyIn = undefined
+    const ready = shard.ready
+    if (ready[0] === state) ready.shift()
+    else {
+      const i = ready.indexOf(state)
+      if (i >= 0) ready.splice(i, 1)
+    }
+  }
+
+  /** The shards' ready lists are gone (resharding): every ready key finds its shard again. */
+  replace(states: ReadonlyArray<KeyState>): void {
+    for (const state of states) {
+      state.readyIn = undefined
+      this.place(state)
+    }
+  }
+
+  /** Earliest acceptance time of a waiting record (a lower bound). */
+  get oldestWaiting(): number {
+    return this.oldest
+  }
+
+  /** Removes and returns the waiting records accepted at or before `acceptedBy`. */
+  expire(acceptedBy: number): Array<Entry> | undefined {
+    if (this.oldest > acceptedBy) return undefined
+    let expired: Array<Entry> | undefined
+    let oldest = Number.POSITIVE_INFINITY
+    for (const state of this.keys.values()) {
+      const waiting = state.waiting
+      let n = 0
+      // In offer order, so by acceptance time: only a prefix can be due.
+      while (n < waiting.length && waiting[n]!.enqueuedAt <= acceptedBy) n++
+      if (n > 0) {
+        const gone = waiting.splice(0, n)
+        if (expired === undefined) expired = gone
+        else for (const entry of gone) expired.push(entry)
+        if (state.out === 0) this.place(state)
+      }
+      if (waiting.length > 0 && waiting[0]!.enqueuedAt < oldest) oldest = waiting[0]!.enqueuedAt
+    }
+    this.oldest = oldest
+    return expired
+  }
+
+  /** Removes and returns every waiting record and forgets every key (at close). */
+  drain(): Array<Entry> {
+    const all: Array<Entry> = []
+    for (const state of this.keys.values()) {
+      for (const entry of state.waiting) all.push(entry)
+      this.unready(state)
+    }
+    this.keys.clear()
+    this.oldest = Number.POSITIVE_INFINITY
+    return all
+  }
+}
