@@ -82,13 +82,16 @@ const reportBatches = (m: ProducerMetrics.ProducerMetrics) =>
     )
   })
 
+const ORDERING = process.env.BENCH_ORDERING === "unordered" ? "unordered" as const : "byPartitionKey" as const
+
 const producerRun = (endpoint: string, total: number, aggregate: boolean) =>
   Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
       const producer = yield* Producer.make({
         stream: STREAM,
-        serde: Serde.bytes,
-        settings: { aggregate, maxInFlightRequests: IN_FLIGHT },
+        serializer: Serde.bytes,
+        // BENCH_ORDERING=unordered measures the producer without per-key order.
+        settings: { aggregate, maxInFlightRequests: IN_FLIGHT, ordering: ORDERING },
         onMetrics: stats ? reportBatches : undefined
       })
       const chunks = Math.ceil(total / BATCH)
@@ -117,7 +120,7 @@ const shardLimit = (seconds: number) =>
       return yield* Effect.scoped(Effect.gen(function*() {
         const producer = yield* Producer.make({
           stream: stream.streamName,
-          serde: Serde.bytes,
+          serializer: Serde.bytes,
           settings: { aggregate: true, metricsInterval: "1 second" },
           onMetrics: (m) => Ref.update(metrics, (total) => ProducerMetrics.combine(total, m))
         })
