@@ -4,17 +4,7 @@ import type { LeaseRepository, MemoryOptions } from "../LeaseRepository.ts"
 import { LeaseConflict, LeaseExists, type LeaseStoreError } from "../LeaseRepository.ts"
 
 type Service = LeaseRepository["Service"]
-type Operation =
-  | "list"
-  | "get"
-  | "create"
-  | "take"
-  | "renew"
-  | "checkpoint"
-  | "release"
-  | "delete"
-  | "handOff"
-  | "listOwnedBy"
+type Operation = Parameters<NonNullable<MemoryOptions["fault"]>>[0]
 
 /** @internal */
 export const make = (options: MemoryOptions = {}): Service => {
