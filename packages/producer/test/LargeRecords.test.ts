@@ -3,7 +3,7 @@ import { AdminClient, Aggregation, Client, KinesisError, Serde } from "@effect-k
 import { Producer, ProducerError, ProducerMetrics } from "@effect-kinesis/producer"
 import { ConsumerWorker, FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect, Exit, Layer, Ref } from "effect"
+import { type Duration, Effect, Exit, Layer, Ref } from "effect"
 import type * as ShardStateModule from "../src/internal/shardState.ts"
 
 // An internal module (the package does not export it): loaded by path, which the compiler leaves
@@ -54,6 +54,21 @@ const small = (count: number, prefix: string) =>
     partitionKey: `${prefix}-${i % 50}`,
     data: new TextEncoder().encode(`${prefix}-${i}`)
   }))
+
+// A consumer worker on `stream`, once it has seen `count` records.
+const readBack = (stream: string, count: number, within: Duration.Input) =>
+  Effect.gen(function*() {
+    const worker = yield* ConsumerWorker.start({
+      stream,
+      applicationName: "large-records",
+      workerId: "w",
+      deserializer: Serde.bytes,
+      leases: LeaseRepository.layerMemory,
+      lease: ConsumerWorker.fastLeases
+    })
+    yield* ConsumerWorker.eventually(Effect.sync(() => worker.seen.length >= count), within, `${count} records`)
+    return worker
+  })
 
 layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("records up to 10 MiB", (it) => {
   it.effect("AdminClient.updateMaxRecordSize raises a stream's maximum, and a producer started after it accepts what it refused before", () =>
@@ -108,15 +123,7 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("records up to
         yield* producer.offerAll(input)
       }))
       assert.deepStrictEqual(failures.map((f) => [f.record.partitionKey, f.error._tag]), [["n-big", "RecordTooLarge"]])
-      const worker = yield* ConsumerWorker.start({
-        stream: stream.streamName,
-        applicationName: "large-records",
-        workerId: "w",
-        deserializer: Serde.bytes,
-        leases: LeaseRepository.layerMemory,
-        lease: ConsumerWorker.fastLeases
-      })
-      yield* ConsumerWorker.eventually(Effect.sync(() => worker.seen.length >= 300), "30 seconds", "300 records")
+      const worker = yield* readBack(stream.streamName, 300, "30 seconds")
       assert.strictEqual(worker.seen.length, 300)
     }))
 
@@ -164,15 +171,7 @@ layer(TestLayer, { timeout: 120_000, excludeTestServices: true })("records up to
         // The small records still ride in aggregates.
         assert.isAbove(ProducerMetrics.userRecordsPerKinesisRecord(total), 10)
 
-        const worker = yield* ConsumerWorker.start({
-          stream: stream.streamName,
-          applicationName: "large-records",
-          workerId: "w",
-          deserializer: Serde.bytes,
-          leases: LeaseRepository.layerMemory,
-          lease: ConsumerWorker.fastLeases
-        })
-        yield* ConsumerWorker.eventually(Effect.sync(() => worker.seen.length >= 2002), "120 seconds", "2002 records")
+        const worker = yield* readBack(stream.streamName, 2002, "120 seconds")
         assert.strictEqual(worker.seen.length, 2002)
         const read5 = worker.seen.find((r) => r.partitionKey === "large-5")!
         const readMid = worker.seen.find((r) => r.partitionKey === "large-1.5")!
