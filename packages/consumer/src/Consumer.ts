@@ -674,6 +674,8 @@ const makeShardStream = <A>(owned: LeaseCoordinator.OwnedLease, context: ShardCo
       const metrics = owned.metrics
       // Once per batch: the records handed on (the KCL's `RecordsProcessed`, `DataBytesProcessed`).
       const recordBatch = (batch: FetchedBatch, decoded: RecordDecoder.DecodedBatch<A>) => {
+        // Also the lease's measured throughput (`ShardAssignment.byThroughput`).
+        owned.fetchedBytes += decoded.bytes
         if (!metrics.enabled) return
         const n = decoded.count
         metrics.recordsProcessed.record(n)

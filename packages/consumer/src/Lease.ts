@@ -57,6 +57,12 @@ export interface Lease {
    * `leaseOwner` already names the worker the lease goes to. `undefined` (or absent) otherwise.
    */
   readonly checkpointOwner?: string | undefined
+  /**
+   * The data bytes per second its owner reads from the shard, in KB/s (1024 bytes), smoothed (KCL
+   * 3.x `throughputKBps`). Written on renewal by owners balancing by throughput
+   * (`ShardAssignment.byThroughput`) and by KCL 3.x workers; `undefined` (or absent) when none has.
+   */
+  readonly throughputKBps?: number | undefined
 }
 
 /**

@@ -74,7 +74,8 @@ export class LeaseStoreError extends Data.TaggedError("LeaseStoreError")<{
  * - `take`: owner := `owner`, counter + 1, ownerSwitchesSinceCheckpoint + 1 when the owner
  *   changes, checkpointOwner removed (a hand-off in progress ends); conditional on the counter
  *   of `lease`.
- * - `renew`: counter + 1; conditional on counter and owners (leaseOwner and checkpointOwner).
+ * - `renew`: counter + 1, and `throughputKBps` := `throughputKBps` when given (else left as
+ *   stored); conditional on counter and owners (leaseOwner and checkpointOwner).
  * - `checkpoint`: checkpoint := `checkpoint`, ownerSwitchesSinceCheckpoint := 0, counter + 1,
  *   `childShardIds` written when given (shard end); conditional on counter and owners.
  * - `release`: owner removed, counter + 1; conditional on counter and owners. A lease read
@@ -130,7 +131,10 @@ export interface LeaseStore {
   /** Creates an unowned lease with counter 0; fails with `LeaseExists` if the key exists. */
   readonly create: (lease: Lease) => Effect.Effect<Lease, LeaseExists | LeaseStoreError>
   readonly take: (lease: Lease, owner: string) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
-  readonly renew: (lease: Lease) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
+  readonly renew: (
+    lease: Lease,
+    throughputKBps?: number | undefined
+  ) => Effect.Effect<Lease, LeaseConflict | LeaseStoreError>
   readonly checkpoint: (
     lease: Lease,
     checkpoint: ExtendedSequenceNumber.ExtendedSequenceNumber,

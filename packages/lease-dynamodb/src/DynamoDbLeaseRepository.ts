@@ -394,12 +394,16 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return `SET ${sets.join(", ")} REMOVE ${x.name(A.checkpointOwner)}`
     }, (stored) => stored.leaseOwner === owner)
 
-  const renew: Service["renew"] = (lease) =>
+  // The throughput rides the renewal's UpdateItem, as KCL 3.x writes it (a number, KB/s).
+  const renew: Service["renew"] = (lease, throughputKBps) =>
     update(
       "renew",
       lease,
       "owned",
-      (x) => `SET ${add(x, A.leaseCounter, 1)}`,
+      (x) =>
+        throughputKBps === undefined
+          ? `SET ${add(x, A.leaseCounter, 1)}`
+          : `SET ${add(x, A.leaseCounter, 1)}, ${x.name(A.throughputKBps)} = ${x.value(N(throughputKBps))}`,
       (stored) => stored.leaseOwner === lease.leaseOwner
     )
 

@@ -322,7 +322,8 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("DynamoDbLeaseR
             hashKeyRange: {
               startingHashKey: "170141183460469231731687303715884105728",
               endingHashKey: "340282366920938463463374607431768211455"
-            }
+            },
+            throughputKBps: 12.5
           },
           {
             leaseKey: "shardId-000000000005",
@@ -357,6 +358,17 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("DynamoDbLeaseR
       assert.strictEqual(afterCheckpoint.pendingCheckpointSubSequenceNumber, undefined)
       assert.deepStrictEqual(afterCheckpoint.checkpoint, { S: seq })
       assert.deepStrictEqual(afterCheckpoint.throughputKBps, { N: "12.5" })
+
+      // A renewal writes the throughput it is given (balancing by throughput), as a KCL 3.x renewal does, and keeps
+      // the stored one otherwise.
+      const measured = yield* repo.renew(checkpointed, 3.015625)
+      assert.strictEqual(measured.throughputKBps, 3.015625)
+      assert.deepStrictEqual(typed(yield* rawItem(application, "shardId-000000000003")).throughputKBps, {
+        N: "3.015625"
+      })
+      const renewed = yield* repo.renew(measured)
+      assert.strictEqual(renewed.throughputKBps, 3.015625)
+      assert.strictEqual(renewed.leaseCounter, measured.leaseCounter + 1)
 
       // Stealing from the KCL worker counts an owner switch, exactly as a KCL taker would.
       const ownedLease = leases.find((l) => l.leaseKey === "shardId-000000000002")!

@@ -3,7 +3,7 @@
  * reading records, workers run in the background that record what they see, and raw access to the lease table.
  */
 import { type AttributeValue, CreateTableCommand, PutItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb"
-import type { Consumer, ConsumerRecord, Lease, LeaseRepository } from "@effect-kinesis/consumer"
+import type { Consumer, ConsumerRecord, Lease, LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
 import { Client, type InvalidSetting, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { ConsumerWorker, DynamoEmulator, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
@@ -77,6 +77,7 @@ export const startWorker = (options: {
   readonly checkpointBatchSize?: number | undefined
   readonly checkpointInterval?: Duration.Input | undefined
   readonly lease?: Consumer.LeaseSettings | undefined
+  readonly shardAssignment?: ShardAssignment.ShardAssignment | undefined
 }): Effect.Effect<Worker, never, Client.Client | DynamoDbClient.DynamoDbClient | Scope.Scope> =>
   ConsumerWorker.start({
     stream: options.stream,
@@ -88,6 +89,7 @@ export const startWorker = (options: {
     checkpointBatchSize: options.checkpointBatchSize ?? 1000,
     checkpointInterval: options.checkpointInterval ?? "200 millis",
     handler: options.handler,
+    shardAssignment: options.shardAssignment,
     leases: options.store ?? DynamoDbLeaseRepository.layer({ applicationName: options.applicationName })
   })
 

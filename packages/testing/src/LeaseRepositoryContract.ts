@@ -189,6 +189,26 @@ export const leaseRepositoryContract = <E>(
       }), testTimeout)
 
     it.effect(
+      "renew writes the throughput it is given, and every other write keeps the last one written",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const created = yield* repo.create(newLease(newKey("renew-throughput")))
+          const byA = yield* repo.take(created, "worker-a")
+          assert.strictEqual(byA.throughputKBps, undefined)
+          const measured = yield* repo.renew(byA, 12.345678)
+          assertLease(measured, { ...byA, leaseCounter: byA.leaseCounter + 1, throughputKBps: 12.345678 })
+          const renewed = yield* repo.renew(measured)
+          const checkpointed = yield* repo.checkpoint(renewed, sequence("7"))
+          const byB = yield* repo.take(checkpointed, "worker-b")
+          assert.strictEqual(byB.throughputKBps, 12.345678)
+          const remeasured = yield* repo.renew(byB, 0.5)
+          assertLease(yield* repo.get(created.leaseKey), { ...remeasured, throughputKBps: 0.5 })
+        }),
+      testTimeout
+    )
+
+    it.effect(
       "renew fails with LeaseConflict for a stale counter, another owner or an unowned lease",
       () =>
         Effect.gen(function*() {
@@ -574,6 +594,7 @@ const newLease = (leaseKey: string, fields: Partial<Lease.Lease> = {}): Lease.Le
 const comparable = (lease: Lease.Lease) => ({
   ...lease,
   checkpointOwner: lease.checkpointOwner,
+  throughputKBps: lease.throughputKBps,
   parentShardIds: [...lease.parentShardIds].sort(),
   childShardIds: [...lease.childShardIds].sort()
 })

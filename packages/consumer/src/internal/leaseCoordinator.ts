@@ -17,6 +17,7 @@ import type { ShardAssignment } from "../ShardAssignment.ts"
 import { type ConsumerMetrics, type ShardMetrics, timed } from "./consumerMetrics.ts"
 import * as FinishedLeases from "./finishedLeases.ts"
 import * as ShardLineage from "./shardLineage.ts"
+import * as ThroughputBalance from "./throughputBalance.ts"
 
 /** The longest a hand-off waits for the previous owner's running handlers (then + expiry). */
 const MAX_HAND_OFF_GRACE_MILLIS = 60_000
@@ -62,6 +63,10 @@ export interface OwnedLease {
   millisBehindLatest: number | undefined
   /** The staged position and the records staged so far; set by the shard stream's checkpointer. */
   progress: () => ShardProgress | undefined
+  /** Data bytes handed on since the last renewal; for the lease's `throughputKBps`. */
+  fetchedBytes: number
+  /** When this worker took it from another (monotonic clock); -Infinity when it was free. */
+  readonly movedHereAt: number
 }
 
 /** @internal */
@@ -177,6 +182,14 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const scanMillis = Duration.toMillis(settings.scanInterval)
   const takeMillis = Math.max(Duration.toMillis(settings.takeInterval), scanMillis)
   let shuttingDown = false
+  // Balancing by throughput: renewals write each lease's measured throughput, and take rounds
+  // move leases by it rather than by count.
+  const byThroughput = assignment._tag === "Balanced" ? assignment.throughput : undefined
+  const meter = byThroughput === undefined ? undefined : ThroughputBalance.meter()
+  const minMoveMillis = byThroughput === undefined
+    ? undefined
+    : Duration.toMillis(Duration.fromInputUnsafe(byThroughput.minMoveInterval))
+  const moves = minMoveMillis === undefined ? undefined : ThroughputBalance.moves(minMoveMillis)
 
   // Where a hand-off's shard stop runs: it outlives the take round that starts it.
   const roundScope = yield* Effect.scope
@@ -491,7 +504,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           metrics: metrics.shard(taken.leaseKey),
           stopRequested: false,
           millisBehindLatest: undefined,
-          progress: () => undefined
+          progress: () => undefined,
+          fetchedBytes: 0,
+          movedHereAt: previousOwner === undefined ? Number.NEGATIVE_INFINITY : sentAt
         }
         owned.set(o.shardId, o)
         seen.set(o.shardId, { counter: taken.leaseCounter, since: sentAt })
@@ -557,6 +572,18 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       return true
     })).pipe(leaseSpan("kinesis.lease.hand_off", lease.leaseKey, lease.leaseCounter))
 
+  // Gives a lease asked of us back to us (`handOff` to its checkpoint owner calls the hand-off
+  // off); the asking worker sees it and lets it be. On failure, the next round tries again.
+  const keep = (o: OwnedLease, stored: Lease) =>
+    o.semaphore.withPermit(Effect.gen(function*() {
+      if (o.state !== "active" || repository.handOff === undefined) return
+      o.lease = yield* repository.handOff(stored, workerId)
+      yield* logWith(Effect.logInfo, "lease hand-off called off: the lease moved here recently", {
+        shardId: o.shardId,
+        askedBy: stored.leaseOwner
+      })
+    })).pipe(Effect.ignore)
+
   // Per-round counts for the `TakeLeases` and `RenewAllLeases` metrics (one round of each at a time).
   let takenInRound = 0
   let untakenInRound = 0
@@ -601,6 +628,12 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         yield* lose(o, "taken")
       } else if (fenced(o, now)) yield* lose(o, "expired")
       else if (stored.leaseOwner !== workerId && !handingOver.has(o.shardId)) {
+        // Balancing by throughput, a lease taken here less than `minMoveInterval` ago stays (a
+        // worker that just started asks without knowing): the hand-off is called off.
+        if (minMoveMillis !== undefined && now - o.movedHereAt < minMoveMillis) {
+          yield* keep(o, stored)
+          continue
+        }
         handingOver.set(o.shardId, stored.leaseOwner ?? "")
         yield* Effect.forkIn(
           stopShard(o.shardId, "handing a lease over to the worker that asked for it", {
@@ -727,6 +760,32 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       }
     }
     t.veryOldLeases.record(veryOld)
+    if (moves !== undefined && byThroughput !== undefined) {
+      // By throughput, these moves replace the steals toward a count; they are handed over alike.
+      moves.observe(leases, now)
+      const chosen = full
+        ? ThroughputBalance.decide({
+          self: workerId,
+          workers: live.keys(),
+          leases: ThroughputBalance.held(
+            workerId,
+            ready,
+            live,
+            mine,
+            (lease) =>
+              !parked.has(lease.leaseKey) && !holds.isStopped(lease.leaseKey) && moves.movable(lease.leaseKey, now)
+          ),
+          tolerance: byThroughput.tolerance,
+          maxMoves: assignment.maxStealsPerRound
+        })
+        : []
+      for (const key of chosen) {
+        attempts++
+        if (yield* steal(byKey.get(key)!, now)) moves.moved(key, now)
+      }
+      t.leasesToTake.record(attempts)
+      return
+    }
     if (need <= 0 || !full) {
       t.leasesToTake.record(attempts)
       return
@@ -798,7 +857,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         if (left <= 0) return yield* lose(o, "expired")
         // Retries stop at the expiry: past it the lease may be someone else's.
         const startedAt = yield* Clock.currentTimeMillis
-        const result = yield* repository.renew(o.lease).pipe(
+        const result = yield* repository.renew(o.lease, meter?.(o, sentAt)).pipe(
           Effect.tapError((e) =>
             e._tag === "LeaseStoreError" && e.retryable
               ? logWith(Effect.logDebug, `renewing a lease failed, retrying: ${e.message}`, { shardId: o.shardId })

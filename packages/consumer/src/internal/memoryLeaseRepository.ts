@@ -81,10 +81,12 @@ export const make = (options: MemoryOptions = {}): Service => {
           (stored.leaseOwner !== undefined && stored.leaseOwner !== owner ? 1 : 0),
         checkpointOwner: undefined
       })).pipe(written),
-    renew: (lease) =>
-      conditional("renew", lease, "owned", (stored) => ({ ...stored, leaseCounter: stored.leaseCounter + 1 })).pipe(
-        written
-      ),
+    renew: (lease, throughputKBps) =>
+      conditional("renew", lease, "owned", (stored) => ({
+        ...stored,
+        leaseCounter: stored.leaseCounter + 1,
+        ...(throughputKBps === undefined ? {} : { throughputKBps })
+      })).pipe(written),
     checkpoint: (lease, checkpoint, childShardIds) =>
       conditional("checkpoint", lease, "owned", (stored) => ({
         ...stored,

@@ -102,6 +102,14 @@ export const shardedStream = (options: Consumer.ShardedStreamOptions<any>): Inva
     options.shardAssignment?._tag === "Balanced"
       ? checkInteger("shardAssignment.maxStealsPerRound", options.shardAssignment.maxStealsPerRound, { min: 0 })
       : undefined,
+    options.shardAssignment?._tag === "Balanced" && options.shardAssignment.throughput !== undefined
+      ? InvalidSetting.first([
+        checkNumber("shardAssignment.tolerance", options.shardAssignment.throughput.tolerance, { above: 0, max: 1 }),
+        checkDuration("shardAssignment.minMoveInterval", options.shardAssignment.throughput.minMoveInterval, {
+          zero: true
+        })
+      ])
+      : undefined,
     oneOf(
       "onDecodeFailure",
       typeof options.onDecodeFailure === "function" ? undefined : options.onDecodeFailure,

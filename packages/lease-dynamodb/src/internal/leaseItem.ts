@@ -26,6 +26,7 @@ export const A = {
   startingHashKey: "startingHashKey",
   endingHashKey: "endingHashKey",
   checkpointOwner: "checkpointOwner",
+  throughputKBps: "throughputKBps",
   entityType: "entityType"
 } as const
 
@@ -53,6 +54,13 @@ const number = (item: Item, name: string): number | undefined | MalformedItem =>
   if (value === undefined) return undefined
   const n = Number(value)
   return Number.isSafeInteger(n) ? n : new MalformedItem(`${name} is not an integer: ${value}`)
+}
+
+// A measurement, not state a lease's safety depends on: one that is not a finite number reads as none.
+const measurement = (item: Item, name: string): number | undefined => {
+  const value = item[name]?.N
+  const n = value === undefined ? Number.NaN : Number(value)
+  return Number.isFinite(n) ? n : undefined
 }
 
 // Sets come back in no particular order; sorting makes reads deterministic.
@@ -92,6 +100,7 @@ export const toLease = (item: Item): Lease.Lease | MalformedItem => {
   }
   const startingHashKey = string(item, A.startingHashKey)
   const endingHashKey = string(item, A.endingHashKey)
+  const throughputKBps = measurement(item, A.throughputKBps)
   return {
     leaseKey,
     leaseOwner: string(item, A.leaseOwner),
@@ -105,7 +114,8 @@ export const toLease = (item: Item): Lease.Lease | MalformedItem => {
     hashKeyRange: startingHashKey !== undefined && endingHashKey !== undefined
       ? { startingHashKey, endingHashKey }
       : undefined,
-    checkpointOwner: string(item, A.checkpointOwner)
+    checkpointOwner: string(item, A.checkpointOwner),
+    ...(throughputKBps === undefined ? {} : { throughputKBps })
   }
 }
 
