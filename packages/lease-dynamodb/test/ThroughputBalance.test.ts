@@ -4,11 +4,11 @@
  * (`throughputKBps`), and workers joining a busy one take leases until the bytes, not the lease counts, are even.
  * The moves are hand-offs (nothing processed twice) and a lease is not moved back and forth.
  */
-import { ShardAssignment } from "@effect-kinesis/consumer"
+import { type DiagnosticEvent, ShardAssignment } from "@effect-kinesis/consumer"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { type Duration, Effect, Fiber } from "effect"
-import { Env, eventually, observer, put, startWorker, uniqueTable, type Worker } from "./fixtures.ts"
+import { Duration, Effect, Fiber } from "effect"
+import { Env, eventually, observer, put, rawItems, startWorker, uniqueTable, type Worker } from "./fixtures.ts"
 
 const RECORD_BYTES = 500
 // Records per shard in each batch: two hot shards among eight carry 8 of every 14 bytes.
@@ -103,7 +103,7 @@ const lease = {
   shardSyncInterval: "1 second"
 } as const
 
-layer(Env, { excludeTestServices: true, timeout: "150 seconds" })("Balancing by throughput on DynamoDB", (it) => {
+layer(Env, { excludeTestServices: true, timeout: "180 seconds" })("Balancing by throughput on DynamoDB", (it) => {
   describe("skewed shards", () => {
     it.effect("three workers started together even out the bytes (busiest within 20 % of the mean), by hand-offs, each lease moving at most once", () =>
       Effect.gen(function*() {
@@ -151,6 +151,7 @@ layer(Env, { excludeTestServices: true, timeout: "150 seconds" })("Balancing by 
         )
         // What each worker handled once settled: the busiest within 20 % of the mean.
         const shares = yield* sharesOverWindow(workers, "8 seconds")
+        yield* Effect.logInfo(`byte shares over the mean: ${shares.map((x) => x.toFixed(2)).join(", ")}`)
         expect(Math.max(...shares)).toBeLessThanOrEqual(1.2)
 
         yield* Fiber.interrupt(producer)
@@ -168,6 +169,81 @@ layer(Env, { excludeTestServices: true, timeout: "150 seconds" })("Balancing by 
         // The two hot shards are not on one worker.
         const owners = new Map((yield* leases.list).map((l) => [l.leaseKey, l.leaseOwner]))
         expect(owners.get(sorted[2]!.shardId)).not.toEqual(owners.get(sorted[5]!.shardId))
+        // As KCL 3.x writes it: a number of KB/s with at most six decimals.
+        for (const item of (yield* rawItems(table)).values()) {
+          expect(item.throughputKBps?.N).toMatch(/^\d+(\.\d{1,6})?$/)
+        }
+      }))
+
+    it.effect("workers joining one after the other: a lease moved to one is not moved on to the next within minMoveInterval (its owner calls the hand-off off), and the bytes even out after", () =>
+      Effect.gen(function*() {
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 8 })
+        const sorted = [...shards].sort((x, y) => x.shardId.localeCompare(y.shardId))
+        const hot = new Set([sorted[1]!.shardId, sorted[6]!.shardId])
+        const table = uniqueTable("by-throughput-joins")
+        const leases = yield* observer(table)
+        const minMoveMillis = 15_000
+        // When each lease came to a worker from another (hand-offs), on the test's clock.
+        const arrivals: Array<{ readonly shardId: string; readonly workerId: string; readonly at: number }> = []
+        const options = (workerId: string) =>
+          ({
+            stream: streamName,
+            applicationName: table,
+            workerId,
+            checkpointInterval: "1 second",
+            lease,
+            shardAssignment: ShardAssignment.byThroughput({ minMoveInterval: Duration.millis(minMoveMillis) }),
+            onDiagnostic: (e: DiagnosticEvent.DiagnosticEvent) =>
+              Effect.sync(() => {
+                if (e._tag === "LeaseAcquired" && e.previousOwner !== undefined) {
+                  arrivals.push({ shardId: e.shardId, workerId, at: Date.now() })
+                }
+              })
+          }) as const
+        const a = yield* startWorker(options("a"))
+        yield* eventually(Effect.sync(() => a.held().size === 8), "20 seconds", "a holding all shards")
+        const written = { count: 0 }
+        const producer = yield* Effect.forkScoped(produce(streamName, sorted, hot, written))
+        yield* eventually(
+          Effect.map(leases.list, (stored) => stored.every((l) => (l.throughputKBps ?? 0) > 0)),
+          "20 seconds",
+          "every lease's throughput measured"
+        )
+        const b = yield* startWorker(options("b"))
+        yield* eventually(Effect.sync(() => b.held().size > 0), "20 seconds", "b holding leases")
+        // c asks at once, also for leases b has just been handed.
+        const c = yield* startWorker(options("c"))
+        const workers = [a, b, c]
+        yield* eventually(
+          Effect.map(
+            leases.list,
+            (stored) => designedShares(stored, hot, ["a", "b", "c"])?.every((s) => s <= 1.2) === true
+          ),
+          "60 seconds",
+          "a, b and c within 20 % of their mean"
+        )
+        yield* eventually(
+          Effect.sync(() => a.held().size + b.held().size + c.held().size === 8),
+          "20 seconds",
+          "every hand-off completed"
+        )
+        const shares = yield* sharesOverWindow(workers, "6 seconds")
+        yield* Effect.logInfo(`byte shares over the mean: ${shares.map((x) => x.toFixed(2)).join(", ")}`)
+        expect(Math.max(...shares)).toBeLessThanOrEqual(1.2)
+        yield* Fiber.interrupt(producer)
+        const total = written.count
+        yield* eventually(
+          Effect.sync(() => tally(workers, total).lost === 0),
+          "30 seconds",
+          `all ${total} records processed`
+        )
+        expect(tally(workers, total)).toEqual({ duplicates: 0, lost: 0 })
+        for (const worker of workers) expect(worker.events.filter((e) => e._tag === "LeaseLost")).toEqual([])
+        // No lease arrived at a worker less than minMoveInterval after it arrived at the previous one.
+        const byShard = new Map<string, Array<number>>()
+        for (const { at, shardId } of arrivals) byShard.set(shardId, [...(byShard.get(shardId) ?? []), at])
+        const gaps = [...byShard.values()].flatMap((times) => times.slice(1).map((t, i) => t - times[i]!))
+        for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(minMoveMillis)
       }))
   })
 })

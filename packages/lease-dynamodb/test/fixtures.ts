@@ -3,7 +3,14 @@
  * reading records, workers run in the background that record what they see, and raw access to the lease table.
  */
 import { type AttributeValue, CreateTableCommand, PutItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb"
-import type { Consumer, ConsumerRecord, Lease, LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
+import type {
+  Consumer,
+  ConsumerRecord,
+  DiagnosticEvent,
+  Lease,
+  LeaseRepository,
+  ShardAssignment
+} from "@effect-kinesis/consumer"
 import { Client, type InvalidSetting, Serde } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { ConsumerWorker, DynamoEmulator, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
@@ -78,6 +85,7 @@ export const startWorker = (options: {
   readonly checkpointInterval?: Duration.Input | undefined
   readonly lease?: Consumer.LeaseSettings | undefined
   readonly shardAssignment?: ShardAssignment.ShardAssignment | undefined
+  readonly onDiagnostic?: ((event: DiagnosticEvent.DiagnosticEvent) => Effect.Effect<void>) | undefined
 }): Effect.Effect<Worker, never, Client.Client | DynamoDbClient.DynamoDbClient | Scope.Scope> =>
   ConsumerWorker.start({
     stream: options.stream,
@@ -90,6 +98,7 @@ export const startWorker = (options: {
     checkpointInterval: options.checkpointInterval ?? "200 millis",
     handler: options.handler,
     shardAssignment: options.shardAssignment,
+    onDiagnostic: options.onDiagnostic,
     leases: options.store ?? DynamoDbLeaseRepository.layer({ applicationName: options.applicationName })
   })
 
