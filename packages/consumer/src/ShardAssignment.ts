@@ -113,9 +113,15 @@ export const balanced = (options: {
  * measurement (no owner wrote one yet) count at the mean of the others; unowned and expired
  * leases are taken toward an even count first, then balanced by throughput.
  *
- * Damping: a move must narrow the gap between its two workers by at least `tolerance` × the
- * mean, so the move back is never one and loads that are close (or noisy) do not trade leases;
- * and a lease that changed owner less than `minMoveInterval` ago is not moved.
+ * Damping: a move may leave the worker that asks above the lease's owner by no more than the gap
+ * between them less `tolerance` × the mean, so the move back is never one and loads that are
+ * close (or noisy) do not trade leases; and a lease that changed owner less than
+ * `minMoveInterval` ago is not moved (its owner calls off a hand-off asked for sooner, by a worker
+ * that just started and cannot know). Workers that join within `minMoveInterval` of each other
+ * may therefore wait up to that long for their share of the busiest leases.
+ *
+ * The measured throughput is written for KCL 3.x workers sharing the table too; a hand-off their
+ * leader starts is called off within `minMoveInterval` of the lease's last move, like any other.
  *
  * @example
  * ```ts

@@ -117,6 +117,16 @@ const invalid: ReadonlyArray<Case> = [
     "shardAssignment.maxStealsPerRound",
     [-1, 1.5, NaN, Infinity]
   ),
+  ...counts(
+    (tolerance) => ({ shardAssignment: ShardAssignment.byThroughput({ tolerance }) }),
+    "shardAssignment.tolerance",
+    [0, -0.1, 1.5, NaN, Infinity]
+  ),
+  ...durations(
+    (minMoveInterval) => ({ shardAssignment: ShardAssignment.byThroughput({ minMoveInterval }) }),
+    "shardAssignment.minMoveInterval",
+    [...negative, Infinity]
+  ),
   ["onDecodeFailure", { onDecodeFailure: "ignore" as never }],
   ...durations((shutdownGracePeriod) => ({ shutdownGracePeriod }), "shutdownGracePeriod", negative),
   ...counts((records) => ({ checkpoint: { records } }), "checkpoint.records", notCount),
@@ -181,6 +191,7 @@ const valid: ReadonlyArray<readonly [options: Options, batches?: boolean]> = [
   }],
   [{ metrics: { level: "none", namespace: "N", dimensions: [] } }],
   [{ shardAssignment: ShardAssignment.balanced({ maxStealsPerRound: 0 }) }],
+  [{ shardAssignment: ShardAssignment.byThroughput({ tolerance: 1, minMoveInterval: 0, maxStealsPerRound: 1 }) }],
   [{ onDecodeFailure: "fail", shutdownGracePeriod: 0 }],
   [{ shutdownGracePeriod: Infinity }],
   [{ checkpoint: { records: 1, interval: 1 }, parallelism: 1 }],
