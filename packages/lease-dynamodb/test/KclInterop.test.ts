@@ -165,6 +165,10 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("KCL interopera
           mts: { N: "1765000000" }
         }
         for (const item of [released, handedToUs, heldByKcl, workerMetrics, migration]) yield* putRaw(table, item)
+        // Their measured throughput reads as each lease's load (what balancing by throughput uses).
+        expect((yield* leases.list).map((l) => [l.leaseKey, l.throughputKBps]).sort()).toEqual(
+          [[s0!.shardId, 12.5], [s1!.shardId, 3.25], [s2!.shardId, 1.5]]
+        )
         const kcl1 = yield* kclRenewing(table, s1!.shardId, "checkpointOwner = :me", { ":me": { S: "kcl-worker-1" } })
         yield* kclRenewing(table, s2!.shardId, "leaseOwner = :me", { ":me": { S: "kcl-worker-2" } })
 
