@@ -57,6 +57,14 @@ export interface Lease {
    * `leaseOwner` already names the worker the lease goes to. `undefined` (or absent) otherwise.
    */
   readonly checkpointOwner?: string | undefined
+  /**
+   * In a multi-stream application's table (see `MultiStream`): the stream the lease belongs to,
+   * as the KCL serializes it (`account:streamName:creationEpoch`). The KCL's attribute keeps the
+   * name `streamName` though it holds the whole identifier. Absent in a single-stream table.
+   */
+  readonly streamName?: string | undefined
+  /** In a multi-stream application's table: the shard id alone (the lease key prefixes it with the stream). */
+  readonly shardId?: string | undefined
 }
 
 /**

@@ -26,7 +26,10 @@ export const A = {
   startingHashKey: "startingHashKey",
   endingHashKey: "endingHashKey",
   checkpointOwner: "checkpointOwner",
-  entityType: "entityType"
+  entityType: "entityType",
+  // KCL multi-stream leases (`DynamoDBMultiStreamLeaseSerializer`): the serialized stream identifier, and the shard id.
+  streamName: "streamName",
+  shardId: "shardId"
 } as const
 
 /** The `entityType` of leases in KCL 3.5 single-table mode; items without `entityType` are leases too. @internal */
@@ -105,8 +108,16 @@ export const toLease = (item: Item): Lease.Lease | MalformedItem => {
     hashKeyRange: startingHashKey !== undefined && endingHashKey !== undefined
       ? { startingHashKey, endingHashKey }
       : undefined,
-    checkpointOwner: string(item, A.checkpointOwner)
+    checkpointOwner: string(item, A.checkpointOwner),
+    ...multiStream(item)
   }
+}
+
+// Only when present, so that single-stream leases read as they always did.
+const multiStream = (item: Item): { streamName?: string | undefined; shardId?: string | undefined } => {
+  const streamName = string(item, A.streamName)
+  const shardId = string(item, A.shardId)
+  return streamName === undefined && shardId === undefined ? {} : { streamName, shardId }
 }
 
 /** @internal */
@@ -138,5 +149,7 @@ export const newLeaseItem = (lease: Lease.Lease): Item => {
     item[A.startingHashKey] = S(lease.hashKeyRange.startingHashKey)
     item[A.endingHashKey] = S(lease.hashKeyRange.endingHashKey)
   }
+  if (lease.streamName !== undefined) item[A.streamName] = S(lease.streamName)
+  if (lease.shardId !== undefined) item[A.shardId] = S(lease.shardId)
   return item
 }

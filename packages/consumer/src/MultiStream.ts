@@ -1,0 +1,339 @@
+/**
+ * One application over several streams, with one lease table: the KCL's multi-stream mode. Leases
+ * are keyed `account:streamName:creationEpoch:shardId` and carry the KCL's `streamName` (the
+ * serialized stream identifier) and `shardId` attributes, so a table written by a KCL 2.3+
+ * multi-stream application is read and continued here, and ours by it.
+ *
+ * Each stream's shards are balanced over the workers on their own (a worker takes its fair share
+ * of every stream); the workers share one worker id per process and one lease table.
+ *
+ * @since 0.3.0
+ */
+import { Client, InvalidSetting } from "@effect-kinesis/core"
+import { Effect, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import { hostname } from "node:os"
+import * as Consumer from "./Consumer.ts"
+import type { ConsumerError } from "./ConsumerError.ts"
+import type { ConsumerRecord } from "./ConsumerRecord.ts"
+import * as ApplicationLeases from "./internal/applicationLeases.ts"
+import * as MultiStreamLeases from "./internal/multiStreamLeases.ts"
+import { LeaseRepository } from "./LeaseRepository.ts"
+
+/**
+ * A stream as a multi-stream lease table knows it: the KCL's `StreamIdentifier`. `serialized`
+ * (`account:streamName:creationEpoch`) prefixes the stream's lease keys.
+ *
+ * @example
+ * ```ts
+ * import type { MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const label = (id: MultiStream.StreamIdentifier) => `${id.streamName} in ${id.accountId}`
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface StreamIdentifier {
+  readonly accountId: string
+  readonly streamName: string
+  /** The stream's creation time as an epoch number (see {@link StreamSpec}). */
+  readonly creationEpoch: number
+  /** `account:streamName:creationEpoch`, as the KCL serializes it. */
+  readonly serialized: string
+  /** The stream as given in the options (name or ARN), used for Kinesis calls. */
+  readonly stream: Client.StreamId
+}
+
+/**
+ * A stream to consume: its name or ARN (cross-account streams need the ARN), or that with
+ * per-stream settings.
+ *
+ * The creation epoch names the stream in its lease keys. The KCL takes it from the application
+ * (`StreamIdentifier.multiStreamInstance(arn, creationEpoch)`) and never checks it. Here it is,
+ * in order: `creationEpoch` when given; else the epoch of a lease already in the table for the
+ * same account and stream name whose epoch is the stream's creation time
+ * (`DescribeStreamSummary`'s `StreamCreationTimestamp`) in milliseconds or in seconds; else that
+ * time in milliseconds (what the KCL's own multi-stream test application uses). Give
+ * `creationEpoch` to continue a KCL application that used another value.
+ *
+ * @example
+ * ```ts
+ * import type { MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const streams: ReadonlyArray<MultiStream.StreamSpec> = [
+ *   "orders",
+ *   { stream: "arn:aws:kinesis:eu-west-1:123456789012:stream/payments", creationEpoch: 1717171717, initialPosition: "LATEST" }
+ * ]
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type StreamSpec = Client.StreamId | {
+  readonly stream: Client.StreamId
+  /** The epoch in the stream's lease keys. Default: see above. */
+  readonly creationEpoch?: number | undefined
+  /** Where to start this stream's shards that have no checkpoint. Default: the options' `initialPosition`. */
+  readonly initialPosition?: Consumer.InitialPosition | undefined
+}
+
+/**
+ * Options of {@link shardedStream}: those of `Consumer.shardedStream` with `streams` for `stream`.
+ * A `ConsumerControl` handle is not supported here (it drives one stream's consumer).
+ *
+ * @example
+ * ```ts
+ * import { Serde } from "@effect-kinesis/core"
+ * import type { MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const options: MultiStream.ShardedStreamOptions<string> = {
+ *   streams: ["orders", "payments"],
+ *   applicationName: "billing",
+ *   deserializer: Serde.string
+ * }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ShardedStreamOptions<A> extends Omit<Consumer.ShardedStreamOptions<A>, "stream" | "control"> {
+  /** The streams, at least one, each once. */
+  readonly streams: ReadonlyArray<StreamSpec>
+}
+
+/**
+ * A shard held by this worker: `Consumer.ShardStream` with the stream it belongs to.
+ *
+ * @example
+ * ```ts
+ * import { Stream } from "effect"
+ * import type { MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const labelled = (shard: MultiStream.ShardStream<string>) =>
+ *   Stream.map(shard.records, (record) => `${shard.stream.streamName}/${shard.shardId}: ${record.data}`)
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ShardStream<A> extends Consumer.ShardStream<A> {
+  readonly stream: StreamIdentifier
+}
+
+/**
+ * The shards this worker holds, of every stream, as `Consumer.shardedStream` gives them for one.
+ * Fails when any stream's consumer fails (the others stop with it).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Serde } from "@effect-kinesis/core"
+ * import { MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const program = MultiStream.shardedStream({
+ *   streams: ["orders", "payments"],
+ *   applicationName: "billing",
+ *   deserializer: Serde.string
+ * }).pipe(
+ *   Stream.flatMap((shard) =>
+ *     shard.records.pipe(
+ *       Stream.mapEffect((record) =>
+ *         shard.checkpointer.stageOnSuccess(Effect.log(`${shard.stream.streamName}: ${record.data}`), record)
+ *       ),
+ *       shard.checkpointer.checkpointBatched({ records: 1000, interval: "5 seconds" })
+ *     ), { concurrency: "unbounded" }),
+ *   Stream.runDrain
+ * )
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const shardedStream = <A>(
+  options: ShardedStreamOptions<A>
+): Stream.Stream<ShardStream<A>, ConsumerError, Client.Client | LeaseRepository> =>
+  Stream.unwrap(Effect.map(prepare(options), (streams) =>
+    Stream.mergeAll(
+      streams.map(({ consumer, id, options: streamOptions }) =>
+        Stream.map(
+          consumer.shardedStream(streamOptions),
+          // The same object, not a copy: the consumer's helpers (`BatchProcessing`, `Parallel`) know
+          // a shard by identity.
+          (shard): ShardStream<A> => Object.assign(shard, { stream: id })
+        )
+      ),
+      { concurrency: "unbounded" }
+    )))
+
+/**
+ * Options of {@link consumeWith}: those of `Consumer.consumeWith` with `streams` for `stream`.
+ *
+ * @example
+ * ```ts
+ * import { Serde } from "@effect-kinesis/core"
+ * import type { MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const options: MultiStream.ConsumeWithOptions<string, never, never> = {
+ *   streams: ["orders", "payments"],
+ *   applicationName: "billing",
+ *   deserializer: Serde.string,
+ *   checkpoint: { records: 500 }
+ * }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ConsumeWithOptions<A, E, R> extends Omit<Consumer.ConsumeWithOptions<A, E, R>, "stream" | "control"> {
+  /** The streams, at least one, each once. */
+  readonly streams: ReadonlyArray<StreamSpec>
+}
+
+/**
+ * `Consumer.consumeWith` over several streams: `handler` gets each record with the stream it came
+ * from. Every stream's shards are processed in parallel, each shard in order, with checkpoints per
+ * shard in that stream's leases.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Serde } from "@effect-kinesis/core"
+ * import { MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const program = MultiStream.consumeWith(
+ *   (record, stream) => Effect.log(`${stream.streamName}/${record.shardId}: ${record.data}`),
+ *   { streams: ["orders", "payments"], applicationName: "billing", deserializer: Serde.string }
+ * )
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const consumeWith = <A, E, R, R2 = never>(
+  handler: (record: ConsumerRecord<A>, stream: StreamIdentifier) => Effect.Effect<unknown, E, R>,
+  options: ConsumeWithOptions<A, E, R2>
+): Effect.Effect<void, E | ConsumerError, R | R2 | Client.Client | LeaseRepository> =>
+  Effect.flatMap(prepare(options), (streams) =>
+    Effect.forEach(
+      streams,
+      ({ consumer, id, options: streamOptions }) =>
+        Consumer.consumeWith((record: ConsumerRecord<A>) => handler(record, id), {
+          ...withoutStreams(options),
+          ...streamOptions
+        }).pipe(Effect.provideService(Consumer.Consumer, consumer)),
+      { concurrency: "unbounded", discard: true }
+    ))
+
+/**
+ * The stream identifier of `stream` for the lease table of `store` (see {@link StreamSpec} for how
+ * the creation epoch is chosen): what the consumer uses, for tools that read the table.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { LeaseRepository, MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const prefix = Effect.gen(function*() {
+ *   const store = yield* LeaseRepository.LeaseRepository
+ *   const id = yield* MultiStream.identify("orders", store)
+ *   return `${id.serialized}:` // the lease keys of "orders" start with it
+ * })
+ * ```
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const identify = (
+  spec: StreamSpec,
+  store: LeaseRepository["Service"]
+): Effect.Effect<StreamIdentifier, ConsumerError, Client.Client> =>
+  Effect.flatMap(store.list, (leases) => identifyIn(spec, streamsIn(leases)))
+
+// The stream identifiers present in a table.
+const streamsIn = (leases: ReadonlyArray<{ readonly leaseKey: string; readonly streamName?: string | undefined }>) =>
+  new Set(
+    leases.flatMap((lease) => {
+      const id = MultiStreamLeases.streamOf(lease as Parameters<typeof MultiStreamLeases.streamOf>[0])
+      return id === undefined ? [] : [id]
+    })
+  )
+
+const withoutStreams = <O extends { readonly streams: ReadonlyArray<StreamSpec> }>(options: O): Omit<O, "streams"> => {
+  const { streams: _, ...rest } = options
+  return rest
+}
+
+const specStream = (spec: StreamSpec): Client.StreamId => typeof spec === "string" ? spec : spec.stream
+
+const identifyIn = (
+  spec: StreamSpec,
+  inTable: ReadonlySet<string>
+): Effect.Effect<StreamIdentifier, ConsumerError, Client.Client> =>
+  Effect.gen(function*() {
+    const client = yield* Client.Client
+    const stream = specStream(spec)
+    const summary = yield* client.describeStreamSummary(stream)
+    const accountId = summary.StreamARN?.split(":")[4]
+    const streamName = summary.StreamName
+    const created = summary.StreamCreationTimestamp?.getTime()
+    const given = typeof spec === "string" ? undefined : spec.creationEpoch
+    if (accountId === undefined || streamName === undefined || (given === undefined && created === undefined)) {
+      return yield* invalid(stream, "DescribeStreamSummary gave no stream ARN, name or creation time")
+    }
+    const candidates = created === undefined ? [] : [created, Math.floor(created / 1000)]
+    const creationEpoch = given ??
+      candidates.find((epoch) => inTable.has(`${accountId}:${streamName}:${epoch}`)) ??
+      created!
+    if (!Number.isSafeInteger(creationEpoch) || creationEpoch <= 0) {
+      return yield* invalid(stream, `creationEpoch must be a positive integer, got ${creationEpoch}`)
+    }
+    const identity = { accountId, streamName, creationEpoch }
+    return { ...identity, serialized: MultiStreamLeases.serialize(identity), stream }
+  })
+
+const invalid = (stream: Client.StreamId, reason: string) =>
+  Effect.fail(new InvalidSetting.InvalidSetting({ setting: "streams", value: stream, reason }))
+
+interface Prepared<A> {
+  readonly id: StreamIdentifier
+  readonly consumer: Consumer.Consumer["Service"]
+  readonly options: Consumer.ShardedStreamOptions<A>
+}
+
+// One consumer per stream over that stream's view of the application's lease store, all with the
+// same worker id.
+const prepare = <A>(
+  options: ShardedStreamOptions<A>
+): Effect.Effect<ReadonlyArray<Prepared<A>>, ConsumerError, Client.Client | LeaseRepository> =>
+  Effect.gen(function*() {
+    if (options.streams.length === 0) return yield* invalid("", "give at least one stream")
+    const repository = yield* LeaseRepository
+    const store = yield* ApplicationLeases.forConsumer(repository, options.applicationName)
+    const inTable = streamsIn(yield* store.list)
+    const workerId = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`
+    const prepared: Array<Prepared<A>> = []
+    for (const spec of options.streams) {
+      const id = yield* identifyIn(spec, inTable)
+      if (prepared.some((p) => p.id.serialized === id.serialized)) {
+        return yield* invalid(id.stream, `${id.streamName} is given twice`)
+      }
+      const consumer = yield* Effect.provideService(
+        Consumer.make,
+        LeaseRepository,
+        LeaseRepository.of(MultiStreamLeases.view(store, id.serialized))
+      )
+      const initialPosition = typeof spec === "string" ? undefined : spec.initialPosition
+      prepared.push({
+        id,
+        consumer,
+        options: {
+          ...withoutStreams(options),
+          stream: id.stream,
+          workerId,
+          initialPosition: initialPosition ?? options.initialPosition
+        }
+      })
+    }
+    return prepared
+  })

@@ -1,0 +1,295 @@
+/**
+ * One application over two streams with one DynamoDB lease table, in the KCL's multi-stream format (lease key
+ * `account:streamName:creationEpoch:shardId`, attributes `streamName` and `shardId`): two workers share both streams,
+ * a split in one goes on while the other continues, a table a KCL multi-stream application wrote is continued at its
+ * checkpoints, and a single-stream consumer's table keeps plain shard ids.
+ */
+import { type ConsumerRecord, type Lease, MultiStream } from "@effect-kinesis/consumer"
+import { AdminClient, Client, Serde } from "@effect-kinesis/core"
+import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { StreamFixtures } from "@effect-kinesis/testing"
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import {
+  createKclTable,
+  Env,
+  eventually,
+  fastLeases,
+  type Item,
+  observer,
+  put,
+  putRaw,
+  rawItems,
+  readShard,
+  startWorker,
+  uniqueTable
+} from "./fixtures.ts"
+
+interface Seen {
+  readonly stream: string
+  readonly shardId: string
+  readonly data: string
+}
+
+// A worker of a multi-stream application in the background, recording every record with the stream the handler was
+// told it came from.
+const startMulti = (options: {
+  readonly streams: ReadonlyArray<MultiStream.StreamSpec>
+  readonly applicationName: string
+  readonly workerId: string
+}) =>
+  Effect.gen(function*() {
+    const seen: Array<Seen> = []
+    const fiber = yield* MultiStream.consumeWith(
+      (record: ConsumerRecord.ConsumerRecord<string>, stream) =>
+        Effect.sync(() => seen.push({ stream: stream.streamName, shardId: record.shardId, data: record.data })),
+      {
+        streams: options.streams,
+        applicationName: options.applicationName,
+        workerId: options.workerId,
+        deserializer: Serde.string,
+        fetch: { pollInterval: "100 millis" },
+        lease: fastLeases,
+        checkpoint: { records: 1000, interval: "200 millis" }
+      }
+    ).pipe(
+      Effect.provide(DynamoDbLeaseRepository.layer({ applicationName: options.applicationName })),
+      Effect.forkScoped
+    )
+    return { seen, fiber, stop: Fiber.interrupt(fiber) }
+  })
+
+const records = (prefix: string, from: number, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ partitionKey: `key-${(from + i) % 16}`, data: `${prefix}${from + i}` }))
+
+// How often each record id was handled, over all workers.
+const tally = (seen: ReadonlyArray<Seen>, ids: ReadonlyArray<string>) => {
+  const counts = new Map<string, number>()
+  for (const r of seen) counts.set(r.data, (counts.get(r.data) ?? 0) + 1)
+  let duplicates = 0
+  let lost = 0
+  for (const id of ids) {
+    const n = counts.get(id) ?? 0
+    if (n === 0) lost++
+    else duplicates += n - 1
+  }
+  return { duplicates, lost }
+}
+
+const identity = (streamName: string) =>
+  Effect.gen(function*() {
+    const summary = yield* (yield* Client.Client).describeStreamSummary(streamName)
+    return {
+      accountId: summary.StreamARN!.split(":")[4]!,
+      created: summary.StreamCreationTimestamp!.getTime()
+    }
+  })
+
+// The last record's sequence number of every shard of a stream, as read straight from Kinesis.
+const lastSequenceNumbers = (streamName: string, shardIds: ReadonlyArray<string>) =>
+  Effect.map(
+    Effect.forEach(shardIds, (shardId) => readShard(streamName, shardId)),
+    (shards) => new Map(shards.flatMap((rs) => rs.length === 0 ? [] : [[rs[0]!.shardId, rs.at(-1)!.sequenceNumber]]))
+  )
+
+layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("Many streams, one application", (it) => {
+  describe("two streams, two workers, one lease table", () => {
+    it.effect("every record of both streams is processed once, checkpoints are per stream in the KCL's multi-stream keys, and a split in one stream goes on while the other continues", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const orders = yield* StreamFixtures.stream({ prefix: "orders", shardCount: 2 })
+        const payments = yield* StreamFixtures.stream({ prefix: "payments", shardCount: 2 })
+        const table = uniqueTable("multi")
+        const leases = yield* observer(table)
+        const ids: Array<string> = []
+        const write = (stream: string, prefix: string, from: number, n: number) =>
+          Effect.andThen(
+            put(stream, records(prefix, from, n)),
+            Effect.sync(() => ids.push(...records(prefix, from, n).map((r) => r.data)))
+          )
+        yield* write(orders.streamName, "o", 0, 60)
+        yield* write(payments.streamName, "p", 0, 60)
+
+        const streams = [orders.streamName, payments.streamName]
+        const a = yield* startMulti({ streams, applicationName: table, workerId: "a" })
+        yield* eventually(
+          Effect.map(leases.list, (all) => all.length === 4 && all.every((l) => l.leaseOwner === "a")),
+          "30 seconds",
+          "a holding all four leases"
+        )
+        const b = yield* startMulti({ streams, applicationName: table, workerId: "b" })
+        // Per stream balance: each worker ends with one shard of each stream.
+        const ownersOf = (all: ReadonlyArray<Lease.Lease>, stream: string) =>
+          all.filter((l) => l.leaseKey.includes(`:${stream}:`)).map((l) => l.leaseOwner).sort()
+        yield* eventually(
+          Effect.map(
+            leases.list,
+            (all) =>
+              JSON.stringify(ownersOf(all, orders.streamName)) === JSON.stringify(["a", "b"]) &&
+              JSON.stringify(ownersOf(all, payments.streamName)) === JSON.stringify(["a", "b"])
+          ),
+          "30 seconds",
+          "one shard of each stream per worker"
+        )
+
+        // Orders reshards while both streams keep getting records.
+        const parent = orders.shards[0]!.shardId
+        yield* admin.splitShard(orders.streamName, parent)
+        yield* write(orders.streamName, "o", 60, 60)
+        yield* write(payments.streamName, "p", 60, 60)
+        const seen = () => [...a.seen, ...b.seen]
+        yield* eventually(Effect.sync(() => tally(seen(), ids).lost === 0), "60 seconds", `all ${ids.length} records`)
+        expect(tally(seen(), ids)).toEqual({ duplicates: 0, lost: 0 })
+        // The handler is told the stream each record came from.
+        for (const r of seen()) expect(r.stream).toBe(r.data.startsWith("o") ? orders.streamName : payments.streamName)
+
+        // Both children of the split have leases; once every record is checkpointed, each open shard's checkpoint is
+        // its last record, in its own stream's lease.
+        const { accountId: ordersAccount, created: ordersCreated } = yield* identity(orders.streamName)
+        const { created: paymentsCreated } = yield* identity(payments.streamName)
+        const ordersPrefix = `${ordersAccount}:${orders.streamName}:${ordersCreated}:`
+        const paymentsPrefix = `${ordersAccount}:${payments.streamName}:${paymentsCreated}:`
+        yield* eventually(
+          Effect.map(
+            leases.list,
+            (all) =>
+              all.filter((l) => l.leaseKey.startsWith(ordersPrefix) && l.parentShardIds.includes(parent)).length === 2
+          ),
+          "20 seconds",
+          "the children's leases"
+        )
+        const children = (yield* leases.list).filter((l) => l.parentShardIds.includes(parent)).map((l) => l.shardId!)
+        const expected = new Map<string, string>()
+        for (
+          const [shardId, sn] of yield* lastSequenceNumbers(orders.streamName, [orders.shards[1]!.shardId, ...children])
+        ) {
+          expected.set(ordersPrefix + shardId, sn)
+        }
+        for (
+          const [shardId, sn] of yield* lastSequenceNumbers(
+            payments.streamName,
+            payments.shards.map((s) => s.shardId)
+          )
+        ) {
+          expected.set(paymentsPrefix + shardId, sn)
+        }
+        yield* eventually(
+          Effect.map(leases.list, (all) => {
+            const byKey = new Map(all.map((l) => [l.leaseKey, l.checkpoint.sequenceNumber]))
+            return [...expected].every(([key, sn]) => byKey.get(key) === sn)
+          }),
+          "20 seconds",
+          "every open shard checkpointed at its last record"
+        )
+        yield* a.stop
+        yield* b.stop
+
+        // The items are the KCL's multi-stream leases: key, streamName (the whole identifier), shardId; parents as
+        // plain shard ids. Nothing in the single-stream format.
+        const items = yield* rawItems(table)
+        for (const [key, item] of items) {
+          const stream = key.startsWith(ordersPrefix)
+            ? ordersPrefix
+            : key.startsWith(paymentsPrefix)
+            ? paymentsPrefix
+            : ""
+          expect(stream, key).not.toBe("")
+          expect(item.streamName?.S).toBe(stream.slice(0, -1))
+          expect(item.shardId?.S).toBe(key.slice(stream.length))
+          expect(item.shardId?.S).toMatch(/^shardId-\d{12}$/)
+        }
+        for (const child of children) {
+          expect(items.get(ordersPrefix + child)?.parentShardId?.SS).toEqual([parent])
+        }
+      }))
+  })
+
+  describe("a KCL multi-stream application's table", () => {
+    it.effect("is taken over and continued at its checkpoints: the epoch a KCL application chose is found when given, and one in seconds of the creation time by itself", () =>
+      Effect.gen(function*() {
+        const orders = yield* StreamFixtures.stream({ prefix: "orders", shardCount: 2 })
+        const payments = yield* StreamFixtures.stream({ prefix: "payments", shardCount: 1 })
+        const table = uniqueTable("kcl-multi")
+        yield* createKclTable(table)
+        yield* put(orders.streamName, records("o", 0, 40))
+        yield* put(payments.streamName, records("p", 0, 20))
+
+        // The KCL application named orders with an epoch of its own choosing, payments with its creation time in
+        // seconds; each shard checkpointed at its 5th record by a worker that is gone (its lease expires).
+        const { accountId, created } = yield* identity(payments.streamName)
+        const ordersId = `${accountId}:${orders.streamName}:1700000000`
+        const paymentsId = `${accountId}:${payments.streamName}:${Math.floor(created / 1000)}`
+        const before = new Set<string>()
+        const after = new Set<string>()
+        const write = (id: string, streamName: string, shard: StreamFixtures.TestStream["shards"][number]) =>
+          Effect.gen(function*() {
+            const stored = yield* readShard(streamName, shard.shardId)
+            expect(stored.length).toBeGreaterThan(5)
+            stored.forEach((r, i) => (i < 5 ? before : after).add(r.data))
+            const item: Item = {
+              leaseKey: { S: `${id}:${shard.shardId}` },
+              leaseOwner: { S: "kcl-worker-1" },
+              leaseCounter: { N: "42" },
+              ownerSwitchesSinceCheckpoint: { N: "0" },
+              checkpoint: { S: stored[4]!.sequenceNumber },
+              checkpointSubSequenceNumber: { N: "0" },
+              startingHashKey: { S: shard.startingHashKey },
+              endingHashKey: { S: shard.endingHashKey },
+              entityType: { S: "LEASE" },
+              streamName: { S: id },
+              shardId: { S: shard.shardId }
+            }
+            yield* putRaw(table, item)
+          })
+        for (const shard of orders.shards) yield* write(ordersId, orders.streamName, shard)
+        for (const shard of payments.shards) yield* write(paymentsId, payments.streamName, shard)
+        const keys = [...(yield* rawItems(table)).keys()].sort()
+
+        const worker = yield* startMulti({
+          streams: [{ stream: orders.streamName, creationEpoch: 1700000000 }, payments.streamName],
+          applicationName: table,
+          workerId: "ours"
+        })
+        yield* eventually(
+          Effect.sync(() => after.size > 0 && [...after].every((d) => worker.seen.some((r) => r.data === d))),
+          "30 seconds",
+          `the ${after.size} records after the checkpoints`
+        )
+        // Nothing at or before a checkpoint again, nothing twice; the KCL's leases continued, none created.
+        expect(worker.seen.filter((r) => before.has(r.data))).toEqual([])
+        expect(worker.seen).toHaveLength(after.size)
+        const leases = yield* observer(table)
+        yield* eventually(
+          Effect.map(leases.list, (all) => all.every((l) => l.leaseOwner === "ours" && l.leaseCounter > 42)),
+          "10 seconds",
+          "every lease taken over"
+        )
+        expect([...(yield* rawItems(table)).keys()].sort()).toEqual(keys)
+        yield* worker.stop
+        const items = yield* rawItems(table)
+        for (const shard of orders.shards) {
+          const last = (yield* readShard(orders.streamName, shard.shardId)).at(-1)!.sequenceNumber
+          expect(items.get(`${ordersId}:${shard.shardId}`)?.checkpoint?.S).toBe(last)
+        }
+        expect(items.get(`${paymentsId}:${payments.shards[0]!.shardId}`)?.streamName?.S).toBe(paymentsId)
+      }))
+  })
+
+  describe("single-stream consumers", () => {
+    it.effect("keep plain shard ids as lease keys, without the multi-stream attributes", () =>
+      Effect.gen(function*() {
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        const table = uniqueTable("single")
+        yield* put(streamName, records("s", 0, 10))
+        const worker = yield* startWorker({ stream: streamName, applicationName: table, workerId: "w" })
+        yield* eventually(Effect.sync(() => worker.seen.length === 10), "30 seconds", "10 records")
+        yield* worker.stop
+        const items = yield* rawItems(table)
+        expect([...items.keys()].sort()).toEqual(shards.map((s) => s.shardId).sort())
+        for (const item of items.values()) {
+          expect(item.streamName).toBeUndefined()
+          expect(item.shardId).toBeUndefined()
+        }
+      }))
+  })
+})
