@@ -250,6 +250,25 @@ export const identify = (
 ): Effect.Effect<StreamIdentifier, ConsumerError, Client.Client> =>
   Effect.flatMap(store.list, (leases) => identifyIn(spec, streamsIn(leases)))
 
+/**
+ * Reads a serialized stream identifier (`account:streamName:creationEpoch`, the `streamName`
+ * attribute of a KCL multi-stream lease) as the KCL does; `undefined` when the text is not one.
+ *
+ * @example
+ * ```ts
+ * import { MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const id = MultiStream.parseIdentifier("123456789012:orders:1700000000")
+ * // { accountId: "123456789012", streamName: "orders", creationEpoch: 1700000000 }
+ * ```
+ *
+ * @since 0.3.0
+ * @category parsing
+ */
+export const parseIdentifier = (
+  text: string
+): Pick<StreamIdentifier, "accountId" | "streamName" | "creationEpoch"> | undefined => MultiStreamLeases.parse(text)
+
 // The stream identifiers present in a table.
 const streamsIn = (leases: ReadonlyArray<{ readonly leaseKey: string; readonly streamName?: string | undefined }>) =>
   new Set(
