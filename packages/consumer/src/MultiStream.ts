@@ -9,13 +9,14 @@
  *
  * @since 0.3.0
  */
-import { Client, InvalidSetting } from "@effect-kinesis/core"
-import { Effect, Stream } from "effect"
+import { Client, InvalidSetting, MetricsCollector } from "@effect-kinesis/core"
+import { Effect, Option, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import * as Consumer from "./Consumer.ts"
 import type { ConsumerError } from "./ConsumerError.ts"
 import type { ConsumerRecord } from "./ConsumerRecord.ts"
+import type * as DiagnosticEvent from "./DiagnosticEvent.ts"
 import * as ApplicationLeases from "./internal/applicationLeases.ts"
 import * as MultiStreamLeases from "./internal/multiStreamLeases.ts"
 import { LeaseRepository } from "./LeaseRepository.ts"
@@ -97,9 +98,15 @@ export type StreamSpec = Client.StreamId | {
  * @since 0.3.0
  * @category models
  */
-export interface ShardedStreamOptions<A> extends Omit<Consumer.ShardedStreamOptions<A>, "stream" | "control"> {
+export interface ShardedStreamOptions<A>
+  extends Omit<Consumer.ShardedStreamOptions<A>, "stream" | "control" | "onDiagnostic">
+{
   /** The streams, at least one, each once. */
   readonly streams: ReadonlyArray<StreamSpec>
+  /** Called with every diagnostic event and the stream of its shard (shard ids repeat across streams). */
+  readonly onDiagnostic?:
+    | ((event: DiagnosticEvent.DiagnosticEvent, stream: StreamIdentifier) => Effect.Effect<void>)
+    | undefined
 }
 
 /**
@@ -185,9 +192,15 @@ export const shardedStream = <A>(
  * @since 0.3.0
  * @category models
  */
-export interface ConsumeWithOptions<A, E, R> extends Omit<Consumer.ConsumeWithOptions<A, E, R>, "stream" | "control"> {
+export interface ConsumeWithOptions<A, E, R>
+  extends Omit<Consumer.ConsumeWithOptions<A, E, R>, "stream" | "control" | "onDiagnostic">
+{
   /** The streams, at least one, each once. */
   readonly streams: ReadonlyArray<StreamSpec>
+  /** Called with every diagnostic event and the stream of its shard (shard ids repeat across streams). */
+  readonly onDiagnostic?:
+    | ((event: DiagnosticEvent.DiagnosticEvent, stream: StreamIdentifier) => Effect.Effect<void>)
+    | undefined
 }
 
 /**
@@ -278,8 +291,11 @@ const streamsIn = (leases: ReadonlyArray<{ readonly leaseKey: string; readonly s
     })
   )
 
-const withoutStreams = <O extends { readonly streams: ReadonlyArray<StreamSpec> }>(options: O): Omit<O, "streams"> => {
-  const { streams: _, ...rest } = options
+// The options every stream's consumer shares (`onDiagnostic` is wrapped per stream).
+const withoutStreams = <O extends { readonly streams: ReadonlyArray<StreamSpec>; readonly onDiagnostic?: unknown }>(
+  options: O
+): Omit<O, "streams" | "onDiagnostic"> => {
+  const { onDiagnostic: _onDiagnostic, streams: _streams, ...rest } = options
   return rest
 }
 
@@ -314,6 +330,28 @@ const identifyIn = (
 const invalid = (stream: Client.StreamId, reason: string) =>
   Effect.fail(new InvalidSetting.InvalidSetting({ setting: "streams", value: stream, reason }))
 
+// The KCL's `StreamId` dimension (the serialized identifier) on the per-shard metrics, which would
+// otherwise mix the shards of the same id in different streams.
+const withStreamDimension = <A, E>(stream: Stream.Stream<A, E>, id: StreamIdentifier): Stream.Stream<A, E> =>
+  Stream.unwrap(
+    Effect.map(Effect.serviceOption(MetricsCollector.MetricsCollector), (collector) =>
+      Option.isNone(collector) ? stream : Stream.provideService(
+        stream,
+        MetricsCollector.MetricsCollector,
+        MetricsCollector.MetricsCollector.of({
+          ...collector.value,
+          series: (key) =>
+            collector.value.series(
+              key.dimensions.some((d) =>
+                  d.name === "ShardId"
+                )
+                ? { ...key, dimensions: [...key.dimensions, { name: "StreamId", value: id.serialized }] }
+                : key
+            )
+        })
+      ))
+  )
+
 interface Prepared<A> {
   readonly id: StreamIdentifier
   readonly consumer: Consumer.Consumer["Service"]
@@ -337,11 +375,15 @@ const prepare = <A>(
       if (prepared.some((p) => p.id.serialized === id.serialized)) {
         return yield* invalid(id.stream, `${id.streamName} is given twice`)
       }
-      const consumer = yield* Effect.provideService(
+      const made = yield* Effect.provideService(
         Consumer.make,
         LeaseRepository,
         LeaseRepository.of(MultiStreamLeases.view(store, id.serialized))
       )
+      const consumer = Consumer.Consumer.of({
+        shardedStream: (streamOptions) => withStreamDimension(made.shardedStream(streamOptions), id)
+      })
+      const onDiagnostic = options.onDiagnostic
       const initialPosition = typeof spec === "string" ? undefined : spec.initialPosition
       prepared.push({
         id,
@@ -350,6 +392,7 @@ const prepare = <A>(
           ...withoutStreams(options),
           stream: id.stream,
           workerId,
+          onDiagnostic: onDiagnostic === undefined ? undefined : (event) => onDiagnostic(event, id),
           initialPosition: initialPosition ?? options.initialPosition
         }
       })

@@ -4,7 +4,7 @@
  * leases, left alone.
  */
 import { type Lease, LeaseRepository, MultiStream } from "@effect-kinesis/consumer"
-import { Client, ExtendedSequenceNumber, Serde } from "@effect-kinesis/core"
+import { Client, ExtendedSequenceNumber, MetricsCollector, Serde } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Fiber, Stream } from "effect"
@@ -43,6 +43,8 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("MultiS
         const repository = yield* LeaseRepository.makeMemory({ leases: [former, plain] })
 
         const seen: Array<{ readonly stream: string; readonly shardId: string; readonly data: string }> = []
+        const acquired: Array<string> = []
+        const collector = yield* MetricsCollector.make
         const run = (workerId: string) =>
           MultiStream.shardedStream({
             streams: [orders.streamName, payments.streamName],
@@ -50,7 +52,11 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("MultiS
             workerId,
             deserializer: Serde.string,
             fetch: { pollInterval: "100 millis" },
-            lease: fastLeases
+            lease: fastLeases,
+            onDiagnostic: (event, stream) =>
+              Effect.sync(() => {
+                if (event._tag === "LeaseAcquired") acquired.push(`${stream.streamName}/${event.shardId}`)
+              })
           }).pipe(
             Stream.flatMap((shard) =>
               shard.records.pipe(
@@ -64,6 +70,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("MultiS
               ), { concurrency: "unbounded" }),
             Stream.runDrain,
             Effect.provideService(LeaseRepository.LeaseRepository, repository),
+            Effect.provideService(MetricsCollector.MetricsCollector, collector),
             Effect.forkScoped
           )
         const a = yield* run("a")
@@ -91,6 +98,20 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("MultiS
         }
         expect(all).toContain(former)
         expect(all).toContain(plain)
+        // Shard ids repeat across streams: diagnostic events come with their stream, and per-shard metrics carry the
+        // KCL's StreamId dimension, so that the two streams' shardId-000000000000 stay apart.
+        const shards = [orders, payments].flatMap((s) => s.shards.map((shard) => `${s.streamName}/${shard.shardId}`))
+        expect(new Set(acquired)).toEqual(new Set(shards))
+        const datums = (yield* collector.drain).datums.filter((d) => d.name === "RecordsProcessed")
+        const processed = new Map<string, number>()
+        for (const d of datums) {
+          const dims = new Map(d.dimensions.map((x) => [x.name, x.value]))
+          const stream = MultiStream.parseIdentifier(dims.get("StreamId") ?? "")?.streamName
+          const key = `${stream}/${dims.get("ShardId")}`
+          processed.set(key, (processed.get(key) ?? 0) + d.statistics.sum)
+        }
+        expect(new Set(processed.keys())).toEqual(new Set(shards))
+        expect([...processed.values()].reduce((a, b) => a + b, 0)).toBe(seen.length)
         yield* Fiber.interrupt(a)
         yield* Fiber.interrupt(b)
       }))
