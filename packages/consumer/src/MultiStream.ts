@@ -19,7 +19,7 @@ import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import type * as DiagnosticEvent from "./DiagnosticEvent.ts"
 import * as ApplicationLeases from "./internal/applicationLeases.ts"
 import * as MultiStreamLeases from "./internal/multiStreamLeases.ts"
-import { LeaseRepository } from "./LeaseRepository.ts"
+import { LeaseRepository, type LeaseStoreError } from "./LeaseRepository.ts"
 
 /**
  * A stream as a multi-stream lease table knows it: the KCL's `StreamIdentifier`. `serialized`
@@ -282,6 +282,48 @@ export const parseIdentifier = (
   text: string
 ): Pick<StreamIdentifier, "accountId" | "streamName" | "creationEpoch"> | undefined => MultiStreamLeases.parse(text)
 
+/**
+ * Deletes every lease of a stream from a multi-stream table, each conditionally on the counter it
+ * was listed with (one that changed meanwhile is left; run it again), and returns the deleted
+ * lease keys. For a stream the application no longer consumes: its leases are never taken again
+ * (a consumer only takes the leases of the streams it is given) but stay in the table until
+ * deleted. The KCL deletes them itself when its `FormerStreamsLeasesDeletionStrategy` says so;
+ * here you decide when. Deleting the leases of a stream that workers still consume makes them
+ * lose the shards and start them again from the initial position.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { LeaseRepository, MultiStream } from "@effect-kinesis/consumer"
+ *
+ * const retire = Effect.gen(function*() {
+ *   const store = yield* LeaseRepository.LeaseRepository
+ *   const deleted = yield* MultiStream.deleteStreamLeases(store, "123456789012:old-orders:1700000000")
+ *   yield* Effect.logInfo(`deleted ${deleted.length} leases of old-orders`)
+ * })
+ * ```
+ *
+ * @since 0.3.0
+ * @category cleanup
+ */
+export const deleteStreamLeases = (
+  store: LeaseRepository["Service"],
+  stream: string | Pick<StreamIdentifier, "serialized">
+): Effect.Effect<ReadonlyArray<string>, LeaseStoreError> =>
+  Effect.gen(function*() {
+    const serialized = typeof stream === "string" ? stream : stream.serialized
+    const leases = (yield* store.list).filter((lease) => MultiStreamLeases.streamOf(lease) === serialized)
+    const deleted: Array<string> = []
+    for (const lease of leases) {
+      const done = yield* store.delete(lease).pipe(
+        Effect.as(true),
+        Effect.catchTag("LeaseConflict", () => Effect.succeed(false))
+      )
+      if (done) deleted.push(lease.leaseKey)
+    }
+    return deleted
+  })
+
 // The stream identifiers present in a table.
 const streamsIn = (leases: ReadonlyArray<{ readonly leaseKey: string; readonly streamName?: string | undefined }>) =>
   new Set(
@@ -334,22 +376,23 @@ const invalid = (stream: Client.StreamId, reason: string) =>
 // otherwise mix the shards of the same id in different streams.
 const withStreamDimension = <A, E>(stream: Stream.Stream<A, E>, id: StreamIdentifier): Stream.Stream<A, E> =>
   Stream.unwrap(
-    Effect.map(Effect.serviceOption(MetricsCollector.MetricsCollector), (collector) =>
-      Option.isNone(collector) ? stream : Stream.provideService(
-        stream,
-        MetricsCollector.MetricsCollector,
-        MetricsCollector.MetricsCollector.of({
-          ...collector.value,
-          series: (key) =>
-            collector.value.series(
-              key.dimensions.some((d) =>
-                  d.name === "ShardId"
-                )
-                ? { ...key, dimensions: [...key.dimensions, { name: "StreamId", value: id.serialized }] }
-                : key
-            )
-        })
-      ))
+    Effect.map(
+      Effect.serviceOption(MetricsCollector.MetricsCollector),
+      (collector) =>
+        Option.isNone(collector) ? stream : Stream.provideService(
+          stream,
+          MetricsCollector.MetricsCollector,
+          MetricsCollector.MetricsCollector.of({
+            ...collector.value,
+            series: (key) =>
+              collector.value.series(
+                key.dimensions.some((d) => d.name === "ShardId")
+                  ? { ...key, dimensions: [...key.dimensions, { name: "StreamId", value: id.serialized }] }
+                  : key
+              )
+          })
+        )
+    )
   )
 
 interface Prepared<A> {

@@ -114,6 +114,14 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("MultiS
         expect([...processed.values()].reduce((a, b) => a + b, 0)).toBe(seen.length)
         yield* Fiber.interrupt(a)
         yield* Fiber.interrupt(b)
+
+        // The retired stream's leases go when asked, and only they.
+        expect(yield* MultiStream.deleteStreamLeases(store, "123456789012:retired:1600000000")).toEqual([
+          former.leaseKey
+        ])
+        const left = yield* store.list
+        expect(left).not.toContain(former)
+        expect(left).toHaveLength(all.length - 1)
       }))
 
     it.effect("identify finds the epoch a table already uses for the stream, in milliseconds or seconds of its creation", () =>
