@@ -9,7 +9,7 @@ import { AdminClient, Client, Serde } from "@effect-kinesis/core"
 import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Stream } from "effect"
 import {
   createKclTable,
   Env,
@@ -205,44 +205,76 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("Many streams,
   })
 
   describe("a KCL multi-stream application's table", () => {
-    it.effect("is taken over and continued at its checkpoints: the epoch a KCL application chose is found when given, and one in seconds of the creation time by itself", () =>
+    it.effect("is taken over and continued at its checkpoints, a resharding in one stream included: the epoch a KCL application chose is used when given, one in seconds of the creation time is found by itself", () =>
       Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const client = yield* Client.Client
         const orders = yield* StreamFixtures.stream({ prefix: "orders", shardCount: 2 })
         const payments = yield* StreamFixtures.stream({ prefix: "payments", shardCount: 1 })
         const table = uniqueTable("kcl-multi")
         yield* createKclTable(table)
         yield* put(orders.streamName, records("o", 0, 40))
-        yield* put(payments.streamName, records("p", 0, 20))
+        // Payments was split while the KCL application ran: the parent checkpointed part-way, its children's leases
+        // created, not started.
+        const parent = payments.shards[0]!
+        yield* put(payments.streamName, records("p", 0, 12))
+        yield* admin.splitShard(payments.streamName, parent.shardId)
+        yield* put(payments.streamName, records("p", 12, 24))
+        const children = (yield* Stream.runCollect(
+          client.listShards(payments.streamName, { shardFilter: { Type: "AT_LATEST" } })
+        )).map((s) => ({
+          shardId: s.ShardId!,
+          startingHashKey: s.HashKeyRange!.StartingHashKey!,
+          endingHashKey: s.HashKeyRange!.EndingHashKey!
+        }))
+        expect(children).toHaveLength(2)
 
         // The KCL application named orders with an epoch of its own choosing, payments with its creation time in
-        // seconds; each shard checkpointed at its 5th record by a worker that is gone (its lease expires).
+        // seconds. Its worker is gone: its leases expire.
         const { accountId, created } = yield* identity(payments.streamName)
         const ordersId = `${accountId}:${orders.streamName}:1700000000`
         const paymentsId = `${accountId}:${payments.streamName}:${Math.floor(created / 1000)}`
         const before = new Set<string>()
         const after = new Set<string>()
-        const write = (id: string, streamName: string, shard: StreamFixtures.TestStream["shards"][number]) =>
+        // An item as `DynamoDBMultiStreamLeaseSerializer.toDynamoRecord` writes it.
+        const kclLease = (
+          id: string,
+          shard: { readonly shardId: string; readonly startingHashKey: string; readonly endingHashKey: string },
+          fields: Item
+        ): Item => ({
+          leaseKey: { S: `${id}:${shard.shardId}` },
+          leaseOwner: { S: "kcl-worker-1" },
+          leaseCounter: { N: "42" },
+          ownerSwitchesSinceCheckpoint: { N: "0" },
+          checkpointSubSequenceNumber: { N: "0" },
+          startingHashKey: { S: shard.startingHashKey },
+          endingHashKey: { S: shard.endingHashKey },
+          entityType: { S: "LEASE" },
+          streamName: { S: id },
+          shardId: { S: shard.shardId },
+          ...fields
+        })
+        // Checkpointed at its `at`th record (none: not started).
+        const checkpointedAt = (
+          id: string,
+          streamName: string,
+          shard: { readonly shardId: string; readonly startingHashKey: string; readonly endingHashKey: string },
+          at: number | undefined,
+          fields: Item = {}
+        ) =>
           Effect.gen(function*() {
             const stored = yield* readShard(streamName, shard.shardId)
-            expect(stored.length).toBeGreaterThan(5)
-            stored.forEach((r, i) => (i < 5 ? before : after).add(r.data))
-            const item: Item = {
-              leaseKey: { S: `${id}:${shard.shardId}` },
-              leaseOwner: { S: "kcl-worker-1" },
-              leaseCounter: { N: "42" },
-              ownerSwitchesSinceCheckpoint: { N: "0" },
-              checkpoint: { S: stored[4]!.sequenceNumber },
-              checkpointSubSequenceNumber: { N: "0" },
-              startingHashKey: { S: shard.startingHashKey },
-              endingHashKey: { S: shard.endingHashKey },
-              entityType: { S: "LEASE" },
-              streamName: { S: id },
-              shardId: { S: shard.shardId }
-            }
-            yield* putRaw(table, item)
+            const from = at === undefined ? 0 : at + 1
+            expect(stored.length).toBeGreaterThan(from)
+            stored.forEach((r, i) => (i < from ? before : after).add(r.data))
+            const checkpoint = at === undefined ? "TRIM_HORIZON" : stored[at]!.sequenceNumber
+            yield* putRaw(table, kclLease(id, shard, { checkpoint: { S: checkpoint }, ...fields }))
           })
-        for (const shard of orders.shards) yield* write(ordersId, orders.streamName, shard)
-        for (const shard of payments.shards) yield* write(paymentsId, payments.streamName, shard)
+        for (const shard of orders.shards) yield* checkpointedAt(ordersId, orders.streamName, shard, 4)
+        const parentShardId = { parentShardId: { SS: [parent.shardId] } }
+        yield* checkpointedAt(paymentsId, payments.streamName, parent, 3)
+        yield* checkpointedAt(paymentsId, payments.streamName, children[0]!, undefined, parentShardId)
+        yield* checkpointedAt(paymentsId, payments.streamName, children[1]!, undefined, parentShardId)
         const keys = [...(yield* rawItems(table)).keys()].sort()
 
         const worker = yield* startMulti({
@@ -251,27 +283,47 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("Many streams,
           workerId: "ours"
         })
         yield* eventually(
-          Effect.sync(() => after.size > 0 && [...after].every((d) => worker.seen.some((r) => r.data === d))),
+          Effect.sync(() => [...after].every((d) => worker.seen.some((r) => r.data === d))),
           "30 seconds",
           `the ${after.size} records after the checkpoints`
         )
-        // Nothing at or before a checkpoint again, nothing twice; the KCL's leases continued, none created.
+        // Nothing at or before a checkpoint again (nor the ended parent), nothing twice; the KCL's leases continued,
+        // none created.
         expect(worker.seen.filter((r) => before.has(r.data))).toEqual([])
         expect(worker.seen).toHaveLength(after.size)
+        // The parent's rest before any record of its children.
+        const fromParent = worker.seen.findLastIndex((r) => r.shardId === parent.shardId)
+        const fromChildren = worker.seen.findIndex((r) =>
+          r.stream === payments.streamName && r.shardId !== parent.shardId
+        )
+        expect(fromParent).toBeGreaterThanOrEqual(0)
+        expect(fromParent).toBeLessThan(fromChildren)
         const leases = yield* observer(table)
         yield* eventually(
-          Effect.map(leases.list, (all) => all.every((l) => l.leaseOwner === "ours" && l.leaseCounter > 42)),
+          Effect.map(
+            leases.list,
+            (all) => all.every((l) => l.shardId === parent.shardId || (l.leaseOwner === "ours" && l.leaseCounter > 42))
+          ),
           "10 seconds",
-          "every lease taken over"
+          "every open shard's lease taken over"
         )
-        expect([...(yield* rawItems(table)).keys()].sort()).toEqual(keys)
         yield* worker.stop
         const items = yield* rawItems(table)
+        // The parent's lease may be gone (a child started, so it is finished and cleaned up, as the KCL does).
+        expect([...items.keys()].filter((k) => !k.endsWith(parent.shardId)).sort()).toEqual(
+          keys.filter((k) => !k.endsWith(parent.shardId))
+        )
         for (const shard of orders.shards) {
           const last = (yield* readShard(orders.streamName, shard.shardId)).at(-1)!.sequenceNumber
           expect(items.get(`${ordersId}:${shard.shardId}`)?.checkpoint?.S).toBe(last)
         }
-        expect(items.get(`${paymentsId}:${payments.shards[0]!.shardId}`)?.streamName?.S).toBe(paymentsId)
+        for (const child of children) {
+          const last = (yield* readShard(payments.streamName, child.shardId)).at(-1)!.sequenceNumber
+          const item = items.get(`${paymentsId}:${child.shardId}`)
+          expect(item?.checkpoint?.S).toBe(last)
+          expect(item?.streamName?.S).toBe(paymentsId)
+          expect(item?.parentShardId?.SS).toEqual([parent.shardId])
+        }
       }))
   })
 
