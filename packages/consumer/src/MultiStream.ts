@@ -10,7 +10,7 @@
  * @since 0.3.0
  */
 import { Client, InvalidSetting, MetricsCollector } from "@effect-kinesis/core"
-import { Effect, Option, Stream } from "effect"
+import { Effect, Option, Schedule, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import * as Consumer from "./Consumer.ts"
@@ -19,6 +19,7 @@ import type { ConsumerRecord } from "./ConsumerRecord.ts"
 import type * as DiagnosticEvent from "./DiagnosticEvent.ts"
 import * as ApplicationLeases from "./internal/applicationLeases.ts"
 import * as MultiStreamLeases from "./internal/multiStreamLeases.ts"
+import type { Lease } from "./Lease.ts"
 import { LeaseRepository, type LeaseStoreError } from "./LeaseRepository.ts"
 
 /**
@@ -325,10 +326,10 @@ export const deleteStreamLeases = (
   })
 
 // The stream identifiers present in a table.
-const streamsIn = (leases: ReadonlyArray<{ readonly leaseKey: string; readonly streamName?: string | undefined }>) =>
+const streamsIn = (leases: ReadonlyArray<Lease>) =>
   new Set(
     leases.flatMap((lease) => {
-      const id = MultiStreamLeases.streamOf(lease as Parameters<typeof MultiStreamLeases.streamOf>[0])
+      const id = MultiStreamLeases.streamOf(lease)
       return id === undefined ? [] : [id]
     })
   )
@@ -350,7 +351,10 @@ const identifyIn = (
   Effect.gen(function*() {
     const client = yield* Client.Client
     const stream = specStream(spec)
-    const summary = yield* client.describeStreamSummary(stream)
+    // Limited to 20 calls per second per account: a fleet starting together is throttled.
+    const summary = yield* client.describeStreamSummary(stream).pipe(
+      Effect.retry({ while: (error) => error.retryable, schedule: startRetry })
+    )
     const accountId = summary.StreamARN?.split(":")[4]
     const streamName = summary.StreamName
     const created = summary.StreamCreationTimestamp?.getTime()
@@ -368,6 +372,8 @@ const identifyIn = (
     const identity = { accountId, streamName, creationEpoch }
     return { ...identity, serialized: MultiStreamLeases.serialize(identity), stream }
   })
+
+const startRetry = Schedule.exponential("200 millis").pipe(Schedule.jittered, Schedule.upTo({ times: 8 }))
 
 const invalid = (stream: Client.StreamId, reason: string) =>
   Effect.fail(new InvalidSetting.InvalidSetting({ setting: "streams", value: stream, reason }))
