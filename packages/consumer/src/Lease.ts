@@ -33,7 +33,10 @@ import * as internal from "./internal/finishedLeases.ts"
  * @category models
  */
 export interface Lease {
-  /** The shard id, e.g. `shardId-000000000042` (KCL: `leaseKey`). */
+  /**
+   * The shard id, e.g. `shardId-000000000042` (KCL: `leaseKey`); in a multi-stream table
+   * (`MultiStream`), the stream identifier and the shard id, `account:streamName:creationEpoch:shardId`.
+   */
   readonly leaseKey: string
   /** The worker holding the lease; `undefined` when unowned (the KCL removes the attribute). */
   readonly leaseOwner: string | undefined
