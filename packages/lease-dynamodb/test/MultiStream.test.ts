@@ -6,10 +6,10 @@
  */
 import { type Consumer, type ConsumerRecord, type Lease, MultiStream } from "@effect-kinesis/consumer"
 import { AdminClient, Client, Serde } from "@effect-kinesis/core"
-import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
-import { StreamFixtures } from "@effect-kinesis/testing"
+import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
+import { DynamoEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Fiber, Stream } from "effect"
+import { Effect, Fiber, Layer, Stream } from "effect"
 import {
   createKclTable,
   Env,
@@ -336,6 +336,56 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("Many streams,
           expect(item?.streamName?.S).toBe(paymentsId)
           expect(item?.parentShardId?.SS).toEqual([parent.shardId])
         }
+      }))
+  })
+
+  describe("the cost of many streams", () => {
+    it.effect("the streams' coordinators share their scans of the table: three streams cost about the scans of one", () =>
+      Effect.gen(function*() {
+        const dynamo = yield* DynamoEmulator.DynamoEmulator
+        const streams = yield* Effect.forEach([1, 2, 3], () => StreamFixtures.stream({ shardCount: 2 }))
+        // Scans a worker makes in 5 s once it holds every lease, over `n` streams.
+        const scansOver = (n: number) =>
+          Effect.scoped(Effect.gen(function*() {
+            const table = uniqueTable("scans")
+            const sdk = DynamoDbClient.makeSdkClient(dynamo.clientConfig)
+            yield* Effect.addFinalizer(() => Effect.sync(() => sdk.destroy()))
+            const counting = { on: false, scans: 0 }
+            sdk.middlewareStack.add(
+              (next, context) => (args) => {
+                if (counting.on && context.commandName === "ScanCommand") counting.scans++
+                return next(args)
+              },
+              { step: "initialize", name: "countScans" }
+            )
+            const client = Layer.succeed(DynamoDbClient.DynamoDbClient, DynamoDbClient.DynamoDbClient.of({ sdk }))
+            const fiber = yield* MultiStream.consumeWith(() => Effect.void, {
+              streams: streams.slice(0, n).map((s) => s.streamName),
+              applicationName: table,
+              workerId: "w",
+              deserializer: Serde.string,
+              lease: fastLeases
+            }).pipe(
+              Effect.provide(DynamoDbLeaseRepository.layer({ applicationName: table }).pipe(Layer.provide(client))),
+              Effect.forkScoped
+            )
+            const leases = yield* observer(table)
+            yield* eventually(
+              Effect.map(leases.list, (all) => all.length === 2 * n && all.every((l) => l.leaseOwner === "w")),
+              "30 seconds",
+              `${2 * n} leases held`
+            )
+            counting.on = true
+            yield* Effect.sleep("5 seconds")
+            counting.on = false
+            yield* Fiber.interrupt(fiber)
+            return counting.scans
+          }))
+        const one = yield* scansOver(1)
+        const three = yield* scansOver(3)
+        // A coordinator per stream, each scanning on its own, would make about 3x the scans of one.
+        expect(one).toBeGreaterThan(5)
+        expect(three).toBeLessThan(one * 1.5)
       }))
   })
 

@@ -7,9 +7,9 @@
  *
  * @internal
  */
-import { Effect } from "effect"
+import { Deferred, type Duration, Effect, type Scope } from "effect"
 import type { Lease } from "../Lease.ts"
-import { LeaseConflict, LeaseExists, type LeaseRepository } from "../LeaseRepository.ts"
+import { LeaseConflict, LeaseExists, type LeaseRepository, type LeaseStoreError } from "../LeaseRepository.ts"
 
 type Service = LeaseRepository["Service"]
 
@@ -97,3 +97,32 @@ export const view = (store: Service, streamIdentifier: string): Service => {
     listOwnedBy: listOwnedBy === undefined ? undefined : (owner) => Effect.map(listOwnedBy(owner), listed)
   }
 }
+
+/**
+ * The store with its `list` shared by the callers that ask within `window` of each other: one
+ * scan of the table answers them all. Every stream's coordinator lists the whole table on its own
+ * schedule; without this, N streams cost N scans per scan interval. A caller only joins a scan that
+ * has not started yet, so it still reads every write it made before asking. Callers answered
+ * together ask again together a scan interval later, so the coordinators stay in step.
+ *
+ * @internal
+ */
+export const shareScans = (store: Service, window: Duration.Duration): Effect.Effect<Service, never, Scope.Scope> =>
+  Effect.map(Effect.scope, (scope) => {
+    let next: Deferred.Deferred<ReadonlyArray<Lease>, LeaseStoreError> | undefined
+    const list = Effect.suspend(() => {
+      if (next !== undefined) return Deferred.await(next)
+      const answer = Deferred.makeUnsafe<ReadonlyArray<Lease>, LeaseStoreError>()
+      next = answer
+      const scan = Effect.sleep(window).pipe(
+        // From here on, a caller waits for the next scan: this one may miss its writes.
+        Effect.andThen(Effect.sync(() => {
+          next = undefined
+        })),
+        Effect.andThen(store.list),
+        Effect.onExit((exit) => Deferred.done(answer, exit))
+      )
+      return Effect.andThen(Effect.forkIn(scan, scope), Deferred.await(answer))
+    })
+    return { ...store, list }
+  })
