@@ -10,7 +10,7 @@
  * @since 0.3.0
  */
 import { Client, InvalidSetting, MetricsCollector } from "@effect-kinesis/core"
-import { Duration, Effect, Option, Schedule, type Scope, Stream } from "effect"
+import { Duration, Effect, Option, Schedule, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import * as Consumer from "./Consumer.ts"
@@ -228,7 +228,7 @@ export const consumeWith = <A, E, R, R2 = never>(
   handler: (record: ConsumerRecord<A>, stream: StreamIdentifier) => Effect.Effect<unknown, E, R>,
   options: ConsumeWithOptions<A, E, R2>
 ): Effect.Effect<void, E | ConsumerError, R | R2 | Client.Client | LeaseRepository> =>
-  Effect.scoped(Effect.flatMap(prepare(options), (streams) =>
+  Effect.flatMap(prepare(options), (streams) =>
     Effect.forEach(
       streams,
       ({ consumer, id, options: streamOptions }) =>
@@ -237,7 +237,7 @@ export const consumeWith = <A, E, R, R2 = never>(
           ...streamOptions
         }).pipe(Effect.provideService(Consumer.Consumer, consumer)),
       { concurrency: "unbounded", discard: true }
-    )))
+    ))
 
 /**
  * The stream identifier of `stream` for the lease table of `store` (see {@link StreamSpec} for how
@@ -411,7 +411,7 @@ interface Prepared<A> {
 // same worker id.
 const prepare = <A>(
   options: ShardedStreamOptions<A>
-): Effect.Effect<ReadonlyArray<Prepared<A>>, ConsumerError, Client.Client | LeaseRepository | Scope.Scope> =>
+): Effect.Effect<ReadonlyArray<Prepared<A>>, ConsumerError, Client.Client | LeaseRepository> =>
   Effect.gen(function*() {
     if (options.streams.length === 0) return yield* invalid("", "give at least one stream")
     const repository = yield* LeaseRepository
@@ -421,7 +421,7 @@ const prepare = <A>(
     const scanInterval = Duration.fromInputUnsafe(options.lease?.scanInterval ?? "500 millis")
     const store = options.streams.length === 1
       ? own
-      : yield* MultiStreamLeases.shareScans(
+      : MultiStreamLeases.shareScans(
         own,
         Duration.min(Duration.divideUnsafe(scanInterval, 5), Duration.millis(100))
       )

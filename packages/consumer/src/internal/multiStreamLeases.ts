@@ -7,7 +7,7 @@
  *
  * @internal
  */
-import { Deferred, type Duration, Effect, type Scope } from "effect"
+import { Cause, Deferred, type Duration, Effect, Exit } from "effect"
 import type { Lease } from "../Lease.ts"
 import { LeaseConflict, LeaseExists, type LeaseRepository, type LeaseStoreError } from "../LeaseRepository.ts"
 
@@ -103,26 +103,33 @@ export const view = (store: Service, streamIdentifier: string): Service => {
  * scan of the table answers them all. Every stream's coordinator lists the whole table on its own
  * schedule; without this, N streams cost N scans per scan interval. A caller only joins a scan that
  * has not started yet, so it still reads every write it made before asking. Callers answered
- * together ask again together a scan interval later, so the coordinators stay in step.
+ * together ask again together a scan interval later, so the coordinators stay in step. The first
+ * caller scans in its own fiber (no background fiber to outlive the consumer); if it is
+ * interrupted, the others ask again.
  *
  * @internal
  */
-export const shareScans = (store: Service, window: Duration.Duration): Effect.Effect<Service, never, Scope.Scope> =>
-  Effect.map(Effect.scope, (scope) => {
-    let next: Deferred.Deferred<ReadonlyArray<Lease>, LeaseStoreError> | undefined
-    const list = Effect.suspend(() => {
-      if (next !== undefined) return Deferred.await(next)
-      const answer = Deferred.makeUnsafe<ReadonlyArray<Lease>, LeaseStoreError>()
-      next = answer
-      const scan = Effect.sleep(window).pipe(
-        // From here on, a caller waits for the next scan: this one may miss its writes.
-        Effect.andThen(Effect.sync(() => {
-          next = undefined
-        })),
-        Effect.andThen(store.list),
-        Effect.onExit((exit) => Deferred.done(answer, exit))
+export const shareScans = (store: Service, window: Duration.Duration): Service => {
+  let next: Deferred.Deferred<ReadonlyArray<Lease>, LeaseStoreError> | undefined
+  const list: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError> = Effect.suspend(() => {
+    const pending = next
+    if (pending !== undefined) {
+      return Effect.flatMap(
+        Effect.exit(Deferred.await(pending)),
+        (exit) => Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? list : exit
       )
-      return Effect.andThen(Effect.forkIn(scan, scope), Deferred.await(answer))
+    }
+    const answer = Deferred.makeUnsafe<ReadonlyArray<Lease>, LeaseStoreError>()
+    next = answer
+    // From the scan's start on, a caller waits for the next one: this one may miss its writes.
+    const close = Effect.sync(() => {
+      if (next === answer) next = undefined
     })
-    return { ...store, list }
+    return Effect.sleep(window).pipe(
+      Effect.andThen(close),
+      Effect.andThen(store.list),
+      Effect.onExit((exit) => Effect.andThen(close, Deferred.done(answer, exit)))
+    )
   })
+  return { ...store, list }
+}
