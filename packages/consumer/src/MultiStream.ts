@@ -7,7 +7,7 @@
  * Each stream's shards are balanced over the workers on their own (a worker takes its fair share
  * of every stream); the workers share one worker id per process and one lease table.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { Client, InvalidSetting, MetricsCollector } from "@effect-kinesis/core"
 import { Duration, Effect, Option, Schedule, Stream } from "effect"
@@ -33,7 +33,7 @@ import { LeaseRepository, type LeaseStoreError } from "./LeaseRepository.ts"
  * const label = (id: MultiStream.StreamIdentifier) => `${id.streamName} in ${id.accountId}`
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface StreamIdentifier {
@@ -69,7 +69,7 @@ export interface StreamIdentifier {
  * ]
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type StreamSpec = Client.StreamId | {
@@ -96,7 +96,7 @@ export type StreamSpec = Client.StreamId | {
  * }
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface ShardedStreamOptions<A>
@@ -122,7 +122,7 @@ export interface ShardedStreamOptions<A>
  *   Stream.map(shard.records, (record) => `${shard.stream.streamName}/${shard.shardId}: ${record.data}`)
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface ShardStream<A> extends Consumer.ShardStream<A> {
@@ -155,7 +155,7 @@ export interface ShardStream<A> extends Consumer.ShardStream<A> {
  * )
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constructors
  */
 export const shardedStream = <A>(
@@ -190,7 +190,7 @@ export const shardedStream = <A>(
  * }
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface ConsumeWithOptions<A, E, R>
@@ -221,7 +221,7 @@ export interface ConsumeWithOptions<A, E, R>
  * )
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constructors
  */
 export const consumeWith = <A, E, R, R2 = never>(
@@ -255,7 +255,7 @@ export const consumeWith = <A, E, R, R2 = never>(
  * })
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constructors
  */
 export const identify = (
@@ -276,7 +276,7 @@ export const identify = (
  * // { accountId: "123456789012", streamName: "orders", creationEpoch: 1700000000 }
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category parsing
  */
 export const parseIdentifier = (
@@ -304,7 +304,7 @@ export const parseIdentifier = (
  * })
  * ```
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category cleanup
  */
 export const deleteStreamLeases = (
