@@ -33,7 +33,10 @@ import * as internal from "./internal/finishedLeases.ts"
  * @category models
  */
 export interface Lease {
-  /** The shard id, e.g. `shardId-000000000042` (KCL: `leaseKey`). */
+  /**
+   * The shard id, e.g. `shardId-000000000042` (KCL: `leaseKey`); in a multi-stream table
+   * (`MultiStream`), the stream identifier and the shard id, `account:streamName:creationEpoch:shardId`.
+   */
   readonly leaseKey: string
   /** The worker holding the lease; `undefined` when unowned (the KCL removes the attribute). */
   readonly leaseOwner: string | undefined
@@ -63,6 +66,14 @@ export interface Lease {
    * (`ShardAssignment.byThroughput`) and by KCL 3.x workers; `undefined` (or absent) when none has.
    */
   readonly throughputKBps?: number | undefined
+  /**
+   * In a multi-stream application's table (see `MultiStream`): the stream the lease belongs to,
+   * as the KCL serializes it (`account:streamName:creationEpoch`). The KCL's attribute keeps the
+   * name `streamName` though it holds the whole identifier. Absent in a single-stream table.
+   */
+  readonly streamName?: string | undefined
+  /** In a multi-stream application's table: the shard id alone (the lease key prefixes it with the stream). */
+  readonly shardId?: string | undefined
 }
 
 /**

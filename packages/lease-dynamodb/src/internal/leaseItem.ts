@@ -27,7 +27,10 @@ export const A = {
   endingHashKey: "endingHashKey",
   checkpointOwner: "checkpointOwner",
   throughputKBps: "throughputKBps",
-  entityType: "entityType"
+  entityType: "entityType",
+  // KCL multi-stream leases (`DynamoDBMultiStreamLeaseSerializer`): the serialized stream identifier, and the shard id.
+  streamName: "streamName",
+  shardId: "shardId"
 } as const
 
 /** The `entityType` of leases in KCL 3.5 single-table mode; items without `entityType` are leases too. @internal */
@@ -115,8 +118,16 @@ export const toLease = (item: Item): Lease.Lease | MalformedItem => {
       ? { startingHashKey, endingHashKey }
       : undefined,
     checkpointOwner: string(item, A.checkpointOwner),
-    ...(throughputKBps === undefined ? {} : { throughputKBps })
+    ...(throughputKBps === undefined ? {} : { throughputKBps }),
+    ...multiStream(item)
   }
+}
+
+// Only when present, so that single-stream leases read as they always did.
+const multiStream = (item: Item): { streamName?: string | undefined; shardId?: string | undefined } => {
+  const streamName = string(item, A.streamName)
+  const shardId = string(item, A.shardId)
+  return streamName === undefined && shardId === undefined ? {} : { streamName, shardId }
 }
 
 /** @internal */
@@ -148,5 +159,7 @@ export const newLeaseItem = (lease: Lease.Lease): Item => {
     item[A.startingHashKey] = S(lease.hashKeyRange.startingHashKey)
     item[A.endingHashKey] = S(lease.hashKeyRange.endingHashKey)
   }
+  if (lease.streamName !== undefined) item[A.streamName] = S(lease.streamName)
+  if (lease.shardId !== undefined) item[A.shardId] = S(lease.shardId)
   return item
 }
