@@ -21,30 +21,35 @@ const lease = {
   shardSyncInterval: "30 seconds"
 } as const
 
-layer(DynamoEmulator.layer(), { excludeTestServices: true, timeout: "120 seconds" })("lease coordination cost", (it) => {
-  describe("calls per phase", () => {
-    it.effect("scans about once per take interval per worker in steady state; leases still spread", () =>
-      Effect.gen(function*() {
-        const dynamo = yield* DynamoEmulator.DynamoEmulator
-        const phases = yield* Scale.run(dynamo.clientConfig, {
-          shards: SHARDS,
-          workers: WORKERS,
-          lease,
-          steady: `${STEADY_SECONDS} seconds`,
-          phaseTimeout: "30 seconds",
-          applicationName: `scale-${Date.now()}`
-        })
-        const byName = new Map(phases.map((p) => [p.name, p]))
-        for (const p of phases) expect({ phase: p.name, reached: p.reached }).toEqual({ phase: p.name, reached: true })
-        const steady = byName.get("steady")!
-        const takeIntervals = STEADY_SECONDS
-        const scansPerWorkerPerTakeInterval = (steady.tally.calls.Scan ?? 0) / WORKERS / takeIntervals
-        // One scan per scan interval would be 20 here; one per take interval, jittered, with follow-ups when a
-        // lease would expire, stays under 3.
-        expect(scansPerWorkerPerTakeInterval).toBeLessThan(3)
-        // The renewals go on: every lease about once per renewal interval.
-        const renewals = steady.tally.calls.UpdateItem ?? 0
-        expect(renewals).toBeGreaterThan(SHARDS * (STEADY_SECONDS / 0.3) * 0.5)
-      }).pipe(Effect.scoped))
-  })
-})
+layer(DynamoEmulator.layer(), { excludeTestServices: true, timeout: "120 seconds" })(
+  "lease coordination cost",
+  (it) => {
+    describe("calls per phase", () => {
+      it.effect("scans about once per take interval per worker in steady state; leases still spread", () =>
+        Effect.gen(function*() {
+          const dynamo = yield* DynamoEmulator.DynamoEmulator
+          const phases = yield* Scale.run(dynamo.clientConfig, {
+            shards: SHARDS,
+            workers: WORKERS,
+            lease,
+            steady: `${STEADY_SECONDS} seconds`,
+            phaseTimeout: "30 seconds",
+            applicationName: `scale-${Date.now()}`
+          })
+          const byName = new Map(phases.map((p) => [p.name, p]))
+          for (const p of phases) {
+            expect({ phase: p.name, reached: p.reached }).toEqual({ phase: p.name, reached: true })
+          }
+          const steady = byName.get("steady")!
+          const takeIntervals = STEADY_SECONDS
+          const scansPerWorkerPerTakeInterval = (steady.tally.calls.Scan ?? 0) / WORKERS / takeIntervals
+          // One scan per scan interval would be 20 here; one per take interval, jittered, with follow-ups when a
+          // lease would expire, stays under 3.
+          expect(scansPerWorkerPerTakeInterval).toBeLessThan(3)
+          // The renewals go on: every lease about once per renewal interval.
+          const renewals = steady.tally.calls.UpdateItem ?? 0
+          expect(renewals).toBeGreaterThan(SHARDS * (STEADY_SECONDS / 0.3) * 0.5)
+        }).pipe(Effect.scoped))
+    })
+  }
+)

@@ -7,9 +7,8 @@
  *   shard streams are never run: a worker only takes, renews, hands over and releases leases (the outer
  *   `shardedStream` is drained, so a lease moved away is released at once, as a shard stream with no records in
  *   flight would).
- * - Requests are counted by a middleware on the one SDK client all workers share, which also asks for
- *   `ReturnConsumedCapacity: TOTAL`; dynalite bills as DynamoDB does (reads by 4 KB, halved when eventually
- *   consistent; writes by 1 KB; a Scan by the summed size of the items it read).
+ * - Requests are counted by a middleware on the workers' SDK clients, with the capacity DynamoDB bills for each,
+ *   computed from the items read or written by DynamoDB's rules (`billed`).
  * - Who holds what comes from the workers' diagnostic events, not from reading the table (which would be counted).
  */
 import { DynamoDBClient as SdkDynamoDBClient } from "@aws-sdk/client-dynamodb"
@@ -26,26 +25,42 @@ export interface Tally {
   readonly capacity: Record<string, number>
 }
 
-/** Counts every request of the SDK client (and asks DynamoDB for its consumed capacity). */
-export const countingClient = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConfig"]) => {
-  const sdk = new SdkDynamoDBClient({ ...config, maxAttempts: 1 })
+/**
+ * SDK clients, one per worker as in production (a shared one would queue every worker's renewals behind its own
+ * connection pool), counting every request into one tally (and asking DynamoDB for its consumed capacity).
+ */
+export const countingClients = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConfig"]) => {
   let calls: Record<string, number> = {}
   let capacity: Record<string, number> = {}
-  sdk.middlewareStack.add(
-    (next, context) => async (args) => {
-      const input = args.input as Record<string, unknown>
-      const operation = (context.commandName ?? "?").replace(/Command$/, "")
-      if (operation !== "DescribeTable" && operation !== "CreateTable") input.ReturnConsumedCapacity = "TOTAL"
-      calls[operation] = (calls[operation] ?? 0) + 1
-      const result = await next(args)
-      const consumed = (result.output as { ConsumedCapacity?: { CapacityUnits?: number } }).ConsumedCapacity
-      capacity[operation] = (capacity[operation] ?? 0) + (consumed?.CapacityUnits ?? 0)
-      return result
-    },
-    { step: "initialize", name: "leaseScaleCounter" }
-  )
+  const made: Array<SdkDynamoDBClient> = []
+  const make = () => {
+    const sdk = new SdkDynamoDBClient({ ...config, maxAttempts: 1 })
+    made.push(sdk)
+    sdk.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as Record<string, unknown>
+        const operation = (context.commandName ?? "?").replace(/Command$/, "")
+        calls[operation] = (calls[operation] ?? 0) + 1
+        const charge = (units: number) => {
+          capacity[operation] = (capacity[operation] ?? 0) + units
+        }
+        try {
+          const result = await next(args)
+          charge(billed(operation, input, result.output as unknown as Record<string, unknown>))
+          return result
+        } catch (error) {
+          // DynamoDB bills a write whose condition failed as a write.
+          if (WRITES.has(operation)) charge(1)
+          throw error
+        }
+      },
+      { step: "initialize", name: "leaseScaleCounter" }
+    )
+    return sdk
+  }
   return {
-    sdk,
+    make,
+    destroy: () => made.forEach((sdk) => sdk.destroy()),
     /** What was counted since the last call, and starts counting afresh. */
     take: (): Tally => {
       const tally = { calls, capacity }
@@ -53,6 +68,34 @@ export const countingClient = (config: DynamoEmulator.DynamoEmulator["Service"][
       capacity = {}
       return tally
     }
+  }
+}
+
+const WRITES = new Set(["PutItem", "UpdateItem", "DeleteItem"])
+
+// Capacity as DynamoDB bills it, from the items read or written (dynalite's own `ConsumedCapacity` halves
+// consistent scans and leaves out refused conditional writes): reads by 4 KB per request (a Scan or Query page by the
+// summed size of its items), halved when eventually consistent; writes by 1 KB of the item written.
+const billed = (operation: string, input: Record<string, unknown>, output: Record<string, unknown>): number => {
+  const consistent = input.ConsistentRead === true
+  const read = (bytes: number) => Math.max(1, Math.ceil(bytes / 4096)) * (consistent ? 1 : 0.5)
+  type Items = Array<Record<string, Value>>
+  switch (operation) {
+    case "Scan":
+    case "Query":
+      return read(((output.Items ?? []) as Items).reduce((s, item) => s + itemSize(item), 0))
+    case "GetItem":
+      return read(output.Item === undefined ? 0 : itemSize(output.Item as Record<string, Value>))
+    case "PutItem":
+      return Math.max(1, Math.ceil(itemSize(input.Item as Record<string, Value>) / 1024))
+    case "UpdateItem":
+      return output.Attributes === undefined
+        ? 1
+        : Math.max(1, Math.ceil(itemSize(output.Attributes as Record<string, Value>) / 1024))
+    case "DeleteItem":
+      return 1
+    default:
+      return 0
   }
 }
 
@@ -91,12 +134,12 @@ const killable = (dead: () => boolean) =>
       const killed = Effect.suspend(() =>
         Effect.fail(new LeaseRepository.LeaseStoreError({ operation: "killed", message: "killed", retryable: false }))
       )
-      const gate = <A, E>(self: Effect.Effect<A, E>) =>
-        Effect.suspend(() => dead() ? killed : self) as Effect.Effect<A, E | LeaseRepository.LeaseStoreError>
+      const gate = <A, E>(self: Effect.Effect<A, E>): Effect.Effect<A, E | LeaseRepository.LeaseStoreError> =>
+        Effect.suspend((): Effect.Effect<A, E | LeaseRepository.LeaseStoreError> => dead() ? killed : self)
       const wrapped: Record<string, unknown> = {}
       for (const [key, value] of Object.entries(store)) {
         wrapped[key] = Effect.isEffect(value)
-          ? gate(value)
+          ? gate(value as Effect.Effect<unknown, unknown>)
           : typeof value === "function"
           ? (...args: Array<unknown>) => gate((value as (...a: Array<unknown>) => Effect.Effect<unknown>)(...args))
           : value
@@ -119,7 +162,8 @@ export interface ScaleWorker {
 export interface ScaleOptions {
   readonly applicationName: string
   readonly shards: ReadonlyArray<Shard>
-  readonly sdk: SdkDynamoDBClient
+  /** A new SDK client for a worker. */
+  readonly sdk: () => SdkDynamoDBClient
   readonly lease: Consumer.LeaseSettings
 }
 
@@ -135,7 +179,9 @@ export const startWorker = (options: ScaleOptions, workerId: string) =>
       })
     const store = killable(() => dead).pipe(
       Layer.provide(DynamoDbLeaseRepository.layer({ applicationName: options.applicationName })),
-      Layer.provide(Layer.succeed(DynamoDbClient.DynamoDbClient, DynamoDbClient.DynamoDbClient.of({ sdk: options.sdk })))
+      Layer.provide(
+        Layer.succeed(DynamoDbClient.DynamoDbClient, DynamoDbClient.DynamoDbClient.of({ sdk: options.sdk() }))
+      )
     )
     const scope = yield* Scope.make()
     const fiber = yield* Consumer.shardedStream({
@@ -310,10 +356,10 @@ export const kclSteadyState = (options: {
   const kcl3LeaseBytes = leaseItemBytes + 13 + 8
   const workerMetricBytes = 600
   const kcl3TableBytes = leases * kcl3LeaseBytes + workers * workerMetricBytes
-  // The index's entries per worker: leaseOwner and leaseKey, plus the table's key again (DynamoDB counts 100 bytes
-  // of overhead per index entry).
+  // A Query of the index is billed by its entries' sizes: `leaseOwner` and `leaseKey` (names and values, here
+  // `worker-12` and `shardId-000000000123`) and 100 bytes of overhead per entry.
   const perWorker = leases / workers
-  const indexEntryBytes = 2 * (leaseItemBytes > 0 ? 40 : 0) + 10 + 100
+  const indexEntryBytes = "leaseOwner".length + 9 + "leaseKey".length + 20 + 100
   const queries = workers * perMinute(discoverer)
   const lamScans = perMinute(assignment)
   const lockReads = lamScans + (workers - 1) * 2
@@ -355,16 +401,16 @@ export interface RunOptions {
 export const run = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConfig"], options: RunOptions) =>
   Effect.gen(function*() {
     const log = options.log ?? (() => {})
-    const counter = countingClient(config)
-    yield* Effect.addFinalizer(() => Effect.sync(() => counter.sdk.destroy()))
+    const counter = countingClients(config)
+    yield* Effect.addFinalizer(() => Effect.sync(() => counter.destroy()))
     const scaleOptions: ScaleOptions = {
       applicationName: options.applicationName,
       shards: openShards(options.shards),
-      sdk: counter.sdk,
+      sdk: counter.make,
       lease: options.lease
     }
     const phases: Array<Phase> = []
-    const phase = (name: string, wait: Effect.Effect<{ millis: number; reached: boolean }>) =>
+    const phase = <R>(name: string, wait: Effect.Effect<{ millis: number; reached: boolean }, never, R>) =>
       Effect.gen(function*() {
         counter.take()
         const { millis, reached } = yield* wait

@@ -51,4 +51,3 @@ export const make = (scanMillis: number, takeMillis: number): RoundCadence => {
     }
   }
 }
-
