@@ -424,7 +424,11 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const syncShards = Effect.gen(function*() {
     const shardFilter = ShardLineage.shardFilter(initialPosition, options.timestamp)
     const listed: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream, { shardFilter }))
-    const leases = new Map((yield* repository.list).map((lease) => [lease.leaseKey, lease]))
+    // The take round's last read of the table serves when it is recent: every write made from it
+    // (create, delete) is conditional, so a lease that changed since costs one refused write.
+    const at = yield* monotonicMillis
+    const recent = lastListed !== undefined && at - lastListed.at <= takeMillis ? lastListed.leases : undefined
+    const leases = new Map((recent ?? (yield* repository.list)).map((lease) => [lease.leaseKey, lease]))
     // Leases from a run with an earlier timestamp may reach shards that closed before this one.
     const shards = shardFilter !== undefined && ShardLineage.missesLeased(listed, leases)
       ? ShardLineage.withLeasedLineage(listed, yield* Stream.runCollect(client.listShards(stream)), leases)
@@ -584,6 +588,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   let lostInRound = 0
   let orphansInRound = 0
   let followUpAt = Number.POSITIVE_INFINITY
+  let lastListed: { readonly at: number; readonly leases: ReadonlyArray<Lease> } | undefined
 
   const listLeases = Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
@@ -603,6 +608,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     untakenInRound = 0
     const leases = yield* listLeases
     const now = yield* monotonicMillis
+    lastListed = { at: now, leases }
     const full = now - lastFullRound >= RoundCadence.MIN_SHARE * Duration.toMillis(settings.takeInterval)
     if (full) lastFullRound = now
     const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
@@ -1004,8 +1010,12 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         const now = yield* monotonicMillis
         if (lease === undefined || lease.leaseOwner !== workerId) return incoming.delete(key)
         const s = seen.get(key)
-        if (s === undefined || s.counter !== lease.leaseCounter) seen.set(key, { counter: lease.leaseCounter, since: now })
-        if (holds.isStopped(key)) return
+        if (s === undefined || s.counter !== lease.leaseCounter) {
+          seen.set(key, { counter: lease.leaseCounter, since: now })
+        }
+        if (holds.isStopped(key)) {
+          return
+        }
         const idle = now - (seen.get(key)?.since ?? now)
         if (lease.checkpointOwner === undefined || idle >= expiryMillis || now - handOff.since >= handOffMillis) {
           yield* take(lease, false, handOff.from)
