@@ -142,7 +142,8 @@ export interface LeaseSettings {
    * Default 10 seconds (the KCL's failover time). A worker that dies without releasing its leases
    * (killed, partitioned) has its shards taken over about this long after its last renewal: at the
    * first scan that finds them expired, by a worker below its fair share, else, a take interval
-   * later, by one at its share.
+   * later, by one at its share. On a large table, which each worker reads about once per take
+   * interval, the last of them may wait up to a take interval more.
    */
   readonly expiry?: Duration.Input | undefined
   /** Default 3 seconds; must be well below `expiry`. */
@@ -154,9 +155,13 @@ export interface LeaseSettings {
    */
   readonly takeInterval?: Duration.Input | undefined
   /**
-   * How often to read the lease table for leases released by a worker shutting down (taken at
-   * once, so a graceful hand-off costs about this much), expired leases, new leases, and leases
-   * taken from this worker. One consistent scan of the table each time. Default 500 milliseconds.
+   * The pace of the reads of the lease table (one consistent scan each) for leases released by a
+   * worker shutting down, expired leases and new leases: each worker reads about one 4 KB read
+   * unit's worth (some 16 leases) per scan interval, so every scan interval on a small table and up
+   * to once per take interval on a large one (1,000 leases: every 10 s, jittered), and at once when
+   * a round found work in motion or a shard ended. A hand-off another worker asks of this one, or
+   * a lease taken from it, is found at its next renewal; a hand-off toward it is checked every
+   * scan interval by reading those leases alone. Default 500 milliseconds.
    */
   readonly scanInterval?: Duration.Input | undefined
   /** How often to list the stream's shards (also right after a shard ends). Default 30 seconds. */

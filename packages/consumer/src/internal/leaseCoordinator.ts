@@ -16,6 +16,7 @@ import type { LeaseRepository, LeaseStoreError } from "../LeaseRepository.ts"
 import type { ShardAssignment } from "../ShardAssignment.ts"
 import { type ConsumerMetrics, type ShardMetrics, timed } from "./consumerMetrics.ts"
 import * as FinishedLeases from "./finishedLeases.ts"
+import * as RoundCadence from "./roundCadence.ts"
 import * as ShardLineage from "./shardLineage.ts"
 import * as ThroughputBalance from "./throughputBalance.ts"
 
@@ -190,6 +191,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     ? undefined
     : Duration.toMillis(Duration.fromInputUnsafe(byThroughput.minMoveInterval))
   const moves = minMoveMillis === undefined ? undefined : ThroughputBalance.moves(minMoveMillis)
+  const cadence = RoundCadence.make(scanMillis, takeMillis)
 
   // Where a hand-off's shard stop runs: it outlives the take round that starts it.
   const roundScope = yield* Effect.scope
@@ -238,13 +240,37 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   // A conflict can also come from our own earlier write whose answer was lost: then the lease
   // still names us and we carry on with what is stored. Or another worker started a hand-off:
   // then we still write the checkpoints until we let go (the take round sees it and stops the shard).
+  // A hand-off another worker asked for is found here, by the renewal's refused write, as well as
+  // by the take round's scan: the scan need not run often for it.
   const reconcile = (o: OwnedLease) =>
     Effect.flatMap(repository.get(o.shardId), (current) => {
       if (current !== undefined && actualOwner(current) === workerId && !handedElsewhere(o, current)) {
         o.lease = current
-        return Effect.succeed(true)
+        return Effect.as(handOverIfAsked(o, current), true)
       }
       return Effect.as(lose(o, "taken"), false)
+    })
+
+  // The lease names another worker as next owner and us as checkpoint owner: its stream stops as at
+  // a shutdown (running handlers finish, what they processed is checkpointed), then the release
+  // lets the next owner start there.
+  const handOverIfAsked = (o: OwnedLease, stored: Lease) =>
+    Effect.gen(function*() {
+      if (stored.leaseOwner === workerId || handingOver.has(o.shardId) || o.state !== "active") return
+      // Balancing by throughput, a lease taken here less than `minMoveInterval` ago stays (a worker
+      // that just started asks without knowing): the hand-off is called off. Forked: a renewal's
+      // reconciliation may hold the lease's permit, which `keep` takes.
+      if (minMoveMillis !== undefined && (yield* monotonicMillis) - o.movedHereAt < minMoveMillis) {
+        yield* Effect.forkIn(keep(o, stored), roundScope)
+        return
+      }
+      handingOver.set(o.shardId, stored.leaseOwner ?? "")
+      yield* Effect.forkIn(
+        stopShard(o.shardId, "handing a lease over to the worker that asked for it", {
+          nextOwner: stored.leaseOwner
+        }),
+        roundScope
+      )
     })
 
   const checkpoint = (
@@ -408,6 +434,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         owned.delete(o.shardId)
         yield* settle(o)
       })))
+      // The children are leased now: the next round reads the table to take them.
+      cadence.wake()
       yield* Queue.offer(syncNow, undefined)
     })
 
@@ -416,7 +444,11 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   const syncShards = Effect.gen(function*() {
     const shardFilter = ShardLineage.shardFilter(initialPosition, options.timestamp)
     const listed: ReadonlyArray<Shard> = yield* Stream.runCollect(client.listShards(stream, { shardFilter }))
-    const leases = new Map((yield* repository.list).map((lease) => [lease.leaseKey, lease]))
+    // The take round's last read of the table serves when it is recent: every write made from it
+    // (create, delete) is conditional, so a lease that changed since costs one refused write.
+    const at = yield* monotonicMillis
+    const recent = lastListed !== undefined && at - lastListed.at <= takeMillis ? lastListed.leases : undefined
+    const leases = new Map((recent ?? (yield* repository.list)).map((lease) => [lease.leaseKey, lease]))
     // Leases from a run with an earlier timestamp may reach shards that closed before this one.
     const shards = shardFilter !== undefined && ShardLineage.missesLeased(listed, leases)
       ? ShardLineage.withLeasedLineage(listed, yield* Stream.runCollect(client.listShards(stream)), leases)
@@ -588,6 +620,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   let takenInRound = 0
   let untakenInRound = 0
   let lostInRound = 0
+  let orphansInRound = 0
+  let followUpAt = Number.POSITIVE_INFINITY
+  let lastListed: { readonly at: number; readonly leases: ReadonlyArray<Lease> } | undefined
 
   const listLeases = Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
@@ -607,7 +642,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     untakenInRound = 0
     const leases = yield* listLeases
     const now = yield* monotonicMillis
-    const full = now - lastFullRound >= Duration.toMillis(settings.takeInterval)
+    lastListed = { at: now, leases }
+    const full = now - lastFullRound >= RoundCadence.MIN_SHARE * Duration.toMillis(settings.takeInterval)
     if (full) lastFullRound = now
     const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
     for (const lease of leases) {
@@ -617,31 +653,22 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       }
     }
     for (const key of seen.keys()) if (!byKey.has(key)) seen.delete(key)
+    followUpAt = Number.POSITIVE_INFINITY
+    for (const lease of leases) {
+      const since = seen.get(lease.leaseKey)!.since
+      if (since < now && lease.leaseOwner !== undefined && lease.leaseOwner !== workerId) {
+        followUpAt = Math.min(followUpAt, since + expiryMillis)
+      }
+    }
 
-    // A lease taken from us shows up here first, well before our next renewal would fail. One
-    // naming another worker as next owner and us as checkpoint owner is being handed over: its
-    // stream stops as at a shutdown (running handlers finish, what they processed is
-    // checkpointed), then the release lets the next owner start there.
+    // A lease taken from us, or one naming another worker as next owner and us as checkpoint owner
+    // (being handed over), shows up here or at our next renewal, whichever comes first.
     for (const o of [...owned.values()]) {
       const stored = byKey.get(o.shardId)
       if (stored === undefined || actualOwner(stored) !== workerId || handedElsewhere(o, stored)) {
         yield* lose(o, "taken")
       } else if (fenced(o, now)) yield* lose(o, "expired")
-      else if (stored.leaseOwner !== workerId && !handingOver.has(o.shardId)) {
-        // Balancing by throughput, a lease taken here less than `minMoveInterval` ago stays (a
-        // worker that just started asks without knowing): the hand-off is called off.
-        if (minMoveMillis !== undefined && now - o.movedHereAt < minMoveMillis) {
-          yield* keep(o, stored)
-          continue
-        }
-        handingOver.set(o.shardId, stored.leaseOwner ?? "")
-        yield* Effect.forkIn(
-          stopShard(o.shardId, "handing a lease over to the worker that asked for it", {
-            nextOwner: stored.leaseOwner
-          }),
-          roundScope
-        )
-      }
+      else yield* handOverIfAsked(o, stored)
     }
     // Ours to let go of, though we do not hold it (this worker restarted while handing it over).
     for (const lease of leases) {
@@ -731,6 +758,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       return
     }
 
+    // Orphans left for a later round (paused or manual ones do not count) keep the rounds coming.
+    orphansInRound = orphans.length
     const target = Math.ceil(ready.length / (live.size + 1))
     // Shards stopped here count toward this worker's share: a stop hands work to the others, it
     // must not make this worker steal another shard (a steal repeats what the victim processed
@@ -1030,7 +1059,37 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     }
     yield* Effect.sleep(settings.scanInterval)
   })
-  yield* takeRound.pipe(
+  // Between full rounds (`RoundCadence`), only the leases being handed over to us are read, to take
+  // each as soon as its previous owner let go, as the full round would.
+  const pollIncoming = Effect.suspend(() => {
+    if (incoming.size === 0 || holds.paused()) return Effect.void
+    return Effect.forEach([...incoming], ([key, handOff]) =>
+      Effect.gen(function*() {
+        if (owned.has(key)) return incoming.delete(key)
+        const lease = yield* repository.get(key)
+        const now = yield* monotonicMillis
+        if (lease === undefined || lease.leaseOwner !== workerId) return incoming.delete(key)
+        const s = seen.get(key)
+        if (s === undefined || s.counter !== lease.leaseCounter) {
+          seen.set(key, { counter: lease.leaseCounter, since: now })
+        }
+        if (holds.isStopped(key)) {
+          return
+        }
+        const idle = now - (seen.get(key)?.since ?? now)
+        if (lease.checkpointOwner === undefined || idle >= expiryMillis || now - handOff.since >= handOffMillis) {
+          yield* take(lease, false, handOff.from)
+        }
+      }), { concurrency: 8, discard: true })
+  })
+  const round = Effect.gen(function*() {
+    if (!cadence.due(yield* monotonicMillis)) return yield* pollIncoming
+    orphansInRound = 0
+    yield* takeRound
+    const busy = takenInRound + untakenInRound + orphansInRound > 0
+    cadence.done(yield* monotonicMillis, seen.size, busy, followUpAt, yield* Random.next)
+  })
+  yield* round.pipe(
     Effect.matchEffect({ onFailure: roundFailed, onSuccess: () => roundSucceeded }),
     Effect.forever,
     Effect.forkScoped
