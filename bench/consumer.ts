@@ -18,6 +18,8 @@ import { Deferred, Effect, Fiber, Latch, Layer } from "effect"
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { writeFileSync } from "node:fs"
+import { Session } from "node:inspector"
+import { getHeapStatistics } from "node:v8"
 import { fileURLToPath } from "node:url"
 import { PerformanceObserver, performance } from "node:perf_hooks"
 import { withDrainedCollector } from "./drainedCollector.ts"
@@ -401,6 +403,11 @@ interface SideInput {
 
 interface SideOutput {
   readonly samples: ReadonlyArray<Sample>
+  /**
+   * The heap's growth per run, MB: the bytes allocated when no collection ran in between (run
+   * with BENCH_SIDE_FLAGS="--min-semi-space-size=512 --max-semi-space-size=512" for that).
+   */
+  readonly heapGrowthMb: ReadonlyArray<number>
   /** V8's collections during the measured runs: count and milliseconds (of pause), by kind. */
   readonly gc: Record<string, { count: number; ms: number }>
 }
@@ -425,16 +432,41 @@ const side = (which: "raw" | "ours", input: SideInput) =>
         slot.ms += entry.duration
       }
     })
+    // BENCH_HEAP_PROFILE=<dir>: where each side's allocations come from, garbage included.
+    const profileDir = process.env.BENCH_HEAP_PROFILE
+    const session = profileDir === undefined ? undefined : new Session()
+    const post = (method: string, params?: object) =>
+      Effect.promise(() =>
+        new Promise<any>((resolve, reject) =>
+          session!.post(method, params ?? {}, (error, result) => error ? reject(error) : resolve(result))
+        )
+      )
+    if (session !== undefined) {
+      session.connect()
+      yield* post("HeapProfiler.startSampling", {
+        samplingInterval: 4096,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true
+      })
+    }
     const samples: Array<Sample> = []
+    const heapGrowthMb: Array<number> = []
     for (let run = 0; run < input.runs; run++) {
+      let before = 0
       // The collections of gc() itself are not counted.
       const sample = yield* measure(Effect.suspend(() => {
+        before = getHeapStatistics().used_heap_size
         observer.observe({ entryTypes: ["gc"] })
         return Effect.ensuring(once(run), Effect.sync(() => observer.disconnect()))
       }))
+      heapGrowthMb.push(Number(((getHeapStatistics().used_heap_size - before) / 2 ** 20).toFixed(1)))
       samples.push(sample)
     }
-    const output: SideOutput = { samples, gc }
+    if (session !== undefined) {
+      const { profile } = yield* post("HeapProfiler.stopSampling")
+      writeFileSync(`${profileDir}/${input.tag}-${which}.heapprofile`, JSON.stringify(profile))
+    }
+    const output: SideOutput = { samples, heapGrowthMb, gc }
     process.stdout.write(`${SIDE_MARK}${JSON.stringify(output)}\n`)
   }).pipe(Effect.provide(Client.layer(input.clientConfig)))
 
@@ -522,6 +554,7 @@ const separate = Effect.gen(function*() {
     const runs = (o: SideOutput) =>
       o.samples.map((s) => `${Math.round(s.cpuMs)}/${Math.round(s.mainThreadCpuMs)}`).join(" ")
     console.log(`pair ${i} CPU ms per run (whole process/main thread): raw ${runs(p.raw)}; consumer ${runs(p.ours)}`)
+    console.log(`pair ${i} heap growth MB per run: raw ${p.raw.heapGrowthMb.join(" ")}; consumer ${p.ours.heapGrowthMb.join(" ")}`)
     console.log(`pair ${i} collections: raw ${JSON.stringify(p.raw.gc)}; consumer ${JSON.stringify(p.ours.gc)}`)
   }
   return {
