@@ -79,6 +79,9 @@ export interface RecordDecoder<A> {
 
 const EMPTY = new Uint8Array(0)
 
+// The explicit hash keys of an aggregate without any: every index reads `undefined`.
+const NO_EXPLICIT_HASH_KEYS: Array<string | undefined> = []
+
 // `F3 89 9A C2`: only a record starting with the KPL's magic can be an aggregate.
 const hasMagic = (data: Uint8Array) => data[0] === 0xf3 && data[1] === 0x89 && data[2] === 0x9a && data[3] === 0xc2
 
@@ -170,8 +173,11 @@ export const make = <A>(options: {
   const bounds: Array<number> = []
   let collected = 0
   let foreign = false
+  // Whether a user record of the aggregate has an explicit hash key (most have none).
+  let explicit = false
   const collect = (partitionKey: string, explicitHashKey: string | undefined, start: number, end: number) => {
     const n = collected++
+    if (explicitHashKey !== undefined) explicit = true
     if (n < partitionKeys.length) {
       partitionKeys[n] = partitionKey
       explicitHashKeys[n] = explicitHashKey
@@ -240,6 +246,7 @@ export const make = <A>(options: {
       }
       collected = 0
       foreign = false
+      explicit = false
       const aggregated = Aggregation.forEachUserRecord({ partitionKey: r.PartitionKey!, data }, collect)
       if (Result.isFailure(aggregated)) {
         if (!obsolete(r.SequenceNumber!, 0)) {
@@ -326,7 +333,7 @@ export const make = <A>(options: {
                 from,
                 to,
                 partitionKeys: partitionKeys.slice(0, to),
-                explicitHashKeys: explicitHashKeys.slice(0, to),
+                explicitHashKeys: explicit ? explicitHashKeys.slice(0, to) : NO_EXPLICIT_HASH_KEYS,
                 bounds: bounds.slice(0, 2 * to),
                 plain: undefined
               })
