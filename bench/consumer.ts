@@ -7,6 +7,14 @@
  *
  *   npm run bench:consumer   (node --expose-gc --conditions=@effect-kinesis/source bench/consumer.ts)
  *
+ * Then the same comparison with each side in its own process (`BENCH_PROCESS_PAIRS` pairs of
+ * processes, alternating which goes first, each measuring `BENCH_PROCESS_RUNS` runs after a
+ * warm-up): in one process the two paths share a heap, and the work one leaves (collections,
+ * recompiled code) is charged to whichever runs next. `BENCH_ONLY=processes` runs only that part,
+ * `BENCH_ONLY=runs` only the first; `BENCH_PRIME=1` precedes every measured run of the first part
+ * with an unmeasured run of the same path; `BENCH_HEAP_PROFILE=<dir>` writes each side process's
+ * allocation profile, garbage included.
+ *
  * Runs against the embedded kinesis-mock (a separate process: its CPU is not counted). Prints a
  * table and writes bench/results/consumer.json.
  */
@@ -19,9 +27,9 @@ import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { writeFileSync } from "node:fs"
 import { Session } from "node:inspector"
-import { getHeapStatistics } from "node:v8"
+import { performance, PerformanceObserver } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
-import { PerformanceObserver, performance } from "node:perf_hooks"
+import { getHeapStatistics } from "node:v8"
 import { withDrainedCollector } from "./drainedCollector.ts"
 import * as Results from "./results.ts"
 
@@ -278,15 +286,26 @@ const program = Effect.gen(function*() {
   const raw: Array<Sample> = []
   const ours: Array<Sample> = []
   const metered: Array<Sample> = []
+  // BENCH_PRIME=1: each measured run comes right after an unmeasured run of the same path. The
+  // run after the raw loop pays for work the raw loop left (its pairs swing with the order), which
+  // this evens out; the runs stay fresh consumers.
+  const prime = process.env.BENCH_PRIME === "1"
+  const measured = <A, E, R>(primer: Effect.Effect<A, E, R>, self: Effect.Effect<A, E, R>) =>
+    prime ? Effect.andThen(primer, measure(self)) : measure(self)
   for (let run = 0; run < RUNS; run++) {
-    raw.push(yield* measure(rawLoop(stream, userRecords)))
+    raw.push(yield* measured(rawLoop(stream, userRecords), rawLoop(stream, userRecords)))
+    const plain = measured(consumer(stream, userRecords, `${run}p`), consumer(stream, userRecords, run))
+    const withMetricsOn = measured(
+      withMetrics(consumer(stream, userRecords, `m${run}p`)),
+      withMetrics(consumer(stream, userRecords, `m${run}`))
+    )
     // Alternating which goes first, so that neither always runs on a warmer or busier machine.
     if (run % 2 === 0) {
-      ours.push(yield* measure(consumer(stream, userRecords, run)))
-      metered.push(yield* measure(withMetrics(consumer(stream, userRecords, `m${run}`))))
+      ours.push(yield* plain)
+      metered.push(yield* withMetricsOn)
     } else {
-      metered.push(yield* measure(withMetrics(consumer(stream, userRecords, `m${run}`))))
-      ours.push(yield* measure(consumer(stream, userRecords, run)))
+      metered.push(yield* withMetricsOn)
+      ours.push(yield* plain)
     }
   }
   const row = (name: string, samples: ReadonlyArray<Sample>) => {
@@ -333,6 +352,7 @@ const program = Effect.gen(function*() {
     }`
   )
 
+  if (process.env.BENCH_ONLY === "runs") return
   const steadyRuns = yield* steady
   const steadyRows = [
     row("steady state: raw reader, warm", steadyRuns.raw),
@@ -554,7 +574,9 @@ const separate = Effect.gen(function*() {
     const runs = (o: SideOutput) =>
       o.samples.map((s) => `${Math.round(s.cpuMs)}/${Math.round(s.mainThreadCpuMs)}`).join(" ")
     console.log(`pair ${i} CPU ms per run (whole process/main thread): raw ${runs(p.raw)}; consumer ${runs(p.ours)}`)
-    console.log(`pair ${i} heap growth MB per run: raw ${p.raw.heapGrowthMb.join(" ")}; consumer ${p.ours.heapGrowthMb.join(" ")}`)
+    console.log(
+      `pair ${i} heap growth MB per run: raw ${p.raw.heapGrowthMb.join(" ")}; consumer ${p.ours.heapGrowthMb.join(" ")}`
+    )
     console.log(`pair ${i} collections: raw ${JSON.stringify(p.raw.gc)}; consumer ${JSON.stringify(p.ours.gc)}`)
   }
   return {
