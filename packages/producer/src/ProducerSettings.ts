@@ -139,7 +139,7 @@ export interface ProducerSettings {
    * How long a record may wait to fill a batch (KPL `RecordMaxBufferedTime`). Default 0:
    * send as soon as a request slot is free; under load batches fill while requests are in
    * flight. Independently of this, while some shard's records wait for its rate limit, a
-   * partial request is held up to 5 ms to fill, rather than sending a request per trickle.
+   * partial request is held up to 20 ms to fill, rather than sending a request per trickle.
    */
   readonly lingerTime: Duration.Input
   /** PutRecords requests in flight at once. Default 16. */

@@ -133,13 +133,9 @@ const THROTTLED = "ProvisionedThroughputExceededException"
 const INVALID_REQUEST = "InvalidArgument"
 /**
  * Longest a partial request is held back while shards wait for their buckets (see
- * `Engine.held`): short against the TTL, and against the wait the bucket already imposes. Short
- * against a round trip too: with per-key order a held record keeps its key out, so a key's next
- * record waits for the hold and the answer. At 20 ms, keys on the shards a full buffer trickles
- * from sent about 40 records/s each, and a few keys per shard could not fill it (a slow-filling
- * request is the case: a fast one leaves full long before).
+ * `Engine.held`): short against the TTL, and against the wait the bucket already imposes.
  */
-const HOLD_MAX_MS = 5
+const HOLD_MAX_MS = 20
 // Per-record codes worth another attempt; anything else (KMS access, disabled keys…) is final.
 const RETRYABLE_RECORD_CODES = new Set([
   THROTTLED,
