@@ -172,6 +172,7 @@ describe("PutRecords response body", () => {
         assert.isTrue(Exit.isSuccess(actual))
         if (!Exit.isSuccess(actual)) return
         assert.deepStrictEqual(withoutMetadata(actual.value), withoutMetadata(expected))
+        assert.strictEqual(actual.value.$metadata.httpStatusCode, 200)
       }),
       { numRuns: 100 }
     )
