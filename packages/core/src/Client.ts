@@ -328,12 +328,8 @@ export const fromSdk = (sdk: KinesisClient, options: FromSdkOptions = {}): Clien
     putRecords: (stream, records, options) =>
       call(
         "PutRecords",
-        (abortSignal) => {
-          const input = PutRecordsBody.input(streamParams(stream), records)
-          return sdk.send(new PutRecordsCommand(input), { abortSignal }).then((out) =>
-            PutRecordsBody.output(out, input)
-          )
-        },
+        (abortSignal) =>
+          sdk.send(new PutRecordsCommand(PutRecordsBody.input(streamParams(stream), records)), { abortSignal }),
         options?.requestTimeout === undefined
           ? requestTimeoutMillis
           : Duration.toMillis(Duration.fromInputUnsafe(options.requestTimeout))

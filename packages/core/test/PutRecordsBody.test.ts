@@ -2,9 +2,8 @@ import { KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } from "@
 import { Client } from "@effect-kinesis/core"
 import { assert, describe, it } from "@effect/vitest"
 import { HttpResponse } from "@smithy/core/protocols"
-import { Effect, Exit } from "effect"
+import { Effect } from "effect"
 import * as fc from "fast-check"
-import { Readable } from "node:stream"
 
 /** An SDK client whose requests end in `sent` instead of on the network, answered with success. */
 const capturingSdk = () => {
@@ -104,118 +103,4 @@ describe("PutRecords request body", () => {
       yield* Client.fromSdk(sdk).putRecords("orders", records)
       assert.deepStrictEqual(JSON.parse(bodyText(sent[0]!.body)).Records[0].PartitionKey, "k")
     }))
-})
-
-/**
- * A real SDK client whose every request is answered with `respond()`'s status and body, split in
- * chunks as a socket would deliver it: the SDK's own deserializer and the client's run on the
- * same bytes.
- */
-const answeringSdk = (respond: () => { readonly status: number; readonly body: string; readonly chunk: number }) =>
-  new KinesisClient({
-    region: "us-east-1",
-    endpoint: "http://127.0.0.1:1",
-    credentials: { accessKeyId: "test", secretAccessKey: "test" },
-    maxAttempts: 1,
-    requestHandler: {
-      handle: async () => {
-        const { body, chunk, status } = respond()
-        const bytes = Buffer.from(body, "utf8")
-        const chunks: Array<Buffer> = []
-        for (let i = 0; i < bytes.length; i += chunk) chunks.push(bytes.subarray(i, i + chunk))
-        return {
-          response: new HttpResponse({
-            statusCode: status,
-            headers: {
-              "content-type": "application/x-amz-json-1.1",
-              ...(status === 200 ? {} : { "x-amzn-errortype": "ProvisionedThroughputExceededException" })
-            },
-            body: Readable.from(chunks)
-          })
-        }
-      }
-    }
-  })
-
-const resultArb = fc.oneof(
-  fc.record({
-    SequenceNumber: fc.bigInt({ min: 0n, max: 10n ** 56n }).map(String),
-    ShardId: fc.constantFrom("shardId-000000000000", "shardId-000000000017")
-  }),
-  fc.record({
-    ErrorCode: fc.constantFrom("ProvisionedThroughputExceededException", "InternalFailure", "KMSThrottlingException"),
-    ErrorMessage: fc.string({ maxLength: 80 })
-  })
-)
-const responseArb = fc.record({
-  FailedRecordCount: fc.nat({ max: 500 }),
-  Records: fc.array(resultArb, { maxLength: 12 }),
-  EncryptionType: fc.option(fc.constantFrom("NONE", "KMS"), { nil: undefined })
-}, { requiredKeys: ["Records"] })
-
-const sent = [{ PartitionKey: "k", Data: new Uint8Array([1, 2, 3]) }]
-const viaClient = (sdk: KinesisClient) => Effect.runPromiseExit(Client.fromSdk(sdk).putRecords("orders", sent))
-const viaSdk = (sdk: KinesisClient) => sdk.send(new PutRecordsCommand({ StreamName: "orders", Records: sent }))
-const withoutMetadata = (out: object) => {
-  const { $metadata: _, ...rest } = out as { $metadata?: unknown }
-  return JSON.parse(JSON.stringify(rest))
-}
-
-describe("PutRecords response body", () => {
-  it("decodes to what the SDK's deserializer gives for the same bytes, whatever the chunking", async () => {
-    await fc.assert(
-      fc.asyncProperty(responseArb, fc.integer({ min: 1, max: 4096 }), async (body, chunk) => {
-        const text = JSON.stringify(body)
-        const sdk = answeringSdk(() => ({ status: 200, body: text, chunk }))
-        const expected = await viaSdk(sdk)
-        const actual = await viaClient(sdk)
-        assert.isTrue(Exit.isSuccess(actual))
-        if (!Exit.isSuccess(actual)) return
-        assert.deepStrictEqual(withoutMetadata(actual.value), withoutMetadata(expected))
-        assert.strictEqual(actual.value.$metadata.httpStatusCode, 200)
-      }),
-      { numRuns: 100 }
-    )
-  })
-
-  it("is the client's decoder that runs, not the SDK's", async () => {
-    // The SDK's deserializer keeps only the fields of its schema: a field it does not know comes
-    // through only when the client decodes the body.
-    const body = "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"1\",\"ShardId\":\"s\",\"Extra\":\"x\"}]}"
-    const sdk = answeringSdk(() => ({ status: 200, body, chunk: 5 }))
-    assert.isUndefined(((await viaSdk(sdk)).Records![0] as unknown as Record<string, unknown>).Extra)
-    const actual = await viaClient(sdk)
-    assert.isTrue(Exit.isSuccess(actual))
-    if (Exit.isSuccess(actual)) {
-      assert.strictEqual((actual.value.Records![0] as unknown as Record<string, unknown>).Extra, "x")
-    }
-  })
-
-  it("leaves bodies of another shape and error responses to the SDK", async () => {
-    const cases = [
-      { status: 200, body: "{\"Records\":[" },
-      { status: 200, body: "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":null,\"ShardId\":\"s\"}]}" },
-      { status: 400, body: "{\"__type\":\"ProvisionedThroughputExceededException\",\"message\":\"Rate exceeded\"}" }
-    ]
-    for (const c of cases) {
-      const sdk = answeringSdk(() => ({ ...c, chunk: 7 }))
-      const expected = await viaSdk(sdk).then(
-        (out) => ({ out: withoutMetadata(out) }),
-        (error: Error) => ({ error })
-      )
-      const actual = await viaClient(sdk)
-      if ("out" in expected) {
-        assert.isTrue(Exit.isSuccess(actual), c.body)
-        if (Exit.isSuccess(actual)) assert.deepStrictEqual(withoutMetadata(actual.value), expected.out, c.body)
-        continue
-      }
-      assert.isTrue(Exit.isFailure(actual), c.body)
-      if (!Exit.isFailure(actual)) continue
-      const error = actual.cause.reasons[0]
-      assert.strictEqual(error?._tag, "Fail")
-      const failure = (error as { error: { cause?: Error } }).error
-      // The client's typed error wraps the SDK's own error for these bytes.
-      assert.strictEqual(failure.cause?.name, expected.error.name, c.body)
-    }
-  })
 })
