@@ -227,11 +227,14 @@ const main = async () => {
       }])
       return
     }
-    console.error("peak-rss: measuring")
+    // `BENCH_THROUGHPUT_ONLY=1`: the three throughput scenarios alone (quicker, for comparing
+    // changes side by side); nothing is written.
+    const throughputOnly = process.env["BENCH_THROUGHPUT_ONLY"] !== undefined
+    if (!throughputOnly) console.error("peak-rss: measuring")
     const rssRecords = Number(process.env["BENCH_RSS_RECORDS"] ?? 1_000_000)
-    const rss = await peakRssInChild("producer", server.endpoint, rssRecords)
-    const rawRss = await peakRssInChild("raw-sdk", server.endpoint, rssRecords)
-    const longRss = await peakRssInChild("producer", server.endpoint, 3 * rssRecords)
+    const rss = throughputOnly ? undefined : await peakRssInChild("producer", server.endpoint, rssRecords)
+    const rawRss = throughputOnly ? undefined : await peakRssInChild("raw-sdk", server.endpoint, rssRecords)
+    const longRss = throughputOnly ? undefined : await peakRssInChild("producer", server.endpoint, 3 * rssRecords)
 
     const scenarios = [
       ["raw-sdk", (n: number) => rawSdkLoop(server.endpoint, n)],
@@ -263,11 +266,6 @@ const main = async () => {
         busiestShardShare: median(list.map((m) => m.busiestShardShare!))
       }
     }
-    console.error("shard-limit (plain): measuring")
-    const plainLimit = await plainShardLimit(server.endpoint, Number(process.env["BENCH_LIMIT_SECONDS"] ?? 10))
-    console.error("shard-limit: measuring")
-    const limit = await shardLimit(Number(process.env["BENCH_LIMIT_SECONDS"] ?? 10))
-
     const perSecond = (m: Measured) => m.records / (m.wallMs / 1000)
     const cpuPerRecord = (m: Measured) => (m.cpuMs * 1000) / m.records
     const raw = results["raw-sdk"]!
@@ -284,6 +282,12 @@ const main = async () => {
       "busiest shard, % of limit": `${Math.round(m.busiestShardShare! * 100)} %`
     }))
     console.table(rows)
+    if (throughputOnly || rss === undefined || rawRss === undefined || longRss === undefined) return
+    console.error("shard-limit (plain): measuring")
+    const plainLimit = await plainShardLimit(server.endpoint, Number(process.env["BENCH_LIMIT_SECONDS"] ?? 10))
+    console.error("shard-limit: measuring")
+    const limit = await shardLimit(Number(process.env["BENCH_LIMIT_SECONDS"] ?? 10))
+
     const rssScenarios = [
       "peak-rss: producer, default settings, offerAll",
       "peak-rss: raw SDK loop (reference)",
