@@ -16,6 +16,8 @@
  *   Like the producer, it lists the shards once first (see `rawSdkLoop`).
  * - `producer`, `producer-aggregated`: the producer writing the same 100-byte records
  *   (`produceChunk` of 500, 16 requests in flight), aggregation off and on.
+ * - `producer-aggregated-offer`: the same with aggregation, fed with `offerAll` of 500 (fire and
+ *   forget: no result per record), ending when the close has flushed everything.
  * - `peak-rss`: 1M records produced as fast as possible with the default settings and buffer
  *   (`offerAll` of 500), in a fresh process (`bench/producerPeakRss.ts`); the raw SDK loop's peak
  *   in another, for reference; and the producer again with 3M records, to show the peak does not
@@ -109,6 +111,34 @@ const producerRun = (endpoint: string, total: number, aggregate: boolean) =>
         },
         { concurrency: 64, discard: true }
       )
+    })).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
+  )
+
+/**
+ * The aggregating producer fed with `offerAll` of 500 (fire and forget, as the peak-RSS scenario
+ * and most applications feed it): the run ends when the scope's close has flushed everything.
+ */
+const producerOfferRun = (endpoint: string, total: number) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      let failed = 0
+      const producer = yield* Producer.make({
+        stream: STREAM,
+        serializer: Serde.bytes,
+        settings: { aggregate: true, maxInFlightRequests: IN_FLIGHT, ordering: ORDERING },
+        onError: () => Effect.sync(() => failed++),
+        onMetrics: stats ? reportBatches : undefined
+      })
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (failed > 0) throw new Error(`${failed} records failed`)
+        })
+      )
+      for (let c = 0; c * BATCH < total; c++) {
+        const chunk = []
+        for (let i = c * BATCH; i < Math.min(total, (c + 1) * BATCH); i++) chunk.push(record(i))
+        yield* producer.offerAll(chunk)
+      }
     })).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
   )
 
@@ -214,6 +244,8 @@ const main = async () => {
     if (only !== undefined) {
       const run = only === "raw-sdk"
         ? () => rawSdkLoop(server.endpoint, RECORDS)
+        : only === "producer-aggregated-offer"
+        ? () => producerOfferRun(server.endpoint, RECORDS)
         : () => producerRun(server.endpoint, RECORDS, only === "producer-aggregated")
       await run()
       const m = await measure(RECORDS, run, server)
@@ -239,7 +271,8 @@ const main = async () => {
     const scenarios = [
       ["raw-sdk", (n: number) => rawSdkLoop(server.endpoint, n)],
       ["producer", (n: number) => producerRun(server.endpoint, n, false)],
-      ["producer-aggregated", (n: number) => producerRun(server.endpoint, n, true)]
+      ["producer-aggregated", (n: number) => producerRun(server.endpoint, n, true)],
+      ["producer-aggregated-offer", (n: number) => producerOfferRun(server.endpoint, n)]
     ] as const
     for (const [name, run] of scenarios) {
       console.error(`${name}: warming up`)
