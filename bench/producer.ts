@@ -259,7 +259,7 @@ const main = async () => {
       }])
       return
     }
-    // `BENCH_THROUGHPUT_ONLY=1`: the three throughput scenarios alone (quicker, for comparing
+    // `BENCH_THROUGHPUT_ONLY=1`: the throughput scenarios alone (quicker, for comparing
     // changes side by side); nothing is written.
     const throughputOnly = process.env["BENCH_THROUGHPUT_ONLY"] !== undefined
     if (!throughputOnly) console.error("peak-rss: measuring")
