@@ -13,7 +13,8 @@
  * recompiled code) is charged to whichever runs next. `BENCH_ONLY=processes` runs only that part,
  * `BENCH_ONLY=runs` only the first; `BENCH_PRIME=1` precedes every measured run of the first part
  * with an unmeasured run of the same path; `BENCH_HEAP_PROFILE=<dir>` writes each side process's
- * allocation profile, garbage included.
+ * allocation profile, garbage included; `BENCH_PROCESS_WARMUP` (default 1) sets the unmeasured runs
+ * each side process makes first.
  *
  * Runs against the embedded kinesis-mock (a separate process: its CPU is not counted). Prints a
  * table and writes bench/results/consumer.json.
@@ -41,6 +42,9 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 7)
 // Pairs of processes, one per side, and the runs each measures after a warm-up run.
 const PROCESS_PAIRS = Number(process.env.BENCH_PROCESS_PAIRS ?? 4)
 const PROCESS_RUNS = Number(process.env.BENCH_PROCESS_RUNS ?? 3)
+// Unmeasured runs first in each side process: the consumer's code takes more than one run to be
+// compiled (its first measured runs cost more than its later ones; the raw loop's do not).
+const PROCESS_WARMUP = Number(process.env.BENCH_PROCESS_WARMUP ?? 1)
 
 interface Sample {
   readonly wallMs: number
@@ -441,7 +445,7 @@ const side = (which: "raw" | "ours", input: SideInput) =>
     const stream = input.stream as StreamFixtures.TestStream
     const once = (run: number) =>
       which === "raw" ? rawLoop(stream, input.expected) : consumer(stream, input.expected, `${input.tag}-${run}`)
-    yield* once(-1)
+    for (let run = -PROCESS_WARMUP; run < 0; run++) yield* once(run)
     const gc: Record<string, { count: number; ms: number }> = {}
     const kinds: Record<number, string> = { 1: "minor", 4: "major", 8: "incremental", 16: "weakcb" }
     const observer = new PerformanceObserver((list) => {
@@ -588,6 +592,7 @@ const separate = Effect.gen(function*() {
       mainThreadPairs: mainPairs
     },
     runsPerProcess: PROCESS_RUNS,
+    warmupRunsPerProcess: PROCESS_WARMUP,
     collections: pairs.map((p) => ({ raw: p.raw.gc, consumer: p.ours.gc }))
   }
 })

@@ -99,6 +99,39 @@ describe("GetRecords response body", () => {
     )
   })
 
+  it("decodes every body whole when one buffer joins the chunks of each: larger, smaller, concurrent, split characters", async () => {
+    // Records of `size` bytes under multi-byte partition keys; a chunk size of 7 splits characters.
+    const body = (n: number, size: number) =>
+      JSON.stringify({
+        Records: Array.from({ length: n }, (_, i) => ({
+          SequenceNumber: String(1000 + i),
+          Data: Buffer.alloc(size, i + n).toString("base64"),
+          PartitionKey: `ключ-🙂-${n}-${i}`
+        })),
+        NextShardIterator: `next-${n}`
+      })
+    const bodies = [body(40, 30_000), body(3, 10), body(60, 30_000), body(1, 5), body(2, 200_000)]
+    let at = 0
+    const sdk = answeringSdk(() => ({ status: 200, body: bodies[at++ % bodies.length]!, chunk: 7 }))
+    const check = (exit: Exit.Exit<{ readonly Records?: ReadonlyArray<any> | undefined }, unknown>, text: string) => {
+      assert.isTrue(Exit.isSuccess(exit))
+      if (!Exit.isSuccess(exit)) return
+      const expected = JSON.parse(text) as { Records: Array<{ PartitionKey: string; Data: string }> }
+      assert.deepStrictEqual(
+        exit.value.Records!.map((r) => [r.PartitionKey, Buffer.from(r.Data).toString("base64")]),
+        expected.Records.map((r) => [r.PartitionKey, r.Data])
+      )
+    }
+    // One after another, each checked after the next ones were decoded: none shares the buffer.
+    const sequential = []
+    for (let i = 0; i < bodies.length; i++) sequential.push(await viaClient(sdk))
+    sequential.forEach((exit, i) => check(exit, bodies[i]!))
+    // Concurrently: the chunks of the responses interleave.
+    at = 0
+    const concurrent = await Promise.all(bodies.map(() => viaClient(sdk)))
+    concurrent.forEach((exit, i) => check(exit, bodies[i]!))
+  })
+
   it("is the client's decoder that runs, not the SDK's", async () => {
     // The SDK's check refuses the base64url letters that Node's decoder takes: the record comes
     // through only when the client decodes the body.
