@@ -76,8 +76,9 @@ export const readyLeases = (leases: ReadonlyArray<Lease>, existingShards: Readon
 /**
  * The takes and hand-offs of one round. Orphans first: each goes to the worker with the least
  * load counting the orphans given out before it (ties by worker id), a lease counting as 1 by
- * count and as its `throughputKBps` (the mean of the measured ones when it has none) by
- * throughput. Then the balancing, over the loads as they will be after the takes:
+ * count and as its `throughputKBps` by throughput (the mean of the measured ones when it has
+ * none; 1 when none is measured, so that throughput then evens the counts out within the
+ * tolerance). Then the balancing, over the loads as they will be after the takes:
  *
  * - by count, a lease moves from the most loaded worker to the least loaded one while they differ
  *   by two or more, which ends with every worker within one of the others once enough leases may
