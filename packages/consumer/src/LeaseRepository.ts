@@ -28,7 +28,7 @@ import type { Lease } from "./Lease.ts"
  */
 export class LeaseConflict extends Data.TaggedError("LeaseConflict")<{
   readonly leaseKey: string
-  readonly operation: "take" | "renew" | "checkpoint" | "release" | "update" | "delete" | "handOff"
+  readonly operation: "take" | "renew" | "checkpoint" | "release" | "update" | "delete" | "handOff" | "leaderLock"
 }> {}
 
 /**
@@ -166,6 +166,73 @@ export interface LeaseStore {
    * `LeaseOwnerToLeaseKeyIndex` when the table has it, instead of scanning the table.
    */
   readonly listOwnedBy?: ((owner: string) => Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError>) | undefined
+  /**
+   * The leader lock of leader-based assignment (KCL 3.x's `LeaderLock` item). Optional: without
+   * it every worker assigns for itself.
+   */
+  readonly leaderLock?: LeaderLockStore | undefined
+}
+
+/**
+ * The leader lock as stored: KCL 3.x's `LeaderLock` item (key `Leader`, `entityType` `LEADER`),
+ * with the DynamoDB lock client's attributes. Whether it has expired is for each reader to judge
+ * on its own clock: it has once its `recordVersionNumber` has stood still for `leaseDurationMillis`.
+ *
+ * @example
+ * ```ts
+ * import type { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const text = (lock: LeaseRepository.LeaderLock) => `${lock.owner} leads (${lock.recordVersionNumber})`
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LeaderLock {
+  /** The leader's worker id (`ownerName`). */
+  readonly owner: string
+  /** A fresh value on every acquire and refresh (`recordVersionNumber`). */
+  readonly recordVersionNumber: string
+  /** `leaseDuration`. */
+  readonly leaseDurationMillis: number
+  /** Given up without being deleted (`isReleased`, as the lock client may leave it). */
+  readonly released: boolean
+}
+
+/**
+ * The operations on the leader lock ({@link LeaseStore.leaderLock}). Every write is conditional
+ * on the `recordVersionNumber` the caller read, and fails with `LeaseConflict` (operation
+ * `leaderLock`, key `Leader`) when it changed.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * // Takes the lock when there is none.
+ * const lead = (locks: LeaseRepository.LeaderLockStore, workerId: string) =>
+ *   Effect.flatMap(locks.read, (lock) => lock === undefined ? locks.acquire(workerId, 20_000, undefined) : Effect.succeed(lock))
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LeaderLockStore {
+  /** The lock, or `undefined` when there is none. */
+  readonly read: Effect.Effect<LeaderLock | undefined, LeaseStoreError>
+  /**
+   * Writes a lock held by `owner`, with a new `recordVersionNumber`: when there is none
+   * (`expected` `undefined`), or over `expected` (released, or seen expired) if it is still there.
+   */
+  readonly acquire: (
+    owner: string,
+    leaseDurationMillis: number,
+    expected: LeaderLock | undefined
+  ) => Effect.Effect<LeaderLock, LeaseConflict | LeaseStoreError>
+  /** A new `recordVersionNumber` for the lock `held`, if it is still that one. */
+  readonly refresh: (held: LeaderLock) => Effect.Effect<LeaderLock, LeaseConflict | LeaseStoreError>
+  /** Deletes the lock `held`, if it is still that one. */
+  readonly release: (held: LeaderLock) => Effect.Effect<void, LeaseConflict | LeaseStoreError>
 }
 
 /**
@@ -226,7 +293,8 @@ export interface MemoryOptions {
         | "release"
         | "delete"
         | "handOff"
-        | "listOwnedBy",
+        | "listOwnedBy"
+        | "leaderLock",
       leaseKey: string | undefined
     ) => LeaseStoreError | undefined)
     | undefined
