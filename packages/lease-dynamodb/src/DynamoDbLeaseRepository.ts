@@ -18,6 +18,7 @@ import { Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { ExtendedSequenceNumber, type InvalidSetting } from "@effect-kinesis/core"
 import { Clock, Config, Data, Duration, Effect, Layer, Option } from "effect"
 import * as DynamoDBClient from "./DynamoDBClient.ts"
+import * as LeaderLock from "./internal/leaderLock.ts"
 import {
   A,
   isLeaseItem,
@@ -510,6 +511,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     handOff,
     listOwnedBy,
     delete: remove,
+    leaderLock: LeaderLock.make(sdk, tableName, policy),
     // A consumer of another application must not take this one's leases.
     applicationName: options.applicationName
   })
