@@ -167,6 +167,12 @@ export interface LeaseStore {
    */
   readonly listOwnedBy?: ((owner: string) => Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError>) | undefined
   /**
+   * The keys of the leases whose `leaseOwner` is `owner`, without reading the leases (so a
+   * worker reads only those it does not hold yet); eventually consistent like `listOwnedBy`.
+   * Optional. The DynamoDB store answers it from `LeaseOwnerToLeaseKeyIndex` when the table has it.
+   */
+  readonly listOwnedKeys?: ((owner: string) => Effect.Effect<ReadonlyArray<string>, LeaseStoreError>) | undefined
+  /**
    * The leader lock of leader-based assignment (KCL 3.x's `LeaderLock` item). Optional: without
    * it every worker assigns for itself.
    */
@@ -294,6 +300,7 @@ export interface MemoryOptions {
         | "delete"
         | "handOff"
         | "listOwnedBy"
+        | "listOwnedKeys"
         | "leaderLock",
       leaseKey: string | undefined
     ) => LeaseStoreError | undefined)

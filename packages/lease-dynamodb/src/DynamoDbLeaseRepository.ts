@@ -289,6 +289,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return leases.filter((lease): lease is Lease.Lease => lease !== undefined && lease.leaseOwner === owner)
     })
 
+  // Keys only: a worker then reads just the leases it does not hold yet.
+  const listOwnedKeys: NonNullable<Service["listOwnedKeys"]> = (owner) =>
+    Effect.gen(function*() {
+      if (!(yield* indexActive)) {
+        return (yield* list).flatMap((lease) => lease.leaseOwner === owner ? [lease.leaseKey] : [])
+      }
+      return yield* queryLeaseKeys(sdk, tableName, policy, owner)
+    })
+
   const get: Service["get"] = (leaseKey) =>
     call(policy, "GetItem", (abortSignal) =>
       sdk.send(
@@ -510,6 +519,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     release,
     handOff,
     listOwnedBy,
+    listOwnedKeys,
     delete: remove,
     leaderLock: LeaderLock.make(sdk, tableName, policy),
     // A consumer of another application must not take this one's leases.

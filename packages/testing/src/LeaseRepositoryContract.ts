@@ -573,6 +573,26 @@ export const leaseRepositoryContract = <E>(
         }
       }), testTimeout)
 
+    it.effect("listOwnedKeys returns the keys of the leases naming the owner", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        assert.isDefined(repo.listOwnedKeys, "the store has no listOwnedKeys")
+        const owner = `worker-${newKey("owner-keys")}`
+        const mine = yield* repo.take(yield* repo.create(newLease(newKey("keys-1"))), owner)
+        const renewed = yield* repo.renew(yield* repo.take(yield* repo.create(newLease(newKey("keys-2"))), owner))
+        const released = yield* repo.release(yield* repo.take(yield* repo.create(newLease(newKey("keys-3"))), owner))
+        yield* repo.take(yield* repo.create(newLease(newKey("keys-other"))), `${owner}-other`)
+        const expected = [mine, renewed].map((l) => l.leaseKey).sort()
+        // An index may lag a write: wait (briefly) for it.
+        let found: Array<string> = []
+        for (let attempt = 0; attempt < 50; attempt++) {
+          found = [...(yield* repo.listOwnedKeys!(owner))].sort()
+          if (found.length === expected.length && !found.includes(released.leaseKey)) break
+          yield* Effect.sleep("100 millis")
+        }
+        assert.deepStrictEqual(found, expected)
+      }), testTimeout)
+
     // The leader lock (KCL 3.x `LeaderLock`), one per store; only for stores that implement `leaderLock`.
     const lockOf = (repo: LeaseRepository.LeaseRepository["Service"]) =>
       Effect.gen(function*() {

@@ -56,6 +56,12 @@ export const make = (options: MemoryOptions = {}): Service => {
         undefined,
         () => Effect.succeed(Array.from(leases.values()).filter((lease) => lease.leaseOwner === owner))
       ),
+    listOwnedKeys: (owner) =>
+      atomically(
+        "listOwnedKeys",
+        undefined,
+        () => Effect.succeed(Array.from(leases.values()).flatMap((l) => l.leaseOwner === owner ? [l.leaseKey] : []))
+      ),
     get: (leaseKey) => atomically("get", leaseKey, () => Effect.succeed(leases.get(leaseKey))),
     create: (lease) =>
       atomically("create", lease.leaseKey, () => {

@@ -1,4 +1,5 @@
 import { GetItemCommand, PutItemCommand } from "@aws-sdk/client-dynamodb"
+import { ExtendedSequenceNumber } from "@effect-kinesis/core"
 import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { DynamoEmulator } from "@effect-kinesis/testing"
 import { assert, layer } from "@effect/vitest"
@@ -9,7 +10,7 @@ const Env = Layer.unwrap(
   Effect.map(Effect.service(DynamoEmulator.DynamoEmulator), (dynamo) => DynamoDbClient.layer(dynamo.clientConfig))
 ).pipe(Layer.provideMerge(DynamoEmulator.layer()))
 
-layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("leader lock in the lease table", (it) => {
+layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("leader mode in the lease table", (it) => {
   it.effect("reads a lock as the KCL 3.x lock client writes it, takes it over at its version, writes it in the KCL's form", () =>
     Effect.gen(function*() {
       const table = `leader-lock-${randomUUID().slice(0, 8)}`
@@ -52,5 +53,46 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("leader lock in
         leaseDuration: { S: "20000" },
         recordVersionNumber: { S: ours.recordVersionNumber }
       })
+    }))
+
+  it.effect("listOwnedKeys answers from the owner index, without reading the leases", () =>
+    Effect.gen(function*() {
+      const table = `owned-keys-${randomUUID().slice(0, 8)}`
+      const repo = yield* DynamoDbLeaseRepository.make({ applicationName: table, leaseOwnerIndex: "create" })
+      const { sdk } = yield* DynamoDbClient.DynamoDbClient
+      const leases = yield* Effect.forEach(
+        ["shardId-000000000000", "shardId-000000000001", "shardId-000000000002"],
+        (leaseKey) =>
+          repo.create({
+            leaseKey,
+            leaseOwner: undefined,
+            leaseCounter: 0,
+            checkpoint: ExtendedSequenceNumber.trimHorizon,
+            pendingCheckpoint: undefined,
+            ownerSwitchesSinceCheckpoint: 0,
+            parentShardIds: [],
+            childShardIds: [],
+            hashKeyRange: undefined
+          })
+      )
+      yield* repo.take(leases[0]!, "a")
+      yield* repo.take(leases[1]!, "b")
+      yield* repo.take(leases[2]!, "a")
+      // An item that no scan can read as a lease: `list` fails on it, the index gives only its key.
+      yield* Effect.promise(() =>
+        sdk.send(
+          new PutItemCommand({
+            TableName: table,
+            Item: { leaseKey: { S: "shardId-000000000003" }, leaseOwner: { S: "a" }, leaseCounter: { N: "1.5" } }
+          })
+        )
+      )
+      assert.strictEqual((yield* Effect.flip(repo.list))._tag, "LeaseStoreError")
+      let keys: Array<string> = []
+      for (let attempt = 0; attempt < 50 && keys.length < 3; attempt++) {
+        keys = [...(yield* repo.listOwnedKeys!("a"))].sort()
+        if (keys.length < 3) yield* Effect.sleep("100 millis")
+      }
+      assert.deepStrictEqual(keys, ["shardId-000000000000", "shardId-000000000002", "shardId-000000000003"])
     }))
 })
