@@ -7,16 +7,29 @@
  *
  *   npm run bench:consumer   (node --expose-gc --conditions=@effect-kinesis/source bench/consumer.ts)
  *
+ * Then the same comparison with each side in its own process (`BENCH_PROCESS_PAIRS` pairs of
+ * processes, alternating which goes first, each measuring `BENCH_PROCESS_RUNS` runs after a
+ * warm-up): in one process the two paths share a heap, and the work one leaves (collections,
+ * recompiled code) is charged to whichever runs next. `BENCH_ONLY=processes` runs only that part,
+ * `BENCH_ONLY=runs` only the first; `BENCH_PRIME=1` precedes every measured run of the first part
+ * with an unmeasured run of the same path; `BENCH_HEAP_PROFILE=<dir>` writes each side process's
+ * allocation profile, garbage included.
+ *
  * Runs against the embedded kinesis-mock (a separate process: its CPU is not counted). Prints a
  * table and writes bench/results/consumer.json.
  */
 import { GetRecordsCommand, GetShardIteratorCommand } from "@aws-sdk/client-kinesis"
 import { Consumer, LeaseRepository } from "@effect-kinesis/consumer"
 import { Aggregation, Client, HashKey, Serde } from "@effect-kinesis/core"
-import { StreamFixtures } from "@effect-kinesis/testing"
+import { KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { Deferred, Effect, Fiber, Latch, Layer } from "effect"
+import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { performance } from "node:perf_hooks"
+import { writeFileSync } from "node:fs"
+import { Session } from "node:inspector"
+import { performance, PerformanceObserver } from "node:perf_hooks"
+import { fileURLToPath } from "node:url"
+import { getHeapStatistics } from "node:v8"
 import { withDrainedCollector } from "./drainedCollector.ts"
 import * as Results from "./results.ts"
 
@@ -25,6 +38,9 @@ const AGGREGATES_PER_SHARD = 100
 const RECORD_BYTES = 100
 const KPL_MAX_BYTES = 51_200
 const RUNS = Number(process.env.BENCH_RUNS ?? 7)
+// Pairs of processes, one per side, and the runs each measures after a warm-up run.
+const PROCESS_PAIRS = Number(process.env.BENCH_PROCESS_PAIRS ?? 4)
+const PROCESS_RUNS = Number(process.env.BENCH_PROCESS_RUNS ?? 3)
 
 interface Sample {
   readonly wallMs: number
@@ -37,9 +53,16 @@ interface Sample {
 // collected before the clock starts, so that it is not charged to whichever path runs next.
 const collectGarbage = (globalThis as { gc?: () => void }).gc
 
+// Twice: a full collection first finishes the sweeping the one before left to helper threads, so
+// that the second leaves little to sweep, and the run measured next is not charged for it.
+const collectAll = () => {
+  collectGarbage?.()
+  collectGarbage?.()
+}
+
 const measure = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
-    collectGarbage?.()
+    collectAll()
     const cpuStart = process.cpuUsage()
     const threadStart = process.threadCpuUsage()
     const wallStart = performance.now()
@@ -263,15 +286,26 @@ const program = Effect.gen(function*() {
   const raw: Array<Sample> = []
   const ours: Array<Sample> = []
   const metered: Array<Sample> = []
+  // BENCH_PRIME=1: each measured run comes right after an unmeasured run of the same path. The
+  // run after the raw loop pays for work the raw loop left (its pairs swing with the order), which
+  // this evens out; the runs stay fresh consumers.
+  const prime = process.env.BENCH_PRIME === "1"
+  const measured = <A, E, R>(primer: Effect.Effect<A, E, R>, self: Effect.Effect<A, E, R>) =>
+    prime ? Effect.andThen(primer, measure(self)) : measure(self)
   for (let run = 0; run < RUNS; run++) {
-    raw.push(yield* measure(rawLoop(stream, userRecords)))
+    raw.push(yield* measured(rawLoop(stream, userRecords), rawLoop(stream, userRecords)))
+    const plain = measured(consumer(stream, userRecords, `${run}p`), consumer(stream, userRecords, run))
+    const withMetricsOn = measured(
+      withMetrics(consumer(stream, userRecords, `m${run}p`)),
+      withMetrics(consumer(stream, userRecords, `m${run}`))
+    )
     // Alternating which goes first, so that neither always runs on a warmer or busier machine.
     if (run % 2 === 0) {
-      ours.push(yield* measure(consumer(stream, userRecords, run)))
-      metered.push(yield* measure(withMetrics(consumer(stream, userRecords, `m${run}`))))
+      ours.push(yield* plain)
+      metered.push(yield* withMetricsOn)
     } else {
-      metered.push(yield* measure(withMetrics(consumer(stream, userRecords, `m${run}`))))
-      ours.push(yield* measure(consumer(stream, userRecords, run)))
+      metered.push(yield* withMetricsOn)
+      ours.push(yield* plain)
     }
   }
   const row = (name: string, samples: ReadonlyArray<Sample>) => {
@@ -318,6 +352,7 @@ const program = Effect.gen(function*() {
     }`
   )
 
+  if (process.env.BENCH_ONLY === "runs") return
   const steadyRuns = yield* steady
   const steadyRows = [
     row("steady state: raw reader, warm", steadyRuns.raw),
@@ -335,6 +370,8 @@ const program = Effect.gen(function*() {
       steadyPairs.map((r) => r.toFixed(3)).join(" ")
     }; main thread only, median of pairs ${steadyMainThreadToRaw}`
   )
+
+  const processes = yield* separate
 
   Results.write("consumer", {
     workload: {
@@ -366,8 +403,203 @@ const program = Effect.gen(function*() {
         pairs: steadyPairs,
         mainThreadMedianOfPairs: steadyMainThreadToRaw
       }
-    }
+    },
+    separateProcesses: processes
   })
 })
 
-await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(Results.KinesisLive)))
+// ---------------------------------------------------------------------------------------------------
+// Each side in its own process: in one process the two loops share a heap, and one's garbage is
+// collected (on V8's helper threads, in parallel) while the other runs.
+
+/** What a side process needs: the emulator, the filled stream, the records to expect. */
+interface SideInput {
+  readonly clientConfig: Client.ClientConfig
+  readonly stream: { readonly streamName: string; readonly shards: ReadonlyArray<{ readonly shardId: string }> }
+  readonly expected: number
+  readonly runs: number
+  readonly tag: string
+}
+
+interface SideOutput {
+  readonly samples: ReadonlyArray<Sample>
+  /**
+   * The heap's growth per run, MB: the bytes allocated when no collection ran in between (run
+   * with BENCH_SIDE_FLAGS="--min-semi-space-size=512 --max-semi-space-size=512" for that).
+   */
+  readonly heapGrowthMb: ReadonlyArray<number>
+  /** V8's collections during the measured runs: count and milliseconds (of pause), by kind. */
+  readonly gc: Record<string, { count: number; ms: number }>
+}
+
+const SIDE_MARK = "SIDE-RESULT "
+
+// One process, one side: a warm-up run (JIT, sockets), then `runs` measured, each a fresh
+// consumer (or raw loop) reading the whole stream from its start.
+const side = (which: "raw" | "ours", input: SideInput) =>
+  Effect.gen(function*() {
+    const stream = input.stream as StreamFixtures.TestStream
+    const once = (run: number) =>
+      which === "raw" ? rawLoop(stream, input.expected) : consumer(stream, input.expected, `${input.tag}-${run}`)
+    yield* once(-1)
+    const gc: Record<string, { count: number; ms: number }> = {}
+    const kinds: Record<number, string> = { 1: "minor", 4: "major", 8: "incremental", 16: "weakcb" }
+    const observer = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        const kind = kinds[(entry as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? "other"
+        const slot = gc[kind] ??= { count: 0, ms: 0 }
+        slot.count++
+        slot.ms += entry.duration
+      }
+    })
+    // BENCH_HEAP_PROFILE=<dir>: where each side's allocations come from, garbage included.
+    const profileDir = process.env.BENCH_HEAP_PROFILE
+    const session = profileDir === undefined ? undefined : new Session()
+    const post = (method: string, params?: object) =>
+      Effect.promise(() =>
+        new Promise<any>((resolve, reject) =>
+          session!.post(method, params ?? {}, (error, result) => error ? reject(error) : resolve(result))
+        )
+      )
+    if (session !== undefined) {
+      session.connect()
+      yield* post("HeapProfiler.startSampling", {
+        samplingInterval: 4096,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true
+      })
+    }
+    const samples: Array<Sample> = []
+    const heapGrowthMb: Array<number> = []
+    for (let run = 0; run < input.runs; run++) {
+      let before = 0
+      // The collections of gc() itself are not counted.
+      const sample = yield* measure(Effect.suspend(() => {
+        before = getHeapStatistics().used_heap_size
+        observer.observe({ entryTypes: ["gc"] })
+        return Effect.ensuring(once(run), Effect.sync(() => observer.disconnect()))
+      }))
+      heapGrowthMb.push(Number(((getHeapStatistics().used_heap_size - before) / 2 ** 20).toFixed(1)))
+      samples.push(sample)
+    }
+    if (session !== undefined) {
+      const { profile } = yield* post("HeapProfiler.stopSampling")
+      writeFileSync(`${profileDir}/${input.tag}-${which}.heapprofile`, JSON.stringify(profile))
+    }
+    const output: SideOutput = { samples, heapGrowthMb, gc }
+    process.stdout.write(`${SIDE_MARK}${JSON.stringify(output)}\n`)
+  }).pipe(Effect.provide(Client.layer(input.clientConfig)))
+
+const runSide = (which: "raw" | "ours", input: SideInput): Promise<SideOutput> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [
+        ...process.execArgv,
+        // For profiling a side: e.g. BENCH_SIDE_FLAGS="--trace-gc", BENCH_SIDE_LOG=/tmp/sides
+        ...(process.env.BENCH_SIDE_FLAGS?.split(" ").filter((f) => f !== "") ?? []),
+        fileURLToPath(import.meta.url),
+        "side",
+        which,
+        JSON.stringify(input)
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] }
+    )
+    let out = ""
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (text: string) => {
+      out += text
+    })
+    child.on("error", reject)
+    child.on("exit", (code) => {
+      const log = process.env.BENCH_SIDE_LOG
+      if (log !== undefined) writeFileSync(`${log}/${input.tag}-${which}.log`, out)
+      const line = out.split("\n").find((l) => l.startsWith(SIDE_MARK))
+      if (code !== 0 || line === undefined) reject(new Error(`${which} side exited with ${code}`))
+      else resolve(JSON.parse(line.slice(SIDE_MARK.length)) as SideOutput)
+    })
+  })
+
+// Pairs of processes, alternating which side runs first; per process the median of its runs.
+const separateProcesses = (stream: StreamFixtures.TestStream, expected: number) =>
+  Effect.gen(function*() {
+    const emulator = yield* KinesisEmulator.KinesisEmulator
+    const input = (tag: string): SideInput => ({
+      clientConfig: emulator.clientConfig,
+      stream: { streamName: stream.streamName, shards: stream.shards.map((s) => ({ shardId: s.shardId })) },
+      expected,
+      runs: PROCESS_RUNS,
+      tag
+    })
+    const pairs: Array<{ raw: SideOutput; ours: SideOutput }> = []
+    for (let pair = 0; pair < PROCESS_PAIRS; pair++) {
+      const raw = () => runSide("raw", input(`raw${pair}`))
+      const ours = () => runSide("ours", input(`p${pair}`))
+      if (pair % 2 === 0) {
+        const r = yield* Effect.promise(raw)
+        pairs.push({ raw: r, ours: yield* Effect.promise(ours) })
+      } else {
+        const o = yield* Effect.promise(ours)
+        pairs.push({ raw: yield* Effect.promise(raw), ours: o })
+      }
+    }
+    return pairs
+  })
+
+const separate = Effect.gen(function*() {
+  const stream = yield* StreamFixtures.stream({ shardCount: SHARDS, prefix: "bench-proc" })
+  const userRecords = yield* fill(stream)
+  const pairs = yield* separateProcesses(stream, userRecords)
+  const per = (output: SideOutput, key: "cpuMs" | "mainThreadCpuMs" | "wallMs") =>
+    Results.median(output.samples.map((s) => s[key]))
+  const cpuPairs = pairs.map((p) => per(p.ours, "cpuMs") / per(p.raw, "cpuMs"))
+  const mainPairs = pairs.map((p) => per(p.ours, "mainThreadCpuMs") / per(p.raw, "mainThreadCpuMs"))
+  const micros = (ms: number) => Number(((ms * 1000) / userRecords).toFixed(3))
+  const rows = (["raw", "ours"] as const).map((which) => ({
+    name: which === "raw" ? "own process: raw GetRecords loop" : "own process: Consumer.consumeWith",
+    userRecords,
+    wallMs: Math.round(Results.median(pairs.map((p) => per(p[which], "wallMs")))),
+    cpuMicrosPerRecord: micros(Results.median(pairs.map((p) => per(p[which], "cpuMs")))),
+    mainThreadCpuMicrosPerRecord: micros(Results.median(pairs.map((p) => per(p[which], "mainThreadCpuMs"))))
+  }))
+  console.table(rows)
+  console.log(
+    `own processes, CPU per record, consumer / raw: median of pairs ${
+      Results.median(cpuPairs).toFixed(3)
+    } (target ≤ 1.1); pairs ${cpuPairs.map((r) => r.toFixed(3)).join(" ")}; main thread only, median of pairs ${
+      Results.median(mainPairs).toFixed(3)
+    }, pairs ${mainPairs.map((r) => r.toFixed(3)).join(" ")}`
+  )
+  for (const [i, p] of pairs.entries()) {
+    const runs = (o: SideOutput) =>
+      o.samples.map((s) => `${Math.round(s.cpuMs)}/${Math.round(s.mainThreadCpuMs)}`).join(" ")
+    console.log(`pair ${i} CPU ms per run (whole process/main thread): raw ${runs(p.raw)}; consumer ${runs(p.ours)}`)
+    console.log(
+      `pair ${i} heap growth MB per run: raw ${p.raw.heapGrowthMb.join(" ")}; consumer ${p.ours.heapGrowthMb.join(" ")}`
+    )
+    console.log(`pair ${i} collections: raw ${JSON.stringify(p.raw.gc)}; consumer ${JSON.stringify(p.ours.gc)}`)
+  }
+  return {
+    results: rows,
+    consumerToRawCpu: {
+      medianOfPairs: Number(Results.median(cpuPairs).toFixed(3)),
+      pairs: cpuPairs,
+      mainThreadMedianOfPairs: Number(Results.median(mainPairs).toFixed(3)),
+      mainThreadPairs: mainPairs
+    },
+    runsPerProcess: PROCESS_RUNS,
+    collections: pairs.map((p) => ({ raw: p.raw.gc, consumer: p.ours.gc }))
+  }
+})
+
+if (process.argv[2] === "side") {
+  const which = process.argv[3] === "raw" ? "raw" : "ours"
+  await Effect.runPromise(side(which, JSON.parse(process.argv[4]!) as SideInput))
+} else if (process.env.BENCH_ONLY === "processes") {
+  // Only the separate processes (quicker, for profiling).
+  await Effect.runPromise(
+    Effect.asVoid(separate).pipe(Effect.scoped, Effect.provide(Results.KinesisLive))
+  )
+} else {
+  await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(Results.KinesisLive)))
+}

@@ -42,6 +42,11 @@ const runFakeServer = () => {
     SequenceNumberRange: { StartingSequenceNumber: "1" }
   }))
   let sequence = 10n ** 20n
+  // What the bench reads through `serverStats`: Kinesis records and their bytes (data plus
+  // partition key, as Kinesis counts them) per shard, to show how near the busiest shard came to
+  // its limit.
+  const shardRecords = new Array<number>(SHARDS).fill(0)
+  const shardBytes = new Array<number>(SHARDS).fill(0)
   const server = createServer((req, res) => {
     const chunks: Array<Buffer> = []
     req.on("data", (chunk: Buffer) => chunks.push(chunk))
@@ -50,13 +55,20 @@ const runFakeServer = () => {
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8"))
       let out: unknown
       if (target.endsWith(".PutRecords")) {
-        const records = (body.Records as Array<{ PartitionKey: string; ExplicitHashKey?: string }>).map((r) => {
-          const hash = r.ExplicitHashKey !== undefined
-            ? BigInt(r.ExplicitHashKey)
-            : BigInt("0x" + createHash("md5").update(r.PartitionKey).digest("hex"))
-          return { SequenceNumber: (sequence++).toString(), ShardId: shardId(Number(hash >> (128n - SHARD_BITS))) }
-        })
+        const records = (body.Records as Array<{ PartitionKey: string; ExplicitHashKey?: string; Data: string }>)
+          .map((r) => {
+            const hash = r.ExplicitHashKey !== undefined
+              ? BigInt(r.ExplicitHashKey)
+              : BigInt("0x" + createHash("md5").update(r.PartitionKey).digest("hex"))
+            const shard = Number(hash >> (128n - SHARD_BITS))
+            shardRecords[shard]!++
+            shardBytes[shard]! += Buffer.byteLength(r.Data, "base64") + Buffer.byteLength(r.PartitionKey)
+            return { SequenceNumber: (sequence++).toString(), ShardId: shardId(shard) }
+          })
         out = { FailedRecordCount: 0, Records: records }
+      } else if (target.endsWith(".BenchStats")) {
+        const cpu = process.cpuUsage()
+        out = { cpuMicros: cpu.user + cpu.system, shardRecords, shardBytes }
       } else if (target.endsWith(".ListShards")) {
         out = { Shards: shards }
       } else if (target.endsWith(".DescribeStreamSummary")) {
@@ -137,15 +149,60 @@ export interface Measured {
   readonly records: number
   readonly wallMs: number
   readonly cpuMs: number
+  /**
+   * Share of the wall time the event loop was busy (`performance.eventLoopUtilization`): near 1,
+   * the process is bound by its own main thread; well below, it waits (for the server, a limiter).
+   */
+  readonly eventLoopBusy?: number
+  /** The fake server's CPU time meanwhile (when `measure` was given the server). */
+  readonly serverCpuMs?: number
+  /**
+   * The busiest shard's Kinesis records and bytes per second meanwhile, as shares of the shard
+   * limits (1000 records/s, 1 MiB/s): the larger of the two.
+   */
+  readonly busiestShardShare?: number
 }
 
-export const measure = async (records: number, run: () => Promise<void>): Promise<Measured> => {
+/** What the fake server counted so far (see `runFakeServer`). */
+export interface ServerStats {
+  readonly cpuMicros: number
+  readonly shardRecords: ReadonlyArray<number>
+  readonly shardBytes: ReadonlyArray<number>
+}
+
+export const serverStats = async (endpoint: string): Promise<ServerStats> => {
+  const response = await fetch(endpoint, {
+    method: "POST",
+    headers: { "x-amz-target": "Kinesis_20131202.BenchStats", "content-type": "application/x-amz-json-1.1" },
+    body: "{}"
+  })
+  return await response.json() as ServerStats
+}
+
+export const measure = async (
+  records: number,
+  run: () => Promise<void>,
+  server?: { readonly endpoint: string }
+): Promise<Measured> => {
+  const before = server === undefined ? undefined : await serverStats(server.endpoint)
   const cpuStart = process.cpuUsage()
+  const eluStart = performance.eventLoopUtilization()
   const wallStart = performance.now()
   await run()
   const wallMs = performance.now() - wallStart
+  const elu = performance.eventLoopUtilization(eluStart)
   const cpu = process.cpuUsage(cpuStart)
-  return { records, wallMs, cpuMs: (cpu.user + cpu.system) / 1000 }
+  const measured = { records, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, eventLoopBusy: elu.utilization }
+  if (before === undefined) return measured
+  const after = await serverStats(server!.endpoint)
+  let busiest = 0
+  for (let i = 0; i < after.shardRecords.length; i++) {
+    const seconds = wallMs / 1000
+    const recordShare = (after.shardRecords[i]! - before.shardRecords[i]!) / seconds / 1000
+    const byteShare = (after.shardBytes[i]! - before.shardBytes[i]!) / seconds / 1_048_576
+    busiest = Math.max(busiest, recordShare, byteShare)
+  }
+  return { ...measured, serverCpuMs: (after.cpuMicros - before.cpuMicros) / 1000, busiestShardShare: busiest }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -178,8 +178,9 @@ describe("CloudWatchMetrics", () => {
                 series[i % series.length]!.record(1)
                 recorded++
               }
-              // Let more than one interval end, so that every round lands in an interval of its own.
-              yield* Effect.sleep("100 millis")
+              // Let several intervals end, so that every round lands in an interval of its own, also when
+              // a loaded machine delays the publisher's timer (at 100 ms, one run under load merged two).
+              yield* Effect.sleep("250 millis")
               buffered.push((yield* publisher.status).bufferedIntervals)
             }
             return { buffered, recorded }

@@ -417,7 +417,9 @@ const prepare = <A>(
     const repository = yield* LeaseRepository
     const own = yield* ApplicationLeases.forConsumer(repository, options.applicationName)
     const inTable = streamsIn(yield* own.list)
-    // A fifth of the scan interval, at most 100 ms: the delay a take round's read can get.
+    // A fifth of the scan interval, at most 100 ms: the delay a take round's read can get, and the
+    // age of a scan another stream's round may reuse. The streams' rounds are jittered by ±20 % of
+    // their interval (`RoundCadence`): on a small table the two together span the jitter.
     const scanInterval = Duration.fromInputUnsafe(options.lease?.scanInterval ?? "500 millis")
     const store = options.streams.length === 1
       ? own

@@ -157,6 +157,41 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "90 seconds" })("KCL me
       }))
   })
 
+  describe("leases handed over between full rounds", () => {
+    it.effect("every take is counted in TakenLeases, also one made when a hand-off completes between full reads", () =>
+      Effect.gen(function*() {
+        // w1 holds all 8 shards; w2 joins and asks for 4 by hand-off. Most hand-offs complete between two full
+        // reads of the table (the joiner reads only the leases handed to it there), so each take must be counted
+        // there too.
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 8 })
+        const repository = yield* LeaseRepository.makeMemory()
+        const collector = yield* MetricsCollector.make
+        const all: Array<MetricsCollector.MetricDatum> = []
+        const start = (workerId: string) =>
+          startWorker({ stream: streamName, workerId, repository, applicationName: "handed-app" }).pipe(
+            Effect.provideService(MetricsCollector.MetricsCollector, collector)
+          )
+        const w1 = yield* start("w1")
+        yield* eventually(Effect.sync(() => w1.held().size === 8), "30 seconds", "8 shards held by w1")
+        const w2 = yield* start("w2")
+        yield* eventually(
+          Effect.sync(() => w1.held().size === 4 && w2.held().size === 4),
+          "30 seconds",
+          "4 shards held by each worker"
+        )
+        // Past a round and a renewal, so that the last take's round has been recorded.
+        yield* Effect.sleep("1200 millis")
+        yield* drainInto(collector, all)
+        for (const worker of [w1, w2]) {
+          const taken = named(all, "TakenLeases", "TakeLeases").filter((d) =>
+            dims(d).WorkerIdentifier === worker.workerId
+          )
+          expect(sum(taken), worker.workerId).toBe(worker.events.filter((e) => e._tag === "LeaseAcquired").length)
+        }
+        expect(w2.events.filter((e) => e._tag === "LeaseAcquired").length).toBe(4)
+      }))
+  })
+
   describe("levels and dimensions", () => {
     it.effect("summary omits the detailed metrics; turned-off dimensions are left out; namespace is configurable", () =>
       Effect.gen(function*() {

@@ -55,6 +55,36 @@ describe("shared scans of a multi-stream table", () => {
       expect(scans).toBe(2)
     }))
 
+  it.effect("a caller just after a scan reuses it while nothing was written through the store since it started", () =>
+    Effect.gen(function*() {
+      let scans = 0
+      const memory = yield* LeaseRepository.makeMemory({
+        leases: [lease("a")],
+        fault: (operation) => (operation === "list" && scans++, undefined)
+      })
+      const shared = shareScans(memory, Duration.millis(50))
+      const listed = Effect.map(shared.list, (leases) => leases.map((l) => l.leaseKey).sort())
+      const ask = Effect.gen(function*() {
+        const fiber = yield* Effect.forkChild(listed)
+        yield* TestClock.adjust("50 millis")
+        return yield* Fiber.join(fiber)
+      })
+      expect(yield* ask).toEqual(["a"])
+      expect(scans).toBe(1)
+      // Asked 10 ms after that scan started: answered by it.
+      yield* TestClock.adjust("10 millis")
+      expect(yield* listed).toEqual(["a"])
+      expect(scans).toBe(1)
+      // A write through the store: the next caller must see it, so it gets a scan of its own.
+      yield* shared.create(lease("b"))
+      expect(yield* ask).toEqual(["a", "b"])
+      expect(scans).toBe(2)
+      // Past the window, a scan again though nothing was written.
+      yield* TestClock.adjust("60 millis")
+      expect(yield* ask).toEqual(["a", "b"])
+      expect(scans).toBe(3)
+    }))
+
   it.effect("an interrupted first caller does not leave the others waiting", () =>
     Effect.gen(function*() {
       const memory = yield* LeaseRepository.makeMemory({ leases: [lease("a")] })

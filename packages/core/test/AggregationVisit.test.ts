@@ -124,4 +124,28 @@ describe("forEachUserRecord visits what deaggregate returns", () => {
       expect(visited[0]!.data).toBe(data)
     }
   })
+
+  it("when the visitor decodes another aggregate (the decoder reuses its scratch space)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(recordArb, { minLength: 2, maxLength: 30 }),
+        fc.array(recordArb, { minLength: 2, maxLength: 30 }),
+        (outerRecords, innerRecords) => {
+          const outer = aggregateOf(outerRecords)
+          const inner = aggregateOf(innerRecords)
+          const expected = Result.getOrThrow(Aggregation.deaggregate(outer))
+          const seen: Array<[string, string | undefined, number, number]> = []
+          Aggregation.forEachUserRecord(outer, (partitionKey, explicitHashKey, start, end, subSequenceNumber) => {
+            // Decoding another aggregate in the middle must not change what is visited next.
+            checkSame(inner)
+            seen.push([partitionKey, explicitHashKey, end - start, subSequenceNumber])
+          })
+          expect(seen).toEqual(
+            expected.map((e) => [e.partitionKey, e.explicitHashKey, e.data.length, e.subSequenceNumber])
+          )
+        }
+      ),
+      { numRuns: 50 }
+    )
+  })
 })

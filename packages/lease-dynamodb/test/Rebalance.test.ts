@@ -17,8 +17,8 @@ import {
   putRaw,
   readShard,
   startWorker,
-  uniqueTable,
-  type Worker
+  tally,
+  uniqueTable
 } from "./fixtures.ts"
 
 // Records with unique ids over many partition keys, written in small batches until stopped.
@@ -34,20 +34,6 @@ const produce = (stream: string, written: { count: number }) =>
       yield* Effect.sleep("40 millis")
     }
   })
-
-// How often each record id was handled, over all workers.
-const tally = (workers: ReadonlyArray<Worker>, written: number) => {
-  const counts = new Map<string, number>()
-  for (const worker of workers) for (const r of worker.seen) counts.set(r.data, (counts.get(r.data) ?? 0) + 1)
-  let duplicates = 0
-  let lost = 0
-  for (let id = 0; id < written; id++) {
-    const n = counts.get(`r${id}`) ?? 0
-    if (n === 0) lost++
-    else duplicates += n - 1
-  }
-  return { duplicates, lost }
-}
 
 layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("Rebalancing on the DynamoDB lease store", (it) => {
   describe("graceful hand-off", () => {

@@ -165,3 +165,26 @@ export const perKey = (records: ReadonlyArray<ConsumerRecord.ConsumerRecord<stri
   for (const record of records) keys.set(record.partitionKey, [...(keys.get(record.partitionKey) ?? []), record.data])
   return keys
 }
+
+/**
+ * How often each record id `r0`…`r<written - 1>` was handled, over all workers: the duplicates and the lost. `idOf`
+ * reads a record's id from its data (the data itself by default).
+ */
+export const tally = (
+  workers: ReadonlyArray<Worker>,
+  written: number,
+  idOf: (data: string) => string = (data) => data
+) => {
+  const counts = new Map<string, number>()
+  for (const worker of workers) {
+    for (const r of worker.seen) counts.set(idOf(r.data), (counts.get(idOf(r.data)) ?? 0) + 1)
+  }
+  let duplicates = 0
+  let lost = 0
+  for (let id = 0; id < written; id++) {
+    const n = counts.get(`r${id}`) ?? 0
+    if (n === 0) lost++
+    else duplicates += n - 1
+  }
+  return { duplicates, lost }
+}

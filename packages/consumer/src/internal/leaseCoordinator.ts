@@ -637,9 +637,17 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     )
   })
 
-  const takeRound = Effect.gen(function*() {
+  const resetTakeCounts = Effect.sync(() => {
     takenInRound = 0
     untakenInRound = 0
+  })
+  const recordTakeCounts = Effect.sync(() => {
+    metrics.take.takenLeases.record(takenInRound)
+    metrics.take.untakenLeases.record(untakenInRound)
+  })
+
+  const takeRound = Effect.gen(function*() {
+    yield* resetTakeCounts
     const leases = yield* listLeases
     const now = yield* monotonicMillis
     lastListed = { at: now, leases }
@@ -851,10 +859,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     t.leasesToTake.record(attempts)
   }).pipe(
     timed(metrics.take.success, metrics.take.time),
-    Effect.ensuring(Effect.sync(() => {
-      metrics.take.takenLeases.record(takenInRound)
-      metrics.take.untakenLeases.record(untakenInRound)
-    }))
+    Effect.ensuring(recordTakeCounts)
   )
 
   const reportWorkers = (now: ReadonlySet<string>) =>
@@ -1061,26 +1066,32 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   })
   // Between full rounds (`RoundCadence`), only the leases being handed over to us are read, to take
   // each as soon as its previous owner let go, as the full round would.
+  // Its takes count in `TakenLeases`/`UntakenLeases` as a round's do (recorded when it tried any).
   const pollIncoming = Effect.suspend(() => {
     if (incoming.size === 0 || holds.paused()) return Effect.void
-    return Effect.forEach([...incoming], ([key, handOff]) =>
-      Effect.gen(function*() {
-        if (owned.has(key)) return incoming.delete(key)
-        const lease = yield* repository.get(key)
-        const now = yield* monotonicMillis
-        if (lease === undefined || lease.leaseOwner !== workerId) return incoming.delete(key)
-        const s = seen.get(key)
-        if (s === undefined || s.counter !== lease.leaseCounter) {
-          seen.set(key, { counter: lease.leaseCounter, since: now })
-        }
-        if (holds.isStopped(key)) {
-          return
-        }
-        const idle = now - (seen.get(key)?.since ?? now)
-        if (lease.checkpointOwner === undefined || idle >= expiryMillis || now - handOff.since >= handOffMillis) {
-          yield* take(lease, false, handOff.from)
-        }
-      }), { concurrency: 8, discard: true })
+    return Effect.andThen(
+      resetTakeCounts,
+      Effect.forEach([...incoming], ([key, handOff]) =>
+        Effect.gen(function*() {
+          if (owned.has(key)) return incoming.delete(key)
+          const lease = yield* repository.get(key)
+          const now = yield* monotonicMillis
+          if (lease === undefined || lease.leaseOwner !== workerId) return incoming.delete(key)
+          const s = seen.get(key)
+          if (s === undefined || s.counter !== lease.leaseCounter) {
+            seen.set(key, { counter: lease.leaseCounter, since: now })
+          }
+          if (holds.isStopped(key)) {
+            return
+          }
+          const idle = now - (seen.get(key)?.since ?? now)
+          if (lease.checkpointOwner === undefined || idle >= expiryMillis || now - handOff.since >= handOffMillis) {
+            yield* take(lease, false, handOff.from)
+          }
+        }), { concurrency: 8, discard: true })
+    ).pipe(
+      Effect.ensuring(Effect.suspend(() => takenInRound + untakenInRound > 0 ? recordTakeCounts : Effect.void))
+    )
   })
   const round = Effect.gen(function*() {
     if (!cadence.due(yield* monotonicMillis)) return yield* pollIncoming

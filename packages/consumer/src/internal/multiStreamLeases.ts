@@ -7,7 +7,7 @@
  *
  * @internal
  */
-import { Cause, Deferred, type Duration, Effect, Exit } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit } from "effect"
 import type { Lease } from "../Lease.ts"
 import { LeaseConflict, LeaseExists, type LeaseRepository, type LeaseStoreError } from "../LeaseRepository.ts"
 
@@ -101,17 +101,37 @@ export const view = (store: Service, streamIdentifier: string): Service => {
 /**
  * The store with its `list` shared by the callers that ask within `window` of each other: one
  * scan of the table answers them all. Every stream's coordinator lists the whole table on its own
- * schedule; without this, N streams cost N scans per scan interval. A caller only joins a scan that
- * has not started yet, so it still reads every write it made before asking. Callers answered
- * together ask again together a scan interval later, so the coordinators stay in step. The first
- * caller scans in its own fiber (no background fiber to outlive the consumer); if it is
- * interrupted, the others ask again.
+ * schedule; without this, N streams cost N scans per scan interval. A caller joins a scan that has
+ * not started yet, or reuses one that started less than `window` ago after every write through
+ * this store had been answered, so it still reads every write it made before asking (the
+ * coordinators' rounds are jittered apart, so most callers come just after a scan rather than
+ * during the wait before one). The first caller scans in its own fiber (no background fiber to
+ * outlive the consumer); if it is interrupted, the others ask again.
  *
  * @internal
  */
 export const shareScans = (store: Service, window: Duration.Duration): Service => {
+  const windowMillis = Duration.toMillis(window)
   let next: Deferred.Deferred<ReadonlyArray<Lease>, LeaseStoreError> | undefined
-  const list: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError> = Effect.suspend(() => {
+  // The last scan answered, from when it started; writes in flight and when the last was answered.
+  let recent: { readonly startedAt: number; readonly leases: ReadonlyArray<Lease> } | undefined
+  let writing = 0
+  let lastWrittenAt = Number.NEGATIVE_INFINITY
+  const now = Effect.map(Clock.monotonicTimeNanos, (nanos) => Number(nanos / 1_000_000n))
+  const write = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.suspend(() => {
+      writing++
+      return effect.pipe(Effect.onExit(() =>
+        Effect.map(now, (at) => {
+          writing--
+          lastWrittenAt = at
+        })
+      ))
+    })
+  const list: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError> = Effect.flatMap(now, (at) => {
+    if (
+      recent !== undefined && writing === 0 && recent.startedAt > lastWrittenAt && at - recent.startedAt < windowMillis
+    ) return Effect.succeed(recent.leases)
     const pending = next
     if (pending !== undefined) {
       return Effect.flatMap(
@@ -127,9 +147,27 @@ export const shareScans = (store: Service, window: Duration.Duration): Service =
     })
     return Effect.sleep(window).pipe(
       Effect.andThen(close),
-      Effect.andThen(store.list),
+      Effect.andThen(now),
+      Effect.flatMap((startedAt) =>
+        store.list.pipe(Effect.tap((leases) =>
+          Effect.sync(() => {
+            if (writing === 0 && startedAt > lastWrittenAt) recent = { startedAt, leases }
+          })
+        ))
+      ),
       Effect.onExit((exit) => Effect.andThen(close, Deferred.done(answer, exit)))
     )
   })
-  return { ...store, list }
+  const handOff = store.handOff
+  return {
+    ...store,
+    list,
+    create: (lease) => write(store.create(lease)),
+    take: (lease, owner) => write(store.take(lease, owner)),
+    renew: (lease, throughputKBps) => write(store.renew(lease, throughputKBps)),
+    checkpoint: (lease, checkpoint, childShardIds) => write(store.checkpoint(lease, checkpoint, childShardIds)),
+    release: (lease) => write(store.release(lease)),
+    delete: (lease) => write(store.delete(lease)),
+    handOff: handOff === undefined ? undefined : (lease, to) => write(handOff(lease, to))
+  }
 }

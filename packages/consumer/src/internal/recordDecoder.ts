@@ -79,6 +79,9 @@ export interface RecordDecoder<A> {
 
 const EMPTY = new Uint8Array(0)
 
+// The explicit hash keys of an aggregate without any: every index reads `undefined`.
+const NO_EXPLICIT_HASH_KEYS: Array<string | undefined> = []
+
 // `F3 89 9A C2`: only a record starting with the KPL's magic can be an aggregate.
 const hasMagic = (data: Uint8Array) => data[0] === 0xf3 && data[1] === 0x89 && data[2] === 0x9a && data[3] === 0xc2
 
@@ -162,16 +165,36 @@ export const make = <A>(options: {
     new RecordDecodeFailed({ record: record(raw, raw.data), cause })
 
   // The user records of the aggregate being split, collected before any is handed on: the whole
-  // aggregate is dropped when one of them belongs to another shard. Reused from one to the next.
+  // aggregate is dropped when one of them belongs to another shard. Reused from one to the next:
+  // the first `collected` entries are the current aggregate's (written in place, never emptied,
+  // so that the arrays do not grow again from nothing for every aggregate).
   const partitionKeys: Array<string> = []
   const explicitHashKeys: Array<string | undefined> = []
   const bounds: Array<number> = []
+  let collected = 0
   let foreign = false
+  // Whether a user record of the aggregate has an explicit hash key (most have none).
+  let explicit = false
   const collect = (partitionKey: string, explicitHashKey: string | undefined, start: number, end: number) => {
-    partitionKeys.push(partitionKey)
-    explicitHashKeys.push(explicitHashKey)
-    bounds.push(start, end)
+    const n = collected++
+    if (explicitHashKey !== undefined) explicit = true
+    if (n < partitionKeys.length) {
+      partitionKeys[n] = partitionKey
+      explicitHashKeys[n] = explicitHashKey
+      bounds[2 * n] = start
+      bounds[2 * n + 1] = end
+    } else {
+      partitionKeys.push(partitionKey)
+      explicitHashKeys.push(explicitHashKey)
+      bounds.push(start, end)
+    }
     if (!foreign && routed !== undefined && outside(partitionKey, explicitHashKey)) foreign = true
+  }
+  // Keeps the scratch arrays from holding on to strings of a batch long done.
+  const clearScratch = () => {
+    partitionKeys.fill("")
+    explicitHashKeys.fill(undefined)
+    collected = 0
   }
 
   // Calls `each` for every user record of the batch that is past the checkpoint, in order; an
@@ -181,8 +204,8 @@ export const make = <A>(options: {
     records: ReadonlyArray<_Record>,
     each: Each,
     /**
-     * Instead of `each` for the user records `[from, to)` of an aggregate: they are in
-     * `partitionKeys`, `explicitHashKeys` and `bounds` during the call.
+     * Instead of `each` for the user records `[from, to)` of an aggregate: they are the first
+     * `to` entries of `partitionKeys`, `explicitHashKeys` and `bounds` during the call.
      */
     eachAggregate?: (r: _Record, from: number, to: number) => void
   ): {
@@ -221,10 +244,9 @@ export const make = <A>(options: {
         if (!obsolete(r.SequenceNumber!, 0)) plain(r, data)
         continue
       }
-      partitionKeys.length = 0
-      explicitHashKeys.length = 0
-      bounds.length = 0
+      collected = 0
       foreign = false
+      explicit = false
       const aggregated = Aggregation.forEachUserRecord({ partitionKey: r.PartitionKey!, data }, collect)
       if (Result.isFailure(aggregated)) {
         if (!obsolete(r.SequenceNumber!, 0)) {
@@ -237,7 +259,7 @@ export const make = <A>(options: {
         if (!obsolete(r.SequenceNumber!, 0)) plain(r, data)
         continue
       }
-      const count = partitionKeys.length
+      const count = collected
       if (foreign) {
         const lastSubSequence = count - 1
         if (!obsolete(r.SequenceNumber!, lastSubSequence)) {
@@ -264,9 +286,7 @@ export const make = <A>(options: {
       }
       if (eachAggregate !== undefined) eachAggregate(r, from, count)
     }
-    partitionKeys.length = 0
-    explicitHashKeys.length = 0
-    bounds.length = 0
+    clearScratch()
     flush()
     return { dropped, malformed, bytes, minBytes, maxBytes }
   }
@@ -312,9 +332,9 @@ export const make = <A>(options: {
                 r,
                 from,
                 to,
-                partitionKeys: partitionKeys.slice(),
-                explicitHashKeys: explicitHashKeys.slice(),
-                bounds: bounds.slice(),
+                partitionKeys: partitionKeys.slice(0, to),
+                explicitHashKeys: explicit ? explicitHashKeys.slice(0, to) : NO_EXPLICIT_HASH_KEYS,
+                bounds: bounds.slice(0, 2 * to),
                 plain: undefined
               })
             }
@@ -355,9 +375,16 @@ export const make = <A>(options: {
           // effects downstream, too many for an aggregate of a few records each.
           const next = (): DecodedChunk<A> | undefined => {
             if (at >= segments.length) return undefined
-            const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = []
+            // Sized first: an array grown by `push` leaves its outgrown copies behind as garbage.
+            let size = 0
+            for (let i = at; i < segments.length && size < CHUNK; i++) {
+              const segment = segments[i]!
+              size += segment.plain !== undefined ? segment.plain.length : segment.to - segment.from
+            }
+            const items: Array<ConsumerRecord<A> | RecordDecodeFailed> = new Array(size)
+            let k = 0
             let failures = 0
-            while (at < segments.length && items.length < CHUNK) {
+            while (k < size) {
               const segment = segments[at]!
               segments[at++] = undefined!
               const plain = segment.plain
@@ -366,7 +393,7 @@ export const make = <A>(options: {
                   const r = plain[i]!
                   const item = decodeOne(r, r.Data ?? EMPTY, 0, false, r.PartitionKey!, undefined)
                   if (item instanceof RecordDecodeFailed) failures++
-                  items.push(item)
+                  items[k++] = item
                 }
                 continue
               }
@@ -382,7 +409,7 @@ export const make = <A>(options: {
                   hashKeys[sub]
                 )
                 if (item instanceof RecordDecodeFailed) failures++
-                items.push(item)
+                items[k++] = item
               }
             }
             return { items, failures }

@@ -377,7 +377,11 @@ export const visitAggregatedRecord = (
   const { explicitHashKeys, partitionKeys, reader, recordBounds } = scan(buf, start, end)
   const count = recordBounds.length / 2
   // Per record: partition key index, explicit hash key index (-1: none), data start and end.
-  const fields: Array<number> = new Array(count * 4)
+  // Scratch space reused from one aggregate to the next (an aggregate's worth per call is
+  // garbage otherwise); taken while in use, so a `visit` that decodes another aggregate gets its own.
+  let fields = scratchFields
+  scratchFields = undefined
+  if (fields === undefined || fields.length < count * 4) fields = new Int32Array(Math.max(count * 4, 4096))
   for (let i = 0; i < count; i++) {
     decodeRecordFields(reader, recordBounds[2 * i]!, recordBounds[2 * i + 1]!, i, partitionKeys, explicitHashKeys)
     fields[4 * i] = decoded[0]!
@@ -395,8 +399,11 @@ export const visitAggregatedRecord = (
       i
     )
   }
+  scratchFields = fields
   return count
 }
+
+let scratchFields: Int32Array | undefined
 
 // The fields of the `Record` decoded last: partition key index, explicit hash key index (-1:
 // none), data start and end. Read right after each call, before any other decoding.

@@ -1,6 +1,7 @@
 import { Aggregation, HashKey } from "@effect-kinesis/core"
 import type { Tracer } from "effect"
 import type { ProducerError } from "../ProducerError.ts"
+import type { KeyState } from "./keyOrder.ts"
 import type { ShardState } from "./shardState.ts"
 
 /**
@@ -109,6 +110,8 @@ export class HashKeyRoute {
   /** The shard `Engine.route` found, valid while the engine's shard map epoch equals `epoch`. */
   shard: ShardState | undefined = undefined
   epoch = -1
+  /** The per-key order state last found for the key (see `KeyOrder.stateOf`); may be stale. */
+  keyState: KeyState | undefined = undefined
   constructor(key: bigint, partitionKeyBytes: number, explicitHashKey?: string) {
     this.key = key
     this.high = Number(key >> LOW_BITS)
