@@ -31,6 +31,8 @@ export interface LeaseSettings {
   readonly scanInterval: Duration.Duration
   readonly shardSyncInterval: Duration.Duration
   readonly cleanupFinished: boolean
+  /** `"leader"`: leader-based assignment (docs/design/leader-assignment.md). */
+  readonly coordination: "workers" | "leader"
   /** How long a stop lets running handlers finish; the streams get this and a renewal interval. */
   readonly shutdownGracePeriod: Duration.Duration
 }
