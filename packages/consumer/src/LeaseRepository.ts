@@ -127,6 +127,13 @@ export class LeaseRepository extends Context.Service<LeaseRepository, LeaseStore
 export interface LeaseStore {
   /** Every lease, read consistently. */
   readonly list: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError>
+  /**
+   * Every lease, read eventually consistently: may miss the latest writes, for half the read
+   * capacity of `list` on DynamoDB. Optional (`list` serves without it). The leader of
+   * leader-based assignment reads the table this way: every write it makes is conditional on
+   * the counter it read, so a stale lease costs one refused write.
+   */
+  readonly listEventuallyConsistent?: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError> | undefined
   readonly get: (leaseKey: string) => Effect.Effect<Lease | undefined, LeaseStoreError>
   /** Creates an unowned lease with counter 0; fails with `LeaseExists` if the key exists. */
   readonly create: (lease: Lease) => Effect.Effect<Lease, LeaseExists | LeaseStoreError>
@@ -224,7 +231,10 @@ export interface LeaderLock {
  * @category models
  */
 export interface LeaderLockStore {
-  /** The lock, or `undefined` when there is none. */
+  /**
+   * The lock, or `undefined` when there is none; may be a moment stale (DynamoDB's: an eventually
+   * consistent read): a lock's expiry is judged over many reads, and every write is conditional.
+   */
   readonly read: Effect.Effect<LeaderLock | undefined, LeaseStoreError>
   /**
    * Writes a lock held by `owner`, with a new `recordVersionNumber`: when there is none

@@ -280,6 +280,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     (items) => Effect.forEach(items, (item) => read("Scan", item))
   )
 
+  const listEventuallyConsistent: Service["listEventuallyConsistent"] = Effect.flatMap(
+    scanLeaseItems(sdk, tableName, policy, false),
+    (items) => Effect.forEach(items, (item) => read("Scan", item))
+  )
+
   // The index holds keys only: each lease is then read consistently, and kept only if it still names the owner.
   const listOwnedBy: NonNullable<Service["listOwnedBy"]> = (owner) =>
     Effect.gen(function*() {
@@ -511,6 +516,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   return LeaseRepository.LeaseRepository.of({
     list,
+    listEventuallyConsistent,
     get,
     create,
     take,
@@ -527,11 +533,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   })
 })
 
-// Every lease item of the table (other KCL entities left out), page by page, consistently.
+// Every lease item of the table (other KCL entities left out), page by page, consistently unless told.
 const scanLeaseItems = (
   sdk: DynamoDBClient.DynamoDBClient["Service"]["sdk"],
   tableName: string,
-  policy: RetryPolicy
+  policy: RetryPolicy,
+  consistent = true
 ): Effect.Effect<Array<Item>, LeaseRepository.LeaseStoreError> =>
   Effect.gen(function*() {
     const items: Array<Item> = []
@@ -539,7 +546,7 @@ const scanLeaseItems = (
     do {
       const page = yield* call(policy, "Scan", (abortSignal) =>
         sdk.send(
-          new ScanCommand({ TableName: tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
+          new ScanCommand({ TableName: tableName, ConsistentRead: consistent, ExclusiveStartKey: startKey }),
           { abortSignal }
         )).pipe(Effect.catchTag("ConditionFailed", conditionOnRead("Scan")))
       for (const item of page.Items ?? []) if (isLeaseItem(item)) items.push(item)

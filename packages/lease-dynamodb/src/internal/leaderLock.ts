@@ -41,20 +41,25 @@ export const make = (sdk: DynamoDBClient, tableName: string, policy: RetryPolicy
   const key = { [A.leaseKey]: S(LEADER_KEY) }
   const conflict = new LeaseRepository.LeaseConflict({ leaseKey: LEADER_KEY, operation: "leaderLock" })
 
-  const read: LeaseRepository.LeaderLockStore["read"] = call(
-    policy,
-    "GetItem",
-    (abortSignal) =>
-      sdk.send(new GetItemCommand({ TableName: tableName, Key: key, ConsistentRead: true }), { abortSignal })
-  ).pipe(
-    Effect.catchTag("ConditionFailed", (error) => Effect.fail(storeError("GetItem", error))),
-    Effect.map((out) => out.Item === undefined ? undefined : toLock(out.Item))
-  )
+  // Eventually consistent for the workers' periodic reads (half the read capacity): a stale
+  // number only delays an expiry, and every write is conditional. Consistent after our own write.
+  const readWith = (consistent: boolean) =>
+    call(
+      policy,
+      "GetItem",
+      (abortSignal) =>
+        sdk.send(new GetItemCommand({ TableName: tableName, Key: key, ConsistentRead: consistent }), { abortSignal })
+    ).pipe(
+      Effect.catchTag("ConditionFailed", (error) => Effect.fail(storeError("GetItem", error))),
+      Effect.map((out) => out.Item === undefined ? undefined : toLock(out.Item))
+    )
+  const read: LeaseRepository.LeaderLockStore["read"] = readWith(false)
+  const readConsistent = readWith(true)
 
   // After a condition failure that may follow our own landed attempt: ours if the stored lock is what we wrote.
   const landed = (ambiguous: { value: boolean }, written: LeaseRepository.LeaderLock) =>
     ambiguous.value
-      ? Effect.flatMap(read, (stored) =>
+      ? Effect.flatMap(readConsistent, (stored) =>
         stored?.recordVersionNumber === written.recordVersionNumber ? Effect.succeed(written) : Effect.fail(conflict))
       : Effect.fail(conflict)
 
@@ -142,7 +147,7 @@ export const make = (sdk: DynamoDBClient, tableName: string, policy: RetryPolicy
           // Gone after an attempt that may have landed: most likely our own delete.
           Effect.catchTag("ConditionFailed", () =>
             ambiguous.value
-              ? Effect.flatMap(read, (stored) => stored === undefined ? Effect.void : Effect.fail(conflict))
+              ? Effect.flatMap(readConsistent, (stored) => stored === undefined ? Effect.void : Effect.fail(conflict))
               : Effect.fail(conflict))
         )
     })
