@@ -95,7 +95,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("leader-based 
       const c = yield* startWorker({ ...options, workerId: "c" })
       yield* eventually(
         Effect.sync(() => sizes([a, b, c]).join() === "2,2,2"),
-        "60 seconds",
+        "40 seconds",
         "2 + 2 + 2"
       )
       yield* Fiber.interrupt(producer)
@@ -125,7 +125,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("leader-based 
       yield* eventually(Effect.map(leaderOf(table), (owner) => owner === "a"), "20 seconds", "a leading")
       const b = yield* startWorker({ ...options, workerId: "b" })
       const c = yield* startWorker({ ...options, workerId: "c" })
-      yield* eventually(Effect.sync(() => sizes([a, b, c]).join() === "2,2,2"), "60 seconds", "2 + 2 + 2")
+      yield* eventually(Effect.sync(() => sizes([a, b, c]).join() === "2,2,2"), "40 seconds", "2 + 2 + 2")
       yield* a.stop
       // Deleted at the stop (not left to expire): gone, or already taken by another worker.
       expect(["b", "c", undefined]).toContain(yield* leaderOf(table))
@@ -134,7 +134,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("leader-based 
         "20 seconds",
         "b or c leading"
       )
-      yield* eventually(Effect.sync(() => sizes([b, c]).join() === "3,3"), "60 seconds", "3 + 3")
+      yield* eventually(Effect.sync(() => sizes([b, c]).join() === "3,3"), "40 seconds", "3 + 3")
       yield* Fiber.interrupt(producer)
       const total = written.count
       yield* eventually(Effect.sync(() => tally([a, b, c], total).lost === 0), "30 seconds", `all ${total} records`)
@@ -155,7 +155,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("leader-based 
       yield* eventually(Effect.map(leaderOf(table), (owner) => owner === "a"), "20 seconds", "a leading")
       const b = yield* startWorker({ ...options, workerId: "b", store: severable(table).store })
       const c = yield* startWorker({ ...options, workerId: "c", store: severable(table).store })
-      yield* eventually(Effect.sync(() => sizes([a, b, c]).join() === "2,2,2"), "60 seconds", "2 + 2 + 2")
+      yield* eventually(Effect.sync(() => sizes([a, b, c]).join() === "2,2,2"), "40 seconds", "2 + 2 + 2")
       const store = yield* observer(table)
       // The lock's versions as a's refreshes write them, watched until another worker holds it.
       let last = yield* store.leaderLock!.read
@@ -172,7 +172,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("leader-based 
       // the taker's clock, from a read after it was written.
       expect(heldFor).toBeGreaterThanOrEqual(8_000 - 100)
       expect(["b", "c"]).toContain(last?.owner)
-      yield* eventually(Effect.sync(() => sizes([b, c]).join() === "3,3"), "60 seconds", "3 + 3")
+      yield* eventually(Effect.sync(() => sizes([b, c]).join() === "3,3"), "40 seconds", "3 + 3")
       yield* Fiber.interrupt(producer)
       const total = written.count
       // a processed up to its last checkpoint: what it did after is processed again by the next owner.
