@@ -11,7 +11,7 @@
  *   computed from the items read or written by DynamoDB's rules (`billed`).
  * - Who holds what comes from the workers' diagnostic events, not from reading the table (which would be counted).
  */
-import { DynamoDBClient as SdkDynamoDBClient } from "@aws-sdk/client-dynamodb"
+import { DynamoDBClient as SdkDynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb"
 import type { Shard } from "@aws-sdk/client-kinesis"
 import { Consumer, type DiagnosticEvent, LeaseRepository } from "@effect-kinesis/consumer"
 import { Client, Serde } from "@effect-kinesis/core"
@@ -136,13 +136,19 @@ const killable = (dead: () => boolean) =>
       )
       const gate = <A, E>(self: Effect.Effect<A, E>): Effect.Effect<A, E | LeaseRepository.LeaseStoreError> =>
         Effect.suspend((): Effect.Effect<A, E | LeaseRepository.LeaseStoreError> => dead() ? killed : self)
-      const wrapped: Record<string, unknown> = {}
-      for (const [key, value] of Object.entries(store)) {
-        wrapped[key] = Effect.isEffect(value)
+      const wrap = (value: unknown) =>
+        Effect.isEffect(value)
           ? gate(value as Effect.Effect<unknown, unknown>)
           : typeof value === "function"
           ? (...args: Array<unknown>) => gate((value as (...a: Array<unknown>) => Effect.Effect<unknown>)(...args))
           : value
+      const wrapped: Record<string, unknown> = {}
+      for (const [key, value] of Object.entries(store)) wrapped[key] = wrap(value)
+      // The leader lock too: a killed leader neither refreshes nor releases it.
+      if (store.leaderLock !== undefined) {
+        wrapped.leaderLock = Object.fromEntries(
+          Object.entries(store.leaderLock).map(([key, value]) => [key, wrap(value)])
+        )
       }
       return wrapped as unknown as LeaseRepository.LeaseRepository["Service"]
     })
@@ -178,7 +184,11 @@ export const startWorker = (options: ScaleOptions, workerId: string) =>
         else if (event._tag === "LeaseLost" || event._tag === "LeaseReleased") held.delete(event.shardId)
       })
     const store = killable(() => dead).pipe(
-      Layer.provide(DynamoDbLeaseRepository.layer({ applicationName: options.applicationName })),
+      // Leader mode looks up each worker's keys in the owner index.
+      Layer.provide(DynamoDbLeaseRepository.layer({
+        applicationName: options.applicationName,
+        leaseOwnerIndex: options.lease.coordination === "leader" ? "create" : "use"
+      })),
       Layer.provide(
         Layer.succeed(DynamoDbClient.DynamoDbClient, DynamoDbClient.DynamoDbClient.of({ sdk: options.sdk() }))
       )
@@ -448,20 +458,44 @@ export const run = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConf
         return yield* waitUntil(() => balanced(workers, options.shards), options.phaseTimeout)
       })
     )
-    yield* phase(
-      "failover",
-      Effect.gen(function*() {
-        const victim = workers[0]!
-        killed.add(victim.workerId)
-        victim.kill()
-        // Its view of what it holds is what the table still says it holds.
-        const orphaned = new Set(victim.held)
-        return yield* waitUntil(
-          () => [...orphaned].every((key) => alive().some((w) => w.held.has(key))),
-          options.phaseTimeout
-        )
-      })
-    )
+    // Who leads (leader mode), read with a client that is not counted.
+    const leaderNow = Effect.promise(async () => {
+      const plain = new SdkDynamoDBClient({ ...config, maxAttempts: 1 })
+      const lock = await plain.send(
+        new GetItemCommand({
+          TableName: options.applicationName,
+          Key: { leaseKey: { S: "Leader" } },
+          ConsistentRead: true
+        })
+      )
+      plain.destroy()
+      return lock.Item?.ownerName?.S
+    })
+    const failover = (name: string, pick: Effect.Effect<ScaleWorker>) =>
+      phase(
+        name,
+        Effect.gen(function*() {
+          const victim = yield* pick
+          const leader = yield* leaderNow
+          if (leader !== undefined) log(`killing ${victim.workerId}; the leader is ${leader}`)
+          killed.add(victim.workerId)
+          victim.kill()
+          // Its view of what it holds is what the table still says it holds.
+          const orphaned = new Set(victim.held)
+          return yield* waitUntil(
+            () => [...orphaned].every((key) => alive().some((w) => w.held.has(key))),
+            options.phaseTimeout
+          )
+        })
+      )
+    yield* failover("failover", Effect.succeed(workers[0]!))
+    // In leader mode, the leader killed: its leases wait for a new leader as well.
+    if (options.lease.coordination === "leader") {
+      yield* failover(
+        "leader failover",
+        Effect.map(leaderNow, (leader) => alive().find((w) => w.workerId === leader) ?? alive()[0]!)
+      )
+    }
     yield* Effect.forEach(workers, (w) => w.stop, { concurrency: "unbounded", discard: true })
     return phases
   })
