@@ -40,9 +40,12 @@ export const countingClients = (config: DynamoEmulator.DynamoEmulator["Service"]
       (next, context) => async (args) => {
         const input = args.input as Record<string, unknown>
         const operation = (context.commandName ?? "?").replace(/Command$/, "")
-        calls[operation] = (calls[operation] ?? 0) + 1
+        // Reads of the leader lock apart from reads of leases.
+        const key = (input.Key as { leaseKey?: { S?: string } } | undefined)?.leaseKey?.S
+        const label = operation === "GetItem" && key === "Leader" ? "GetItem(lock)" : operation
+        calls[label] = (calls[label] ?? 0) + 1
         const charge = (units: number) => {
-          capacity[operation] = (capacity[operation] ?? 0) + units
+          capacity[label] = (capacity[label] ?? 0) + units
         }
         try {
           const result = await next(args)
@@ -252,7 +255,7 @@ export const perMinute = (phase: Phase, values: Record<string, number>) =>
 
 export const sum = (values: Record<string, number>) => Object.values(values).reduce((a, b) => a + b, 0)
 
-const READS = new Set(["Scan", "Query", "GetItem", "BatchGetItem"])
+const READS = new Set(["Scan", "Query", "GetItem", "GetItem(lock)", "BatchGetItem"])
 
 /** Read and write capacity units of a tally. */
 export const units = (tally: Tally) => {
@@ -430,7 +433,7 @@ export const run = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConf
         log(
           `${name}: ${p.seconds.toFixed(1)} s${reached ? "" : " (NOT reached)"}, ${sum(p.tally.calls)} calls ${
             JSON.stringify(p.tally.calls)
-          }, ${u.read.toFixed(1)} RCU, ${u.write.toFixed(1)} WCU`
+          }, ${u.read.toFixed(1)} RCU, ${u.write.toFixed(1)} WCU; capacity ${JSON.stringify(p.tally.capacity)}`
         )
         return p
       })
