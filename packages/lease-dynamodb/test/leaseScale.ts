@@ -23,6 +23,8 @@ import { Duration, Effect, Exit, Fiber, Layer, References, Scope, Stream } from 
 export interface Tally {
   readonly calls: Record<string, number>
   readonly capacity: Record<string, number>
+  /** Requests that failed (a refused condition, a timeout), by operation and error name. */
+  readonly failed?: Record<string, number> | undefined
 }
 
 /**
@@ -32,6 +34,7 @@ export interface Tally {
 export const countingClients = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConfig"]) => {
   let calls: Record<string, number> = {}
   let capacity: Record<string, number> = {}
+  let failed: Record<string, number> = {}
   const made: Array<SdkDynamoDBClient> = []
   const make = () => {
     const sdk = new SdkDynamoDBClient({ ...config, maxAttempts: 1 })
@@ -52,6 +55,8 @@ export const countingClients = (config: DynamoEmulator.DynamoEmulator["Service"]
           charge(billed(operation, input, result.output as unknown as Record<string, unknown>))
           return result
         } catch (error) {
+          const name = `${label} ${(error as { name?: string }).name ?? "?"}`
+          failed[name] = (failed[name] ?? 0) + 1
           // DynamoDB bills a write whose condition failed as a write.
           if (WRITES.has(operation)) charge(1)
           throw error
@@ -66,9 +71,10 @@ export const countingClients = (config: DynamoEmulator.DynamoEmulator["Service"]
     destroy: () => made.forEach((sdk) => sdk.destroy()),
     /** What was counted since the last call, and starts counting afresh. */
     take: (): Tally => {
-      const tally = { calls, capacity }
+      const tally = { calls, capacity, failed }
       calls = {}
       capacity = {}
+      failed = {}
       return tally
     }
   }
@@ -433,7 +439,9 @@ export const run = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConf
         log(
           `${name}: ${p.seconds.toFixed(1)} s${reached ? "" : " (NOT reached)"}, ${sum(p.tally.calls)} calls ${
             JSON.stringify(p.tally.calls)
-          }, ${u.read.toFixed(1)} RCU, ${u.write.toFixed(1)} WCU; capacity ${JSON.stringify(p.tally.capacity)}`
+          }, ${u.read.toFixed(1)} RCU, ${u.write.toFixed(1)} WCU; capacity ${
+            JSON.stringify(p.tally.capacity)
+          }; failed ${JSON.stringify(p.tally.failed ?? {})}`
         )
         return p
       })
