@@ -158,7 +158,13 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("leader-based 
       yield* eventually(Effect.sync(() => sizes([a, b, c]).join() === "2,2,2"), "40 seconds", "2 + 2 + 2")
       const store = yield* observer(table)
       // The lock's versions as a's refreshes write them, watched until another worker holds it.
-      let last = yield* store.leaderLock!.read
+      // Cut right after a refresh was seen landing, so that the wait is timed from a's last refresh.
+      const first = yield* store.leaderLock!.read
+      let last = first
+      while (last?.recordVersionNumber === first?.recordVersionNumber) {
+        yield* Effect.sleep("10 millis")
+        last = yield* store.leaderLock!.read
+      }
       let lastChangeAt = Date.now()
       cutA.cut()
       while (last?.owner === "a") {
