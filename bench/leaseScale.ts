@@ -15,7 +15,8 @@
  * length is an upper bound). On the embedded dynalite, with a fake Kinesis that only lists the
  * shards: no records are read, so only lease coordination reaches DynamoDB. Every request is counted with the
  * capacity dynalite reports for it (`ReturnConsumedCapacity: TOTAL`; billed as DynamoDB bills: reads by 4 KB,
- * halved when eventually consistent, writes by 1 KB). See `packages/lease-dynamodb/test/leaseScale.ts` for the
+ * halved when eventually consistent, writes by 1 KB). BENCH_COORDINATION=leader runs the workers in leader mode
+ * (`lease.coordination: "leader"`, the table with its owner index) and writes bench/results/leaseScaleLeader.json. See `packages/lease-dynamodb/test/leaseScale.ts` for the
  * driver and for the KCL model (its call pattern and defaults, with the classes they come from). Writes
  * bench/results/leaseScale.json.
  */
@@ -34,6 +35,8 @@ const SHARDS = Number(process.env.BENCH_SHARDS ?? 1000)
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 20)
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 60)
 const SLOWDOWN = Number(process.env.BENCH_SLOWDOWN ?? 5)
+// `leader`: leader-based assignment (`lease.coordination: "leader"`, the table with its owner index).
+const COORDINATION = process.env.BENCH_COORDINATION === "leader" ? "leader" : "workers"
 const slow = (seconds: number) => Duration.millis(seconds * SLOWDOWN * 1000)
 const APPLICATION = "lease-scale"
 
@@ -49,7 +52,8 @@ const program = Effect.gen(function*() {
       renewInterval: slow(3),
       takeInterval: slow(10),
       scanInterval: slow(0.5),
-      shardSyncInterval: slow(30)
+      shardSyncInterval: slow(30),
+      coordination: COORDINATION
     },
     steady: slow(STEADY_SECONDS),
     phaseTimeout: "20 minutes",
@@ -58,12 +62,18 @@ const program = Effect.gen(function*() {
   })
   // The lease items as stored, sized as DynamoDB bills them, for the KCL model.
   const sdk = Scale.countingClients(dynamo.clientConfig).make()
-  const items = (yield* Effect.promise(() => sdk.send(new ScanCommand({ TableName: APPLICATION })))).Items ?? []
+  // Leases only (not the leader lock).
+  const items = ((yield* Effect.promise(() => sdk.send(new ScanCommand({ TableName: APPLICATION })))).Items ?? [])
+    .filter((item) => item.entityType === undefined || item.entityType.S === "LEASE")
   sdk.destroy()
   const leaseItemBytes = items.reduce((s, item) => s + Scale.itemSize(item as never), 0) / Math.max(1, items.length)
   const kcl = Scale.kclSteadyState({ leases: SHARDS, workers: WORKERS, leaseItemBytes })
 
-  console.log(`\n${SHARDS} shards × ${WORKERS} workers; lease item ${leaseItemBytes.toFixed(0)} bytes on average`)
+  console.log(
+    `\n${SHARDS} shards × ${WORKERS} workers, coordination: ${COORDINATION}; lease item ${
+      leaseItemBytes.toFixed(0)
+    } bytes on average`
+  )
   console.log("| phase | length | calls/min | of which Scan | RCU/min | WCU/min |")
   console.log("|---|---|---|---|---|---|")
   const rows = phases.map((p) => {
@@ -96,10 +106,11 @@ const program = Effect.gen(function*() {
       } |`
     )
   }
-  Results.write("leaseScale", {
+  Results.write(COORDINATION === "leader" ? "leaseScaleLeader" : "leaseScale", {
     shards: SHARDS,
     workers: WORKERS,
     slowdown: SLOWDOWN,
+    coordination: COORDINATION,
     leaseItemBytes,
     phases: rows,
     kcl

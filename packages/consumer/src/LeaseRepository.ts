@@ -28,7 +28,7 @@ import type { Lease } from "./Lease.ts"
  */
 export class LeaseConflict extends Data.TaggedError("LeaseConflict")<{
   readonly leaseKey: string
-  readonly operation: "take" | "renew" | "checkpoint" | "release" | "update" | "delete" | "handOff"
+  readonly operation: "take" | "renew" | "checkpoint" | "release" | "update" | "delete" | "handOff" | "leaderLock"
 }> {}
 
 /**
@@ -127,6 +127,13 @@ export class LeaseRepository extends Context.Service<LeaseRepository, LeaseStore
 export interface LeaseStore {
   /** Every lease, read consistently. */
   readonly list: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError>
+  /**
+   * Every lease, read eventually consistently: may miss the latest writes, for half the read
+   * capacity of `list` on DynamoDB. Optional (`list` serves without it). The leader of
+   * leader-based assignment reads the table this way: every write it makes is conditional on
+   * the counter it read, so a stale lease costs one refused write.
+   */
+  readonly listEventuallyConsistent?: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError> | undefined
   readonly get: (leaseKey: string) => Effect.Effect<Lease | undefined, LeaseStoreError>
   /** Creates an unowned lease with counter 0; fails with `LeaseExists` if the key exists. */
   readonly create: (lease: Lease) => Effect.Effect<Lease, LeaseExists | LeaseStoreError>
@@ -166,6 +173,82 @@ export interface LeaseStore {
    * `LeaseOwnerToLeaseKeyIndex` when the table has it, instead of scanning the table.
    */
   readonly listOwnedBy?: ((owner: string) => Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError>) | undefined
+  /**
+   * The keys of the leases whose `leaseOwner` is `owner`, without reading the leases (so a
+   * worker reads only those it does not hold yet); eventually consistent like `listOwnedBy`.
+   * Optional. The DynamoDB store answers it from `LeaseOwnerToLeaseKeyIndex` when the table has it.
+   */
+  readonly listOwnedKeys?: ((owner: string) => Effect.Effect<ReadonlyArray<string>, LeaseStoreError>) | undefined
+  /**
+   * The leader lock of leader-based assignment (KCL 3.x's `LeaderLock` item). Optional: without
+   * it every worker assigns for itself.
+   */
+  readonly leaderLock?: LeaderLockStore | undefined
+}
+
+/**
+ * The leader lock as stored: KCL 3.x's `LeaderLock` item (key `Leader`, `entityType` `LEADER`),
+ * with the DynamoDB lock client's attributes. Whether it has expired is for each reader to judge
+ * on its own clock: it has once its `recordVersionNumber` has stood still for `leaseDurationMillis`.
+ *
+ * @example
+ * ```ts
+ * import type { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * const text = (lock: LeaseRepository.LeaderLock) => `${lock.owner} leads (${lock.recordVersionNumber})`
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LeaderLock {
+  /** The leader's worker id (`ownerName`). */
+  readonly owner: string
+  /** A fresh value on every acquire and refresh (`recordVersionNumber`). */
+  readonly recordVersionNumber: string
+  /** `leaseDuration`. */
+  readonly leaseDurationMillis: number
+  /** Given up without being deleted (`isReleased`, as the lock client may leave it). */
+  readonly released: boolean
+}
+
+/**
+ * The operations on the leader lock ({@link LeaseStore.leaderLock}). Every write is conditional
+ * on the `recordVersionNumber` the caller read, and fails with `LeaseConflict` (operation
+ * `leaderLock`, key `Leader`) when it changed.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { LeaseRepository } from "@effect-kinesis/consumer"
+ *
+ * // Takes the lock when there is none.
+ * const lead = (locks: LeaseRepository.LeaderLockStore, workerId: string) =>
+ *   Effect.flatMap(locks.read, (lock) => lock === undefined ? locks.acquire(workerId, 20_000, undefined) : Effect.succeed(lock))
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LeaderLockStore {
+  /**
+   * The lock, or `undefined` when there is none; may be a moment stale (DynamoDB's: an eventually
+   * consistent read): a lock's expiry is judged over many reads, and every write is conditional.
+   */
+  readonly read: Effect.Effect<LeaderLock | undefined, LeaseStoreError>
+  /**
+   * Writes a lock held by `owner`, with a new `recordVersionNumber`: when there is none
+   * (`expected` `undefined`), or over `expected` (released, or seen expired) if it is still there.
+   */
+  readonly acquire: (
+    owner: string,
+    leaseDurationMillis: number,
+    expected: LeaderLock | undefined
+  ) => Effect.Effect<LeaderLock, LeaseConflict | LeaseStoreError>
+  /** A new `recordVersionNumber` for the lock `held`, if it is still that one. */
+  readonly refresh: (held: LeaderLock) => Effect.Effect<LeaderLock, LeaseConflict | LeaseStoreError>
+  /** Deletes the lock `held`, if it is still that one. */
+  readonly release: (held: LeaderLock) => Effect.Effect<void, LeaseConflict | LeaseStoreError>
 }
 
 /**
@@ -226,7 +309,9 @@ export interface MemoryOptions {
         | "release"
         | "delete"
         | "handOff"
-        | "listOwnedBy",
+        | "listOwnedBy"
+        | "listOwnedKeys"
+        | "leaderLock",
       leaseKey: string | undefined
     ) => LeaseStoreError | undefined)
     | undefined

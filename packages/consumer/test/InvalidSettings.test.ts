@@ -94,6 +94,8 @@ const invalid: ReadonlyArray<Case> = [
   ["lease.renewInterval", { lease: { renewInterval: "10 seconds" } }],
   ["lease.renewInterval", { lease: { expiry: "2 seconds" } }],
   ["lease.renewInterval", { lease: { expiry: "5 seconds", renewInterval: "6 seconds" } }],
+  ["lease.coordination", { lease: { coordination: "boss" as never } }],
+  ["lease.coordination", { lease: { coordination: "leader" }, shardAssignment: ShardAssignment.manual((ids) => ids) }],
   ["enhancedFanOut.consumerName", { enhancedFanOut: { consumerName: "" } }],
   ...(["stallTimeout", "shardEndCheckInterval", "registrationPollInterval"] as const).flatMap((name) =>
     durations((value) => ({ enhancedFanOut: { [name]: value } }), `enhancedFanOut.${name}`, notPositive)
@@ -178,6 +180,8 @@ const valid: ReadonlyArray<readonly [options: Options, batches?: boolean]> = [
   [{ lease: { expiry: 2, renewInterval: 1, takeInterval: 1, scanInterval: 1, shardSyncInterval: 1 } }],
   [{ lease: { expiry: "3001 millis" } }],
   [{ lease: { renewInterval: "9999 millis" } }],
+  [{ lease: { coordination: "leader" } }],
+  [{ lease: { coordination: "workers" }, shardAssignment: ShardAssignment.manual((ids) => ids) }],
   [{
     enhancedFanOut: {
       consumerName: "c",
@@ -233,6 +237,31 @@ describe("Consumer settings", () => {
         assert.deepStrictEqual(failureOf(yield* run(options, batches)), gone)
       }))
   }
+
+  it.effect("leader coordination on a store without a leader lock fails with InvalidSetting(lease.coordination)", () =>
+    Effect.gen(function*() {
+      const memory = yield* LeaseRepository.makeMemory()
+      const store = LeaseRepository.LeaseRepository.of({ ...memory, forApplication: undefined, leaderLock: undefined })
+      const exit = yield* Consumer.consumeWith(() => Effect.void, { ...base, lease: { coordination: "leader" } }).pipe(
+        Effect.provide(
+          Consumer.layer.pipe(Layer.provide([NoStream, Layer.succeed(LeaseRepository.LeaseRepository, store)]))
+        ),
+        Effect.timeout("20 seconds"),
+        Effect.exit
+      )
+      const failure = failureOf(exit)
+      assert.strictEqual(failure?._tag, "InvalidSetting")
+      assert.strictEqual(failure?.setting, "lease.coordination")
+      // The same store in the default mode gets past the settings.
+      const workers = yield* Consumer.consumeWith(() => Effect.void, base).pipe(
+        Effect.provide(
+          Consumer.layer.pipe(Layer.provide([NoStream, Layer.succeed(LeaseRepository.LeaseRepository, store)]))
+        ),
+        Effect.timeout("20 seconds"),
+        Effect.exit
+      )
+      assert.deepStrictEqual(failureOf(workers), gone)
+    }))
 
   it.effect("the error names the setting, the value and the rule", () =>
     Effect.gen(function*() {

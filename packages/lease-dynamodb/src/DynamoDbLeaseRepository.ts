@@ -18,6 +18,7 @@ import { Lease, LeaseRepository } from "@effect-kinesis/consumer"
 import { ExtendedSequenceNumber, type InvalidSetting } from "@effect-kinesis/core"
 import { Clock, Config, Data, Duration, Effect, Layer, Option } from "effect"
 import * as DynamoDBClient from "./DynamoDBClient.ts"
+import * as LeaderLock from "./internal/leaderLock.ts"
 import {
   A,
   isLeaseItem,
@@ -279,6 +280,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     (items) => Effect.forEach(items, (item) => read("Scan", item))
   )
 
+  const listEventuallyConsistent: Service["listEventuallyConsistent"] = Effect.flatMap(
+    scanLeaseItems(sdk, tableName, policy, false),
+    (items) => Effect.forEach(items, (item) => read("Scan", item))
+  )
+
   // The index holds keys only: each lease is then read consistently, and kept only if it still names the owner.
   const listOwnedBy: NonNullable<Service["listOwnedBy"]> = (owner) =>
     Effect.gen(function*() {
@@ -286,6 +292,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       const keys = yield* queryLeaseKeys(sdk, tableName, policy, owner)
       const leases = yield* Effect.forEach(keys, (key) => get(key), { concurrency: 8 })
       return leases.filter((lease): lease is Lease.Lease => lease !== undefined && lease.leaseOwner === owner)
+    })
+
+  // Keys only: a worker then reads just the leases it does not hold yet.
+  const listOwnedKeys: NonNullable<Service["listOwnedKeys"]> = (owner) =>
+    Effect.gen(function*() {
+      if (!(yield* indexActive)) {
+        return (yield* list).flatMap((lease) => lease.leaseOwner === owner ? [lease.leaseKey] : [])
+      }
+      return yield* queryLeaseKeys(sdk, tableName, policy, owner)
     })
 
   const get: Service["get"] = (leaseKey) =>
@@ -501,6 +516,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   return LeaseRepository.LeaseRepository.of({
     list,
+    listEventuallyConsistent,
     get,
     create,
     take,
@@ -509,17 +525,20 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     release,
     handOff,
     listOwnedBy,
+    listOwnedKeys,
     delete: remove,
+    leaderLock: LeaderLock.make(sdk, tableName, policy),
     // A consumer of another application must not take this one's leases.
     applicationName: options.applicationName
   })
 })
 
-// Every lease item of the table (other KCL entities left out), page by page, consistently.
+// Every lease item of the table (other KCL entities left out), page by page, consistently unless told.
 const scanLeaseItems = (
   sdk: DynamoDBClient.DynamoDBClient["Service"]["sdk"],
   tableName: string,
-  policy: RetryPolicy
+  policy: RetryPolicy,
+  consistent = true
 ): Effect.Effect<Array<Item>, LeaseRepository.LeaseStoreError> =>
   Effect.gen(function*() {
     const items: Array<Item> = []
@@ -527,7 +546,7 @@ const scanLeaseItems = (
     do {
       const page = yield* call(policy, "Scan", (abortSignal) =>
         sdk.send(
-          new ScanCommand({ TableName: tableName, ConsistentRead: true, ExclusiveStartKey: startKey }),
+          new ScanCommand({ TableName: tableName, ConsistentRead: consistent, ExclusiveStartKey: startKey }),
           { abortSignal }
         )).pipe(Effect.catchTag("ConditionFailed", conditionOnRead("Scan")))
       for (const item of page.Items ?? []) if (isLeaseItem(item)) items.push(item)

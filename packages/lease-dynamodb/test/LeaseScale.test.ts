@@ -50,6 +50,32 @@ layer(DynamoEmulator.layer(), { excludeTestServices: true, timeout: "200 seconds
           const renewals = steady.tally.calls.UpdateItem ?? 0
           expect(renewals).toBeGreaterThan(SHARDS * (STEADY_SECONDS / 0.6) * 0.5)
         }).pipe(Effect.scoped))
+
+      it.effect("leader mode: in steady state only the leader scans, the others query their own keys; leases still spread, also when the leader dies", () =>
+        Effect.gen(function*() {
+          const dynamo = yield* DynamoEmulator.DynamoEmulator
+          const phases = yield* Scale.run(dynamo.clientConfig, {
+            shards: SHARDS,
+            workers: WORKERS,
+            lease: { ...lease, coordination: "leader" },
+            steady: `${STEADY_SECONDS} seconds`,
+            phaseTimeout: "40 seconds",
+            applicationName: `scale-leader-${Date.now()}`
+          })
+          const byName = new Map(phases.map((p) => [p.name, p]))
+          expect(phases.map((p) => p.name)).toEqual(["start-up", "steady", "join", "failover", "leader failover"])
+          for (const p of phases) {
+            expect({ phase: p.name, reached: p.reached }).toEqual({ phase: p.name, reached: true })
+          }
+          const steady = byName.get("steady")!
+          // The leader reads the table every two expiries (4 s), jittered by up to a fifth: at most 4 scans in 10 s,
+          // where every worker reading it about once a second would be some 40.
+          expect(steady.tally.calls.Scan ?? 0).toBeLessThanOrEqual(4)
+          // The others look up their keys every expiry (2 s): about 5 each.
+          expect(steady.tally.calls.Query ?? 0).toBeGreaterThanOrEqual((WORKERS - 1) * 3)
+          const renewals = steady.tally.calls.UpdateItem ?? 0
+          expect(renewals).toBeGreaterThan(SHARDS * (STEADY_SECONDS / 0.6) * 0.5)
+        }).pipe(Effect.scoped))
     })
   }
 )

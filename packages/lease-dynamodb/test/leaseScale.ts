@@ -11,7 +11,7 @@
  *   computed from the items read or written by DynamoDB's rules (`billed`).
  * - Who holds what comes from the workers' diagnostic events, not from reading the table (which would be counted).
  */
-import { DynamoDBClient as SdkDynamoDBClient } from "@aws-sdk/client-dynamodb"
+import { DynamoDBClient as SdkDynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb"
 import type { Shard } from "@aws-sdk/client-kinesis"
 import { Consumer, type DiagnosticEvent, LeaseRepository } from "@effect-kinesis/consumer"
 import { Client, Serde } from "@effect-kinesis/core"
@@ -23,6 +23,8 @@ import { Duration, Effect, Exit, Fiber, Layer, References, Scope, Stream } from 
 export interface Tally {
   readonly calls: Record<string, number>
   readonly capacity: Record<string, number>
+  /** Requests that failed (a refused condition, a timeout), by operation and error name. */
+  readonly failed?: Record<string, number> | undefined
 }
 
 /**
@@ -32,6 +34,7 @@ export interface Tally {
 export const countingClients = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConfig"]) => {
   let calls: Record<string, number> = {}
   let capacity: Record<string, number> = {}
+  let failed: Record<string, number> = {}
   const made: Array<SdkDynamoDBClient> = []
   const make = () => {
     const sdk = new SdkDynamoDBClient({ ...config, maxAttempts: 1 })
@@ -40,15 +43,20 @@ export const countingClients = (config: DynamoEmulator.DynamoEmulator["Service"]
       (next, context) => async (args) => {
         const input = args.input as Record<string, unknown>
         const operation = (context.commandName ?? "?").replace(/Command$/, "")
-        calls[operation] = (calls[operation] ?? 0) + 1
+        // Reads of the leader lock apart from reads of leases.
+        const key = (input.Key as { leaseKey?: { S?: string } } | undefined)?.leaseKey?.S
+        const label = operation === "GetItem" && key === "Leader" ? "GetItem(lock)" : operation
+        calls[label] = (calls[label] ?? 0) + 1
         const charge = (units: number) => {
-          capacity[operation] = (capacity[operation] ?? 0) + units
+          capacity[label] = (capacity[label] ?? 0) + units
         }
         try {
           const result = await next(args)
           charge(billed(operation, input, result.output as unknown as Record<string, unknown>))
           return result
         } catch (error) {
+          const name = `${label} ${(error as { name?: string }).name ?? "?"}`
+          failed[name] = (failed[name] ?? 0) + 1
           // DynamoDB bills a write whose condition failed as a write.
           if (WRITES.has(operation)) charge(1)
           throw error
@@ -63,9 +71,10 @@ export const countingClients = (config: DynamoEmulator.DynamoEmulator["Service"]
     destroy: () => made.forEach((sdk) => sdk.destroy()),
     /** What was counted since the last call, and starts counting afresh. */
     take: (): Tally => {
-      const tally = { calls, capacity }
+      const tally = { calls, capacity, failed }
       calls = {}
       capacity = {}
+      failed = {}
       return tally
     }
   }
@@ -136,13 +145,19 @@ const killable = (dead: () => boolean) =>
       )
       const gate = <A, E>(self: Effect.Effect<A, E>): Effect.Effect<A, E | LeaseRepository.LeaseStoreError> =>
         Effect.suspend((): Effect.Effect<A, E | LeaseRepository.LeaseStoreError> => dead() ? killed : self)
-      const wrapped: Record<string, unknown> = {}
-      for (const [key, value] of Object.entries(store)) {
-        wrapped[key] = Effect.isEffect(value)
+      const wrap = (value: unknown) =>
+        Effect.isEffect(value)
           ? gate(value as Effect.Effect<unknown, unknown>)
           : typeof value === "function"
           ? (...args: Array<unknown>) => gate((value as (...a: Array<unknown>) => Effect.Effect<unknown>)(...args))
           : value
+      const wrapped: Record<string, unknown> = {}
+      for (const [key, value] of Object.entries(store)) wrapped[key] = wrap(value)
+      // The leader lock too: a killed leader neither refreshes nor releases it.
+      if (store.leaderLock !== undefined) {
+        wrapped.leaderLock = Object.fromEntries(
+          Object.entries(store.leaderLock).map(([key, value]) => [key, wrap(value)])
+        )
       }
       return wrapped as unknown as LeaseRepository.LeaseRepository["Service"]
     })
@@ -178,7 +193,11 @@ export const startWorker = (options: ScaleOptions, workerId: string) =>
         else if (event._tag === "LeaseLost" || event._tag === "LeaseReleased") held.delete(event.shardId)
       })
     const store = killable(() => dead).pipe(
-      Layer.provide(DynamoDbLeaseRepository.layer({ applicationName: options.applicationName })),
+      // Leader mode looks up each worker's keys in the owner index.
+      Layer.provide(DynamoDbLeaseRepository.layer({
+        applicationName: options.applicationName,
+        leaseOwnerIndex: options.lease.coordination === "leader" ? "create" : "use"
+      })),
       Layer.provide(
         Layer.succeed(DynamoDbClient.DynamoDbClient, DynamoDbClient.DynamoDbClient.of({ sdk: options.sdk() }))
       )
@@ -242,7 +261,7 @@ export const perMinute = (phase: Phase, values: Record<string, number>) =>
 
 export const sum = (values: Record<string, number>) => Object.values(values).reduce((a, b) => a + b, 0)
 
-const READS = new Set(["Scan", "Query", "GetItem", "BatchGetItem"])
+const READS = new Set(["Scan", "Query", "GetItem", "GetItem(lock)", "BatchGetItem"])
 
 /** Read and write capacity units of a tally. */
 export const units = (tally: Tally) => {
@@ -420,7 +439,9 @@ export const run = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConf
         log(
           `${name}: ${p.seconds.toFixed(1)} s${reached ? "" : " (NOT reached)"}, ${sum(p.tally.calls)} calls ${
             JSON.stringify(p.tally.calls)
-          }, ${u.read.toFixed(1)} RCU, ${u.write.toFixed(1)} WCU`
+          }, ${u.read.toFixed(1)} RCU, ${u.write.toFixed(1)} WCU; capacity ${
+            JSON.stringify(p.tally.capacity)
+          }; failed ${JSON.stringify(p.tally.failed ?? {})}`
         )
         return p
       })
@@ -448,20 +469,44 @@ export const run = (config: DynamoEmulator.DynamoEmulator["Service"]["clientConf
         return yield* waitUntil(() => balanced(workers, options.shards), options.phaseTimeout)
       })
     )
-    yield* phase(
-      "failover",
-      Effect.gen(function*() {
-        const victim = workers[0]!
-        killed.add(victim.workerId)
-        victim.kill()
-        // Its view of what it holds is what the table still says it holds.
-        const orphaned = new Set(victim.held)
-        return yield* waitUntil(
-          () => [...orphaned].every((key) => alive().some((w) => w.held.has(key))),
-          options.phaseTimeout
-        )
-      })
-    )
+    // Who leads (leader mode), read with a client that is not counted.
+    const leaderNow = Effect.promise(async () => {
+      const plain = new SdkDynamoDBClient({ ...config, maxAttempts: 1 })
+      const lock = await plain.send(
+        new GetItemCommand({
+          TableName: options.applicationName,
+          Key: { leaseKey: { S: "Leader" } },
+          ConsistentRead: true
+        })
+      )
+      plain.destroy()
+      return lock.Item?.ownerName?.S
+    })
+    const failover = (name: string, pick: Effect.Effect<ScaleWorker>) =>
+      phase(
+        name,
+        Effect.gen(function*() {
+          const victim = yield* pick
+          const leader = yield* leaderNow
+          if (leader !== undefined) log(`killing ${victim.workerId}; the leader is ${leader}`)
+          killed.add(victim.workerId)
+          victim.kill()
+          // Its view of what it holds is what the table still says it holds.
+          const orphaned = new Set(victim.held)
+          return yield* waitUntil(
+            () => [...orphaned].every((key) => alive().some((w) => w.held.has(key))),
+            options.phaseTimeout
+          )
+        })
+      )
+    yield* failover("failover", Effect.succeed(workers[0]!))
+    // In leader mode, the leader killed: its leases wait for a new leader as well.
+    if (options.lease.coordination === "leader") {
+      yield* failover(
+        "leader failover",
+        Effect.map(leaderNow, (leader) => alive().find((w) => w.workerId === leader) ?? alive()[0]!)
+      )
+    }
     yield* Effect.forEach(workers, (w) => w.stop, { concurrency: "unbounded", discard: true })
     return phases
   })

@@ -572,6 +572,94 @@ export const leaseRepositoryContract = <E>(
           assertLease(stored, Result.isSuccess(release) ? release.success : Result.getOrThrow(handOff))
         }
       }), testTimeout)
+
+    it.effect("listOwnedKeys returns the keys of the leases naming the owner", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        assert.isDefined(repo.listOwnedKeys, "the store has no listOwnedKeys")
+        const owner = `worker-${newKey("owner-keys")}`
+        const mine = yield* repo.take(yield* repo.create(newLease(newKey("keys-1"))), owner)
+        const renewed = yield* repo.renew(yield* repo.take(yield* repo.create(newLease(newKey("keys-2"))), owner))
+        const released = yield* repo.release(yield* repo.take(yield* repo.create(newLease(newKey("keys-3"))), owner))
+        yield* repo.take(yield* repo.create(newLease(newKey("keys-other"))), `${owner}-other`)
+        const expected = [mine, renewed].map((l) => l.leaseKey).sort()
+        // An index may lag a write: wait (briefly) for it.
+        let found: Array<string> = []
+        for (let attempt = 0; attempt < 50; attempt++) {
+          found = [...(yield* repo.listOwnedKeys!(owner))].sort()
+          if (found.length === expected.length && !found.includes(released.leaseKey)) break
+          yield* Effect.sleep("100 millis")
+        }
+        assert.deepStrictEqual(found, expected)
+      }), testTimeout)
+
+    // The leader lock (KCL 3.x `LeaderLock`), one per store; only for stores that implement `leaderLock`.
+    const lockOf = (repo: LeaseRepository.LeaseRepository["Service"]) =>
+      Effect.gen(function*() {
+        assert.isDefined(repo.leaderLock, "the store has no leaderLock")
+        const locks = repo.leaderLock!
+        // Left by an earlier run sharing the store: taken over and released.
+        const left = yield* locks.read
+        if (left !== undefined) yield* locks.release(yield* locks.acquire("contract-cleaner", 1, left))
+        return locks
+      })
+
+    it.effect(
+      "the leader lock: acquired when absent, refreshed and taken over only at the version read, released by its holder; not a lease",
+      () =>
+        Effect.gen(function*() {
+          const repo = yield* Repo
+          const locks = yield* lockOf(repo)
+          assert.isUndefined(yield* locks.read)
+          const byA = yield* locks.acquire("worker-a", 20_000, undefined)
+          assert.deepStrictEqual(
+            { owner: byA.owner, leaseDurationMillis: byA.leaseDurationMillis, released: byA.released },
+            { owner: "worker-a", leaseDurationMillis: 20_000, released: false }
+          )
+          assert.deepStrictEqual(yield* locks.read, byA)
+          assert.isFalse((yield* repo.list).some((lease) => lease.leaseKey === "Leader"))
+          yield* expectConflict(locks.acquire("worker-b", 20_000, undefined), "Leader", "leaderLock")
+          yield* expectConflict(
+            locks.acquire("worker-b", 20_000, { ...byA, recordVersionNumber: "other" }),
+            "Leader",
+            "leaderLock"
+          )
+          const refreshed = yield* locks.refresh(byA)
+          assert.notStrictEqual(refreshed.recordVersionNumber, byA.recordVersionNumber)
+          assert.deepStrictEqual(yield* locks.read, refreshed)
+          yield* expectConflict(locks.refresh(byA), "Leader", "leaderLock")
+          yield* expectConflict(locks.refresh({ ...refreshed, owner: "worker-b" }), "Leader", "leaderLock")
+          // Taken over at a version seen to stand still (the caller judged it expired).
+          yield* expectConflict(locks.acquire("worker-b", 30_000, byA), "Leader", "leaderLock")
+          const byB = yield* locks.acquire("worker-b", 30_000, refreshed)
+          assert.deepStrictEqual(yield* locks.read, byB)
+          assert.deepStrictEqual([byB.owner, byB.leaseDurationMillis], ["worker-b", 30_000])
+          yield* expectConflict(locks.refresh(refreshed), "Leader", "leaderLock")
+          yield* expectConflict(locks.release(refreshed), "Leader", "leaderLock")
+          yield* locks.release(byB)
+          assert.isUndefined(yield* locks.read)
+        }),
+      testTimeout
+    )
+
+    it.effect("of concurrent acquires of the leader lock exactly one wins", () =>
+      Effect.gen(function*() {
+        const repo = yield* Repo
+        const locks = yield* lockOf(repo)
+        for (let round = 0; round < rounds; round++) {
+          const seen = yield* locks.read
+          const results = yield* Effect.forEach(
+            ["worker-a", "worker-b", "worker-c", "worker-d"],
+            (worker) => Effect.result(locks.acquire(worker, 20_000, seen)),
+            { concurrency: "unbounded" }
+          )
+          const winners = results.filter(Result.isSuccess).map((r) => r.success)
+          assert.strictEqual(winners.length, 1, `round ${round}: ${winners.length} winners`)
+          for (const r of results) if (Result.isFailure(r)) assert.strictEqual(r.failure._tag, "LeaseConflict")
+          assert.deepStrictEqual(yield* locks.read, winners[0])
+        }
+        yield* locks.release((yield* locks.read)!)
+      }), testTimeout)
   })
 }
 

@@ -16,6 +16,8 @@ import type { LeaseRepository, LeaseStoreError } from "../LeaseRepository.ts"
 import type { ShardAssignment } from "../ShardAssignment.ts"
 import { type ConsumerMetrics, type ShardMetrics, timed } from "./consumerMetrics.ts"
 import * as FinishedLeases from "./finishedLeases.ts"
+import * as LeaderAssignment from "./leaderAssignment.ts"
+import * as LeaderElection from "./leaderElection.ts"
 import * as RoundCadence from "./roundCadence.ts"
 import * as ShardLineage from "./shardLineage.ts"
 import * as ThroughputBalance from "./throughputBalance.ts"
@@ -31,6 +33,8 @@ export interface LeaseSettings {
   readonly scanInterval: Duration.Duration
   readonly shardSyncInterval: Duration.Duration
   readonly cleanupFinished: boolean
+  /** `"leader"`: leader-based assignment (docs/design/leader-assignment.md). */
+  readonly coordination: "workers" | "leader"
   /** How long a stop lets running handlers finish; the streams get this and a renewal interval. */
   readonly shutdownGracePeriod: Duration.Duration
 }
@@ -192,6 +196,39 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     : Duration.toMillis(Duration.fromInputUnsafe(byThroughput.minMoveInterval))
   const moves = minMoveMillis === undefined ? undefined : ThroughputBalance.moves(minMoveMillis)
   const cadence = RoundCadence.make(scanMillis, takeMillis)
+  // Leader-based assignment (docs/design/leader-assignment.md): the lock lasts two expiries and
+  // its holder refreshes it every half expiry; it reads the table every two expiries (sooner when
+  // work is left); the others read the lock every two expiries and their own lease keys every
+  // expiry. A worker holding nothing takes toward its share as in the every-worker mode, so that
+  // one joining is seen by the leader (as the owner of a lease) without a heartbeat item.
+  const leaderLocks = repository.leaderLock
+  const listOwnedKeys = repository.listOwnedKeys
+  const leaderMillis = 2 * expiryMillis
+  const leaderCadence = RoundCadence.make(leaderMillis, leaderMillis)
+  const election = settings.coordination === "leader" && leaderLocks !== undefined && listOwnedKeys !== undefined
+    ? LeaderElection.make({
+      workerId,
+      locks: leaderLocks,
+      durationMillis: leaderMillis,
+      refreshMillis: expiryMillis / 2,
+      readMillis: leaderMillis,
+      onElected: Effect.sync(() => {
+        leaderCadence.wake()
+        newLeader = true
+      })
+    })
+    : undefined
+  const leading = Effect.map(monotonicMillis, (now) => election?.isLeader(now) ?? false)
+  // Just elected: the second scan comes an expiry after the first, when the leases the last
+  // leader held (it may have died with them) can be judged expired.
+  let newLeader = false
+  // Leases the leader took for another worker, at the counter it wrote: that worker finds them
+  // within an expiry (its key lookup), so they count as expired only after two.
+  const assignedFor = new Map<string, number>()
+  // When the leader last moved each lease (a hand-off, or a take from a live-looking owner).
+  const lastMovedAt = new Map<string, number>()
+  let nextLookupAt = 0
+  const warmUntil = (yield* monotonicMillis) + expiryMillis
 
   // Where a hand-off's shard stop runs: it outlives the take round that starts it.
   const roundScope = yield* Effect.scope
@@ -447,7 +484,10 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     // The take round's last read of the table serves when it is recent: every write made from it
     // (create, delete) is conditional, so a lease that changed since costs one refused write.
     const at = yield* monotonicMillis
-    const recent = lastListed !== undefined && at - lastListed.at <= takeMillis ? lastListed.leases : undefined
+    const recent =
+      lastListed !== undefined && at - lastListed.at <= (election === undefined ? takeMillis : leaderMillis)
+        ? lastListed.leases
+        : undefined
     const leases = new Map((recent ?? (yield* repository.list)).map((lease) => [lease.leaseKey, lease]))
     // Leases from a run with an earlier timestamp may reach shards that closed before this one.
     const shards = shardFilter !== undefined && ShardLineage.missesLeased(listed, leases)
@@ -626,7 +666,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   const listLeases = Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
-    return yield* repository.list.pipe(
+    return yield* (roundAsLeader ? repository.listEventuallyConsistent ?? repository.list : repository.list).pipe(
       Effect.onExit((exit) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           Effect.sync(() => {
@@ -646,7 +686,115 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     metrics.take.untakenLeases.record(untakenInRound)
   })
 
+  // How many expiries a lease's counter may stand still before it counts as expired.
+  const grace = (lease: Lease) => assignedFor.get(lease.leaseKey) === lease.leaseCounter ? 2 : 1
+
+  let leaderBusy = false
+  // Whether the take round running is the leader's (`takeRound`, `listLeases`).
+  let roundAsLeader = false
+
+  // Takes `lease` for worker `to` (conditional on the counter read); `to` finds it by its own keys.
+  const assignTo = (lease: Lease, to: string, now: number) =>
+    repository.take(lease, to).pipe(
+      Effect.flatMap((taken) =>
+        Effect.andThen(
+          Effect.sync(() => {
+            assignedFor.set(taken.leaseKey, taken.leaseCounter)
+            seen.set(taken.leaseKey, { counter: taken.leaseCounter, since: now })
+            if (lease.leaseOwner !== undefined) lastMovedAt.set(lease.leaseKey, now)
+          }),
+          logWith(Effect.logInfo, "lease assigned to a worker", {
+            shardId: lease.leaseKey,
+            to,
+            ...(lease.leaseOwner === undefined ? {} : { previousOwner: lease.leaseOwner })
+          })
+        )
+      ),
+      Effect.catchTag("LeaseConflict", () =>
+        Effect.sync(() => {
+          leaderBusy = true
+        }))
+    )
+
+  // Asks the owner of `lease` to hand it over to `to` (the owner's next renewal finds it), or hands
+  // it over to this worker as a steal does.
+  const moveTo = (lease: Lease, to: string, now: number) =>
+    Effect.gen(function*() {
+      if (to === workerId) {
+        if (yield* steal(lease, now)) lastMovedAt.set(lease.leaseKey, now)
+        return
+      }
+      const handOff = repository.handOff
+      if (handOff === undefined) return yield* assignTo(lease, to, now)
+      const started = yield* handOff(lease, to).pipe(
+        Effect.as(true),
+        Effect.catchTag("LeaseConflict", () => Effect.succeed(false))
+      )
+      if (!started) {
+        leaderBusy = true
+        return
+      }
+      lastMovedAt.set(lease.leaseKey, now)
+      yield* logWith(Effect.logInfo, "lease hand-off requested by the leader", {
+        shardId: lease.leaseKey,
+        owner: lease.leaseOwner,
+        nextOwner: to
+      })
+    })
+
+  // The leader's decision (`LeaderAssignment.decide`) over the table it read, and its writes. The
+  // workers are this one and the owners of unexpired leases (a worker holding none takes toward
+  // its share itself, and so becomes one).
+  const assignAsLeader = (leases: ReadonlyArray<Lease>, now: number, expired: (lease: Lease) => boolean) =>
+    Effect.gen(function*() {
+      const workers = new Set<string>(holds.paused() ? [] : [workerId])
+      for (const lease of leases) {
+        if (lease.leaseOwner !== undefined && lease.leaseOwner !== workerId && !expired(lease)) {
+          workers.add(lease.leaseOwner)
+        }
+      }
+      for (const key of assignedFor.keys()) if (!seen.has(key)) assignedFor.delete(key)
+      for (const key of lastMovedAt.keys()) if (!seen.has(key)) lastMovedAt.delete(key)
+      const decision = LeaderAssignment.decide({
+        leases,
+        workers,
+        // Naming this worker without being held or handed over here: left from an earlier run.
+        expired: (lease) =>
+          lease.leaseOwner === workerId
+            ? !owned.has(lease.leaseKey) && !incoming.has(lease.leaseKey) && lease.checkpointOwner === undefined
+            : expired(lease),
+        existingShards,
+        lastMovedAt: (key) => lastMovedAt.get(key),
+        now,
+        minMoveMillis: minMoveMillis ?? 0,
+        balance: byThroughput === undefined
+          ? { _tag: "count" }
+          : { _tag: "throughput", tolerance: byThroughput.tolerance },
+        maxTakes: Number.POSITIVE_INFINITY,
+        maxMoves: assignment._tag === "Balanced" ? assignment.maxStealsPerRound : 0
+      })
+      leaderBusy = decision.handOffs.length >= (assignment._tag === "Balanced" ? assignment.maxStealsPerRound : 0) &&
+        decision.handOffs.length > 0
+      const t = metrics.take
+      t.neededLeases.record(decision.takes.filter((m) => m.to === workerId).length)
+      t.leasesToTake.record(decision.takes.length + decision.handOffs.length)
+      t.veryOldLeases.record(0)
+      yield* Effect.forEach(decision.takes, ({ lease, to }) =>
+        to !== workerId
+          ? assignTo(lease, to, now)
+          : parked.has(lease.leaseKey) || holds.isStopped(lease.leaseKey)
+          ? Effect.void
+          : Effect.asVoid(take(lease, false)), { concurrency: 8, discard: true })
+      yield* Effect.forEach(decision.handOffs, ({ lease, to }) => moveTo(lease, to, now), {
+        concurrency: 8,
+        discard: true
+      })
+    })
+
+  // The leader's round (`asLeader`) reads the table eventually consistently and assigns leases to
+  // every worker instead of taking toward this worker's share.
   const takeRound = Effect.gen(function*() {
+    const asLeader = roundAsLeader
     yield* resetTakeCounts
     const leases = yield* listLeases
     const now = yield* monotonicMillis
@@ -665,13 +813,15 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     for (const lease of leases) {
       const since = seen.get(lease.leaseKey)!.since
       if (since < now && lease.leaseOwner !== undefined && lease.leaseOwner !== workerId) {
-        followUpAt = Math.min(followUpAt, since + expiryMillis)
+        followUpAt = Math.min(followUpAt, since + expiryMillis * grace(lease))
       }
     }
 
     // A lease taken from us, or one naming another worker as next owner and us as checkpoint owner
     // (being handed over), shows up here or at our next renewal, whichever comes first.
-    for (const o of [...owned.values()]) {
+    // Not from the leader's eventually consistent read, which may predate a take of ours: its
+    // renewals find what changed, with a consistent read.
+    for (const o of asLeader ? [] : [...owned.values()]) {
       const stored = byKey.get(o.shardId)
       if (stored === undefined || actualOwner(stored) !== workerId || handedElsewhere(o, stored)) {
         yield* lose(o, "taken")
@@ -687,7 +837,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
     // How long the lease's counter has stood still, on our clock.
     const idle = (lease: Lease) => now - (seen.get(lease.leaseKey)?.since ?? now)
-    const expired = (lease: Lease) => lease.leaseOwner !== undefined && idle(lease) >= expiryMillis
+    const expired = (lease: Lease) => lease.leaseOwner !== undefined && idle(lease) >= expiryMillis * grace(lease)
     // A parent this worker still owns is finishing here (its `SHARD_END` may be stored already).
     const ready = leases.filter((lease) =>
       !ExtendedSequenceNumber.isShardEnd(lease.checkpoint) &&
@@ -746,6 +896,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     t.numWorkers.record(live.size + 1)
     // No per-worker maximum here, so nothing spills over.
     t.leaseSpillover.record(0)
+
+    // The leader assigns also while paused (not to itself then).
+    if (asLeader) return yield* assignAsLeader(leases, now, expired)
 
     // Paused: the leases held are renewed (and lost ones noticed above), none is taken.
     if (holds.paused()) {
@@ -971,6 +1124,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       shuttingDown = true
+      // Another worker leads from its next read of the lock, not after the lock's duration.
+      if (election !== undefined) yield* election.release
       const held = [...owned.values()]
       yield* Effect.forEach(held, (o) => Deferred.succeed(o.done, undefined), { discard: true })
       const wait = Duration.sum(settings.shutdownGracePeriod, settings.renewInterval)
@@ -1033,7 +1188,13 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
   )
 
   yield* Effect.raceFirst(Effect.sleep(settings.shardSyncInterval), Queue.take(syncNow)).pipe(
-    Effect.andThen(guard("shard sync")(syncShards)),
+    // In leader mode the leader alone lists the shards (a shard ending here creates its children's leases).
+    Effect.andThen(
+      Effect.flatMap(
+        leading,
+        (leader) => election === undefined || leader ? guard("shard sync")(syncShards) : Effect.void
+      )
+    ),
     Effect.forever,
     Effect.forkScoped
   )
@@ -1093,8 +1254,72 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       Effect.ensuring(Effect.suspend(() => takenInRound + untakenInRound > 0 ? recordTakeCounts : Effect.void))
     )
   })
+  // Not leading, in leader mode: the keys of the leases naming this worker (the owner index), and
+  // a consistent read and a take only of those it does not hold yet; one still being handed over
+  // by its previous owner is watched as a hand-off toward us is (`pollIncoming`).
+  const lookupRound = Effect.gen(function*() {
+    if (listOwnedKeys === undefined || holds.paused()) return
+    const keys = yield* listOwnedKeys(workerId)
+    const now = yield* monotonicMillis
+    const fresh = keys.filter((key) =>
+      !owned.has(key) && !incoming.has(key) && !parked.has(key) && !holds.isStopped(key)
+    )
+    if (fresh.length === 0) return
+    yield* resetTakeCounts
+    yield* Effect.forEach(fresh, (key) =>
+      Effect.gen(function*() {
+        const lease = yield* repository.get(key)
+        if (
+          lease === undefined || lease.leaseOwner !== workerId || owned.has(key) ||
+          ExtendedSequenceNumber.isShardEnd(lease.checkpoint)
+        ) return
+        seen.set(key, { counter: lease.leaseCounter, since: now })
+        const from = lease.checkpointOwner
+        if (from !== undefined && from !== workerId) {
+          incoming.set(key, { since: now, from })
+          return
+        }
+        yield* take(lease, false)
+      }), { concurrency: 8, discard: true }).pipe(Effect.ensuring(recordTakeCounts))
+  })
+
+  const leaderModeRound = (now: number) =>
+    Effect.gen(function*() {
+      if (election!.isLeader(now)) {
+        if (!leaderCadence.due(now)) return yield* pollIncoming
+        orphansInRound = 0
+        leaderBusy = false
+        roundAsLeader = true
+        yield* Effect.ensuring(
+          takeRound,
+          Effect.sync(() => {
+            roundAsLeader = false
+          })
+        )
+        const after = yield* monotonicMillis
+        const followUp = newLeader ? Math.min(followUpAt, after + expiryMillis) : followUpAt
+        newLeader = false
+        leaderCadence.done(after, 1, leaderBusy, followUp, yield* Random.next)
+        return
+      }
+      if (now < nextLookupAt) return yield* pollIncoming
+      yield* lookupRound
+      nextLookupAt = (yield* monotonicMillis) + expiryMillis * (0.9 + 0.2 * (yield* Random.next))
+    })
+
   const round = Effect.gen(function*() {
-    if (!cadence.due(yield* monotonicMillis)) return yield* pollIncoming
+    const now = yield* monotonicMillis
+    // Leader mode: the leader (after its first expiry, in which it takes toward its share as every
+    // worker does: started together, the workers then hold leases and the leader knows them all as
+    // owners; it would give itself every lease otherwise), and a worker that holds a lease or is
+    // being handed one. One holding nothing takes toward its share itself, and so becomes an owner.
+    if (
+      election !== undefined &&
+      (election.isLeader(now) ? now >= warmUntil : owned.size > 0 || incoming.size > 0)
+    ) {
+      return yield* leaderModeRound(now)
+    }
+    if (!cadence.due(now)) return yield* pollIncoming
     orphansInRound = 0
     yield* takeRound
     const busy = takenInRound + untakenInRound + orphansInRound > 0
@@ -1110,6 +1335,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     Effect.forever,
     Effect.forkScoped
   )
+  if (election !== undefined) yield* Effect.forkScoped(election.run)
 
   return {
     workerId,

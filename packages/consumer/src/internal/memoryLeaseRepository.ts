@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import type { Lease } from "../Lease.ts"
-import type { LeaseRepository, MemoryOptions } from "../LeaseRepository.ts"
+import type { LeaderLock, LeaderLockStore, LeaseRepository, MemoryOptions } from "../LeaseRepository.ts"
 import { LeaseConflict, LeaseExists, type LeaseStoreError } from "../LeaseRepository.ts"
 
 type Service = LeaseRepository["Service"]
@@ -55,6 +55,12 @@ export const make = (options: MemoryOptions = {}): Service => {
         "listOwnedBy",
         undefined,
         () => Effect.succeed(Array.from(leases.values()).filter((lease) => lease.leaseOwner === owner))
+      ),
+    listOwnedKeys: (owner) =>
+      atomically(
+        "listOwnedKeys",
+        undefined,
+        () => Effect.succeed(Array.from(leases.values()).flatMap((l) => l.leaseOwner === owner ? [l.leaseKey] : []))
       ),
     get: (leaseKey) => atomically("get", leaseKey, () => Effect.succeed(leases.get(leaseKey))),
     create: (lease) =>
@@ -118,6 +124,52 @@ export const make = (options: MemoryOptions = {}): Service => {
               ? { ...stored, leaseOwner: to, checkpointOwner: stored.leaseOwner }
               : { ...stored, leaseOwner: to, checkpointOwner: undefined }).pipe(written)
       ),
-    delete: (lease) => conditional("delete", lease, "any", () => undefined).pipe(Effect.asVoid)
+    delete: (lease) => conditional("delete", lease, "any", () => undefined).pipe(Effect.asVoid),
+    leaderLock: leaderLock(atomically)
   }
 }
+
+// The leader lock: one per store (per application), each write conditional on the version read.
+const leaderLock = (
+  atomically: <A, E>(
+    operation: Operation,
+    leaseKey: string | undefined,
+    body: () => Effect.Effect<A, E>
+  ) => Effect.Effect<A, E | LeaseStoreError>
+): LeaderLockStore => {
+  let lock: LeaderLock | undefined
+  let versions = 0
+  const conflict = () => Effect.fail(new LeaseConflict({ leaseKey: LEADER_KEY, operation: "leaderLock" }))
+  const fresh = (owner: string, leaseDurationMillis: number): LeaderLock => ({
+    owner,
+    recordVersionNumber: `v${++versions}`,
+    leaseDurationMillis,
+    released: false
+  })
+  return {
+    read: atomically("leaderLock", LEADER_KEY, () => Effect.succeed(lock)),
+    acquire: (owner, leaseDurationMillis, expected) =>
+      atomically("leaderLock", LEADER_KEY, () => {
+        if (lock?.recordVersionNumber !== expected?.recordVersionNumber) return conflict()
+        lock = fresh(owner, leaseDurationMillis)
+        return Effect.succeed(lock)
+      }),
+    refresh: (held) =>
+      atomically("leaderLock", LEADER_KEY, () => {
+        if (lock === undefined || lock.recordVersionNumber !== held.recordVersionNumber || lock.owner !== held.owner) {
+          return conflict()
+        }
+        lock = fresh(lock.owner, lock.leaseDurationMillis)
+        return Effect.succeed(lock)
+      }),
+    release: (held) =>
+      atomically("leaderLock", LEADER_KEY, () => {
+        if (lock === undefined || lock.recordVersionNumber !== held.recordVersionNumber) return conflict()
+        lock = undefined
+        return Effect.void
+      })
+  }
+}
+
+/** The lock item's key, as KCL 3.x names it (`LeaderLock.LEADER_HASH_KEY`). */
+const LEADER_KEY = "Leader"

@@ -40,6 +40,8 @@ const lease = (settings: Consumer.LeaseSettings | undefined): Invalid => {
     checkDuration("lease.shardSyncInterval", settings.shardSyncInterval)
   ])
   if (fields !== undefined) return fields
+  const coordination = oneOf("lease.coordination", settings.coordination, ["workers", "leader"])
+  if (coordination !== undefined) return coordination
   // A lease renewed no more often than it expires is lost between two renewals.
   const expiry = Duration.fromInputUnsafe(settings.expiry ?? DEFAULT_EXPIRY)
   const renewInterval = settings.renewInterval ?? DEFAULT_RENEW_INTERVAL
@@ -99,6 +101,13 @@ export const shardedStream = (options: Consumer.ShardedStreamOptions<any>): Inva
     enhancedFanOut(options.enhancedFanOut),
     lease(options.lease),
     metrics(options.metrics),
+    options.lease?.coordination === "leader" && options.shardAssignment?._tag === "Manual"
+      ? invalid(
+        "lease.coordination",
+        "leader",
+        "must be \"workers\" with a manual shardAssignment (the leader assigns by balance)"
+      )
+      : undefined,
     options.shardAssignment?._tag === "Balanced"
       ? checkInteger("shardAssignment.maxStealsPerRound", options.shardAssignment.maxStealsPerRound, { min: 0 })
       : undefined,
@@ -117,6 +126,18 @@ export const shardedStream = (options: Consumer.ShardedStreamOptions<any>): Inva
     ),
     checkDuration("shutdownGracePeriod", options.shutdownGracePeriod, { zero: true, infinite: true })
   ])
+
+/**
+ * Leader coordination on a store without the leader lock or the owner's key listing (a store of
+ * your own, or the multi-stream one, which shares no lock between its streams yet).
+ *
+ * @internal
+ */
+export const leaderModeUnsupported: InvalidSetting.InvalidSetting = invalid(
+  "lease.coordination",
+  "leader",
+  "needs a LeaseRepository with leaderLock and listOwnedKeys (the in-memory and DynamoDB ones; not MultiStream yet)"
+)
 
 /**
  * The arguments of `checkpointBatched`, under the names the caller gave them.
