@@ -21,7 +21,7 @@ const lease = {
   shardSyncInterval: "6 seconds"
 } as const
 
-layer(DynamoEmulator.layer(), { excludeTestServices: true, timeout: "200 seconds" })(
+layer(DynamoEmulator.layer(), { excludeTestServices: true, timeout: "300 seconds" })(
   "lease coordination cost",
   (it) => {
     describe("calls per phase", () => {
