@@ -8,21 +8,17 @@ import { DynamoDbLeaseRepository } from "@effect-kinesis/lease-dynamodb"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { expect, layer } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
-import { Env, eventually, fastLeases, observer, put, startWorker, tally, uniqueTable, type Worker } from "./fixtures.ts"
-
-// Records with unique ids over many partition keys, written in small batches until stopped.
-const produce = (stream: string, written: { count: number }) =>
-  Effect.gen(function*() {
-    while (true) {
-      const batch = Array.from({ length: 20 }, (_, i) => {
-        const id = written.count + i
-        return { partitionKey: `key-${id % 97}`, data: `r${id}` }
-      })
-      yield* put(stream, batch)
-      written.count += batch.length
-      yield* Effect.sleep("50 millis")
-    }
-  })
+import {
+  Env,
+  eventually,
+  fastLeases,
+  observer,
+  produce,
+  startWorker,
+  tally,
+  uniqueTable,
+  type Worker
+} from "./fixtures.ts"
 
 // Slower than `fastLeases` (renewals every second, expiry in 4 s): on a loaded machine a renewal late by half a second
 // would let a lease expire, and a lease taken over at expiry repeats records.
@@ -78,7 +74,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("leader-based 
       const { streamName } = yield* StreamFixtures.stream({ shardCount: 6 })
       const table = uniqueTable("leader-share")
       const written = { count: 0 }
-      const producer = yield* Effect.forkScoped(produce(streamName, written))
+      const producer = yield* Effect.forkScoped(produce(streamName, written, "50 millis"))
       const options = {
         stream: streamName,
         applicationName: table,
@@ -112,7 +108,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("leader-based 
       const { streamName } = yield* StreamFixtures.stream({ shardCount: 6 })
       const table = uniqueTable("leader-stop")
       const written = { count: 0 }
-      const producer = yield* Effect.forkScoped(produce(streamName, written))
+      const producer = yield* Effect.forkScoped(produce(streamName, written, "50 millis"))
       const options = {
         stream: streamName,
         applicationName: table,
@@ -146,7 +142,7 @@ layer(Env, { excludeTestServices: true, timeout: "120 seconds" })("leader-based 
       const { streamName } = yield* StreamFixtures.stream({ shardCount: 6 })
       const table = uniqueTable("leader-cut")
       const written = { count: 0 }
-      const producer = yield* Effect.forkScoped(produce(streamName, written))
+      const producer = yield* Effect.forkScoped(produce(streamName, written, "50 millis"))
       const options = { stream: streamName, applicationName: table, lease } as const
       const cutA = severable(table)
       const a = yield* startWorker({ ...options, workerId: "a", store: cutA.store })

@@ -13,6 +13,7 @@ import {
   eventually,
   fastLeases,
   observer,
+  produce,
   put,
   putRaw,
   readShard,
@@ -20,20 +21,6 @@ import {
   tally,
   uniqueTable
 } from "./fixtures.ts"
-
-// Records with unique ids over many partition keys, written in small batches until stopped.
-const produce = (stream: string, written: { count: number }) =>
-  Effect.gen(function*() {
-    while (true) {
-      const batch = Array.from({ length: 20 }, (_, i) => {
-        const id = written.count + i
-        return { partitionKey: `key-${id % 97}`, data: `r${id}` }
-      })
-      yield* put(stream, batch)
-      written.count += batch.length
-      yield* Effect.sleep("40 millis")
-    }
-  })
 
 layer(Env, { excludeTestServices: true, timeout: "90 seconds" })("Rebalancing on the DynamoDB lease store", (it) => {
   describe("graceful hand-off", () => {

@@ -33,6 +33,23 @@ export const uniqueTable = (label: string) => `${label}-${randomUUID().slice(0, 
 /** Writes records (all accepted before it returns), in order per partition key. */
 export const put = StreamFixtures.putInOrder
 
+/**
+ * Records with unique ids (`r0`, `r1`, …) over 97 partition keys, written 20 at a time every `pause` until interrupted;
+ * `written.count` is how many were written.
+ */
+export const produce = (stream: string, written: { count: number }, pause: Duration.Input = "40 millis") =>
+  Effect.gen(function*() {
+    while (true) {
+      const batch = Array.from({ length: 20 }, (_, i) => {
+        const id = written.count + i
+        return { partitionKey: `key-${id % 97}`, data: `r${id}` }
+      })
+      yield* put(stream, batch)
+      written.count += batch.length
+      yield* Effect.sleep(pause)
+    }
+  })
+
 const decoder = new TextDecoder()
 
 type GetRecordsOutput = Effect.Success<ReturnType<Client.Client["Service"]["getRecords"]>>
