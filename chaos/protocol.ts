@@ -24,6 +24,7 @@ export interface WorkerConfig {
     readonly takeInterval: Duration.Input
     readonly scanInterval: Duration.Input
     readonly shardSyncInterval: Duration.Input
+    readonly coordination: "workers" | "leader"
   }
 }
 

@@ -4,6 +4,7 @@
  *   npm run chaos -- --short            # ~2.5 min: one cycle of the schedule (what CI runs)
  *   npm run chaos                       # ~11 min: six cycles
  *   npm run chaos -- --seed 1234        # replay a schedule
+ *   npm run chaos -- --coordination leader   # the same with leader-based lease assignment
  *   flags: --duration S (producing time), --workers N (3), --rate N records/s (150), --keys N (300), --out DIR
  *
  * kinesis-local and dynalite run as child processes (under the testing package's supervisor), each behind a fault
@@ -44,7 +45,8 @@ const { values: flags } = parseArgs({
     workers: { type: "string", default: "3" },
     rate: { type: "string", default: "150" },
     keys: { type: "string", default: "300" },
-    out: { type: "string" }
+    out: { type: "string" },
+    coordination: { type: "string", default: "workers" }
   }
 })
 const integer = (name: string, value: string, min: number): number => {
@@ -62,6 +64,11 @@ const RATE = integer("rate", flags.rate, 1)
 const KEYS = integer("keys", flags.keys, 1)
 const SEED = flags.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : integer("seed", flags.seed, 0)
 const DRAIN_MS = flags.short ? 40_000 : 120_000
+if (flags.coordination !== "workers" && flags.coordination !== "leader") {
+  console.error(`--coordination must be workers or leader, got ${flags.coordination}`)
+  process.exit(2)
+}
+const LEADER = flags.coordination === "leader"
 const GRACEFUL_STOP_MS = 30_000
 const SHARDS = 4
 const root = Path.resolve(import.meta.dirname, "..")
@@ -74,9 +81,14 @@ const LEASE = {
   renewInterval: "1 second",
   takeInterval: "2 seconds",
   scanInterval: "500 millis",
-  shardSyncInterval: "5 seconds"
+  shardSyncInterval: "5 seconds",
+  coordination: LEADER ? "leader" : "workers"
 } as const
-const TARGET_MS = 4_000 + 2_000
+// In leader mode a killed worker's leases wait for the leader: its next read of the table (every two expiries) sees
+// them standing still, the one an expiry later gives them out, and their new owner finds them within an expiry; a
+// killed leader's, for its lock (two expiries after its last refresh, seen within two more) and the new leader's two
+// reads: seven expiries in all.
+const TARGET_MS = LEADER ? 7 * 4_000 : 4_000 + 2_000
 const POLL_MS = 250
 
 // mulberry32
@@ -213,7 +225,8 @@ interface WorkerRun {
 const program = Effect.gen(function*() {
   console.log(
     `chaos: seed ${SEED}, ${flags.short ? "short" : "long"} run, producing ${PRODUCE_MS / 1000} s at ${RATE} records/s `
-      + `over ${KEYS} keys, ${WORKERS} workers, ${SHARDS} shards; lease expiry ${LEASE.expiry}, take every `
+      + `over ${KEYS} keys, ${WORKERS} workers, ${SHARDS} shards${LEADER ? ", leader-based assignment" : ""}; `
+      + `lease expiry ${LEASE.expiry}, take every `
       + `${LEASE.takeInterval}, poll every ${POLL_MS} ms → resume target ${TARGET_MS} ms + ${POLL_MS} (${
         2 * TARGET_MS
       } `
@@ -241,7 +254,11 @@ const program = Effect.gen(function*() {
 
   yield* Context.get(admin, AdminClient.AdminClient).createStream(STREAM, { shardCount: SHARDS })
   // The lease table exists before the workers start, as it would in a deployment.
-  yield* DynamoDbLeaseRepository.make({ applicationName: APPLICATION }).pipe(
+  // In leader mode, with its owner index: the workers look up their own lease keys in it.
+  yield* DynamoDbLeaseRepository.make({
+    applicationName: APPLICATION,
+    ...(LEADER ? { leaseOwnerIndex: "create" } : {})
+  }).pipe(
     Effect.provide(DynamoDbClient.layer(dynamo.clientConfig))
   )
   log(`kinesis-local, dynalite and their fault proxies up; stream ${STREAM} has ${SHARDS} shards`)
