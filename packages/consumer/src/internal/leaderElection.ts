@@ -9,9 +9,10 @@
  *
  * @internal
  */
-import { Clock, Duration, Effect, Random } from "effect"
+import { Duration, Effect, Random } from "effect"
 import type { LeaderLock, LeaderLockStore, LeaseConflict, LeaseStoreError } from "../LeaseRepository.ts"
 import * as Lock from "./leaderLock.ts"
+import { monotonicMillis } from "./monotonicMillis.ts"
 
 /** @internal */
 export interface Options {
@@ -35,8 +36,6 @@ export interface Election {
   /** Deletes the lock if this worker holds it (a graceful stop). */
   readonly release: Effect.Effect<void>
 }
-
-const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (nanos) => Number(nanos / 1_000_000n))
 
 /** @internal */
 export const make = (options: Options): Election => {

@@ -18,6 +18,7 @@ import { type ConsumerMetrics, type ShardMetrics, timed } from "./consumerMetric
 import * as FinishedLeases from "./finishedLeases.ts"
 import * as LeaderAssignment from "./leaderAssignment.ts"
 import * as LeaderElection from "./leaderElection.ts"
+import { monotonicMillis } from "./monotonicMillis.ts"
 import * as RoundCadence from "./roundCadence.ts"
 import * as ShardLineage from "./shardLineage.ts"
 import * as ThroughputBalance from "./throughputBalance.ts"
@@ -150,7 +151,6 @@ const storeRetry = Schedule.exponential("50 millis").pipe(Schedule.jittered)
 // Lease timing (expiry, self-fencing, renewal budgets) is measured on a monotonic clock: a wall
 // clock stepped forward (NTP, a VM resumed) would otherwise make leases its peers keep renewing
 // look expired, and one stepped back would keep this worker processing past its expiry.
-const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (nanos) => Number(nanos / 1_000_000n))
 
 // The KCL's rule (`veryOldLeaseDurationNanosMultiplier`, default 3): a lease whose counter has not
 // moved for this many expiries is taken regardless of the fair share.

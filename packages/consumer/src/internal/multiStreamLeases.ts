@@ -7,9 +7,10 @@
  *
  * @internal
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit } from "effect"
 import type { Lease } from "../Lease.ts"
 import { LeaseConflict, LeaseExists, type LeaseRepository, type LeaseStoreError } from "../LeaseRepository.ts"
+import { monotonicMillis } from "./monotonicMillis.ts"
 
 type Service = LeaseRepository["Service"]
 
@@ -117,7 +118,7 @@ export const shareScans = (store: Service, window: Duration.Duration): Service =
   let recent: { readonly startedAt: number; readonly leases: ReadonlyArray<Lease> } | undefined
   let writing = 0
   let lastWrittenAt = Number.NEGATIVE_INFINITY
-  const now = Effect.map(Clock.monotonicTimeNanos, (nanos) => Number(nanos / 1_000_000n))
+  const now = monotonicMillis
   const write = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.suspend(() => {
       writing++
