@@ -29,7 +29,7 @@ import { DynamoDbClient, DynamoDbLeaseRepository } from "@effect-kinesis/lease-d
 import { DynamoEmulator, DynamoFaultProxy, FaultProxy, KinesisEmulator } from "@effect-kinesis/testing"
 import { Context, Effect, Layer, Stream } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs"
+import { closeSync, createWriteStream, mkdirSync, openSync, readSync, statSync } from "node:fs"
 import * as Path from "node:path"
 import { parseArgs } from "node:util"
 import { analyze, type Check, type Disruption, type Incarnation, type ShardInfo } from "./analyze.ts"
@@ -187,7 +187,11 @@ const launch = (script: string, config: unknown, name: string): Proc => {
       })
     })
   }
+  // Whole, in the output directory (the logs say what the events do not: a hand-off asked or called off, a retry).
+  const file = createWriteStream(Path.join(OUT, `output-${name.replace(/[^\w.-]/g, "_")}.log`))
+  child.once("close", () => file.end())
   const keep = (chunk: Buffer) => {
+    file.write(chunk)
     proc.output = (proc.output + chunk.toString("utf8")).slice(-8_000)
   }
   child.stdout?.on("data", keep)
