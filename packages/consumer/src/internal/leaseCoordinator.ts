@@ -12,7 +12,7 @@ import { ShardLeaseLost } from "../ConsumerError.ts"
 import type { ConsumerError } from "../ConsumerError.ts"
 import type { DiagnosticEvent } from "../DiagnosticEvent.ts"
 import type { Lease } from "../Lease.ts"
-import type { LeaseRepository, LeaseStoreError } from "../LeaseRepository.ts"
+import { type LeaseRepository, LeaseStoreError } from "../LeaseRepository.ts"
 import type { ShardAssignment } from "../ShardAssignment.ts"
 import { type ConsumerMetrics, type ShardMetrics, timed } from "./consumerMetrics.ts"
 import * as FinishedLeases from "./finishedLeases.ts"
@@ -25,6 +25,8 @@ import * as ThroughputBalance from "./throughputBalance.ts"
 
 /** The longest a hand-off waits for the previous owner's running handlers (then + expiry). */
 const MAX_HAND_OFF_GRACE_MILLIS = 60_000
+// Writes of one checkpoint, each refused one checked against the stored lease.
+const CHECKPOINT_TRIES = 4
 
 /** @internal */
 export interface LeaseSettings {
@@ -315,7 +317,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     position: ExtendedSequenceNumber.ExtendedSequenceNumber,
     childShardIds?: ReadonlyArray<string>
   ): Effect.Effect<void, ShardLeaseLost | LeaseStoreError> => {
-    const attempt = (again: boolean): Effect.Effect<void, ShardLeaseLost | LeaseStoreError> =>
+    // Every refusal is checked against the stored lease: another worker's hand-off asked for and
+    // called off between our writes refuses two attempts in a row while the lease stays ours.
+    const attempt = (triesLeft: number): Effect.Effect<void, ShardLeaseLost | LeaseStoreError> =>
       Effect.gen(function*() {
         if (o.state !== "active") return yield* new ShardLeaseLost({ shardId: o.shardId })
         const sentAt = yield* monotonicMillis
@@ -341,14 +345,16 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
           o.lastRenewedAt = sentAt
           return yield* emit({ _tag: "Checkpoint", workerId, shardId: o.shardId, checkpoint: position })
         }
-        const stillOurs = again && (yield* reconcile(o))
-        if (!stillOurs) {
-          yield* lose(o, "taken")
-          return yield* new ShardLeaseLost({ shardId: o.shardId })
-        }
-        return yield* attempt(false)
+        if (!(yield* reconcile(o))) return yield* new ShardLeaseLost({ shardId: o.shardId })
+        if (triesLeft > 1) return yield* attempt(triesLeft - 1)
+        // Still ours, yet changing under every write: the checkpointer retries later.
+        return yield* new LeaseStoreError({
+          operation: "checkpoint",
+          message: `the lease of ${o.shardId} changed during each of ${CHECKPOINT_TRIES} checkpoint writes`,
+          retryable: true
+        })
       })
-    return o.semaphore.withPermit(attempt(true)).pipe(
+    return o.semaphore.withPermit(attempt(CHECKPOINT_TRIES)).pipe(
       Effect.withSpan("kinesis.consumer.checkpoint", {
         attributes: {
           "kinesis.stream": stream,
