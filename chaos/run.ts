@@ -19,7 +19,9 @@
  * - no child shard was processed before its parents' last record;
  * - no lease still names a worker after that worker stopped gracefully;
  * - no shard waited longer than expiry + takeInterval for a worker after one kill or stop, twice that under churn;
- * - no worker exited unless told to.
+ * - no worker exited unless told to;
+ * - records came again only after a SIGKILL, as the producer's copies, or after a lease expired while DynamoDB
+ *   failed (not after a graceful stop, a lease taken from a live worker, or twice in one process).
  *
  * Everything the processes wrote stays in the output directory (default build/chaos/<time>).
  */
@@ -627,12 +629,13 @@ const orchestrate = async (env: Env): Promise<void> => {
   const incarnationsOut: Array<Incarnation> = runs.map((run) => {
     const events = run.events.read()
     const start = events.find((e) => e.e === "start")
-    const lost = new Map<string, Array<number>>()
-    for (const e of events as ReadonlyArray<{ e: string; t: number; s?: string }>) {
+    const lost = new Map<string, Array<{ t: number; reason: string }>>()
+    for (const e of events as ReadonlyArray<{ e: string; t: number; s?: string; reason?: string }>) {
       if (e.e !== "LeaseLost" || e.s === undefined) continue
-      const times = lost.get(e.s)
-      if (times === undefined) lost.set(e.s, [e.t - t0])
-      else times.push(e.t - t0)
+      const loss = { t: e.t - t0, reason: e.reason ?? "unknown" }
+      const losses = lost.get(e.s)
+      if (losses === undefined) lost.set(e.s, [loss])
+      else losses.push(loss)
     }
     return {
       label: run.label,
