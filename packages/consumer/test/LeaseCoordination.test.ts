@@ -259,6 +259,106 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
       }))
   })
 
+  describe("hand-off races", () => {
+    it.effect("a lease asked for again by a third worker after the first called its hand-off off goes to the third, not lost", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const store = yield* LeaseRepository.makeMemory()
+        const handOff = store.handOff!
+        // During one checkpoint of w: b asks for the lease, and right after w read it back, b calls
+        // its hand-off off (b stopping) and c asks for it. The counter never moved: no worker took it.
+        let phase: "idle" | "armed" | "asked" | "done" = "idle"
+        const repository: LeaseRepository.LeaseRepository["Service"] = {
+          ...store,
+          checkpoint: (lease, position, children) =>
+            Effect.gen(function*() {
+              if (phase === "armed") {
+                phase = "asked"
+                yield* handOff((yield* store.get(lease.leaseKey))!, "b")
+              }
+              return yield* store.checkpoint(lease, position, children)
+            }),
+          get: (key) =>
+            Effect.tap(
+              store.get(key),
+              (stored) =>
+                phase !== "asked" || stored?.leaseOwner !== "b" ? Effect.void : Effect.gen(function*() {
+                  phase = "done"
+                  const calledOff = yield* handOff(stored, "w")
+                  yield* handOff(calledOff, "c")
+                }).pipe(Effect.orDie)
+            )
+        }
+        const w = yield* startWorker({ stream: streamName, workerId: "w", repository })
+        yield* eventually(Effect.sync(() => w.held().size === 1), "20 seconds", "w holding the shard")
+        yield* put(streamName, records("a", 10))
+        yield* eventually(Effect.sync(() => w.seen.length === 10), "20 seconds", "the first 10 records")
+        // Their checkpoint written: the next one is of the records put below.
+        yield* Effect.sleep("1 second")
+
+        phase = "armed"
+        yield* put(streamName, records("b", 10))
+        yield* eventually(
+          Effect.sync(() => w.events.some((e) => e._tag === "LeaseReleased" || e._tag === "LeaseLost")),
+          "20 seconds",
+          "w letting go of the lease"
+        )
+        expect(phase).toBe("done")
+        expect(w.events.filter((e) => e._tag === "LeaseLost")).toEqual([])
+        // Handed over to c at the last record w processed: c starts right after it.
+        const stored = (yield* store.list)[0]!
+        expect(stored.leaseOwner).toBe("c")
+        expect(stored.checkpointOwner).toBeUndefined()
+        expect(w.seen.length).toBeGreaterThan(10)
+        expect(new Set(w.seen.map((r) => r.data)).size).toBe(w.seen.length)
+        expect(stored.checkpoint.sequenceNumber).toBe(w.seen.at(-1)!.sequenceNumber)
+      }))
+
+    it.effect("a renewal refused while the lease is still ours is written again, so that the lease does not expire early", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const store = yield* LeaseRepository.makeMemory()
+        // One renewal lands and its answer is lost (the retry is refused: the counter moved); the
+        // next two rounds fail. Counted from the renewal that landed, the expiry is not reached.
+        let armedAt: number | undefined
+        let arm = false
+        const repository: LeaseRepository.LeaseRepository["Service"] = {
+          ...store,
+          renew: (lease, throughput) =>
+            Effect.gen(function*() {
+              const now = Date.now()
+              if (arm) {
+                arm = false
+                armedAt = now
+                yield* store.renew(lease, throughput)
+                return yield* new LeaseRepository.LeaseStoreError({
+                  operation: "renew",
+                  message: "answer lost",
+                  retryable: true
+                })
+              }
+              if (armedAt !== undefined && now - armedAt >= 500 && now - armedAt <= 2500) {
+                return yield* new LeaseRepository.LeaseStoreError({
+                  operation: "renew",
+                  message: "unreachable",
+                  retryable: false
+                })
+              }
+              return yield* store.renew(lease, throughput)
+            })
+        }
+        const lease = { ...fastLeases, expiry: "3500 millis", renewInterval: "1 second" } as const
+        const w = yield* startWorker({ stream: streamName, workerId: "w", repository, lease })
+        yield* eventually(Effect.sync(() => w.held().size === 1), "20 seconds", "w holding the shard")
+        yield* Effect.sleep("1500 millis")
+        arm = true
+        yield* eventually(Effect.sync(() => armedAt !== undefined), "5 seconds", "the renewal whose answer is lost")
+        yield* Effect.sleep("4 seconds")
+        expect(w.events.filter((e) => e._tag === "LeaseLost")).toEqual([])
+        expect(w.held().size).toBe(1)
+      }))
+  })
+
   describe("failover", () => {
     it.effect("after a worker dies, every shard it held is taken over within expiry + take interval", () =>
       Effect.gen(function*() {

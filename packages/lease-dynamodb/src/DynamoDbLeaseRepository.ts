@@ -345,6 +345,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return created
     })
 
+  // Both owners as our write left them: during a hand-off, a take by the next owner moves the counter
+  // as our renewal would, and only its removed `checkpointOwner` tells the two apart.
+  const sameOwners = (stored: Lease.Lease, lease: Lease.Lease) =>
+    stored.leaseOwner === lease.leaseOwner && stored.checkpointOwner === lease.checkpointOwner
+
   // One conditional UpdateItem. When an earlier attempt may have been applied before the condition failed on a
   // retry, the stored lease is checked against what our write would have produced, so that a renewal that landed
   // but whose answer was lost does not look like a lost lease.
@@ -407,7 +412,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }
       // A KCL 3.x graceful handoff in progress ends when someone takes the lease.
       return `SET ${sets.join(", ")} REMOVE ${x.name(A.checkpointOwner)}`
-    }, (stored) => stored.leaseOwner === owner)
+    }, (stored) => stored.leaseOwner === owner && stored.checkpointOwner === undefined)
 
   // The throughput rides the renewal's UpdateItem, as KCL 3.x writes it (a number, KB/s).
   const renew: Service["renew"] = (lease, throughputKBps) =>
@@ -419,7 +424,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         throughputKBps === undefined
           ? `SET ${add(x, A.leaseCounter, 1)}`
           : `SET ${add(x, A.leaseCounter, 1)}, ${x.name(A.throughputKBps)} = ${x.value(N(throughputKBps))}`,
-      (stored) => stored.leaseOwner === lease.leaseOwner
+      (stored) => sameOwners(stored, lease)
     )
 
   const checkpoint: Service["checkpoint"] = (lease, position, childShardIds) =>
@@ -435,9 +440,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       // A completed checkpoint supersedes a KCL two-phase checkpoint in progress, as in the KCL.
       const removes = [A.pendingCheckpoint, A.pendingCheckpointSubSequenceNumber, A.pendingCheckpointState]
       return `SET ${sets.join(", ")} REMOVE ${removes.map((name) => x.name(name)).join(", ")}`
-    }, (stored) =>
-      stored.leaseOwner === lease.leaseOwner &&
-      ExtendedSequenceNumber.Equivalence(stored.checkpoint, position))
+    }, (stored) => sameOwners(stored, lease) && ExtendedSequenceNumber.Equivalence(stored.checkpoint, position))
 
   // During a hand-off the lease goes to its `leaseOwner`: the checkpoint owner lets go of it by removing itself, as
   // KCL 3.x's eviction of a lease pending checkpoint does.

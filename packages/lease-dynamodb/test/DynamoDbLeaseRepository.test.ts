@@ -607,6 +607,42 @@ layer(Env, { excludeTestServices: true, timeout: "60 seconds" })("DynamoDbLeaseR
       assert.strictEqual((yield* repo.get(lease.leaseKey))?.leaseOwner, "worker-b")
     }))
 
+  it.effect("during a hand-off, the other side's write after a lost answer is not taken for our own", () =>
+    Effect.gen(function*() {
+      const application = tableName("lost-answer-hand-off")
+      const other = yield* DynamoDbLeaseRepository.make({ applicationName: application })
+      const handingOver = (owner: string) =>
+        Effect.gen(function*() {
+          const old = yield* other.get("shardId-000000000000")
+          if (old !== undefined) yield* other.delete(old)
+          const taken = yield* other.take(yield* other.create(newLease("shardId-000000000000")), owner)
+          // worker-b asked worker-a for it: worker-b is the next owner, worker-a still checkpoints.
+          return yield* other.handOff!(taken, "worker-b")
+        })
+      let attempt = 0
+      let interference: () => Promise<unknown> = () => Promise.resolve()
+      const { repo } = yield* faultyRepository(
+        application,
+        () => ++attempt === 1 ? { interfere: () => interference() } : undefined
+      )
+
+      // worker-a's renewal is cut off while worker-b takes the lease (the hand-off timed out): the
+      // counter moved by one, as worker-a's renewal would have moved it.
+      const lease = yield* handingOver("worker-a")
+      interference = () => Effect.runPromise(other.take(lease, "worker-b"))
+      const renewal = yield* Effect.flip(repo.renew(lease))
+      assert.strictEqual(renewal._tag, "LeaseConflict")
+
+      // The other way round: worker-b's take is cut off while worker-a renews.
+      attempt = 0
+      const again = yield* handingOver("worker-a")
+      interference = () => Effect.runPromise(other.renew(again))
+      const take = yield* Effect.flip(repo.take(again, "worker-b"))
+      assert.strictEqual(take._tag, "LeaseConflict")
+      const stored = yield* other.get("shardId-000000000000")
+      assert.strictEqual(stored?.checkpointOwner, "worker-a")
+    }))
+
   it.effect("a create or delete whose answer was lost is recognised on retry", () =>
     Effect.gen(function*() {
       const { attempts, repo } = yield* faultyRepository(

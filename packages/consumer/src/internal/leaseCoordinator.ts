@@ -269,11 +269,15 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   const fenced = (o: OwnedLease, now: number) => now - o.lastRenewedAt >= expiryMillis
 
-  // A lease we are handing over whose next owner changed was taken by a worker that does not
-  // know hand-offs (a KCL 2.x take keeps `checkpointOwner`): it is not ours any more.
+  // A lease we are handing over whose next owner changed and whose counter moved was taken by a
+  // worker that does not know hand-offs (a KCL 2.x take keeps `checkpointOwner`): it is not ours
+  // any more. With the counter where we left it, another worker asked for it after the first one
+  // called its hand-off off (a request leaves the counter as it is): we hand it to that one.
+  // Only on a consistent read of the lease: a scan may predate our own latest renewal.
   const handedElsewhere = (o: OwnedLease, stored: Lease) => {
     const to = handingOver.get(o.shardId)
-    return to !== undefined && stored.leaseOwner !== to && stored.leaseOwner !== workerId
+    return to !== undefined && stored.leaseOwner !== to && stored.leaseOwner !== workerId &&
+      stored.leaseCounter !== o.lease.leaseCounter
   }
 
   // A conflict can also come from our own earlier write whose answer was lost: then the lease
@@ -285,6 +289,9 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     Effect.flatMap(repository.get(o.shardId), (current) => {
       if (current !== undefined && actualOwner(current) === workerId && !handedElsewhere(o, current)) {
         o.lease = current
+        if (handingOver.has(o.shardId) && current.leaseOwner !== workerId && current.leaseOwner !== undefined) {
+          handingOver.set(o.shardId, current.leaseOwner)
+        }
         return Effect.as(handOverIfAsked(o, current), true)
       }
       return Effect.as(lose(o, "taken"), false)
@@ -635,7 +642,13 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       const from = lease.leaseOwner!
       const started = yield* handOff(lease, workerId).pipe(
         Effect.as(true),
-        Effect.catchTag("LeaseConflict", () => Effect.succeed(false))
+        // Refused, it may still have landed unanswered, the owner writing since (its renewal): then
+        // the lease names us as next owner, and we wait for the hand-off as for one answered.
+        Effect.catchTag("LeaseConflict", () =>
+          repository.get(lease.leaseKey).pipe(
+            Effect.map((stored) => stored?.leaseOwner === workerId && stored.checkpointOwner === from),
+            Effect.orElseSucceed(() => false)
+          ))
       )
       if (!started) {
         untakenInRound++
@@ -824,12 +837,13 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     }
 
     // A lease taken from us, or one naming another worker as next owner and us as checkpoint owner
-    // (being handed over), shows up here or at our next renewal, whichever comes first.
-    // Not from the leader's eventually consistent read, which may predate a take of ours: its
+    // (being handed over), shows up here or at our next renewal, whichever comes first; a lease
+    // being handed over and taken by a worker that ignores hand-offs, at the renewal (its read is
+    // consistent). Not from the leader's eventually consistent read, which may predate a take of ours: its
     // renewals find what changed, with a consistent read.
     for (const o of asLeader ? [] : [...owned.values()]) {
       const stored = byKey.get(o.shardId)
-      if (stored === undefined || actualOwner(stored) !== workerId || handedElsewhere(o, stored)) {
+      if (stored === undefined || actualOwner(stored) !== workerId) {
         yield* lose(o, "taken")
       } else if (fenced(o, now)) yield* lose(o, "expired")
       else yield* handOverIfAsked(o, stored)
@@ -1041,49 +1055,53 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
 
   // --- renewing ------------------------------------------------------------------------------
 
-  const renew = (o: OwnedLease) =>
-    o.semaphore.withPermit(
-      Effect.gen(function*() {
-        if (o.state !== "active") return
-        const sentAt = yield* monotonicMillis
-        const left = expiryMillis - (sentAt - o.lastRenewedAt)
-        if (left <= 0) return yield* lose(o, "expired")
-        // Retries stop at the expiry: past it the lease may be someone else's.
-        const startedAt = yield* Clock.currentTimeMillis
-        const result = yield* repository.renew(o.lease, meter?.(o, sentAt)).pipe(
-          Effect.tapError((e) =>
-            e._tag === "LeaseStoreError" && e.retryable
-              ? logWith(Effect.logDebug, `renewing a lease failed, retrying: ${e.message}`, { shardId: o.shardId })
-              : Effect.void
-          ),
-          Effect.retry({ while: (e) => e._tag === "LeaseStoreError" && e.retryable, schedule: storeRetry }),
-          Effect.map((lease) => ({ lease })),
-          Effect.catchTag("LeaseConflict", () => Effect.succeed({ lease: undefined })),
-          // At most a renewal interval: one stuck renewal must not hold up the next round, in
-          // which every other lease of this worker is renewed.
-          Effect.timeoutOption(Duration.millis(Math.min(left, Duration.toMillis(settings.renewInterval)))),
-          Effect.catchTag(
-            "LeaseStoreError",
-            (e) => Effect.as(Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`), undefined)
-          )
+  // A renewal refused while the lease is still ours (our earlier write landed unanswered, or a
+  // hand-off was asked for) is written once more: the reconciliation alone renews nothing.
+  const renew = (o: OwnedLease) => o.semaphore.withPermit(renewOnce(o, true))
+
+  const renewOnce = (o: OwnedLease, again: boolean): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      if (o.state !== "active") return
+      const sentAt = yield* monotonicMillis
+      const left = expiryMillis - (sentAt - o.lastRenewedAt)
+      if (left <= 0) return yield* lose(o, "expired")
+      // Retries stop at the expiry: past it the lease may be someone else's.
+      const startedAt = yield* Clock.currentTimeMillis
+      const result = yield* repository.renew(o.lease, meter?.(o, sentAt)).pipe(
+        Effect.tapError((e) =>
+          e._tag === "LeaseStoreError" && e.retryable
+            ? logWith(Effect.logDebug, `renewing a lease failed, retrying: ${e.message}`, { shardId: o.shardId })
+            : Effect.void
+        ),
+        Effect.retry({ while: (e) => e._tag === "LeaseStoreError" && e.retryable, schedule: storeRetry }),
+        Effect.map((lease) => ({ lease })),
+        Effect.catchTag("LeaseConflict", () => Effect.succeed({ lease: undefined })),
+        // At most a renewal interval: one stuck renewal must not hold up the next round, in
+        // which every other lease of this worker is renewed.
+        Effect.timeoutOption(Duration.millis(Math.min(left, Duration.toMillis(settings.renewInterval)))),
+        Effect.catchTag(
+          "LeaseStoreError",
+          (e) => Effect.as(Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`), undefined)
         )
-        const answeredAt = yield* Clock.currentTimeMillis
-        metrics.renew.renewLeaseSuccess.record(result === undefined || result._tag === "None" ? 0 : 1)
-        metrics.renew.renewLeaseTime.record(answeredAt - startedAt)
-        if (result === undefined || result._tag === "None") {
-          return
-        }
-        if (result.value.lease !== undefined) {
-          o.lease = result.value.lease
-          o.lastRenewedAt = sentAt
-          return yield* emit({ _tag: "LeaseRenewed", workerId, shardId: o.shardId })
-        }
-        yield* reconcile(o)
-      }).pipe(
-        // A failed renewal is retried next round, until the lease expires and fences itself.
-        Effect.catch((e) => Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`)),
-        leaseSpan("kinesis.lease.renew", o.shardId, o.lease.leaseCounter)
       )
+      const answeredAt = yield* Clock.currentTimeMillis
+      metrics.renew.renewLeaseSuccess.record(result === undefined || result._tag === "None" ? 0 : 1)
+      metrics.renew.renewLeaseTime.record(answeredAt - startedAt)
+      if (result === undefined || result._tag === "None") {
+        // Cut off at the expiry: fenced now, not at the next round (another worker may take it by then).
+        if (fenced(o, yield* monotonicMillis)) yield* lose(o, "expired")
+        return
+      }
+      if (result.value.lease !== undefined) {
+        o.lease = result.value.lease
+        o.lastRenewedAt = sentAt
+        return yield* emit({ _tag: "LeaseRenewed", workerId, shardId: o.shardId })
+      }
+      if ((yield* reconcile(o)) && again) yield* renewOnce(o, false)
+    }).pipe(
+      // A failed renewal is retried next round, until the lease expires and fences itself.
+      Effect.catch((e) => Effect.logWarning(`renewing ${o.shardId} failed: ${e.message}`)),
+      leaseSpan("kinesis.lease.renew", o.shardId, o.lease.leaseCounter)
     )
 
   // `LostLeases` counts the leases lost since the last round, also those a take round found taken.
@@ -1173,17 +1191,23 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         () =>
           [] as ReadonlyArray<Lease>
       )
-      // A hand-off toward us the loop above did not know of (its answer was lost) is called off too.
-      yield* Effect.forEach(
-        leftover,
-        (lease) =>
-          lease.leaseOwner === workerId && lease.checkpointOwner !== undefined && handOff !== undefined
-            ? Effect.ignore(handOff(lease, lease.checkpointOwner))
-            : actualOwner(lease) === workerId
-            ? releaseStored(lease)
-            : Effect.void,
-        { concurrency: "unbounded", discard: true }
-      )
+      // A hand-off toward us the loop above did not know of (its answer was lost) is called off too;
+      // refused, the lease is read again: its owner may have let go meanwhile, to us.
+      const letGo = (lease: Lease, again: boolean): Effect.Effect<void> =>
+        lease.leaseOwner === workerId && lease.checkpointOwner !== undefined && handOff !== undefined
+          ? handOff(lease, lease.checkpointOwner).pipe(
+            Effect.catchTag("LeaseConflict", () =>
+              again
+                ? Effect.flatMap(repository.get(lease.leaseKey), (current) =>
+                  current === undefined ? Effect.void : letGo(current, false))
+                : Effect.void),
+            Effect.ignore
+          )
+          : actualOwner(lease) === workerId
+          ? releaseStored(lease)
+          : Effect.void
+      yield* Effect.forEach(leftover, (lease) =>
+        letGo(lease, true), { concurrency: "unbounded", discard: true })
       yield* Queue.end(acquired)
     })
   )
