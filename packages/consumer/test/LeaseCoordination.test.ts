@@ -314,6 +314,43 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
         expect(stored.checkpoint.sequenceNumber).toBe(w.seen.at(-1)!.sequenceNumber)
       }))
 
+    it.effect("a hand-off request refused after it landed unanswered is recognised, and the lease taken when handed over", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        const store = yield* LeaseRepository.makeMemory()
+        const handOff = store.handOff!
+        const a = yield* startWorker({ stream: streamName, workerId: "a", repository: store })
+        yield* eventually(Effect.sync(() => a.held().size === 2), "20 seconds", "a holding both shards")
+        // b's request lands, a renews before b reads the lease again, and b's store sees a refusal
+        // (the counter moved since b read it), as the DynamoDB store does after a lost answer.
+        let lost = false
+        const repository: LeaseRepository.LeaseRepository["Service"] = {
+          ...store,
+          handOff: (lease, to) =>
+            lost || to !== "b" ? handOff(lease, to) : Effect.gen(function*() {
+              lost = true
+              const landed = yield* handOff(lease, to)
+              yield* Effect.orDie(store.renew(landed))
+              return yield* new LeaseRepository.LeaseConflict({ leaseKey: lease.leaseKey, operation: "handOff" })
+            })
+        }
+        // One full take round, at its start: after that only the leases it knows are coming are read.
+        const b = yield* startWorker({
+          stream: streamName,
+          workerId: "b",
+          repository,
+          lease: { ...fastLeases, takeInterval: "1 minute" }
+        })
+        yield* eventually(Effect.sync(() => lost), "10 seconds", "b's request refused")
+        yield* eventually(
+          Effect.sync(() => a.held().size === 1 && b.held().size === 1),
+          "10 seconds",
+          "the lease handed over to b"
+        )
+        const taken = b.events.find((e) => e._tag === "LeaseAcquired")
+        expect(taken?._tag === "LeaseAcquired" && taken.previousOwner).toBe("a")
+      }))
+
     it.effect("a renewal refused while the lease is still ours is written again, so that the lease does not expire early", () =>
       Effect.gen(function*() {
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
