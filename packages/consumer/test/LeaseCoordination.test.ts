@@ -1,4 +1,4 @@
-import { type DiagnosticEvent, LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
+import { type DiagnosticEvent, type Lease, LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Logger } from "effect"
@@ -349,6 +349,86 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
         )
         const taken = b.events.find((e) => e._tag === "LeaseAcquired")
         expect(taken?._tag === "LeaseAcquired" && taken.previousOwner).toBe("a")
+      }))
+
+    it.effect("a hand-off toward a stopping worker that it never knew of is let go, also when its owner released it meanwhile", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        const store = yield* LeaseRepository.makeMemory()
+        const handOff = store.handOff!
+        // a takes the lease, then stops answering; the test renews the lease for it, so that it
+        // looks alive (and is not expired) to w.
+        let cutOff = false
+        const gate = <A, E>(self: Effect.Effect<A, E>) =>
+          Effect.suspend((): Effect.Effect<A, E | LeaseRepository.LeaseStoreError> =>
+            cutOff
+              ? Effect.fail(
+                new LeaseRepository.LeaseStoreError({ operation: "any", message: "cut off", retryable: true })
+              )
+              : self
+          )
+        const a = yield* startWorker({
+          stream: streamName,
+          workerId: "a",
+          repository: {
+            ...store,
+            list: gate(store.list),
+            get: (key) => gate(store.get(key)),
+            take: (lease, owner) => gate(store.take(lease, owner)),
+            renew: (lease, throughput) => gate(store.renew(lease, throughput)),
+            checkpoint: (lease, position, children) => gate(store.checkpoint(lease, position, children)),
+            release: (lease) => gate(store.release(lease)),
+            handOff: (lease, to) => gate(handOff(lease, to))
+          }
+        })
+        yield* eventually(Effect.sync(() => a.held().size === 2), "20 seconds", "a holding both shards")
+        cutOff = true
+        yield* Effect.forkScoped(Effect.forever(
+          Effect.flatMap(store.list, (leases) =>
+            Effect.forEach(
+              leases.filter((l) => l.leaseOwner === "a" && l.checkpointOwner === undefined),
+              (l) => Effect.ignore(store.renew(l))
+            )).pipe(Effect.andThen(Effect.sleep("300 millis")))
+        ))
+
+        // w asks a for one of its two leases; the request lands, but w never learns it did (refused, and its
+        // read back shows the lease as before). When w stops, a has just let go of it: the lease
+        // names w alone by the time w calls the hand-off off.
+        let asked: Lease.Lease | undefined
+        let hide = false
+        const repository: LeaseRepository.LeaseRepository["Service"] = {
+          ...store,
+          handOff: (lease, to) =>
+            Effect.gen(function*() {
+              if (to === "w" && asked === undefined) {
+                asked = lease
+                hide = true
+                yield* handOff(lease, to)
+                return yield* new LeaseRepository.LeaseConflict({ leaseKey: lease.leaseKey, operation: "handOff" })
+              }
+              if (to === "a") {
+                const current = (yield* store.get(lease.leaseKey))!
+                yield* Effect.orDie(store.release(current))
+              }
+              return yield* handOff(lease, to)
+            }),
+          get: (key) =>
+            Effect.suspend(() => {
+              if (!hide || asked === undefined) return store.get(key)
+              hide = false
+              return Effect.succeed(asked)
+            })
+        }
+        const w = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          lease: { ...fastLeases, takeInterval: "1 minute" }
+        })
+        yield* eventually(Effect.sync(() => asked !== undefined && !hide), "10 seconds", "w's request, unknown to it")
+        yield* w.stop
+        const stored = yield* store.get(asked!.leaseKey)
+        expect(stored?.leaseOwner).toBeUndefined()
       }))
 
     it.effect("a renewal refused while the lease is still ours is written again, so that the lease does not expire early", () =>
