@@ -431,6 +431,51 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
         expect(stored?.leaseOwner).toBeUndefined()
       }))
 
+    it.effect("a renewal cut off at the expiry fences the lease then, not at the next renewal round", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
+        const store = yield* LeaseRepository.makeMemory()
+        // From some point on, renewals get no answer at all.
+        let hang = false
+        let lastRenewed = 0
+        const repository: LeaseRepository.LeaseRepository["Service"] = {
+          ...store,
+          renew: (lease, throughput) =>
+            hang ? Effect.never : Effect.tap(store.renew(lease, throughput), () =>
+              Effect.sync(() => {
+                lastRenewed = Date.now()
+              }))
+        }
+        let lostAt: number | undefined
+        // Scans far apart: the take round's own check of the expiry does not come first.
+        const lease = {
+          ...fastLeases,
+          expiry: "3 seconds",
+          renewInterval: "1500 millis",
+          scanInterval: "10 seconds",
+          takeInterval: "10 seconds"
+        } as const
+        const w = yield* startWorker({
+          stream: streamName,
+          workerId: "w",
+          repository,
+          lease,
+          onDiagnostic: (event) =>
+            Effect.sync(() => {
+              if (event._tag === "LeaseLost") lostAt = Date.now()
+            })
+        })
+        yield* eventually(Effect.sync(() => w.held().size === 1), "20 seconds", "w holding the shard")
+        yield* Effect.sleep("2 seconds")
+        hang = true
+        yield* eventually(Effect.sync(() => lostAt !== undefined), "10 seconds", "the lease fenced")
+        // One expiry after the last renewal that landed; the next round would be a renewal interval later.
+        expect(lostAt! - lastRenewed).toBeLessThan(millis(lease.expiry) + millis(lease.renewInterval) / 2)
+        expect(w.events.filter((e) => e._tag === "LeaseLost").map((e) => e._tag === "LeaseLost" && e.reason)).toEqual([
+          "expired"
+        ])
+      }))
+
     it.effect("a renewal refused while the lease is still ours is written again, so that the lease does not expire early", () =>
       Effect.gen(function*() {
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 1 })
