@@ -118,18 +118,17 @@ export const shareScans = (store: Service, window: Duration.Duration): Service =
   let recent: { readonly startedAt: number; readonly leases: ReadonlyArray<Lease> } | undefined
   let writing = 0
   let lastWrittenAt = Number.NEGATIVE_INFINITY
-  const now = monotonicMillis
   const write = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.suspend(() => {
       writing++
       return effect.pipe(Effect.onExit(() =>
-        Effect.map(now, (at) => {
+        Effect.map(monotonicMillis, (at) => {
           writing--
           lastWrittenAt = at
         })
       ))
     })
-  const list: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError> = Effect.flatMap(now, (at) => {
+  const list: Effect.Effect<ReadonlyArray<Lease>, LeaseStoreError> = Effect.flatMap(monotonicMillis, (at) => {
     if (
       recent !== undefined && writing === 0 && recent.startedAt > lastWrittenAt && at - recent.startedAt < windowMillis
     ) return Effect.succeed(recent.leases)
@@ -148,7 +147,7 @@ export const shareScans = (store: Service, window: Duration.Duration): Service =
     })
     return Effect.sleep(window).pipe(
       Effect.andThen(close),
-      Effect.andThen(now),
+      Effect.andThen(monotonicMillis),
       Effect.flatMap((startedAt) =>
         store.list.pipe(Effect.tap((leases) =>
           Effect.sync(() => {
