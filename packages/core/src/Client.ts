@@ -328,8 +328,12 @@ export const fromSdk = (sdk: KinesisClient, options: FromSdkOptions = {}): Clien
     putRecords: (stream, records, options) =>
       call(
         "PutRecords",
-        (abortSignal) =>
-          sdk.send(new PutRecordsCommand(PutRecordsBody.input(streamParams(stream), records)), { abortSignal }),
+        (abortSignal) => {
+          const marked = PutRecordsBody.input(streamParams(stream), records)
+          return sdk.send(new PutRecordsCommand(marked.input), { abortSignal }).then((out) =>
+            PutRecordsBody.output(out, marked.slot)
+          )
+        },
         options?.requestTimeout === undefined
           ? requestTimeoutMillis
           : Duration.toMillis(Duration.fromInputUnsafe(options.requestTimeout))

@@ -1,41 +1,9 @@
 import { GetRecordsCommand, KinesisClient } from "@aws-sdk/client-kinesis"
 import { Client } from "@effect-kinesis/core"
 import { assert, describe, it } from "@effect/vitest"
-import { HttpResponse } from "@smithy/core/protocols"
 import { Effect, Exit } from "effect"
 import * as fc from "fast-check"
-import { Readable } from "node:stream"
-
-/**
- * A real SDK client whose every request is answered with `respond()`'s status and body, split in
- * chunks as a socket would deliver it: the SDK's own deserializer and the client's run on the
- * same bytes.
- */
-const answeringSdk = (respond: () => { readonly status: number; readonly body: string; readonly chunk: number }) =>
-  new KinesisClient({
-    region: "us-east-1",
-    endpoint: "http://127.0.0.1:1",
-    credentials: { accessKeyId: "test", secretAccessKey: "test" },
-    maxAttempts: 1,
-    requestHandler: {
-      handle: async () => {
-        const { body, chunk, status } = respond()
-        const bytes = Buffer.from(body, "utf8")
-        const chunks: Array<Buffer> = []
-        for (let i = 0; i < bytes.length; i += chunk) chunks.push(bytes.subarray(i, i + chunk))
-        return {
-          response: new HttpResponse({
-            statusCode: status,
-            headers: {
-              "content-type": "application/x-amz-json-1.1",
-              ...(status === 200 ? {} : { "x-amzn-errortype": "ExpiredIteratorException" })
-            },
-            body: Readable.from(chunks)
-          })
-        }
-      }
-    }
-  })
+import { answeringSdk } from "./answeringSdk.ts"
 
 const bytesArb = fc.oneof(
   fc.uint8Array({ maxLength: 300 }),
@@ -83,7 +51,7 @@ describe("GetRecords response body", () => {
     await fc.assert(
       fc.asyncProperty(bodyArb, fc.integer({ min: 256, max: 65_536 }), async (body, chunk) => {
         const text = JSON.stringify(body)
-        const sdk = answeringSdk(() => ({ status: 200, body: text, chunk }))
+        const sdk = answeringSdk("ExpiredIteratorException", () => ({ status: 200, body: text, chunk }))
         const expected = await viaSdk(sdk)
         const actual = await viaClient(sdk)
         assert.isTrue(Exit.isSuccess(actual))
@@ -112,7 +80,10 @@ describe("GetRecords response body", () => {
       })
     const bodies = [body(40, 30_000), body(3, 10), body(60, 30_000), body(1, 5), body(2, 200_000)]
     let at = 0
-    const sdk = answeringSdk(() => ({ status: 200, body: bodies[at++ % bodies.length]!, chunk: 7 }))
+    const sdk = answeringSdk(
+      "ExpiredIteratorException",
+      () => ({ status: 200, body: bodies[at++ % bodies.length]!, chunk: 7 })
+    )
     const check = (exit: Exit.Exit<{ readonly Records?: ReadonlyArray<any> | undefined }, unknown>, text: string) => {
       assert.isTrue(Exit.isSuccess(exit))
       if (!Exit.isSuccess(exit)) return
@@ -136,7 +107,7 @@ describe("GetRecords response body", () => {
     // The SDK's check refuses the base64url letters that Node's decoder takes: the record comes
     // through only when the client decodes the body.
     const body = "{\"Records\":[{\"SequenceNumber\":\"1\",\"Data\":\"ab-_\",\"PartitionKey\":\"k\"}]}"
-    const sdk = answeringSdk(() => ({ status: 200, body, chunk: 5 }))
+    const sdk = answeringSdk("ExpiredIteratorException", () => ({ status: 200, body, chunk: 5 }))
     await viaSdk(sdk).then(() => assert.fail("the SDK took base64url"), () => undefined)
     const actual = await viaClient(sdk)
     assert.isTrue(Exit.isSuccess(actual))
@@ -151,7 +122,7 @@ describe("GetRecords response body", () => {
       { status: 400, body: "{\"__type\":\"ExpiredIteratorException\",\"message\":\"Iterator expired\"}" }
     ]
     for (const c of cases) {
-      const sdk = answeringSdk(() => ({ ...c, chunk: 7 }))
+      const sdk = answeringSdk("ExpiredIteratorException", () => ({ ...c, chunk: 7 }))
       const expected = await viaSdk(sdk).then(() => undefined, (error: Error) => error)
       assert.isDefined(expected, c.body)
       const actual = await viaClient(sdk)

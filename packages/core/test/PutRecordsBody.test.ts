@@ -2,8 +2,9 @@ import { KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } from "@
 import { Client } from "@effect-kinesis/core"
 import { assert, describe, it } from "@effect/vitest"
 import { HttpResponse } from "@smithy/core/protocols"
-import { Effect } from "effect"
+import { Effect, Exit } from "effect"
 import * as fc from "fast-check"
+import { answeringSdk } from "./answeringSdk.ts"
 
 /** An SDK client whose requests end in `sent` instead of on the network, answered with success. */
 const capturingSdk = () => {
@@ -103,4 +104,90 @@ describe("PutRecords request body", () => {
       yield* Client.fromSdk(sdk).putRecords("orders", records)
       assert.deepStrictEqual(JSON.parse(bodyText(sent[0]!.body)).Records[0].PartitionKey, "k")
     }))
+})
+
+const resultArb = fc.oneof(
+  fc.record({
+    SequenceNumber: fc.bigInt({ min: 0n, max: 10n ** 56n }).map(String),
+    ShardId: fc.constantFrom("shardId-000000000000", "shardId-000000000017")
+  }),
+  fc.record({
+    ErrorCode: fc.constantFrom("ProvisionedThroughputExceededException", "InternalFailure", "KMSThrottlingException"),
+    ErrorMessage: fc.string({ maxLength: 80 })
+  })
+)
+const outputArb = fc.record({
+  FailedRecordCount: fc.nat({ max: 500 }),
+  Records: fc.array(resultArb, { maxLength: 20 }),
+  EncryptionType: fc.option(fc.constantFrom("NONE", "KMS"), { nil: undefined })
+}, { requiredKeys: ["Records"] })
+
+const putVia = (sdk: KinesisClient) =>
+  Effect.runPromiseExit(Client.fromSdk(sdk).putRecords("orders", [{ PartitionKey: "k", Data: new Uint8Array([1]) }]))
+const putViaSdk = (sdk: KinesisClient) =>
+  sdk.send(new PutRecordsCommand({ StreamName: "orders", Records: [{ PartitionKey: "k", Data: new Uint8Array([1]) }] }))
+const withoutMetadata = (out: object) => {
+  const { $metadata: _, ...rest } = out as { $metadata?: unknown }
+  return JSON.parse(JSON.stringify(rest))
+}
+
+describe("PutRecords response body", () => {
+  it("decodes to what the SDK's deserializer gives for the same bytes, whatever the chunking", async () => {
+    await fc.assert(
+      fc.asyncProperty(outputArb, fc.integer({ min: 3, max: 4096 }), async (body, chunk) => {
+        const text = JSON.stringify(body)
+        const sdk = answeringSdk("InvalidArgumentException", () => ({ status: 200, body: text, chunk }))
+        const expected = await putViaSdk(sdk)
+        const actual = await putVia(sdk)
+        assert.isTrue(Exit.isSuccess(actual))
+        if (!Exit.isSuccess(actual)) return
+        assert.deepStrictEqual(withoutMetadata(actual.value), withoutMetadata(expected))
+      }),
+      { numRuns: 100 }
+    )
+  })
+
+  it("is the client's decoder that runs, not the SDK's", async () => {
+    const body = "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"7\",\"ShardId\":\"s\"}]}"
+    const sdk = answeringSdk("InvalidArgumentException", () => ({ status: 200, body, chunk: 5 }))
+    // What the SDK's own deserializer made of the body it was handed.
+    const seen: Array<unknown> = []
+    sdk.middlewareStack.add((next) => async (args) => {
+      const result = await next(args)
+      seen.push((result.output as { Records?: unknown }).Records)
+      return result
+    }, { step: "deserialize", priority: "high", name: "watchSdkDeserializer" })
+    const actual = await putVia(sdk)
+    assert.isTrue(Exit.isSuccess(actual))
+    if (Exit.isSuccess(actual)) assert.deepStrictEqual(actual.value.Records, [{ SequenceNumber: "7", ShardId: "s" }])
+    // It got the empty object: the records came from the client's decoder.
+    assert.deepStrictEqual(seen, [undefined])
+    await putViaSdk(sdk)
+    assert.strictEqual(seen.length, 2)
+    assert.isDefined(seen[1])
+  })
+
+  it("leaves malformed bodies and error responses to the SDK, which fails as it always does", async () => {
+    const cases = [
+      { status: 200, body: "{\"Records\":[" },
+      { status: 200, body: "{\"Records\":[{\"SequenceNumber\":7}]}" },
+      { status: 400, body: "{\"__type\":\"InvalidArgumentException\",\"message\":\"bad record\"}" }
+    ]
+    for (const c of cases) {
+      const sdk = answeringSdk("InvalidArgumentException", () => ({ ...c, chunk: 7 }))
+      const expected = await putViaSdk(sdk).then(() => undefined, (error: Error) => error)
+      const actual = await putVia(sdk)
+      if (expected === undefined) {
+        // The SDK takes a wrongly typed field (it converts it); the client then gives the SDK's output.
+        assert.isTrue(Exit.isSuccess(actual), c.body)
+        continue
+      }
+      assert.isTrue(Exit.isFailure(actual), c.body)
+      if (!Exit.isFailure(actual)) continue
+      const error = actual.cause.reasons[0]
+      assert.strictEqual(error?._tag, "Fail")
+      const failure = (error as { error: { cause?: Error } }).error
+      assert.strictEqual(failure.cause?.name, expected.name, c.body)
+    }
+  })
 })

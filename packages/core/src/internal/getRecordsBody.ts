@@ -16,24 +16,16 @@ import type {
   GetRecordsOutput,
   KinesisClient
 } from "@aws-sdk/client-kinesis"
+import { type DecodedSlot, decoding, MalformedBody } from "./responseBody.ts"
 
 /** Where an input marked by `input` receives the output decoded by `install`'s middleware. */
 const DECODED = Symbol.for("@effect-kinesis/core/GetRecordsBody")
 
-interface Slot {
-  output: GetRecordsOutput | undefined
-}
+type Slot = DecodedSlot<GetRecordsOutput>
 
 interface MarkedInput extends GetRecordsInput {
   readonly [DECODED]?: Slot
 }
-
-/** A response body that does not have the shape of GetRecords' output. */
-class MalformedBody extends Error {
-  override readonly name = "SerializationException"
-}
-
-const EMPTY_BODY = new Uint8Array([0x7b, 0x7d]) // "{}"
 
 // Base64 as Kinesis writes it: the native decoder skips characters outside the alphabet, so a
 // decoded length that differs from what the text's length implies means the text was not base64.
@@ -121,42 +113,6 @@ export const input = (input: GetRecordsInput): { readonly input: GetRecordsInput
 export const output = (sdkOutput: GetRecordsCommandOutput, slot: Slot): GetRecordsCommandOutput =>
   slot.output === undefined ? sdkOutput : { ...slot.output, $metadata: sdkOutput.$metadata }
 
-// The chunks of a body are joined in this buffer, kept from one response to the next: a new
-// buffer per response (7 MB for a batch of aggregates) cost more than the copy, in fresh memory
-// and in the collections its external size brings on. Shared safely: filled and read in one go.
-let scratch: Buffer | undefined
-// A GetRecords body is at most ~14 MB (10 MB of data as base64); larger ones are not kept.
-const SCRATCH_LIMIT = 16 * 2 ** 20
-
-const join = (chunks: ReadonlyArray<Buffer>, length: number): string => {
-  if (chunks.length === 1) return chunks[0]!.toString("utf8")
-  if (length > SCRATCH_LIMIT) return Buffer.concat(chunks, length).toString("utf8")
-  if (scratch === undefined || scratch.length < length) {
-    // Grown with room, so that a slightly larger body does not allocate again.
-    scratch = Buffer.allocUnsafeSlow(Math.min(SCRATCH_LIMIT, Math.max(2 ** 16, Math.ceil(length * 1.25))))
-  }
-  let at = 0
-  for (const chunk of chunks) {
-    scratch.set(chunk, at)
-    at += chunk.length
-  }
-  return scratch.toString("utf8", 0, length)
-}
-
-const collect = async (body: unknown): Promise<string> => {
-  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8")
-  const chunks: Array<Buffer> = []
-  let length = 0
-  for await (const chunk of body as AsyncIterable<Uint8Array | string>) {
-    const bytes = typeof chunk === "string"
-      ? Buffer.from(chunk)
-      : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-    chunks.push(bytes)
-    length += bytes.length
-  }
-  return join(chunks, length)
-}
-
 const installed = new WeakSet<KinesisClient>()
 
 /**
@@ -169,28 +125,7 @@ export const install = (sdk: KinesisClient): void => {
   if (installed.has(sdk)) return
   installed.add(sdk)
   sdk.middlewareStack.add(
-    (next) => async (args) => {
-      const result = await next(args)
-      const slot = (args.input as MarkedInput)[DECODED]
-      const response = result.response as { statusCode?: number; body?: unknown }
-      if (
-        slot === undefined || response.statusCode === undefined || response.statusCode < 200 ||
-        response.statusCode >= 300
-      ) {
-        return result
-      }
-      const text = await collect(response.body)
-      try {
-        slot.output = decode(text)
-      } catch (error) {
-        // The SDK's deserializer reports it, with the response attached, as for any bad body.
-        response.body = Buffer.from(text, "utf8")
-        if (error instanceof MalformedBody || error instanceof SyntaxError) return result
-        throw error
-      }
-      response.body = EMPTY_BODY
-      return result
-    },
+    decoding(DECODED, decode),
     { step: "deserialize", priority: "low", name: "effectKinesisGetRecordsBody" }
   )
 }

@@ -7,8 +7,20 @@
  * buffer it grows by doubling: for a 5 MiB request of aggregates that is most of the cost of the
  * call. Here large data goes through Node's native base64, small data through a table loop
  * (cheaper than a native call for a few dozen bytes), into a buffer sized exactly up front.
+ *
+ * The answer of a successful call is decoded here too: the SDK walks its schema for every field
+ * of every result entry, which for 500 plain records cost more than reading the JSON; the
+ * output's fields are all strings and numbers, so the parsed JSON, checked, is the output.
  */
-import type { KinesisClient, PutRecordsInput, PutRecordsRequestEntry } from "@aws-sdk/client-kinesis"
+import type {
+  KinesisClient,
+  PutRecordsCommandOutput,
+  PutRecordsInput,
+  PutRecordsOutput,
+  PutRecordsRequestEntry,
+  PutRecordsResultEntry
+} from "@aws-sdk/client-kinesis"
+import { type DecodedSlot, decoding, MalformedBody } from "./responseBody.ts"
 
 const QUOTE = 0x22
 const B64 = new TextEncoder().encode("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
@@ -142,8 +154,14 @@ export const encode = (
 /** Where `input` keeps the body `install`'s middleware sends instead of the SDK's serialization. */
 const BODY = Symbol.for("@effect-kinesis/core/PutRecordsBody")
 
+/** Where an input marked by `input` receives the output decoded by `install`'s middleware. */
+const DECODED = Symbol.for("@effect-kinesis/core/PutRecordsOutput")
+
+type Slot = DecodedSlot<PutRecordsOutput>
+
 interface EncodedInput extends PutRecordsInput {
   readonly [BODY]?: Buffer
+  readonly [DECODED]?: Slot
 }
 
 /** Records `encode` can write: the rest (no data, data the SDK converts) go through the SDK. */
@@ -158,26 +176,84 @@ const encodable = (records: ReadonlyArray<PutRecordsRequestEntry>): boolean => {
 /**
  * The PutRecordsCommand input for `records` sent to `stream` (`Client.streamParams`): with the
  * body already encoded when it can be (the SDK then serializes only an empty record list), else
- * the records for the SDK to serialize.
+ * the records for the SDK to serialize; marked so that `install`'s middleware decodes a
+ * successful answer, which `output` then gives.
  */
 export const input = (
   stream: { readonly StreamName: string } | { readonly StreamARN: string },
   records: Array<PutRecordsRequestEntry>
-): PutRecordsInput => {
-  if (!encodable(records)) return { ...stream, Records: records }
+): { readonly input: PutRecordsInput; readonly slot: Slot } => {
+  const slot: Slot = { output: undefined }
+  if (!encodable(records)) {
+    const marked: EncodedInput = { ...stream, Records: records, [DECODED]: slot }
+    return { input: marked, slot }
+  }
   const body = "StreamARN" in stream
     ? encode("StreamARN", stream.StreamARN, records)
     : encode("StreamName", stream.StreamName, records)
-  const encoded: EncodedInput = { ...stream, Records: [], [BODY]: body }
-  return encoded
+  const encoded: EncodedInput = { ...stream, Records: [], [BODY]: body, [DECODED]: slot }
+  return { input: encoded, slot }
 }
+
+const optionalString = (value: unknown, field: string): string | undefined => {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== "string") throw new MalformedBody(`${field}: expected a string`)
+  return value
+}
+
+const resultEntry = (raw: unknown): PutRecordsResultEntry => {
+  if (typeof raw !== "object" || raw === null) throw new MalformedBody("Records: expected objects")
+  const r = raw as Record<string, unknown>
+  // The common case, a stored record, in the SDK's shape as it is.
+  if (
+    typeof r.SequenceNumber === "string" && typeof r.ShardId === "string" && r.ErrorCode === undefined &&
+    r.ErrorMessage === undefined
+  ) {
+    return { SequenceNumber: r.SequenceNumber, ShardId: r.ShardId }
+  }
+  return {
+    SequenceNumber: optionalString(r.SequenceNumber, "SequenceNumber"),
+    ShardId: optionalString(r.ShardId, "ShardId"),
+    ErrorCode: optionalString(r.ErrorCode, "ErrorCode"),
+    ErrorMessage: optionalString(r.ErrorMessage, "ErrorMessage")
+  }
+}
+
+/**
+ * PutRecords' output from the JSON text of a successful answer.
+ *
+ * @throws MalformedBody when the text is not JSON of PutRecords' shape
+ */
+export const decode = (text: string): PutRecordsOutput => {
+  const body: unknown = text.length === 0 ? {} : JSON.parse(text)
+  if (typeof body !== "object" || body === null) throw new MalformedBody("expected a JSON object")
+  const b = body as Record<string, unknown>
+  const raw = b.Records
+  if (!Array.isArray(raw)) throw new MalformedBody("Records: expected an array")
+  const records: Array<PutRecordsResultEntry> = new Array(raw.length)
+  for (let i = 0; i < raw.length; i++) records[i] = resultEntry(raw[i])
+  const failed = b.FailedRecordCount
+  if (failed !== undefined && failed !== null && typeof failed !== "number") {
+    throw new MalformedBody("FailedRecordCount: expected a number")
+  }
+  return {
+    FailedRecordCount: typeof failed === "number" ? failed : undefined,
+    Records: records,
+    EncryptionType: optionalString(b.EncryptionType, "EncryptionType") as PutRecordsOutput["EncryptionType"]
+  }
+}
+
+/** The SDK's output (its `$metadata`) with the answer decoded by the middleware, when it was. */
+export const output = (sdkOutput: PutRecordsCommandOutput, slot: Slot): PutRecordsCommandOutput =>
+  slot.output === undefined ? sdkOutput : { ...slot.output, $metadata: sdkOutput.$metadata }
 
 const installed = new WeakSet<KinesisClient>()
 
 /**
- * Adds the middleware that sends a pre-encoded body in place of the serialized one. It runs
- * first in the build step, before the content length is set and long before signing, so the
- * request is signed over the bytes sent. Inputs without a body are left alone.
+ * Adds the middleware that sends a pre-encoded body in place of the serialized one, and the one
+ * that decodes a successful answer of a marked input. The first runs first in the build step,
+ * before the content length is set and long before signing, so the request is signed over the
+ * bytes sent; inputs without a body are left alone. The second is `decoding`'s.
  */
 export const install = (sdk: KinesisClient): void => {
   if (installed.has(sdk)) return
@@ -190,4 +266,9 @@ export const install = (sdk: KinesisClient): void => {
     },
     { step: "build", priority: "high", name: "effectKinesisPutRecordsBody" }
   )
+  sdk.middlewareStack.add(decoding(DECODED, decode), {
+    step: "deserialize",
+    priority: "low",
+    name: "effectKinesisPutRecordsOutput"
+  })
 }
