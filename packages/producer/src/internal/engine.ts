@@ -4,7 +4,7 @@ import * as ProducerError from "../ProducerError.ts"
 import type * as ProducerSettings from "../ProducerSettings.ts"
 import type { ShardTrafficLog } from "./autoSplit.ts"
 import { Entry, Extras } from "./entry.ts"
-import { KeyOrder } from "./keyOrder.ts"
+import { KeyOrder, type KeyState } from "./keyOrder.ts"
 import type { KplMetrics } from "./kplMetrics.ts"
 import type { Recorder } from "./recorder.ts"
 import { type RateLimits, ShardState } from "./shardState.ts"
@@ -18,10 +18,16 @@ export class Aggregate {
   readonly shard: ShardState
   readonly entries: Array<Entry>
   readonly size: number
-  constructor(shard: ShardState, entries: Array<Entry>, size: number) {
+  /**
+   * With per-key order, the keys it claimed, each once (see `KeyOrder.take`): released by key
+   * when it is answered, rather than record by record. Undefined for the parts `isolate` builds.
+   */
+  readonly claimed: Array<KeyState> | undefined
+  constructor(shard: ShardState, entries: Array<Entry>, size: number, claimed?: Array<KeyState>) {
     this.shard = shard
     this.entries = entries
     this.size = size
+    this.claimed = claimed
   }
 }
 
@@ -154,7 +160,8 @@ const addAggregate = (
   batch: Batch,
   shard: ShardState,
   aggregator: Aggregation.Aggregator,
-  entries: Array<Entry>
+  entries: Array<Entry>,
+  claimed?: Array<KeyState>
 ): number => {
   const size = aggregator.size
   const record = aggregator.build()!
@@ -163,7 +170,7 @@ const addAggregate = (
     record.explicitHashKey === undefined
       ? { PartitionKey: record.partitionKey, Data: record.data }
       : { PartitionKey: record.partitionKey, Data: record.data, ExplicitHashKey: record.explicitHashKey },
-    new Aggregate(shard, entries, size),
+    new Aggregate(shard, entries, size, claimed),
     entries.length
   )
   return size
@@ -665,6 +672,7 @@ export class Engine {
     const roomy = batch.bytes + aggregator.maxBytes <= maxBytes
     const room = this.maxUserRecords - batch.userRecords
     const keys = this.keys
+    const claimed: Array<KeyState> | undefined = keys === undefined ? undefined : []
     const token = ++this.token
     while (entry !== undefined && entries.length < room) {
       if (keys !== undefined && keys.park(shard, entry, token)) {
@@ -679,13 +687,13 @@ export class Engine {
         aggregator.add(entry)
       }
       if (keys === undefined) shard.take(entry)
-      else keys.take(shard, entry, token)
+      else keys.take(shard, entry, token, claimed)
       entries.push(entry)
       entry = shard.peek(now, token)
     }
     // Everything due was parked: nothing more to send from this shard, yet the request has room.
     if (entries.length === 0) return entry === undefined
-    const size = addAggregate(batch, shard, aggregator, entries)
+    const size = addAggregate(batch, shard, aggregator, entries, claimed)
     const kpl = shard.kpl
     for (const entry of entries) {
       entry.attempts++
@@ -883,6 +891,7 @@ export class Engine {
     const keys = this.keys
     if (keys === undefined) return
     if (part instanceof Entry) keys.release(part)
+    else if (part.claimed !== undefined) { for (const state of part.claimed) keys.releaseKey(state) }
     else for (const entry of part.entries) keys.release(entry)
   }
 

@@ -42,6 +42,8 @@ export class KeyOrder {
   /** No waiting record was accepted before this (a lower bound, exact after `expire`). */
   private oldest = Number.POSITIVE_INFINITY
   private readonly route: (entry: Entry) => ShardState
+  /** The state `park` found for the record it was last asked about, for `take` to use. */
+  private found: KeyState | undefined = undefined
 
   constructor(route: (entry: Entry) => ShardState) {
     this.route = route
@@ -86,6 +88,7 @@ export class KeyOrder {
   park(shard: ShardState, entry: Entry, token: number): boolean {
     if (shard.peekedKey !== undefined) return false
     const state = this.stateOf(entry)
+    this.found = state
     if (state === undefined || (state.out === token && state.waiting.length === 0)) return false
     shard.take(entry)
     state.waiting.push(entry)
@@ -93,12 +96,19 @@ export class KeyOrder {
     return true
   }
 
-  /** Takes `entry` (just peeked, not parked) into the Kinesis record `token`. */
-  take(shard: ShardState, entry: Entry, token: number): void {
+  /**
+   * Takes `entry` (just peeked, and not parked by `park`, which was called on it last) into the
+   * Kinesis record `token`. A key that this claims for `token` is added to `claims`, when given:
+   * the keys an aggregate holds, released once each when it is answered (see `releaseKey`).
+   */
+  take(shard: ShardState, entry: Entry, token: number, claims?: Array<KeyState>): void {
     const state = shard.peekedKey
     if (state !== undefined) {
       state.waiting.shift()
-      state.out = token
+      if (state.out !== token) {
+        state.out = token
+        claims?.push(state)
+      }
       // It stays ready while its next records may join the same aggregate.
       const next = state.waiting[0]
       if (next === undefined || this.route(next) !== shard) this.unready(state)
@@ -106,7 +116,10 @@ export class KeyOrder {
     }
     shard.take(entry)
     // `park` just found no state, or the key out under this token.
-    if (this.stateOf(entry) === undefined) this.create(entry, token)
+    if (this.found === undefined) {
+      const created = this.create(entry, token)
+      claims?.push(created)
+    }
   }
 
   /** `entry`, out, is to be sent again: it goes before the key's later records. */
@@ -131,7 +144,15 @@ export class KeyOrder {
    */
   release(entry: Entry): void {
     const state = this.stateOf(entry)
-    if (state === undefined || state.out === 0) return
+    if (state !== undefined) this.releaseKey(state)
+  }
+
+  /**
+   * The Kinesis record carrying the key of `state` (one of the `claims` of `take`) was answered:
+   * `release` for each of its records, done once for the key.
+   */
+  releaseKey(state: KeyState): void {
+    if (!state.live || state.out === 0) return
     state.out = 0
     const returned = state.returned
     if (returned !== undefined) {
