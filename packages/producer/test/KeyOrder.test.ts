@@ -38,8 +38,12 @@ const harness = (settings: Partial<ProducerSettings.ProducerSettings>) => {
   const sent: Array<EngineModule.Batch> = []
   engine.launch = (batch) => sent.push(batch)
   const outcomes = new Map<string, string>()
-  const offer = (partitionKey: string, data: string, now = 0) => {
-    const route = new HashKeyRoute(HashKey.fromPartitionKey(partitionKey), Aggregation.partitionKeyBytes(partitionKey))
+  const offer = (
+    partitionKey: string,
+    data: string,
+    now = 0,
+    route = new HashKeyRoute(HashKey.fromPartitionKey(partitionKey), Aggregation.partitionKeyBytes(partitionKey))
+  ) => {
     const bytes = new TextEncoder().encode(data)
     const entry = new Entry(
       partitionKey,
@@ -91,6 +95,38 @@ describe("per-key order in the engine", () => {
     assert.deepStrictEqual(contents(sent[3]!), ["k2"])
     answer(sent[3]!, 15)
     assert.deepStrictEqual([...outcomes.values()], ["stored", "stored", "stored", "stored"])
+    assert.strictEqual(engine.buffered, 0)
+    assert.strictEqual(engine.keys!.size, 0)
+  })
+
+  it("idle keys are kept for their next records, and swept out when many keys pass", () => {
+    const { answer, contents, engine, offer, outcomes, sent } = harness({})
+    // Records of one key share a route, as the producer's key cache gives them.
+    const route = new HashKeyRoute(HashKey.fromPartitionKey("k"), Aggregation.partitionKeyBytes("k"))
+    const round = (keys: ReadonlyArray<string>, tag: string, at: number) => {
+      for (const key of keys) offer(key, `${key}-${tag}`, at, key === "k" ? route : undefined)
+      engine.step(at)
+      const batch = sent[sent.length - 1]!
+      answer(batch, at + 1)
+      return contents(batch)
+    }
+    assert.deepStrictEqual(round(["k"], "a", 0), ["k-a"])
+    // Many other keys, one record each, pass through: more than are kept idle.
+    const others = Array.from({ length: 20_000 }, (_, i) => `other-${i}`)
+    for (let i = 0; i < others.length; i += 500) round(others.slice(i, i + 500), "x", 10 + i)
+    const internal = engine.keys as unknown as { keys: Map<string, unknown> }
+    assert.isAtMost(internal.keys.size, 16_385)
+    assert.strictEqual(engine.keys!.size, 0)
+    // k's state was swept while its route still remembers it: two records of k still go one by one.
+    offer("k", "k-b", 30_000, route)
+    offer("k", "k-c", 30_000, route)
+    engine.step(30_000)
+    assert.deepStrictEqual(contents(sent[sent.length - 1]!), ["k-b"])
+    answer(sent[sent.length - 1]!, 30_001)
+    engine.step(30_002)
+    assert.deepStrictEqual(contents(sent[sent.length - 1]!), ["k-c"])
+    answer(sent[sent.length - 1]!, 30_003)
+    assert.strictEqual(outcomes.get("k-c"), "stored")
     assert.strictEqual(engine.buffered, 0)
     assert.strictEqual(engine.keys!.size, 0)
   })

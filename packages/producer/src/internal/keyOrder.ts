@@ -3,7 +3,8 @@ import type { ShardState } from "./shardState.ts"
 
 /**
  * A partition key with records out (claimed for a Kinesis record that is not answered yet) or
- * waiting behind such records. Keys with neither have no state: an idle key costs nothing.
+ * waiting behind such records. A key with neither is idle: its state is kept for its next record
+ * for a while (see `IDLE_LIMIT`), and counts as no state.
  */
 export class KeyState {
   readonly partitionKey: string
@@ -21,11 +22,23 @@ export class KeyState {
   readyIn: ShardState | undefined = undefined
   /** False once forgotten: a route that still remembers it (see `KeyOrder.stateOf`) must look again. */
   live = true
+  /**
+   * Nothing out, nothing waiting: kept (see `KeyOrder.forget`) only so that the key's next record
+   * finds it, and counts as no state.
+   */
+  idle = false
   constructor(partitionKey: string, out: number) {
     this.partitionKey = partitionKey
     this.out = out
   }
 }
+
+/**
+ * Idle key states kept before they are swept out of the map. Where keys repeat, a state is
+ * reused by the key's next record instead of being made and dropped (with a map write each) for
+ * every record; where they rarely repeat (random ids), a sweep now and then bounds the memory.
+ */
+const IDLE_LIMIT = 16_384
 
 /**
  * Per-key order (setting `ordering: "byPartitionKey"`). Kinesis refuses records one by one, even
@@ -44,6 +57,8 @@ export class KeyOrder {
   private readonly route: (entry: Entry) => ShardState
   /** The state `park` found for the record it was last asked about, for `take` to use. */
   private found: KeyState | undefined = undefined
+  /** States in `keys` that are idle. */
+  private idleCount = 0
 
   constructor(route: (entry: Entry) => ShardState) {
     this.route = route
@@ -70,14 +85,32 @@ export class KeyOrder {
     return state
   }
 
+  /** The key has nothing out and nothing waiting: its state is kept idle, until a sweep. */
   private forget(state: KeyState): void {
-    state.live = false
-    this.keys.delete(state.partitionKey)
+    if (state.idle) return
+    state.idle = true
+    if (++this.idleCount > IDLE_LIMIT) this.sweep()
   }
 
-  /** Keys with state (for tests and leak checks). */
+  /** An idle state in use again. */
+  private wake(state: KeyState): void {
+    state.idle = false
+    this.idleCount--
+  }
+
+  private sweep(): void {
+    for (const [key, state] of this.keys) {
+      if (state.idle) {
+        state.live = false
+        this.keys.delete(key)
+      }
+    }
+    this.idleCount = 0
+  }
+
+  /** Keys with state, idle ones not counted (for tests and leak checks). */
   get size(): number {
-    return this.keys.size
+    return this.keys.size - this.idleCount
   }
 
   /**
@@ -89,7 +122,8 @@ export class KeyOrder {
     if (shard.peekedKey !== undefined) return false
     const state = this.stateOf(entry)
     this.found = state
-    if (state === undefined || (state.out === token && state.waiting.length === 0)) return false
+    // An idle state (nothing out, nothing waiting) counts as none.
+    if (state === undefined || ((state.out === token || state.out === 0) && state.waiting.length === 0)) return false
     shard.take(entry)
     state.waiting.push(entry)
     if (entry.enqueuedAt < this.oldest) this.oldest = entry.enqueuedAt
@@ -115,10 +149,15 @@ export class KeyOrder {
       return
     }
     shard.take(entry)
-    // `park` just found no state, or the key out under this token.
-    if (this.found === undefined) {
+    // `park` just found no state, an idle one, or the key out under this token.
+    const found = this.found
+    if (found === undefined) {
       const created = this.create(entry, token)
       claims?.push(created)
+    } else if (found.out === 0) {
+      this.wake(found)
+      found.out = token
+      claims?.push(found)
     }
   }
 
@@ -170,6 +209,7 @@ export class KeyOrder {
   adopt(entry: Entry): void {
     let state = this.stateOf(entry)
     if (state === undefined) state = this.create(entry, 0)
+    else if (state.idle) this.wake(state)
     state.waiting.push(entry)
     if (entry.enqueuedAt < this.oldest) this.oldest = entry.enqueuedAt
     if (state.out === 0) this.place(state)
@@ -247,6 +287,7 @@ export class KeyOrder {
       state.waiting = []
     }
     this.keys.clear()
+    this.idleCount = 0
     this.oldest = Number.POSITIVE_INFINITY
     return all
   }
