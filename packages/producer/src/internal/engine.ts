@@ -633,14 +633,8 @@ export class Engine {
         this.pending--
         this.pendingBytes -= first.size
         shard.kpl?.bufferingTime.add(now - first.waitingSince)
-        const explicitHashKey = first.explicitHashKey
-        batch.add(
-          explicitHashKey === undefined
-            ? { PartitionKey: first.partitionKey, Data: first.data }
-            : { PartitionKey: first.partitionKey, Data: first.data, ExplicitHashKey: explicitHashKey },
-          first,
-          1
-        )
+        // The entry is its own request entry (see `Entry.PartitionKey`): nothing to allocate.
+        batch.add(first, first, 1)
         shard.consume(first.size)
       }
       if (!full && !shard.canSend() && shard.peek(now) !== undefined) this.bucketBlocked = true

@@ -74,6 +74,24 @@ export class Entry {
     return this.hashKey.explicitHashKey
   }
 
+  // A plain record is its own PutRecords request entry: a request object per record would be one
+  // more object living through the round trip (promoted by the collector, and what paces it).
+
+  /** The request entry's `PartitionKey`. */
+  get PartitionKey(): string {
+    return this.partitionKey
+  }
+
+  /** The request entry's `Data`. */
+  get Data(): Uint8Array {
+    return this.data
+  }
+
+  /** The request entry's `ExplicitHashKey`. */
+  get ExplicitHashKey(): string | undefined {
+    return this.hashKey.explicitHashKey
+  }
+
   /** `data.length`, without reaching into the data again (it is long out of the cache). */
   get dataBytes(): number {
     return this.size - this.hashKey.partitionKeyBytes
