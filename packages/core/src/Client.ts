@@ -257,9 +257,11 @@ export class Client extends Context.Service<Client, {
 /**
  * Builds the client service from an SDK client the caller owns.
  *
- * It adds one middleware to that client (once): `putRecords` writes the request body itself
+ * It adds middleware to that client (once): `putRecords` writes the request body itself
  * (with Node's native base64, where the SDK's serializer encodes byte by byte in JavaScript),
- * and the middleware sends it in place of the SDK's before the request is signed. Commands sent to the client directly are left alone.
+ * and the middleware sends it in place of the SDK's before the request is signed; the successful
+ * answers of `putRecords` and `getRecords` are decoded by the client (error answers by the SDK).
+ * Commands sent to the client directly are left alone.
  *
  * @example
  * ```ts
