@@ -16,7 +16,7 @@ import type {
   GetRecordsOutput,
   KinesisClient
 } from "@aws-sdk/client-kinesis"
-import { type DecodedSlot, decoding, MalformedBody } from "./responseBody.ts"
+import { type DecodedSlot, decoding, MalformedBody, optionalString } from "./responseBody.ts"
 
 /** Where an input marked by `input` receives the output decoded by `install`'s middleware. */
 const DECODED = Symbol.for("@effect-kinesis/core/GetRecordsBody")
@@ -42,12 +42,6 @@ const decodeBase64 = (text: string): Uint8Array => {
   const buffer = Buffer.from(text, "base64")
   if (buffer.length !== (length / 4) * 3 - padding) throw new MalformedBody("Data: invalid base64 string")
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
-}
-
-const optionalString = (value: unknown, field: string): string | undefined => {
-  if (value === undefined || value === null) return undefined
-  if (typeof value !== "string") throw new MalformedBody(`${field}: expected a string`)
-  return value
 }
 
 const record = (raw: unknown): _Record => {

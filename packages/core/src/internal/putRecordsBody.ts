@@ -20,7 +20,7 @@ import type {
   PutRecordsRequestEntry,
   PutRecordsResultEntry
 } from "@aws-sdk/client-kinesis"
-import { type DecodedSlot, decoding, MalformedBody } from "./responseBody.ts"
+import { type DecodedSlot, decoding, MalformedBody, optionalString } from "./responseBody.ts"
 
 const QUOTE = 0x22
 const B64 = new TextEncoder().encode("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
@@ -200,12 +200,6 @@ export const input = (
     : encode("StreamName", stream.StreamName, records)
   const encoded: EncodedInput = { ...stream, Records: [], [BODY]: body, [DECODED]: slot }
   return { input: encoded, slot }
-}
-
-const optionalString = (value: unknown, field: string): string | undefined => {
-  if (value === undefined || value === null) return undefined
-  if (typeof value !== "string") throw new MalformedBody(`${field}: expected a string`)
-  return value
 }
 
 const resultEntry = (raw: unknown): PutRecordsResultEntry => {

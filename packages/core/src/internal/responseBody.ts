@@ -57,6 +57,13 @@ export class MalformedBody extends Error {
   override readonly name = "SerializationException"
 }
 
+/** A field that may be absent (or null), else a string. */
+export const optionalString = (value: unknown, field: string): string | undefined => {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== "string") throw new MalformedBody(`${field}: expected a string`)
+  return value
+}
+
 /**
  * A deserialize-step middleware that decodes a successful response of an input marked with
  * `marker` (a `DecodedSlot`) by `decode`, and hands the SDK's deserializer an empty object, which
