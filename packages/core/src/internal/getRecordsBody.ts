@@ -5,7 +5,7 @@
  *
  * The SDK checks every record's base64 `Data` against a regular expression before decoding it,
  * which for a batch of aggregates costs more than the decoding itself: this decoder spends about
- * a fifth of the SDK's CPU on the same response (bench/getRecordsDecode.ts). Here `Data` goes straight
+ * a quarter of the SDK's CPU on the same response (bench/getRecordsDecode.ts). Here `Data` goes straight
  * through Node's native decoder, and the output has the shape the SDK gives. Error responses are
  * left to the SDK.
  */
