@@ -20,7 +20,8 @@ export class Aggregate {
   readonly size: number
   /**
    * With per-key order, the keys it claimed, each once (see `KeyOrder.take`): released by key
-   * when it is answered, rather than record by record. Undefined for the parts `isolate` builds.
+   * when it is answered, rather than record by record. Undefined without per-key order and for the
+   * parts `isolate` builds (released record by record).
    */
   readonly claimed: Array<KeyState> | undefined
   constructor(shard: ShardState, entries: Array<Entry>, size: number, claimed?: Array<KeyState>) {
