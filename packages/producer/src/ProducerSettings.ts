@@ -158,7 +158,9 @@ export interface ProducerSettings {
   readonly ordering: "byPartitionKey" | "unordered"
   /**
    * Pack user records bound for one shard into KPL aggregated records (readable by the KCL and
-   * by this library's consumer). Default `false`.
+   * by this library's consumer). Default `false`. With per-key order, a shard's next aggregate
+   * goes when the one it has out is answered, unless a whole aggregate's worth (`maxAggregateBytes`)
+   * is queued: records wait at most one round trip more, and ride in fuller aggregates.
    */
   readonly aggregate: boolean
   /** Largest aggregated record. Default 51,200 bytes, as the KPL. */

@@ -24,14 +24,33 @@ const shardMap = Result.getOrThrow(ShardMap.fromShards([{
   SequenceNumberRange: { StartingSequenceNumber: "0" }
 }]))
 
+/** Two shards, each half of the hash key range. */
+const halves = Result.getOrThrow(ShardMap.fromShards([{
+  ShardId: "shardId-000000000000",
+  HashKeyRange: { StartingHashKey: "0", EndingHashKey: ((1n << 127n) - 1n).toString() },
+  SequenceNumberRange: { StartingSequenceNumber: "0" }
+}, {
+  ShardId: "shardId-000000000001",
+  HashKeyRange: { StartingHashKey: (1n << 127n).toString(), EndingHashKey: ((1n << 128n) - 1n).toString() },
+  SequenceNumberRange: { StartingSequenceNumber: "0" }
+}]))
+
+/** A partition key whose hash key lies in the lower (`0`) or upper (`1`) half of the range. */
+const keyIn = (half: 0 | 1, prefix: string): string => {
+  for (let i = 0;; i++) {
+    const key = `${prefix}${i}`
+    if (Number(HashKey.fromPartitionKey(key) >> 127n) === half) return key
+  }
+}
+
 /**
  * The engine alone, driven by hand: `sent` holds the requests it launched, `answer` settles one
  * with a per-record outcome, `outcomes` what each record settled with.
  */
-const harness = (settings: Partial<ProducerSettings.ProducerSettings>) => {
+const harness = (settings: Partial<ProducerSettings.ProducerSettings>, shards = shardMap) => {
   const engine = new Engine(
     ProducerSettings.resolve({ rateLimit: false, retryBaseDelay: 1, retryMaxDelay: 1, ...settings }),
-    shardMap,
+    shards,
     new Recorder("s", Context.empty() as Context.Context<never>, () => 0),
     0
   )
@@ -67,7 +86,7 @@ const harness = (settings: Partial<ProducerSettings.ProducerSettings>) => {
           const first = (part instanceof Aggregate ? part.entries[0]! : part).ref as string
           return refuse.includes(first)
             ? { ErrorCode: "ProvisionedThroughputExceededException", ErrorMessage: "slow down" }
-            : { ShardId: "shardId-000000000000", SequenceNumber: "1" }
+            : { ShardId: part.shard!.info.shardId, SequenceNumber: "1" }
         })
       },
       undefined,
@@ -131,7 +150,7 @@ describe("per-key order in the engine", () => {
     assert.strictEqual(engine.keys!.size, 0)
   })
 
-  it("a hot key rides in one aggregate, in order, while its previous aggregate is in flight the next waits", () => {
+  it("a hot key rides in one aggregate, in order; its shard's next aggregate waits for the answer", () => {
     const { answer, contents, engine, offer, sent } = harness({ aggregate: true })
     for (let i = 0; i < 100; i++) offer("hot", `h${i}`)
     engine.step(0)
@@ -140,16 +159,89 @@ describe("per-key order in the engine", () => {
     for (let i = 100; i < 150; i++) offer("hot", `h${i}`)
     offer("cold", "c0")
     engine.step(1)
-    // Only the other key could go: the hot key's new records wait for the answer.
-    assert.deepStrictEqual(sent.slice(1).flatMap(contents), ["c0"])
-    answer(sent[1]!, 2)
+    // The shard has an aggregate out: its next one waits for the answer.
+    assert.strictEqual(sent.length, 1)
     answer(sent[0]!, 2, ["h0"])
     engine.step(10)
-    // The refused aggregate goes again first, the later records with it, in order.
-    assert.deepStrictEqual(sent.slice(2).flatMap(contents), Array.from({ length: 150 }, (_, i) => `h${i}`))
-    for (const batch of sent.slice(2)) answer(batch, 11)
+    // The refused aggregate goes again first, the later records with it, in order, then the other key.
+    assert.deepStrictEqual(
+      sent.slice(1).flatMap(contents),
+      [...Array.from({ length: 150 }, (_, i) => `h${i}`), "c0"]
+    )
+    for (const batch of sent.slice(1)) answer(batch, 11)
     assert.strictEqual(engine.buffered, 0)
     assert.strictEqual(engine.keys!.size, 0)
+  })
+
+  it("only the shard with an aggregate out waits; a whole aggregate's worth, and everything at close, goes at once", () => {
+    const { answer, contents, engine, offer, outcomes, sent } = harness(
+      { aggregate: true, maxAggregateBytes: 1000 },
+      halves
+    )
+    const a = keyIn(0, "a")
+    const b = keyIn(1, "b")
+    const a2 = keyIn(0, "a-other")
+    offer(a, "a0")
+    engine.step(0)
+    assert.deepStrictEqual(sent.flatMap(contents), ["a0"])
+    offer(a, "a1")
+    offer(a2, "x0")
+    offer(b, "b0")
+    engine.step(1)
+    // Shard 0 waits for the answer; shard 1 has nothing out.
+    assert.deepStrictEqual(sent.slice(1).flatMap(contents), ["b0"])
+    // More than an aggregate's worth for shard 0 (records of about 40 bytes against 1,000): it goes
+    // at once. a's record stays behind a's record out; an aggregate takes the other key's first
+    // records, its later ones wait for that aggregate (one aggregate out per key).
+    const xs = Array.from({ length: 30 }, (_, i) => `x${i + 1}-${"y".repeat(30)}`)
+    for (const x of xs) offer(a2, x)
+    engine.step(2)
+    assert.strictEqual(sent.length, 3)
+    assert.deepStrictEqual(contents(sent[2]!), ["x0", ...xs.slice(0, 24)])
+    answer(sent[0]!, 3)
+    engine.step(4)
+    // Shard 0 still has the third request's aggregate out: the waiting records wait for it too.
+    assert.strictEqual(sent.length, 3)
+    answer(sent[2]!, 5)
+    engine.step(6)
+    assert.deepStrictEqual(sent.slice(3).flatMap(contents), ["a1", ...xs.slice(24)])
+    // Close sends what would wait for its shard's answer (a key with no record out).
+    offer(keyIn(0, "late"), "late")
+    engine.close()
+    engine.step(7)
+    assert.deepStrictEqual(sent.slice(4).flatMap(contents), ["late"])
+    for (const batch of [sent[1]!, ...sent.slice(3)]) answer(batch, 8)
+    assert.strictEqual(engine.buffered, 0)
+    assert.isTrue([...outcomes.values()].every((o) => o === "stored"))
+  })
+
+  it("an aggregate rejected as invalid is split in order, and its shard goes on afterwards", () => {
+    const { answer, contents, engine, offer, outcomes, sent } = harness({ aggregate: true })
+    for (let i = 0; i < 4; i++) offer("p", `p${i}`)
+    offer("q", "q0")
+    engine.step(0)
+    assert.deepStrictEqual(sent.flatMap(contents), ["p0", "p1", "p2", "p3", "q0"])
+    engine.onResponse(
+      sent[0]!,
+      undefined,
+      { code: "InvalidArgument", message: "invalid", retryable: false, cause: undefined },
+      1
+    )
+    engine.step(2)
+    // The first half again; of the rest, p's records wait behind it, the other key's go.
+    assert.deepStrictEqual(sent.slice(1).map(contents), [["p0", "p1"], ["q0"]])
+    answer(sent[1]!, 3)
+    answer(sent[2]!, 3)
+    engine.step(4)
+    assert.deepStrictEqual(sent.slice(3).flatMap(contents), ["p2", "p3"])
+    answer(sent[3]!, 5)
+    // Nothing of the shard is out any more: a new record goes at once.
+    offer("n", "n0", 6)
+    engine.step(6)
+    assert.deepStrictEqual(sent.slice(4).flatMap(contents), ["n0"])
+    answer(sent[4]!, 7)
+    assert.strictEqual(engine.buffered, 0)
+    assert.deepStrictEqual(new Set(outcomes.values()), new Set(["stored"]))
   })
 
   it("a record that fails for good is reported, and the key's later records follow it", () => {

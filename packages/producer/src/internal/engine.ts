@@ -552,7 +552,7 @@ export class Engine {
   private nextDue(now: number): number {
     let at = Number.POSITIVE_INFINITY
     for (const shard of this.shardList) {
-      if (shard.queued === 0) continue
+      if (shard.queued === 0 || this.waitsForAnswer(shard)) continue
       const sendable = shard.oldest() !== undefined ? now : shard.nextRetryAt()
       at = Math.min(at, Math.max(sendable, this.limits.enabled ? shard.readyAt(now) : now))
     }
@@ -599,7 +599,7 @@ export class Engine {
     this.bucketBlocked = false
     for (let k = 0; k < n && !full; k++) {
       const shard = shards[(this.roundRobin + k) % n]!
-      if (shard.queued === 0) continue
+      if (shard.queued === 0 || this.waitsForAnswer(shard)) continue
       shard.refill(now)
       if (!shard.canSend()) {
         if (shard.peek(now) !== undefined) this.bucketBlocked = true
@@ -648,6 +648,20 @@ export class Engine {
   }
 
   /**
+   * Whether `shard`'s next aggregate waits for the answer to the one it has out (with per-key
+   * order), as TCP's Nagle algorithm holds a small segment while one is unacknowledged. Most
+   * records of a busy shard belong to keys the aggregate out claimed: built now, the next
+   * aggregate would park them one by one (see `KeyOrder.park`), to be taken again once the answer
+   * comes. Waiting instead (the answer wakes the dispatcher), they all go in one aggregate then.
+   * A record waits at most one round trip this way, and no throughput is lost: an aggregate per
+   * round trip is more than a shard's write limit allows, and a whole aggregate's worth of queued
+   * records goes at once, as does everything at close.
+   */
+  private waitsForAnswer(shard: ShardState): boolean {
+    return shard.out > 0 && !this.flushing && shard.freshBytes < this.settings.maxAggregateBytes
+  }
+
+  /**
    * Adds one aggregated record of `shard`'s due records, starting with `first`, to `batch`;
    * false if not even `first` fits in the request. (A method of its own, so that `build` stays
    * compact for plain records in a process that also aggregates.)
@@ -689,6 +703,7 @@ export class Engine {
     // Everything due was parked: nothing more to send from this shard, yet the request has room.
     if (entries.length === 0) return entry === undefined
     const size = addAggregate(batch, shard, aggregator, entries, claimed)
+    if (claimed !== undefined) shard.out++
     const kpl = shard.kpl
     for (const entry of entries) {
       entry.attempts++
@@ -840,6 +855,8 @@ export class Engine {
       const entries = aggregate.entries
       const half = entries.length >>> 1
       if (this.keys !== undefined) {
+        // Its parts are released record by record (they claim no keys): it is no longer out.
+        if (aggregate.claimed !== undefined) aggregate.shard.out--
         this.isolateOrdered(aggregate, half)
         return
       }
@@ -886,8 +903,10 @@ export class Engine {
     const keys = this.keys
     if (keys === undefined) return
     if (part instanceof Entry) keys.release(part)
-    else if (part.claimed !== undefined) { for (const state of part.claimed) keys.releaseKey(state) }
-    else for (const entry of part.entries) keys.release(entry)
+    else if (part.claimed !== undefined) {
+      part.shard.out--
+      for (const state of part.claimed) keys.releaseKey(state)
+    } else for (const entry of part.entries) keys.release(entry)
   }
 
   /** A request of one aggregate of `entries`, part of an aggregate that fitted, so they fit. */

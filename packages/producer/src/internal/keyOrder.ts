@@ -48,7 +48,8 @@ const IDLE_LIMIT = 16_384
  * order. Each Kinesis record the engine builds gets a token; a record whose key is out under
  * another token is parked behind the key's earlier records, and when the answer comes the key's
  * records to retry go first, then the parked ones. Other keys keep flowing, and a hot key rides in
- * aggregates, or one record per round trip without aggregation.
+ * aggregates, or one record per round trip without aggregation. (An aggregating engine mostly
+ * spares this: a shard's next aggregate waits for the answer, see `Engine.waitsForAnswer`.)
  */
 export class KeyOrder {
   private readonly keys = new Map<string, KeyState>()

@@ -43,6 +43,13 @@ export class ShardState {
   ready: Array<KeyState> = []
   /** The ready key whose record `peek` returned last; undefined when it came from elsewhere. */
   peekedKey: KeyState | undefined = undefined
+  /**
+   * Aggregates of this shard out (with per-key order): built and not yet answered. See
+   * `Engine.waitsForAnswer`.
+   */
+  out = 0
+  /** Bytes (`Entry.size`) of the fresh records in `queue`. */
+  freshBytes = 0
   bytesTokens: number
   recordTokens: number
   private refilledAt: number
@@ -78,6 +85,7 @@ export class ShardState {
     if (this.end < this.queue.length) this.queue[this.end] = entry
     else this.queue.push(entry)
     this.end++
+    this.freshBytes += entry.size
   }
 
   /** The fresh record that has waited longest, if any. */
@@ -119,6 +127,7 @@ export class ShardState {
     if (this.head < this.end && this.queue[this.head] === entry) {
       this.queue[this.head] = undefined
       this.head++
+      this.freshBytes -= entry.size
       if (this.head === this.end) {
         this.head = 0
         this.end = 0
@@ -172,6 +181,7 @@ export class ShardState {
     this.queue = []
     this.head = 0
     this.end = 0
+    this.freshBytes = 0
     this.retries = []
     return all
   }
