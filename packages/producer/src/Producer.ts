@@ -806,22 +806,28 @@ export const make = <A>(
         }
         return traceable(records.length, (spans) =>
           Effect.flatMap(serializeAll(records), (data) => {
-            // Fast path: everything fits, no callback needed.
-            const items = records.map((record, i) =>
-              prepare(record, data?.[i], offerDone, record, spans?.[i])
-            )
-            let i = 0
+            // Fast path: everything fits, no callback needed (and no array of prepared records).
             const t = now()
-            for (; i < items.length; i++) {
-              const item = items[i]!
-              if (!(item instanceof Entry)) refuseOffer(records[i]!, item)
-              else if (engine.closed) {
+            let i = 0
+            let first: Entry | undefined
+            for (; i < records.length; i++) {
+              const record = records[i]!
+              const item = prepare(record, data?.[i], offerDone, record, spans?.[i])
+              if (!(item instanceof Entry)) {
+                refuseOffer(record, item)
+              } else if (engine.closed) {
                 refused(item, closedError)
-                refuseOffer(records[i]!, closedError)
-              } else if (!engine.tryAccept(item, t)) break
+                refuseOffer(record, closedError)
+              } else if (!engine.tryAccept(item, t)) {
+                first = item
+                break
+              }
             }
-            if (i === items.length) return Effect.void
-            const rest = items.slice(i)
+            if (first === undefined) return Effect.void
+            const rest: Array<Entry | ProducerError.ProducerError> = [first]
+            for (let j = i + 1; j < records.length; j++) {
+              rest.push(prepare(records[j]!, data?.[j], offerDone, records[j]!, spans?.[j]))
+            }
             const restRecords = records.slice(i)
             return Effect.callback<void>((resume) =>
               Effect.sync(admit(rest, (j, error) => refuseOffer(restRecords[j]!, error), () => resume(Effect.void)))
@@ -863,7 +869,8 @@ export const make = <A>(
                 )
                 outstanding += items.length
                 return Effect.sync(admit(items, (_, error) =>
-                  settled(error), () => resume(Effect.void)))
+                  settled(error), () =>
+                  resume(Effect.void)))
               })))
         const awaitAll = Effect.callback<void, ProducerError.ProducerError>((resume) => {
           const finish = () =>

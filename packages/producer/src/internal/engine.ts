@@ -682,6 +682,7 @@ export class Engine {
     const room = this.maxUserRecords - batch.userRecords
     const keys = this.keys
     const claimed: Array<KeyState> | undefined = keys === undefined ? undefined : []
+    const kpl = shard.kpl
     const token = ++this.token
     while (entry !== undefined && entries.length < room) {
       if (keys !== undefined && keys.park(shard, entry, token)) {
@@ -698,18 +699,16 @@ export class Engine {
       if (keys === undefined) shard.take(entry)
       else keys.take(shard, entry, token, claimed)
       entries.push(entry)
+      // Taken, so it goes in this aggregate (built below whenever it holds a record).
+      entry.attempts++
+      this.pendingBytes -= entry.size
+      kpl?.bufferingTime.add(now - entry.waitingSince)
       entry = shard.peek(now, token)
     }
     // Everything due was parked: nothing more to send from this shard, yet the request has room.
     if (entries.length === 0) return entry === undefined
     const size = addAggregate(batch, shard, aggregator, entries, claimed)
     if (claimed !== undefined) shard.out++
-    const kpl = shard.kpl
-    for (const entry of entries) {
-      entry.attempts++
-      this.pendingBytes -= entry.size
-      kpl?.bufferingTime.add(now - entry.waitingSince)
-    }
     this.pending -= entries.length
     shard.consume(size)
     return true
