@@ -8,9 +8,10 @@
  * measures a different JIT warm-up. `node --conditions=@effect-kinesis/source bench/producer.ts`
  * runs the sources, for profiling.
  *
- * Prints a table and writes bench/results/producer.json. Throughput scenarios run once unmeasured
- * (`BENCH_WARMUP` records, default `BENCH_RECORDS`), then in `BENCH_ROUNDS` (default 3)
- * interleaved rounds; each reports its median. Scenarios:
+ * Prints a table and writes bench/results/producer.json. Throughput scenarios run in
+ * `BENCH_ROUNDS` (default 3) interleaved rounds, each scenario of each round in a fresh process
+ * (as an application runs one producer), where it runs once unmeasured (`BENCH_WARMUP` records,
+ * default `BENCH_RECORDS`) and then once measured; each scenario reports its median. Scenarios:
  *
  * - `raw-sdk`: a plain AWS SDK loop, PutRecords of 500 records, 16 requests in flight — the baseline.
  *   Like the producer, it lists the shards once first (see `rawSdkLoop`).
@@ -47,12 +48,14 @@ import { Client, Serde } from "@effect-kinesis/core"
 import { Producer, ProducerMetrics } from "@effect-kinesis/producer"
 import { FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { Effect, Layer, Ref } from "effect"
+import { spawn } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import {
   BATCH,
+  benchScript,
   credentials,
   IN_FLIGHT,
   KEYS,
@@ -69,11 +72,12 @@ import {
 } from "./fakeKinesis.ts"
 import { peakRssInChild } from "./producerPeakRss.ts"
 
-const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 300_000)
-// Each scenario first runs unmeasured, at full size, so that all are measured at steady state.
-// The producer has more code than the raw loop for the JIT to settle: its first few hundred
-// thousand records cost up to ~1.8x as much CPU per record as later ones (the raw loop ~1.1x),
-// which a short warm-up left in the first measured round.
+const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 1_000_000)
+// Each scenario first runs unmeasured, at full size, in the same process, so that all are measured
+// at steady state. The producer has more code than the raw loop for the JIT to settle: its first
+// few hundred thousand records cost up to ~1.8x as much CPU per record as later ones (the raw loop
+// ~1.1x); with 300,000 records, fresh processes still measured the aggregating producer 1.3-1.4x
+// its steady state.
 const WARMUP = Number(process.env["BENCH_WARMUP"] ?? RECORDS)
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 3)
 
@@ -238,17 +242,58 @@ const shardLimit = (seconds: number) =>
 /** `BENCH_ONLY=producer-aggregated` runs one throughput scenario alone (for profiling); nothing is written. */
 const only = process.env["BENCH_ONLY"]
 
+type Scenario = "raw-sdk" | "producer" | "producer-aggregated" | "producer-aggregated-offer"
+const scenarioNames: ReadonlyArray<Scenario> = [
+  "raw-sdk",
+  "producer",
+  "producer-aggregated",
+  "producer-aggregated-offer"
+]
+
+/** One throughput scenario in this process: a warm-up run of `WARMUP` records, then one measured. */
+const runScenario = async (name: Scenario, endpoint: string): Promise<Measured> => {
+  const run = (n: number) =>
+    name === "raw-sdk"
+      ? rawSdkLoop(endpoint, n)
+      : name === "producer-aggregated-offer"
+      ? producerOfferRun(endpoint, n)
+      : producerRun(endpoint, n, name === "producer-aggregated")
+  await run(WARMUP)
+  return await measure(RECORDS, () => run(RECORDS), { endpoint })
+}
+
+/**
+ * One throughput scenario in a fresh child process (this script with `BENCH_CHILD`), as an
+ * application runs one producer: in one process, the scenarios before it leave their JIT state
+ * and heap to the next (the aggregating producer measured up to a fifth slower after the others).
+ */
+const scenarioInChild = (name: Scenario, endpoint: string): Promise<Measured> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, benchScript("producer")], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, BENCH_CHILD: name, BENCH_ENDPOINT: endpoint }
+    })
+    let out = ""
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (text: string) => out += text)
+    child.on("error", reject)
+    child.on(
+      "exit",
+      (code) => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`${name} child exited ${code}`))
+    )
+  })
+
+const childScenario = process.env["BENCH_CHILD"] as Scenario | undefined
+
 const main = async () => {
+  if (childScenario !== undefined) {
+    process.stdout.write(JSON.stringify(await runScenario(childScenario, process.env["BENCH_ENDPOINT"]!)))
+    return
+  }
   const server = await startFakeServer()
   try {
     if (only !== undefined) {
-      const run = only === "raw-sdk"
-        ? () => rawSdkLoop(server.endpoint, RECORDS)
-        : only === "producer-aggregated-offer"
-        ? () => producerOfferRun(server.endpoint, RECORDS)
-        : () => producerRun(server.endpoint, RECORDS, only === "producer-aggregated")
-      await run()
-      const m = await measure(RECORDS, run, server)
+      const m = await runScenario(only as Scenario, server.endpoint)
       console.table([{
         scenario: only,
         "records/s": Math.round(m.records / (m.wallMs / 1000)),
@@ -268,23 +313,13 @@ const main = async () => {
     const rawRss = throughputOnly ? undefined : await peakRssInChild("raw-sdk", server.endpoint, rssRecords)
     const longRss = throughputOnly ? undefined : await peakRssInChild("producer", server.endpoint, 3 * rssRecords)
 
-    const scenarios = [
-      ["raw-sdk", (n: number) => rawSdkLoop(server.endpoint, n)],
-      ["producer", (n: number) => producerRun(server.endpoint, n, false)],
-      ["producer-aggregated", (n: number) => producerRun(server.endpoint, n, true)],
-      ["producer-aggregated-offer", (n: number) => producerOfferRun(server.endpoint, n)]
-    ] as const
-    for (const [name, run] of scenarios) {
-      console.error(`${name}: warming up`)
-      await run(WARMUP)
-    }
-    // Rounds interleave the scenarios and each keeps its median, so that a burst of load from
-    // elsewhere on the machine skews one sample, not the comparison.
+    // Rounds interleave the scenarios, each run in a fresh process, and each keeps its median, so
+    // that a burst of load from elsewhere on the machine skews one sample, not the comparison.
     const samples: Record<string, Array<Measured>> = {}
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const [name, run] of scenarios) {
-        console.error(`${name}: measuring (round ${round} of ${ROUNDS})`)
-        ;(samples[name] ??= []).push(await measure(RECORDS, () => run(RECORDS), server))
+      for (const name of scenarioNames) {
+        console.error(`${name}: measuring (round ${round} of ${ROUNDS}, after a warm-up run)`)
+        ;(samples[name] ??= []).push(await scenarioInChild(name, server.endpoint))
       }
     }
     const median = (values: Array<number>) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!

@@ -823,14 +823,17 @@ export const make = <A>(
                 break
               }
             }
-            if (first === undefined) return Effect.void
+            if (first === undefined) {
+              return Effect.void
+            }
             const rest: Array<Entry | ProducerError.ProducerError> = [first]
             for (let j = i + 1; j < records.length; j++) {
               rest.push(prepare(records[j]!, data?.[j], offerDone, records[j]!, spans?.[j]))
             }
             const restRecords = records.slice(i)
             return Effect.callback<void>((resume) =>
-              Effect.sync(admit(rest, (j, error) => refuseOffer(restRecords[j]!, error), () => resume(Effect.void)))
+              Effect.sync(admit(rest, (j, error) =>
+                refuseOffer(restRecords[j]!, error), () => resume(Effect.void)))
             )
           }))
       })
