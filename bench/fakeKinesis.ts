@@ -68,7 +68,7 @@ const runFakeServer = () => {
         out = { FailedRecordCount: 0, Records: records }
       } else if (target.endsWith(".BenchStats")) {
         const cpu = process.cpuUsage()
-        out = { cpuMicros: cpu.user + cpu.system, shardRecords, shardBytes }
+        out = { cpuMicros: cpu.user + cpu.system, atMs: performance.now(), shardRecords, shardBytes }
       } else if (target.endsWith(".ListShards")) {
         out = { Shards: shards }
       } else if (target.endsWith(".DescribeStreamSummary")) {
@@ -166,6 +166,8 @@ export interface Measured {
 /** What the fake server counted so far (see `runFakeServer`). */
 export interface ServerStats {
   readonly cpuMicros: number
+  /** The server's clock when it counted (ms): rates over its own interval, not the caller's. */
+  readonly atMs: number
   readonly shardRecords: ReadonlyArray<number>
   readonly shardBytes: ReadonlyArray<number>
 }

@@ -171,8 +171,11 @@ const plainShardLimit = (endpoint: string, seconds: number) =>
       const cpu = process.cpuUsage()
       yield* Effect.sleep(`${seconds} seconds`)
       const used = process.cpuUsage(cpu)
+      const wallMs = performance.now() - start
       const after = yield* Effect.promise(() => serverStats(endpoint))
-      const elapsed = (performance.now() - start) / 1000
+      // Rates over the server's own interval between the two counts: the caller's clock would add
+      // or drop the time the stats calls took (tens of ms for the first, in a cold process).
+      const elapsed = (after.atMs - before.atMs) / 1000
       const rates = after.shardRecords.map((n, s) => (n - before.shardRecords[s]!) / elapsed).sort((a, b) => b - a)
       return {
         seconds: elapsed,
@@ -180,7 +183,7 @@ const plainShardLimit = (endpoint: string, seconds: number) =>
         eventLoopBusy: performance.eventLoopUtilization(elu).utilization,
         // Beside the event loop's busy share: busy near 100 % with well under a core means the
         // machine did not give the process its core.
-        producerCores: (used.user + used.system) / 1000 / (elapsed * 1000),
+        producerCores: (used.user + used.system) / 1000 / wallMs,
         serverCores: (after.cpuMicros - before.cpuMicros) / 1000 / (elapsed * 1000)
       }
     })).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
@@ -239,7 +242,10 @@ const shardLimit = (seconds: number) =>
 
 // ---------------------------------------------------------------------------------------------------
 
-/** `BENCH_ONLY=producer-aggregated` runs one throughput scenario alone (for profiling); nothing is written. */
+/**
+ * `BENCH_ONLY=producer-aggregated` runs one throughput scenario alone (for profiling), and
+ * `BENCH_ONLY=shard-limit-plain` the plain limiter's; nothing is written.
+ */
 const only = process.env["BENCH_ONLY"]
 
 type Scenario = "raw-sdk" | "producer" | "producer-aggregated" | "producer-aggregated-offer"
@@ -292,6 +298,10 @@ const main = async () => {
   }
   const server = await startFakeServer()
   try {
+    if (only === "shard-limit-plain") {
+      console.table([await plainShardLimit(server.endpoint, Number(process.env["BENCH_LIMIT_SECONDS"] ?? 10))])
+      return
+    }
     if (only !== undefined) {
       const m = await runScenario(only as Scenario, server.endpoint)
       console.table([{
