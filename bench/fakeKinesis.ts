@@ -132,6 +132,28 @@ const fromSources = import.meta.url.endsWith(".ts")
 export const benchScript = (name: string): string =>
   fileURLToPath(new URL(`./${name}${fromSources ? ".ts" : ".js"}`, import.meta.url))
 
+/**
+ * Runs the bench script `name` (with `args`, and `env` added to this process's environment) in a
+ * fresh child process the way this process runs, and resolves with the JSON it prints on stdout.
+ */
+export const jsonFromChild = <A>(
+  name: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {}
+): Promise<A> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, benchScript(name), ...args], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...process.env, ...env }
+    })
+    let out = ""
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (text: string) => out += text)
+    child.on("error", reject)
+    child.on("exit", (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`${name} ${args.join(" ")} exited ${code}`)))
+  })
+
 /** `bench/results`, also when running compiled. */
 export const resultsDir = (): string =>
   fileURLToPath(new URL(fromSources ? "./results" : "../../bench/results", import.meta.url))

@@ -48,16 +48,15 @@ import { Client, Serde } from "@effect-kinesis/core"
 import { Producer, ProducerMetrics } from "@effect-kinesis/producer"
 import { FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { Effect, Layer, Ref } from "effect"
-import { spawn } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import {
   BATCH,
-  benchScript,
   credentials,
   IN_FLIGHT,
+  jsonFromChild,
   KEYS,
   measure,
   type Measured,
@@ -274,20 +273,7 @@ const runScenario = async (name: Scenario, endpoint: string): Promise<Measured> 
  * and heap to the next (the aggregating producer measured up to a fifth slower after the others).
  */
 const scenarioInChild = (name: Scenario, endpoint: string): Promise<Measured> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, benchScript("producer")], {
-      stdio: ["ignore", "pipe", "inherit"],
-      env: { ...process.env, BENCH_CHILD: name, BENCH_ENDPOINT: endpoint }
-    })
-    let out = ""
-    child.stdout.setEncoding("utf8")
-    child.stdout.on("data", (text: string) => out += text)
-    child.on("error", reject)
-    child.on(
-      "exit",
-      (code) => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`${name} child exited ${code}`))
-    )
-  })
+  jsonFromChild("producer", [], { BENCH_CHILD: name, BENCH_ENDPOINT: endpoint })
 
 const childScenario = process.env["BENCH_CHILD"] as Scenario | undefined
 

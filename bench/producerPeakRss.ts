@@ -10,8 +10,7 @@
 import { Client, Serde } from "@effect-kinesis/core"
 import { Producer } from "@effect-kinesis/producer"
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
-import { BATCH, benchScript, credentials, measure, rawSdkLoop, record, STREAM } from "./fakeKinesis.ts"
+import { BATCH, credentials, jsonFromChild, measure, rawSdkLoop, record, STREAM } from "./fakeKinesis.ts"
 
 /** 1M records as fast as possible with the default settings and buffer (`offerAll` of 500). */
 const peakRss = async (which: "producer" | "raw-sdk", endpoint: string, total: number) => {
@@ -67,21 +66,7 @@ export type PeakRss = Awaited<ReturnType<typeof peakRss>>
 
 /** Runs the scenario in a fresh child process. */
 export const peakRssInChild = (which: "producer" | "raw-sdk", endpoint: string, total: number): Promise<PeakRss> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [...process.execArgv, benchScript("producerPeakRss"), which, endpoint, String(total)],
-      { stdio: ["ignore", "pipe", "inherit"] }
-    )
-    let out = ""
-    child.stdout.setEncoding("utf8")
-    child.stdout.on("data", (text: string) => out += text)
-    child.on("error", reject)
-    child.on(
-      "exit",
-      (code) => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`peak-rss child exited ${code}`))
-    )
-  })
+  jsonFromChild("producerPeakRss", [which, endpoint, String(total)])
 
 if (import.meta.main) {
   const [which, endpoint, total] = process.argv.slice(2)
