@@ -1,0 +1,72 @@
+/**
+ * How long an aggregating producer takes to write a record at a steady rate into one shard of the
+ * embedded emulator (kinesis-mock): `produce` to its result, per record, at a few rates.
+ *
+ *   node --conditions=@effect-kinesis/source bench/producerLatency.ts
+ *
+ * 50 partition keys, 100-byte records, one `produce` per record at an even pace (`BENCH_RATES`,
+ * default 200, 500 and 1000 records/s), 3 s of warm-up then `BENCH_SECONDS` (default 10) counted.
+ * Writes bench/results/producerLatency.json.
+ */
+import { Serde } from "@effect-kinesis/core"
+import { Producer } from "@effect-kinesis/producer"
+import { StreamFixtures } from "@effect-kinesis/testing"
+import { Effect } from "effect"
+import { performance } from "node:perf_hooks"
+import * as Results from "./results.ts"
+
+const RATES = (process.env["BENCH_RATES"] ?? "200,500,1000").split(",").map(Number)
+const SECONDS = Number(process.env["BENCH_SECONDS"] ?? 10)
+const WARMUP_SECONDS = 3
+const KEYS = 50
+const DATA = "x".repeat(100)
+
+/** Milliseconds from `produce` to its result, for the records of the counted seconds. */
+const atRate = (rate: number) =>
+  Effect.gen(function*() {
+    const stream = yield* StreamFixtures.stream({ shardCount: 1, prefix: "producer-latency" })
+    const producer = yield* Producer.make({
+      stream: stream.streamName,
+      serde: Serde.string,
+      settings: { aggregate: true }
+    })
+    const latencies: Array<number> = []
+    const run = (seconds: number, counted: boolean) =>
+      Effect.gen(function*() {
+        const start = performance.now()
+        for (let i = 0; performance.now() - start < seconds * 1000; i++) {
+          const wait = start + (i * 1000) / rate - performance.now()
+          if (wait >= 1) yield* Effect.sleep(Math.floor(wait))
+          const sentAt = performance.now()
+          yield* Effect.forkChild(
+            producer.produce({ partitionKey: `k${i % KEYS}`, data: DATA }).pipe(
+              Effect.tap(() => Effect.sync(() => counted && latencies.push(performance.now() - sentAt)))
+            )
+          )
+        }
+      })
+    yield* run(WARMUP_SECONDS, false)
+    yield* run(SECONDS, true)
+    // Every counted record settles before the scope closes the producer.
+    while (latencies.length < (rate * SECONDS) * 0.99) yield* Effect.sleep(100)
+    yield* Effect.sleep(1000)
+    latencies.sort((a, b) => a - b)
+    const at = (q: number) => +latencies[Math.floor(q * (latencies.length - 1))]!.toFixed(1)
+    return { "records/s": rate, records: latencies.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1) }
+  }).pipe(Effect.scoped)
+
+const program = Effect.gen(function*() {
+  const rows = []
+  for (const rate of RATES) rows.push(yield* atRate(rate))
+  console.table(rows)
+  Results.write("producerLatency", {
+    emulator: "kinesis-mock (kinesis-local)",
+    shards: 1,
+    partitionKeys: KEYS,
+    seconds: SECONDS,
+    unit: "ms from produce to its result",
+    rows
+  })
+})
+
+await Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(Results.KinesisLive)))
