@@ -93,6 +93,8 @@ const reportBatches = (m: ProducerMetrics.ProducerMetrics) =>
   })
 
 const ORDERING = process.env.BENCH_ORDERING === "unordered" ? "unordered" as const : "byPartitionKey" as const
+/** `BENCH_NOLIMIT=1` turns the per-shard limiter off in the throughput scenarios. */
+const RATE_LIMIT = process.env["BENCH_NOLIMIT"] === undefined
 
 const producerRun = (endpoint: string, total: number, aggregate: boolean) =>
   Effect.runPromise(
@@ -101,7 +103,7 @@ const producerRun = (endpoint: string, total: number, aggregate: boolean) =>
         stream: STREAM,
         serializer: Serde.bytes,
         // BENCH_ORDERING=unordered measures the producer without per-key order.
-        settings: { aggregate, maxInFlightRequests: IN_FLIGHT, ordering: ORDERING },
+        settings: { aggregate, maxInFlightRequests: IN_FLIGHT, ordering: ORDERING, rateLimit: RATE_LIMIT },
         onMetrics: stats ? reportBatches : undefined
       })
       const chunks = Math.ceil(total / BATCH)
@@ -128,7 +130,7 @@ const producerOfferRun = (endpoint: string, total: number) =>
       const producer = yield* Producer.make({
         stream: STREAM,
         serializer: Serde.bytes,
-        settings: { aggregate: true, maxInFlightRequests: IN_FLIGHT, ordering: ORDERING },
+        settings: { aggregate: true, maxInFlightRequests: IN_FLIGHT, ordering: ORDERING, rateLimit: RATE_LIMIT },
         onError: () => Effect.sync(() => failed++),
         onMetrics: stats ? reportBatches : undefined
       })

@@ -40,6 +40,8 @@ const atRate = (rate: number) =>
       }
     })
     const latencies: Array<number> = []
+    let offered = 0
+    let failed = 0
     const run = (seconds: number, counted: boolean) =>
       Effect.gen(function*() {
         const start = performance.now()
@@ -47,18 +49,21 @@ const atRate = (rate: number) =>
           const wait = start + (i * 1000) / rate - performance.now()
           if (wait >= 1) yield* Effect.sleep(Math.floor(wait))
           const sentAt = performance.now()
+          if (counted) offered++
           yield* Effect.forkChild(
             producer.produce({ partitionKey: `k${i % KEYS}`, data: DATA }).pipe(
-              Effect.tap(() => Effect.sync(() => counted && latencies.push(performance.now() - sentAt)))
+              Effect.tap(() => Effect.sync(() => counted && latencies.push(performance.now() - sentAt))),
+              Effect.tapError(() => Effect.sync(() => counted && failed++)),
+              Effect.ignore
             )
           )
         }
       })
     yield* run(WARMUP_SECONDS, false)
     yield* run(SECONDS, true)
-    // Every counted record settles before the scope closes the producer.
-    while (latencies.length < (rate * SECONDS) * 0.99) yield* Effect.sleep(100)
-    yield* Effect.sleep(1000)
+    // Every counted record settles (the producer's TTL bounds the wait) before the scope closes it.
+    while (latencies.length + failed < offered) yield* Effect.sleep(100)
+    if (failed > 0) return yield* Effect.die(new Error(`${failed} of ${offered} records failed at ${rate} records/s`))
     latencies.sort((a, b) => a - b)
     const at = (q: number) => +latencies[Math.floor(q * (latencies.length - 1))]!.toFixed(1)
     return { "records/s": rate, records: latencies.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1) }
