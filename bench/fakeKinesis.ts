@@ -47,6 +47,33 @@ const runFakeServer = () => {
   // its limit.
   const shardRecords = new Array<number>(SHARDS).fill(0)
   const shardBytes = new Array<number>(SHARDS).fill(0)
+  // And the most records and bytes any shard got within one second (a sliding window over the
+  // arrival of requests), since the last stats call that asked to start over.
+  const arrivals = Array.from({ length: SHARDS }, () => ({ log: [] as Array<number>, head: 0, records: 0, bytes: 0 }))
+  let busiestSecond = { records: 0, bytes: 0 }
+  const requestRecords = new Array<number>(SHARDS).fill(0)
+  const requestBytes = new Array<number>(SHARDS).fill(0)
+  const arrived = (now: number, touched: Array<number>) => {
+    for (const shard of touched) {
+      const a = arrivals[shard]!
+      a.log.push(now, requestRecords[shard]!, requestBytes[shard]!)
+      a.records += requestRecords[shard]!
+      a.bytes += requestBytes[shard]!
+      requestRecords[shard] = 0
+      requestBytes[shard] = 0
+      while (a.log[a.head]! <= now - 1000) {
+        a.records -= a.log[a.head + 1]!
+        a.bytes -= a.log[a.head + 2]!
+        a.head += 3
+      }
+      if (a.head > 30_000) {
+        a.log = a.log.slice(a.head)
+        a.head = 0
+      }
+      if (a.records > busiestSecond.records) busiestSecond = { ...busiestSecond, records: a.records }
+      if (a.bytes > busiestSecond.bytes) busiestSecond = { ...busiestSecond, bytes: a.bytes }
+    }
+  }
   const server = createServer((req, res) => {
     const chunks: Array<Buffer> = []
     req.on("data", (chunk: Buffer) => chunks.push(chunk))
@@ -55,20 +82,27 @@ const runFakeServer = () => {
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8"))
       let out: unknown
       if (target.endsWith(".PutRecords")) {
+        const touched: Array<number> = []
         const records = (body.Records as Array<{ PartitionKey: string; ExplicitHashKey?: string; Data: string }>)
           .map((r) => {
             const hash = r.ExplicitHashKey !== undefined
               ? BigInt(r.ExplicitHashKey)
               : BigInt("0x" + createHash("md5").update(r.PartitionKey).digest("hex"))
             const shard = Number(hash >> (128n - SHARD_BITS))
+            const bytes = Buffer.byteLength(r.Data, "base64") + Buffer.byteLength(r.PartitionKey)
             shardRecords[shard]!++
-            shardBytes[shard]! += Buffer.byteLength(r.Data, "base64") + Buffer.byteLength(r.PartitionKey)
+            shardBytes[shard]! += bytes
+            if (requestRecords[shard] === 0) touched.push(shard)
+            requestRecords[shard]!++
+            requestBytes[shard]! += bytes
             return { SequenceNumber: (sequence++).toString(), ShardId: shardId(shard) }
           })
+        arrived(performance.now(), touched)
         out = { FailedRecordCount: 0, Records: records }
       } else if (target.endsWith(".BenchStats")) {
         const cpu = process.cpuUsage()
-        out = { cpuMicros: cpu.user + cpu.system, atMs: performance.now(), shardRecords, shardBytes }
+        out = { cpuMicros: cpu.user + cpu.system, atMs: performance.now(), shardRecords, shardBytes, busiestSecond }
+        if (body.startOver === true) busiestSecond = { records: 0, bytes: 0 }
       } else if (target.endsWith(".ListShards")) {
         out = { Shards: shards }
       } else if (target.endsWith(".DescribeStreamSummary")) {
@@ -192,13 +226,19 @@ export interface ServerStats {
   readonly atMs: number
   readonly shardRecords: ReadonlyArray<number>
   readonly shardBytes: ReadonlyArray<number>
+  /**
+   * The most records and bytes one shard got within any one second (by the arrival of requests)
+   * since the stats call before that asked to start over (or since the server started).
+   */
+  readonly busiestSecond: { readonly records: number; readonly bytes: number }
 }
 
-export const serverStats = async (endpoint: string): Promise<ServerStats> => {
+/** `startOver`: `busiestSecond` counts anew after this call. */
+export const serverStats = async (endpoint: string, startOver = false): Promise<ServerStats> => {
   const response = await fetch(endpoint, {
     method: "POST",
     headers: { "x-amz-target": "Kinesis_20131202.BenchStats", "content-type": "application/x-amz-json-1.1" },
-    body: "{}"
+    body: JSON.stringify({ startOver })
   })
   return await response.json() as ServerStats
 }

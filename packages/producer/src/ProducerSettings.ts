@@ -166,8 +166,10 @@ export interface ProducerSettings {
   /** Largest aggregated record. Default 51,200 bytes, as the KPL. */
   readonly maxAggregateBytes: number
   /**
-   * Pace writes per predicted shard with token buckets that back off on throttling. Default
-   * `true`.
+   * Pace writes per predicted shard with token buckets that back off on throttling, and hold
+   * every shard to `shardBytesPerSecond` and `shardRecordsPerSecond` within any one second (by
+   * the time requests leave; a record larger than a second's bytes goes alone in its second).
+   * Default `true`.
    */
   readonly rateLimit: boolean
   /** Write limit per shard, bytes per second. Default 1 MiB. */
@@ -176,7 +178,9 @@ export interface ProducerSettings {
   readonly shardRecordsPerSecond: number
   /**
    * Burst a shard's bucket allows, as a time at the full rate. Default 200 ms: large enough
-   * for full batches, small enough not to overrun the shard after idling.
+   * for full batches, small enough not to overrun the shard after idling. The burst stays within
+   * the second's limits: a shard that idled may send it at once, but no second holds more than
+   * the limit.
    */
   readonly shardBurst: Duration.Input
   /** A record not written within this time fails with `RecordExpired`. Default 30 s (KPL). */

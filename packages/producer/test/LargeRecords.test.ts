@@ -267,7 +267,14 @@ layer(LimitedLayer, { timeout: 120_000, excludeTestServices: true })(
 
 describe("a shard's token buckets and a record larger than them", () => {
   it("a 10 MiB record passes a bucket of 200 KiB at once, and the shard's next record waits the ten seconds of its debt: no deadlock, and the average stays at the shard's rate", () => {
-    const limits = { enabled: true, bytesPerMs: MiB / 1000, recordsPerMs: 1, burstMs: 200 }
+    const limits = {
+      enabled: true,
+      bytesPerMs: MiB / 1000,
+      recordsPerMs: 1,
+      burstMs: 200,
+      bytesPerSecond: MiB,
+      recordsPerSecond: 1000
+    }
     const shard = new ShardState(
       { shardId: "shardId-000000000000", startingHashKey: 0n, endingHashKey: (1n << 128n) - 1n } as never,
       limits,
@@ -275,7 +282,9 @@ describe("a shard's token buckets and a record larger than them", () => {
       0
     )
     assert.isTrue(shard.canSend())
-    shard.consume(10 * MiB)
+    // Larger than a whole second's bytes: it goes because the shard has its whole second.
+    assert.isTrue(shard.fits(10 * MiB))
+    shard.consume(10 * MiB, 0)
     assert.isFalse(shard.canSend())
     // Out of debt after (10 MiB − 200 KiB) at 1 MiB/s.
     const ready = shard.readyAt(0)

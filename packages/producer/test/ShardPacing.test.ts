@@ -29,15 +29,18 @@ const shardMap = Result.getOrThrow(ShardMap.fromShards(Array.from({ length: SHAR
 
 /**
  * The engine on a simulated clock (whole milliseconds, no real time): its buffer kept full with
- * records of `keys` partition keys, every request answered `roundTripMs` after it left, the
- * dispatcher stepping when the engine asks to be woken or when its sleep ends, as `Producer`
- * drives it. Returns the records stored per shard and millisecond of simulated time.
+ * records of `keys` partition keys and `dataBytes` bytes, every request answered `roundTripMs`
+ * after it left, the dispatcher stepping when the engine asks to be woken or when its sleep ends,
+ * as `Producer` drives it. Returns, per shard and millisecond of simulated time, the user records
+ * stored, and the Kinesis records and their bytes (data and partition key, as Kinesis counts them)
+ * sent.
  */
 const simulate = (
   keys: number,
   roundTripMs: number,
   durationMs: number,
-  settings: Partial<ProducerSettings.ProducerSettings>
+  settings: Partial<ProducerSettings.ProducerSettings>,
+  dataBytes = 100
 ) => {
   const engine = new Engine(
     ProducerSettings.resolve({ bufferSize: 2000, ...settings }),
@@ -47,13 +50,24 @@ const simulate = (
   )
   const inFlight: Array<{ readonly batch: EngineModule.Batch; readonly sentAt: number }> = []
   let t = 0
-  engine.launch = (batch) => inFlight.push({ batch, sentAt: t })
-  const storedAt = Array.from({ length: SHARDS }, () => new Array<number>(durationMs).fill(0))
+  const perMs = () => Array.from({ length: SHARDS }, () => new Array<number>(durationMs).fill(0))
+  const storedAt = perMs()
+  const sentRecordsAt = perMs()
+  const sentBytesAt = perMs()
+  engine.launch = (batch) => {
+    inFlight.push({ batch, sentAt: t })
+    for (let i = 0; i < batch.count; i++) {
+      const shard = shardIndex(batch.parts[i]!.shard!.info.shardId)
+      const entry = batch.request[i]!
+      sentRecordsAt[shard]![t]!++
+      sentBytesAt[shard]![t]! += entry.Data!.byteLength + Buffer.byteLength(entry.PartitionKey!)
+    }
+  }
   const routes = Array.from({ length: keys }, (_, k) => {
     const key = `key-${k}`
     return { key, route: new HashKeyRoute(HashKey.fromPartitionKey(key), Aggregation.partitionKeyBytes(key)) }
   })
-  const data = new Uint8Array(100)
+  const data = new Uint8Array(dataBytes)
   let offered = 0
   let wakeAt = 0
   for (; t < durationMs; t++) {
@@ -84,7 +98,21 @@ const simulate = (
       }
     }
   }
-  return storedAt
+  return { storedAt, sentRecordsAt, sentBytesAt }
+}
+
+const shardIndex = (shardId: string) => Number(shardId.slice("shardId-".length))
+
+/** The most any window of `ms` consecutive milliseconds holds of `perMs` (one second by default). */
+const busiestSecond = (perMs: ReadonlyArray<number>, ms = 1000): number => {
+  let sum = 0
+  let most = 0
+  for (let t = 0; t < perMs.length; t++) {
+    sum += perMs[t]!
+    if (t >= ms) sum -= perMs[t - ms]!
+    most = Math.max(most, sum)
+  }
+  return most
 }
 
 describe("per-shard pacing with a full buffer", () => {
@@ -95,14 +123,37 @@ describe("per-shard pacing with a full buffer", () => {
     // buckets (at 100 keys, the third busiest shard reached 60 % of its limit with the 20 ms
     // hold, 100 % with a 5 ms one).
     const limit = 200
-    const storedAt = simulate(200, 5, 4000, { shardRecordsPerSecond: limit, bufferSize: 4000 })
+    const { storedAt } = simulate(200, 5, 4000, { shardRecordsPerSecond: limit, bufferSize: 4000 })
     // Per shard and second of simulated time, after the first (the buckets' initial burst).
     const perSecond = storedAt.map((shard) =>
       [1, 2, 3].map((second) => shard.slice(second * 1000, (second + 1) * 1000).reduce((a, b) => a + b, 0))
     )
     const busiest = perSecond.map((seconds) => Math.min(...seconds)).sort((a, b) => b - a).slice(0, 3)
     for (const stored of busiest) assert.isAtLeast(stored, 0.95 * limit)
-    // A record goes while the bucket is above zero, so a second may hold one more than the limit.
-    assert.isAtMost(Math.max(...perSecond.flat()), limit + 1)
+    assert.isAtMost(Math.max(...perSecond.flat()), limit)
+  })
+
+  it("no shard is sent more than its records limit in any one second, the first included", () => {
+    const limit = 200
+    const { sentRecordsAt } = simulate(200, 5, 4000, { shardRecordsPerSecond: limit, bufferSize: 4000 })
+    const most = Math.max(...sentRecordsAt.map((perMs) => busiestSecond(perMs)))
+    assert.isAtMost(most, limit)
+    // And the limiter is not merely slow: the busiest shards use their second.
+    assert.isAtLeast(most, 0.95 * limit)
+    // A longer window holds at most the rate and one burst of the buckets (200 ms) besides.
+    const mostIn2500 = Math.max(...sentRecordsAt.map((perMs) => busiestSecond(perMs, 2500)))
+    assert.isAtMost(mostIn2500, 2.5 * limit + 0.2 * limit + 1)
+  })
+
+  it.each([
+    { name: "plain records", aggregate: false },
+    { name: "aggregates", aggregate: true }
+  ])("no shard is sent more than its bytes limit in any one second ($name)", ({ aggregate }) => {
+    // 5,000-byte records against 100,000 bytes per second: a burst or one record over would show.
+    const limit = 100_000
+    const { sentBytesAt } = simulate(200, 5, 4000, { shardBytesPerSecond: limit, bufferSize: 4000, aggregate }, 5000)
+    const most = Math.max(...sentBytesAt.map((perMs) => busiestSecond(perMs)))
+    assert.isAtMost(most, limit)
+    assert.isAtLeast(most, 0.9 * limit)
   })
 })

@@ -270,7 +270,9 @@ export class Engine {
       enabled: settings.rateLimit,
       bytesPerMs: settings.shardBytesPerSecond / 1000,
       recordsPerMs: settings.shardRecordsPerSecond / 1000,
-      burstMs: settings.shardBurstMillis
+      burstMs: settings.shardBurstMillis,
+      bytesPerSecond: settings.shardBytesPerSecond,
+      recordsPerSecond: settings.shardRecordsPerSecond
     }
     this.keys = settings.ordering === "unordered" ? undefined : new KeyOrder((entry) => this.route(entry))
     this.shardMap = shardMap
@@ -492,6 +494,7 @@ export class Engine {
           break
         }
       }
+      const wasHeld = this.held !== undefined
       const batch = this.build(now)
       if (batch === undefined) break
       if (
@@ -504,6 +507,10 @@ export class Engine {
         break
       }
       this.held = undefined
+      if (wasHeld && this.limits.enabled) {
+        // Its records count against their shards' last second from now, when they go.
+        for (let i = 0; i < batch.count; i++) batch.parts[i]!.shard!.restamp(batch.heldSince, now)
+      }
       this.send(batch, now)
     }
     if (!lingering && this.pending > 0 && this.inFlight < settings.maxInFlightRequests) {
@@ -623,6 +630,7 @@ export class Engine {
           continue
         }
         if (keys !== undefined && keys.park(shard, first, token)) continue
+        if (!shard.fits(first.size)) break
         // A record larger than a request's byte budget (a stream may accept 10 MiB) goes alone.
         if (batch.bytes + first.size > maxBytes && batch.count > 0) {
           full = true
@@ -636,7 +644,7 @@ export class Engine {
         shard.kpl?.bufferingTime.add(now - first.waitingSince)
         // The entry is its own request entry (see `Entry.PartitionKey`): nothing to allocate.
         batch.add(first, first, 1)
-        shard.consume(first.size)
+        shard.consume(first.size, now)
       }
       if (!full && !shard.canSend() && shard.peek(now) !== undefined) this.bucketBlocked = true
     }
@@ -678,8 +686,12 @@ export class Engine {
     // The aggregator is empty here: every aggregate is reset right after `build`.
     const entries: Array<Entry> = []
     let entry: Entry | undefined = first
-    // While a whole aggregate fits in the request, `add` alone decides (one size computation).
-    const roomy = batch.bytes + aggregator.maxBytes <= maxBytes
+    // The aggregate fits in the request and in the shard's last second (see `ShardState.fits`).
+    const requestRoom = maxBytes - batch.bytes
+    const shardRoom = shard.byteRoom()
+    // While a whole aggregate fits in both, `add` alone decides (one size computation).
+    const roomy = aggregator.maxBytes <= requestRoom && aggregator.maxBytes <= shardRoom
+    let shardFull = 0
     const room = this.maxUserRecords - batch.userRecords
     const keys = this.keys
     const claimed: Array<KeyState> | undefined = keys === undefined ? undefined : []
@@ -694,7 +706,11 @@ export class Engine {
         if (!aggregator.add(entry)) break
       } else {
         const size = aggregator.sizeWith(entry)
-        if (size > aggregator.maxBytes || batch.bytes + size > maxBytes) break
+        if (size > aggregator.maxBytes || size > requestRoom) break
+        if (size > shardRoom) {
+          shardFull = size
+          break
+        }
         aggregator.add(entry)
       }
       if (keys === undefined) shard.take(entry)
@@ -706,12 +722,16 @@ export class Engine {
       kpl?.bufferingTime.add(now - entry.waitingSince)
       entry = shard.peek(now, token)
     }
-    // Everything due was parked: nothing more to send from this shard, yet the request has room.
-    if (entries.length === 0) return entry === undefined
+    if (entries.length === 0) {
+      // Not even `first` fits in the shard's last second: the shard waits until it does.
+      if (shardFull > 0) return !shard.fits(shardFull)
+      // Everything due was parked: nothing more to send from this shard, yet the request has room.
+      return entry === undefined
+    }
     const size = addAggregate(batch, shard, aggregator, entries, claimed)
     if (claimed !== undefined) shard.out++
     this.pending -= entries.length
-    shard.consume(size)
+    shard.consume(size, now)
     return true
   }
 

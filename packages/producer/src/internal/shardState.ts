@@ -4,6 +4,7 @@ import { type Entry, highBits } from "./entry.ts"
 import type { KeyState } from "./keyOrder.ts"
 import type { ShardAcc } from "./kplMetrics.ts"
 import type { MutableShardMetrics } from "./recorder.ts"
+import { SecondLimit } from "./secondLimit.ts"
 
 /** Rate feedback: how much a throttle cuts the shard's rate, and how fast it recovers. */
 const DECREASE = 0.7
@@ -18,11 +19,21 @@ export interface RateLimits {
   readonly bytesPerMs: number
   readonly recordsPerMs: number
   readonly burstMs: number
+  /** The hard limits of any one second (see `SecondLimit`). */
+  readonly bytesPerSecond: number
+  readonly recordsPerSecond: number
 }
 
 /**
  * Everything the producer keeps per predicted shard: the records waiting for it, its token
- * buckets and the rate factor that throttling feedback adjusts (AIMD).
+ * buckets and the rate factor that throttling feedback adjusts (AIMD), and what it was sent in the
+ * last second.
+ *
+ * The buckets pace a busy shard at its limit and let one that idled send a burst. But a token
+ * bucket lets a window hold its burst on top of the rate: a shard that idled (or whose records the
+ * event loop reached late) would get up to `burst` more than its limit in the second that follows.
+ * So the shard is also held to its limits over every window of one second (`SecondLimit`);
+ * within that, it may still take the burst at once.
  */
 export class ShardState {
   info: ShardMap.ShardInfo
@@ -53,6 +64,11 @@ export class ShardState {
   bytesTokens: number
   recordTokens: number
   private refilledAt: number
+  /** The hard limits (with the limiter on). */
+  private readonly recordLimit: SecondLimit
+  private readonly byteLimit: SecondLimit
+  /** The bytes the shard's next send needs within `byteLimit`: set when one did not fit. */
+  private needBytes = 1
   factor = 1
   private lastCutAt = Number.NEGATIVE_INFINITY
   aggregator: Aggregation.Aggregator | undefined
@@ -72,6 +88,8 @@ export class ShardState {
     this.bytesTokens = limits.bytesPerMs * limits.burstMs
     this.recordTokens = limits.recordsPerMs * limits.burstMs
     this.refilledAt = now
+    this.recordLimit = new SecondLimit(limits.recordsPerSecond)
+    this.byteLimit = new SecondLimit(limits.bytesPerSecond)
     this.aggregator = aggregateBytes === undefined
       ? undefined
       : Aggregation.makeAggregator({ explicitHashKey: this.explicitHashKey, maxBytes: aggregateBytes })
@@ -194,6 +212,11 @@ export class ShardState {
   }
 
   refill(now: number): void {
+    if (this.limits.enabled) {
+      this.recordLimit.update(now)
+      this.byteLimit.update(now)
+      this.needBytes = 1
+    }
     const elapsed = now - this.refilledAt
     if (elapsed <= 0) return
     this.refilledAt = now
@@ -205,23 +228,61 @@ export class ShardState {
     this.recordTokens = Math.min(recordsRate * limits.burstMs, this.recordTokens + elapsed * recordsRate)
   }
 
-  /** Whether the buckets allow sending now. A send may overdraw them; the debt delays the next. */
+  /**
+   * Whether the limits allow sending now: the buckets hold tokens, and the hard limits have room
+   * for another Kinesis record and the bytes the next one needs. A send may overdraw the
+   * buckets; the debt delays the next.
+   */
   canSend(): boolean {
-    return !this.limits.enabled || (this.bytesTokens > 0 && this.recordTokens > 0)
+    return !this.limits.enabled || (
+      this.bytesTokens > 0 && this.recordTokens > 0 && this.recordLimit.room >= 1 && this.needBytes <= this.byteRoom()
+    )
   }
 
-  consume(bytes: number): void {
+  /** Whether a Kinesis record of `bytes` fits in the byte limit now; when not, the shard waits until it does. */
+  fits(bytes: number): boolean {
+    if (bytes <= this.byteRoom()) return true
+    this.needBytes = bytes
+    return false
+  }
+
+  /**
+   * The largest Kinesis record the byte limit takes now. A whole second's room takes any: a
+   * record larger than a second's bytes goes when the shard has that, and its debt delays the next.
+   */
+  byteRoom(): number {
+    const room = this.byteLimit.room
+    return !this.limits.enabled || room >= this.byteLimit.perSecond ? Number.POSITIVE_INFINITY : room
+  }
+
+  /** Counts a Kinesis record of `bytes` sent at `now`. */
+  consume(bytes: number, now: number): void {
     this.bytesTokens -= bytes
     this.recordTokens -= 1
+    if (!this.limits.enabled) return
+    this.recordLimit.count(1, now)
+    this.byteLimit.count(bytes, now)
   }
 
-  /** When the buckets will be out of debt again. */
+  /** What was counted at `since` or later goes only `now` (a request held back meanwhile). */
+  restamp(since: number, now: number): void {
+    this.recordLimit.restamp(since, now)
+    this.byteLimit.restamp(since, now)
+  }
+
+  /** When the limits will allow sending again (see `canSend`). */
   readyAt(now: number): number {
+    this.recordLimit.update(now)
+    this.byteLimit.update(now)
     if (this.canSend()) return now
     const limits = this.limits
     const byBytes = this.bytesTokens > 0 ? 0 : (-this.bytesTokens + 1) / (limits.bytesPerMs * this.factor)
     const byRecords = this.recordTokens > 0 ? 0 : (-this.recordTokens + 0.01) / (limits.recordsPerMs * this.factor)
-    return now + Math.max(byBytes, byRecords, 1)
+    return Math.max(
+      now + Math.max(byBytes, byRecords, 1),
+      this.recordLimit.readyAt(1, now),
+      this.byteLimit.readyAt(this.needBytes, now)
+    )
   }
 
   /** Kinesis throttled a record of this shard: cut the rate and pause until the buckets refill. */
