@@ -377,6 +377,7 @@ const main = async () => {
         (s * 100).toFixed(1) + " %"
       )
         .join(", "),
+      "busiest second, % of limit": `${(plainLimit.busiestSecondShareOfLimit * 100).toFixed(1)} %`,
       "event loop busy": `${Math.round(plainLimit.eventLoopBusy * 100)} %`,
       "producer CPU (cores)": +plainLimit.producerCores.toFixed(2),
       "server CPU (cores)": +plainLimit.serverCores.toFixed(2)
