@@ -169,7 +169,8 @@ export interface ProducerSettings {
    * Pace writes per predicted shard with token buckets that back off on throttling, and hold
    * every shard to `shardBytesPerSecond` and `shardRecordsPerSecond` within any one second (by
    * the time requests leave; a record larger than a second's bytes goes alone in its second).
-   * Default `true`.
+   * Requests can reach Kinesis closer together than they left: for headroom, set the limits a
+   * few percent under Kinesis's. Default `true`.
    */
   readonly rateLimit: boolean
   /** Write limit per shard, bytes per second. Default 1 MiB. */
