@@ -5,6 +5,7 @@ import { Context, Result } from "effect"
 import type * as EngineModule from "../src/internal/engine.ts"
 import type * as EntryModule from "../src/internal/entry.ts"
 import type * as RecorderModule from "../src/internal/recorder.ts"
+import type * as SecondLimitModule from "../src/internal/secondLimit.ts"
 
 // Internal modules (the package does not export them): loaded by path, as in KeyOrder.test.ts.
 const { Engine }: typeof EngineModule = await import(new URL("../src/internal/engine.ts", import.meta.url).href)
@@ -13,6 +14,9 @@ const { Entry, HashKeyRoute }: typeof EntryModule = await import(
 )
 const { Recorder }: typeof RecorderModule = await import(
   new URL("../src/internal/recorder.ts", import.meta.url).href
+)
+const { SecondLimit }: typeof SecondLimitModule = await import(
+  new URL("../src/internal/secondLimit.ts", import.meta.url).href
 )
 
 const SHARDS = 64
@@ -155,5 +159,40 @@ describe("per-shard pacing with a full buffer", () => {
     const most = Math.max(...sentBytesAt.map((perMs) => busiestSecond(perMs)))
     assert.isAtMost(most, limit)
     assert.isAtLeast(most, 0.9 * limit)
+  })
+})
+
+describe("SecondLimit", () => {
+  it("room is the limit less what the last second was sent, and readyAt the first millisecond with room enough", () => {
+    // Checked against counting the last second by brute force, over random sends and restamps.
+    let seed = 42
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648
+    const perSecond = 1000
+    const limit = new SecondLimit(perSecond)
+    const sent: Array<{ at: number; amount: number }> = []
+    const inLastSecond = (now: number) => sent.filter((s) => s.at > now - 1000).reduce((sum, s) => sum + s.amount, 0)
+    let now = 0
+    let heldSince: number | undefined
+    for (let step = 0; step < 5000; step++) {
+      now += Math.floor(random() * 40)
+      limit.update(now)
+      assert.strictEqual(limit.room, perSecond - inLastSecond(now))
+      const need = 1 + Math.floor(random() * 300)
+      const ready = limit.readyAt(need, now)
+      assert.isAtLeast(ready, now)
+      assert.isAtLeast(perSecond - inLastSecond(ready), need)
+      if (ready > now) assert.isBelow(perSecond - inLastSecond(ready - 1), need)
+      if (limit.room >= need) {
+        limit.count(need, now)
+        sent.push({ at: now, amount: need })
+        heldSince ??= random() < 0.2 ? now : undefined
+      }
+      if (heldSince !== undefined && random() < 0.3) {
+        // A request held back since `heldSince` leaves now: what it took counts from now.
+        limit.restamp(heldSince, now)
+        for (const s of sent) if (s.at >= heldSince) s.at = now
+        heldSince = undefined
+      }
+    }
   })
 })
