@@ -169,8 +169,10 @@ export interface ProducerSettings {
    * Pace writes per predicted shard with token buckets that back off on throttling, and hold
    * every shard to `shardBytesPerSecond` and `shardRecordsPerSecond` within any one second (by
    * the time requests leave; a record larger than a second's bytes goes alone in its second).
-   * Requests can reach Kinesis closer together than they left: for headroom, set the limits a
-   * few percent under Kinesis's. Default `true`.
+   * The limits are this producer's, per shard of its shard map: producers writing to one stream
+   * share nothing, and until the map is refreshed after resharding, the shards predicted differ
+   * from Kinesis's. Requests can reach Kinesis closer together than they left: for headroom, set
+   * the limits a few percent under Kinesis's. Default `true`.
    */
   readonly rateLimit: boolean
   /** Write limit per shard, bytes per second. Default 1 MiB. */

@@ -35,13 +35,15 @@ const shardMap = Result.getOrThrow(ShardMap.fromShards(Array.from({ length: SHAR
  * The engine on a simulated clock (whole milliseconds, no real time): its buffer kept full with
  * records of `keys` partition keys and `dataBytes` bytes, every request answered `roundTripMs`
  * after it left, the dispatcher stepping when the engine asks to be woken or when its sleep ends,
- * as `Producer` drives it. Returns, per shard and millisecond of simulated time, the user records
- * stored, and the Kinesis records and their bytes (data and partition key, as Kinesis counts them)
- * sent.
+ * as `Producer` drives it. `roundTrip` may instead say, per request as it leaves, how long its
+ * answer takes and whether Kinesis refuses the request as a whole (asked when it answers).
+ * Returns, per shard and millisecond of simulated time, the user records stored, the Kinesis
+ * records and their bytes (data and partition key, as Kinesis counts them) sent, and the bytes
+ * written (sent in a request Kinesis did not refuse as a whole).
  */
 const simulate = (
   keys: number,
-  roundTripMs: number,
+  roundTrip: number | ((batch: EngineModule.Batch, t: number, engine: EngineModule.Engine) => Answer),
   durationMs: number,
   settings: Partial<ProducerSettings.ProducerSettings>,
   dataBytes = 100
@@ -52,20 +54,31 @@ const simulate = (
     new Recorder("s", Context.empty() as Context.Context<never>, () => 0),
     0
   )
-  const inFlight: Array<{ readonly batch: EngineModule.Batch; readonly sentAt: number }> = []
+  const inFlight: Array<{ readonly batch: EngineModule.Batch; readonly sentAt: number; readonly answer: Answer }> = []
   let t = 0
   const perMs = () => Array.from({ length: SHARDS }, () => new Array<number>(durationMs).fill(0))
   const storedAt = perMs()
   const sentRecordsAt = perMs()
   const sentBytesAt = perMs()
-  engine.launch = (batch) => {
-    inFlight.push({ batch, sentAt: t })
+  const writtenBytesAt = perMs()
+  const eachRecord = (batch: EngineModule.Batch, f: (shard: number, bytes: number) => void) => {
     for (let i = 0; i < batch.count; i++) {
-      const shard = shardIndex(batch.parts[i]!.shard!.info.shardId)
       const entry = batch.request[i]!
-      sentRecordsAt[shard]![t]!++
-      sentBytesAt[shard]![t]! += entry.Data!.byteLength + Buffer.byteLength(entry.PartitionKey!)
+      f(
+        shardIndex(batch.parts[i]!.shard!.info.shardId),
+        entry.Data!.byteLength + Buffer.byteLength(entry.PartitionKey!)
+      )
     }
+  }
+  engine.launch = (batch) => {
+    const answer = typeof roundTrip === "number" ? { delay: roundTrip } : roundTrip(batch, t, engine)
+    inFlight.push({ batch, sentAt: t, answer })
+    inFlight.sort((a, b) => a.sentAt + a.answer.delay - (b.sentAt + b.answer.delay))
+    eachRecord(batch, (shard, bytes) => {
+      sentRecordsAt[shard]![t]!++
+      sentBytesAt[shard]![t]! += bytes
+      writtenBytesAt[shard]![t]! += bytes
+    })
   }
   const routes = Array.from({ length: keys }, (_, k) => {
     const key = `key-${k}`
@@ -75,14 +88,24 @@ const simulate = (
   let offered = 0
   let wakeAt = 0
   for (; t < durationMs; t++) {
-    while (inFlight.length > 0 && inFlight[0]!.sentAt + roundTripMs <= t) {
-      const { batch } = inFlight.shift()!
-      engine.onResponse(
-        batch,
-        { Records: batch.parts.map((part) => ({ ShardId: part.shard!.info.shardId, SequenceNumber: "1" })) },
-        undefined,
-        t
-      )
+    while (inFlight.length > 0 && inFlight[0]!.sentAt + inFlight[0]!.answer.delay <= t) {
+      const { answer, batch, sentAt } = inFlight.shift()!
+      if (answer.refused?.() === true) {
+        eachRecord(batch, (shard, bytes) => writtenBytesAt[shard]![sentAt]! -= bytes)
+        engine.onResponse(
+          batch,
+          undefined,
+          { code: "InvalidArgument", message: "refused", retryable: false, cause: undefined },
+          t
+        )
+      } else {
+        engine.onResponse(
+          batch,
+          { Records: batch.parts.map((part) => ({ ShardId: part.shard!.info.shardId, SequenceNumber: "1" })) },
+          undefined,
+          t
+        )
+      }
     }
     for (;;) {
       const { key, route } = routes[offered % keys]!
@@ -102,7 +125,13 @@ const simulate = (
       }
     }
   }
-  return { storedAt, sentRecordsAt, sentBytesAt }
+  return { storedAt, sentRecordsAt, sentBytesAt, writtenBytesAt }
+}
+
+/** How long a simulated request's answer takes, and whether Kinesis refuses it as a whole. */
+interface Answer {
+  readonly delay: number
+  readonly refused?: () => boolean
 }
 
 const shardIndex = (shardId: string) => Number(shardId.slice("shardId-".length))
@@ -159,6 +188,67 @@ describe("per-shard pacing with a full buffer", () => {
     const most = Math.max(...sentBytesAt.map((perMs) => busiestSecond(perMs)))
     assert.isAtMost(most, limit)
     assert.isAtLeast(most, 0.9 * limit)
+  })
+})
+
+describe("per-shard limits on rarer paths", () => {
+  const limit = 100_000
+  const refusedFailure = (at: number, minRecords: number) => {
+    let refused = false
+    return (batch: EngineModule.Batch, t: number) => ({
+      delay: 50,
+      refused: () => {
+        if (refused || t < at || batch.count < minRecords) return false
+        return refused = true
+      }
+    })
+  }
+
+  it("a request Kinesis refuses as a whole: its halves count when they go, and what is written stays within the limit", () => {
+    const { writtenBytesAt } = simulate(200, refusedFailure(1500, 4), 4000, {
+      shardBytesPerSecond: limit,
+      bufferSize: 4000,
+      ordering: "unordered"
+    }, 5000)
+    assert.isAtMost(Math.max(...writtenBytesAt.map((perMs) => busiestSecond(perMs))), limit)
+  })
+
+  it("no aggregate is larger than a second's bytes", () => {
+    const small = 30_000
+    const { sentBytesAt } = simulate(
+      200,
+      5,
+      4000,
+      { shardBytesPerSecond: small, bufferSize: 4000, aggregate: true },
+      1000
+    )
+    assert.isAtMost(Math.max(...sentBytesAt.map((perMs) => busiestSecond(perMs))), small)
+  })
+
+  it("a request held back for over a second (its slots taken by slow split requests) counts when it goes", () => {
+    let refusedParts: Set<unknown> | undefined
+    const { writtenBytesAt } = simulate(
+      400,
+      (batch, t, engine) => {
+        // The halves of the refused request take 1.5 s to answer: they hold both slots, while a
+        // request is held back.
+        if (refusedParts?.has(batch.parts[0]) === true) return { delay: 1500 }
+        return {
+          delay: 5,
+          refused: () => {
+            const held = (engine as unknown as { readonly held: EngineModule.Batch | undefined }).held
+            if (refusedParts !== undefined || t < 2500 || batch.count < 2 || held === undefined) return false
+            refusedParts = new Set(batch.parts.slice(0, batch.count))
+            return true
+          }
+        }
+      },
+      6000,
+      { shardBytesPerSecond: limit, bufferSize: 800, ordering: "unordered", maxInFlightRequests: 2 },
+      5000
+    )
+    assert.isDefined(refusedParts)
+    assert.isAtMost(Math.max(...writtenBytesAt.map((perMs) => busiestSecond(perMs))), limit)
   })
 })
 

@@ -7,6 +7,7 @@ import { Entry, Extras } from "./entry.ts"
 import { KeyOrder, type KeyState } from "./keyOrder.ts"
 import type { KplMetrics } from "./kplMetrics.ts"
 import type { Recorder } from "./recorder.ts"
+import { SECOND_MS } from "./secondLimit.ts"
 import { type RateLimits, ShardState } from "./shardState.ts"
 
 export type PutRecordsRequestEntry = Parameters<Client.Client["Service"]["putRecords"]>[1][number]
@@ -225,9 +226,10 @@ export class Engine {
   readonly inFlightBatches = new Set<Batch>()
   /**
    * A partial request kept back because some shard's records wait for its bucket. Such a shard
-   * frees a record or so per millisecond, and a request per trickle (a PutRecords call costs as
-   * much CPU as a few hundred records) would make requests small exactly when the producer is
-   * busiest. It fills from later steps and leaves when it is full, when no shard is held back by
+   * frees a record or so per millisecond (one its one-second limit holds may free nothing for
+   * longer: then the hold only delays the others), and a request per trickle (a PutRecords call
+   * costs as much CPU as a few hundred records) would make requests small exactly when the
+   * producer is busiest. It fills from later steps and leaves when it is full, when no shard is held back by
    * its bucket any more, after `HOLD_MAX_MS`, or at close. Its records are neither pending nor in
    * flight (`abandon` fails them).
    */
@@ -480,7 +482,10 @@ export class Engine {
     this.expireDue(now)
     this.release()
     while (this.inFlight < settings.maxInFlightRequests && this.splits.length > 0) {
-      this.send(this.splits.shift()!, now)
+      const split = this.splits.shift()!
+      // Its request was refused whole and taken back (see `isolate`): it counts now, as it goes.
+      for (let i = 0; i < split.count; i++) split.parts[i]!.shard!.countAgain(split.parts[i]!.size, now)
+      this.send(split, now)
     }
     // Set when the due records wait out the linger time: then nothing is due before it ends
     // (new records wake the dispatcher anyway), however sendable they are.
@@ -508,8 +513,14 @@ export class Engine {
       }
       this.held = undefined
       if (wasHeld && this.limits.enabled) {
-        // Its records count against their shards' last second from now, when they go.
-        for (let i = 0; i < batch.count; i++) batch.parts[i]!.shard!.restamp(batch.heldSince, now)
+        // Its records count against their shards' last second from now, when they go. Held for a
+        // second or more (its slots taken by split requests), some counts aged out: all count again.
+        const aged = now - batch.heldSince >= SECOND_MS
+        for (let i = 0; i < batch.count; i++) {
+          const part = batch.parts[i]!
+          if (aged) part.shard!.countAgain(part.size, now)
+          else part.shard!.restamp(batch.heldSince, now)
+        }
       }
       this.send(batch, now)
     }
@@ -688,7 +699,9 @@ export class Engine {
     let entry: Entry | undefined = first
     // The aggregate fits in the request and in the shard's last second (see `ShardState.fits`).
     const requestRoom = maxBytes - batch.bytes
-    const shardRoom = shard.byteRoom()
+    // No aggregate is larger than a second's bytes, unless one record alone is (see `fits`).
+    const shardCap = shard.byteRoom()
+    const shardRoom = Math.min(shardCap, shard.bytesPerSecond)
     // While a whole aggregate fits in both, `add` alone decides (one size computation).
     const roomy = aggregator.maxBytes <= requestRoom && aggregator.maxBytes <= shardRoom
     let shardFull = 0
@@ -707,7 +720,7 @@ export class Engine {
       } else {
         const size = aggregator.sizeWith(entry)
         if (size > aggregator.maxBytes || size > requestRoom) break
-        if (size > shardRoom) {
+        if (size > shardRoom && (entries.length > 0 || size > shardCap)) {
           shardFull = size
           break
         }
@@ -760,8 +773,11 @@ export class Engine {
           part.shard!.kpl!.userRecordsPerKinesisRecord.add(part instanceof Entry ? 1 : part.entries.length)
         }
       }
-      if (f.code === INVALID_REQUEST) this.isolate(batch, f)
-      else {
+      if (f.code === INVALID_REQUEST) {
+        // Nothing of it was written: its shards' one-second counts are taken back.
+        for (const part of parts) part.shard!.refund(part.size, batch.sentAt, now)
+        this.isolate(batch, f)
+      } else {
         for (const part of parts) {
           this.retryPart(part, f, now)
           this.releasePart(part)
@@ -848,8 +864,10 @@ export class Engine {
    * about one record: the request is split in halves (an aggregate into two smaller ones) and
    * both are sent again, recursively, until the culprit is alone and fails with `RecordRejected`,
    * and its neighbours land. A record in n requests costs at most 2n − 1 requests this way. The
-   * split requests are not retries: they count no attempt, and take no more of the shard's rate
-   * budget (nothing of the rejected request was written).
+   * split requests are not retries: they count no attempt, and take no more of the shard's
+   * buckets (nothing of the rejected request was written). The rejected request's one-second
+   * counts are taken back (`onResponse`) and the halves count as they go (`step`); they go without
+   * waiting for room, which they find unless the answer took longer than a second.
    */
   private isolate(batch: Batch, failure: RequestFailure): void {
     const parts = batch.parts

@@ -1,5 +1,5 @@
 /** The window a limit per second holds over (ms). */
-const SECOND_MS = 1000
+export const SECOND_MS = 1000
 
 /**
  * One of a shard's hard write limits (its records or its bytes), as Kinesis states them: no
@@ -73,6 +73,22 @@ export class SecondLimit {
     for (; i >= this.head && log[i]! >= since; i -= 2) amount += log[i + 1]!
     log.length = i + 2
     log.push(now, amount)
+  }
+
+  /**
+   * Takes back `amount` counted at `at` (or moved later by `restamp`), if it is still in the log:
+   * nothing of a request Kinesis refused as a whole was written.
+   */
+  refund(amount: number, at: number, now: number): void {
+    if (at <= now - SECOND_MS) return
+    const log = this.log
+    let i = this.head
+    while (i < log.length && log[i]! < at) i += 2
+    if (i >= log.length) return
+    const taken = Math.min(amount, log[i + 1]!)
+    log[i + 1]! -= taken
+    this.sent -= taken
+    this.room += taken
   }
 
   /** When `room` reaches `need` (a whole second's worth at most) if nothing more is sent. */

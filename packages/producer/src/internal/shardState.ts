@@ -264,6 +264,29 @@ export class ShardState {
     this.byteLimit.count(bytes, now)
   }
 
+  /**
+   * Counts a Kinesis record of `bytes` against the one-second limits only, not the buckets: for
+   * the halves of a request Kinesis refused as a whole (see `Engine.isolate`), and a request held
+   * back for so long that its counts aged out.
+   */
+  countAgain(bytes: number, now: number): void {
+    if (!this.limits.enabled) return
+    this.recordLimit.count(1, now)
+    this.byteLimit.count(bytes, now)
+  }
+
+  /** Takes back a Kinesis record of `bytes` counted at `at`: Kinesis refused its request whole. */
+  refund(bytes: number, at: number, now: number): void {
+    if (!this.limits.enabled) return
+    this.recordLimit.refund(1, at, now)
+    this.byteLimit.refund(bytes, at, now)
+  }
+
+  /** The byte limit of one second (infinite with the limiter off). */
+  get bytesPerSecond(): number {
+    return this.limits.enabled ? this.limits.bytesPerSecond : Number.POSITIVE_INFINITY
+  }
+
   /** What was counted at `since` or later goes only `now` (a request held back meanwhile). */
   restamp(since: number, now: number): void {
     this.recordLimit.restamp(since, now)
