@@ -183,7 +183,7 @@ const plainShardLimit = (endpoint: string, seconds: number) =>
         busiestShardsShareOfLimit: rates.slice(0, 3).map((r) => r / 1000),
         // What the limiter promises: no shard gets more than its limit within any one second
         // (here by the arrival of requests at the server, a sliding window).
-        busiestSecondShareOfLimit: after.busiestSecond.records / 1000,
+        busiestSecondShareOfLimit: after.busiestSecond / 1000,
         eventLoopBusy: performance.eventLoopUtilization(elu).utilization,
         // Beside the event loop's busy share: busy near 100 % with well under a core means the
         // machine did not give the process its core.

@@ -484,7 +484,7 @@ export class Engine {
     while (this.inFlight < settings.maxInFlightRequests && this.splits.length > 0) {
       const split = this.splits.shift()!
       // Its request was refused whole and taken back (see `isolate`): it counts now, as it goes.
-      for (let i = 0; i < split.count; i++) split.parts[i]!.shard!.countAgain(split.parts[i]!.size, now)
+      if (this.limits.enabled) this.countSent(split, now)
       this.send(split, now)
     }
     // Set when the due records wait out the linger time: then nothing is due before it ends
@@ -515,12 +515,8 @@ export class Engine {
       if (wasHeld && this.limits.enabled) {
         // Its records count against their shards' last second from now, when they go. Held for a
         // second or more (its slots taken by split requests), some counts aged out: all count again.
-        const aged = now - batch.heldSince >= SECOND_MS
-        for (let i = 0; i < batch.count; i++) {
-          const part = batch.parts[i]!
-          if (aged) part.shard!.countAgain(part.size, now)
-          else part.shard!.restamp(batch.heldSince, now)
-        }
+        if (now - batch.heldSince >= SECOND_MS) this.countSent(batch, now)
+        else for (let i = 0; i < batch.count; i++) batch.parts[i]!.shard!.restamp(batch.heldSince, now)
       }
       this.send(batch, now)
     }
@@ -529,6 +525,11 @@ export class Engine {
     }
     if (this.pending > 0) sleep = Math.min(sleep, this.earliestDeadline() - now)
     return Math.max(0, sleep)
+  }
+
+  /** Counts `batch`'s Kinesis records against their shards' one-second limits (not the buckets). */
+  private countSent(batch: Batch, now: number): void {
+    for (let i = 0; i < batch.count; i++) batch.parts[i]!.shard!.countSent(batch.parts[i]!.size, now)
   }
 
   private send(batch: Batch, now: number): void {

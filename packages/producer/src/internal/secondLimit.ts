@@ -68,7 +68,6 @@ export class SecondLimit {
     const log = this.log
     let i = log.length - 2
     if (i < this.head || log[i]! < since) return
-    if (log[i] === now && (i === this.head || log[i - 2]! < since)) return
     let amount = 0
     for (; i >= this.head && log[i]! >= since; i -= 2) amount += log[i + 1]!
     log.length = i + 2

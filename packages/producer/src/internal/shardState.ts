@@ -259,17 +259,15 @@ export class ShardState {
   consume(bytes: number, now: number): void {
     this.bytesTokens -= bytes
     this.recordTokens -= 1
-    if (!this.limits.enabled) return
-    this.recordLimit.count(1, now)
-    this.byteLimit.count(bytes, now)
+    this.countSent(bytes, now)
   }
 
   /**
-   * Counts a Kinesis record of `bytes` against the one-second limits only, not the buckets: for
-   * the halves of a request Kinesis refused as a whole (see `Engine.isolate`), and a request held
-   * back for so long that its counts aged out.
+   * Counts a Kinesis record of `bytes` against the one-second limits only, not the buckets: as
+   * `consume` does, and for the halves of a request Kinesis refused as a whole (see
+   * `Engine.isolate`) and a request held back for so long that its counts aged out.
    */
-  countAgain(bytes: number, now: number): void {
+  countSent(bytes: number, now: number): void {
     if (!this.limits.enabled) return
     this.recordLimit.count(1, now)
     this.byteLimit.count(bytes, now)
