@@ -213,6 +213,55 @@ describe("per-shard limits on rarer paths", () => {
     assert.isAtMost(Math.max(...writtenBytesAt.map((perMs) => busiestSecond(perMs))), limit)
   })
 
+  it.each([
+    { name: "plain records", aggregate: false },
+    { name: "aggregates", aggregate: true }
+  ])("a request refused as a whole after more than a second: its halves wait for room ($name)", ({ aggregate }) => {
+    // Its counts aged out while it was out, so taking them back frees nothing: the halves go on
+    // top of what the shard was sent meanwhile unless they wait for room like any request.
+    let refusedAt = Number.POSITIVE_INFINITY
+    const refused = new Set<EntryModule.Entry>()
+    // Per shard, its refused records not sent again yet.
+    const unsent = new Map<unknown, number>()
+    let resent = 0
+    // Records of those shards sent after the refusal while some of their refused records wait.
+    let overtook = 0
+    const entriesOf = (batch: EngineModule.Batch) =>
+      batch.parts.slice(0, batch.count).flatMap((part) => part instanceof Entry ? [part] : part.entries)
+    const { writtenBytesAt } = simulate(
+      200,
+      (batch, t) => {
+        if (refused.size === 0 && t >= 1500 && batch.count >= 4) {
+          refusedAt = t + 1500
+          for (const entry of entriesOf(batch)) {
+            refused.add(entry)
+            unsent.set(entry.shard, (unsent.get(entry.shard) ?? 0) + 1)
+          }
+          return { delay: 1500, refused: () => true }
+        }
+        const entries = entriesOf(batch)
+        for (const entry of entries) {
+          if (!refused.has(entry) && t >= refusedAt && (unsent.get(entry.shard) ?? 0) > 0) overtook++
+        }
+        for (const entry of entries) {
+          if (refused.has(entry)) {
+            resent++
+            unsent.set(entry.shard, unsent.get(entry.shard)! - 1)
+          }
+        }
+        return { delay: 50 }
+      },
+      5000,
+      { shardBytesPerSecond: limit, bufferSize: 4000, ordering: "unordered", aggregate },
+      5000
+    )
+    assert.isAbove(refused.size, 0)
+    assert.isAtMost(Math.max(...writtenBytesAt.map((perMs) => busiestSecond(perMs))), limit)
+    // They do go, and their shards send nothing new before they have (or they could wait for good).
+    assert.strictEqual(resent, refused.size)
+    assert.strictEqual(overtook, 0)
+  })
+
   it("no aggregate is larger than a second's bytes", () => {
     const small = 30_000
     const { sentBytesAt } = simulate(

@@ -239,6 +239,8 @@ export class Engine {
    * Their records are neither pending nor in flight (`abandon` fails them).
    */
   private splits: Array<Batch> = []
+  /** The shards of a split request waiting for room in their last second (see `step`). */
+  private splitWaits: Set<ShardState> | undefined = undefined
   /** Set by `build`: a shard with due records was stopped by its bucket. */
   private bucketBlocked = false
   private waiters: Array<() => void> = []
@@ -481,10 +483,23 @@ export class Engine {
     const settings = this.settings
     this.expireDue(now)
     this.release()
+    this.splitWaits = undefined
     while (this.inFlight < settings.maxInFlightRequests && this.splits.length > 0) {
-      const split = this.splits.shift()!
-      // Its request was refused whole and taken back (see `isolate`): it counts now, as it goes.
-      if (this.limits.enabled) this.countSent(split, now)
+      const split = this.splits[0]!
+      if (this.limits.enabled) {
+        const at = this.roomAt(split, now)
+        if (at > now) {
+          // The shards of the splits waiting send nothing new until those go, or they could wait
+          // behind them for good.
+          const waits = this.splitWaits = new Set<ShardState>()
+          for (const waiting of this.splits) for (const part of waiting.parts) waits.add(part.shard!)
+          sleep = at - now
+          break
+        }
+        // Its request was refused whole and taken back (see `isolate`): it counts now, as it goes.
+        this.countSent(split, now)
+      }
+      this.splits.shift()
       this.send(split, now)
     }
     // Set when the due records wait out the linger time: then nothing is due before it ends
@@ -525,6 +540,23 @@ export class Engine {
     }
     if (this.pending > 0) sleep = Math.min(sleep, this.earliestDeadline() - now)
     return Math.max(0, sleep)
+  }
+
+  /** When every shard of `batch` has room for its records in its last second (`now` if they do). */
+  private roomAt(batch: Batch, now: number): number {
+    const need = new Map<ShardState, { records: number; bytes: number }>()
+    for (let i = 0; i < batch.count; i++) {
+      const part = batch.parts[i]!
+      const sum = need.get(part.shard!)
+      if (sum === undefined) need.set(part.shard!, { records: 1, bytes: part.size })
+      else {
+        sum.records++
+        sum.bytes += part.size
+      }
+    }
+    let at = now
+    for (const [shard, sum] of need) at = Math.max(at, shard.roomFor(sum.records, sum.bytes, now))
+    return at
   }
 
   /** Counts `batch`'s Kinesis records against their shards' one-second limits (not the buckets). */
@@ -571,7 +603,7 @@ export class Engine {
   private nextDue(now: number): number {
     let at = Number.POSITIVE_INFINITY
     for (const shard of this.shardList) {
-      if (shard.queued === 0 || this.waitsForAnswer(shard)) continue
+      if (shard.queued === 0 || this.waitsForAnswer(shard) || this.splitWaits?.has(shard) === true) continue
       const sendable = shard.oldest() !== undefined ? now : shard.nextRetryAt()
       at = Math.min(at, Math.max(sendable, this.limits.enabled ? shard.readyAt(now) : now))
     }
@@ -618,7 +650,7 @@ export class Engine {
     this.bucketBlocked = false
     for (let k = 0; k < n && !full; k++) {
       const shard = shards[(this.roundRobin + k) % n]!
-      if (shard.queued === 0 || this.waitsForAnswer(shard)) continue
+      if (shard.queued === 0 || this.waitsForAnswer(shard) || this.splitWaits?.has(shard) === true) continue
       shard.refill(now)
       if (!shard.canSend()) {
         if (shard.peek(now) !== undefined) this.bucketBlocked = true
@@ -867,8 +899,9 @@ export class Engine {
    * and its neighbours land. A record in n requests costs at most 2n − 1 requests this way. The
    * split requests are not retries: they count no attempt, and take no more of the shard's
    * buckets (nothing of the rejected request was written). The rejected request's one-second
-   * counts are taken back (`onResponse`) and the halves count as they go (`step`); they go without
-   * waiting for room, which they find unless the answer took longer than a second.
+   * counts are taken back (`onResponse`) and the halves count as they go (`step`). They wait for
+   * room in their shards' last second like any request (they find it at once unless the answer
+   * took longer than a second), and those shards send nothing new meanwhile.
    */
   private isolate(batch: Batch, failure: RequestFailure): void {
     const parts = batch.parts

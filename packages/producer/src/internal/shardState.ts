@@ -306,6 +306,17 @@ export class ShardState {
     )
   }
 
+  /**
+   * When `records` Kinesis records of `bytes` in all fit in the one-second limits (`now` if they
+   * do); more than a second's worth needs a whole second, as in `byteRoom`. Not the buckets.
+   */
+  roomFor(records: number, bytes: number, now: number): number {
+    if (!this.limits.enabled) return now
+    this.recordLimit.update(now)
+    this.byteLimit.update(now)
+    return Math.max(this.recordLimit.readyAt(records, now), this.byteLimit.readyAt(bytes, now))
+  }
+
   /** Kinesis throttled a record of this shard: cut the rate and pause until the buckets refill. */
   throttled(now: number): void {
     if (!this.limits.enabled) return
