@@ -15,6 +15,8 @@
  *
  * - `raw-sdk`: a plain AWS SDK loop, PutRecords of 500 records, 16 requests in flight — the baseline.
  *   Like the producer, it lists the shards once first (see `rawSdkLoop`).
+ * - `aggregation-loop`: a second baseline, the least an aggregating producer on this client does:
+ *   aggregate per shard and send, with nothing else (see `aggregationLoop`).
  * - `producer`, `producer-aggregated`: the producer writing the same 100-byte records
  *   (`produceChunk` of 500, 16 requests in flight), aggregation off and on.
  * - `producer-aggregated-offer`: the same with aggregation, fed with `offerAll` of 500 (fire and
@@ -44,7 +46,7 @@
  * is measured by `bench/producerMetrics.ts`, run with `npx tsc -b bench && node
  * build/bench-ts/producerMetrics.js`.
  */
-import { Client, Serde } from "@effect-kinesis/core"
+import { Aggregation, Client, HashKey, Serde } from "@effect-kinesis/core"
 import { Producer, ProducerMetrics } from "@effect-kinesis/producer"
 import { FaultProxy, KinesisEmulator, StreamFixtures } from "@effect-kinesis/testing"
 import { Effect, Layer, Ref } from "effect"
@@ -145,6 +147,71 @@ const producerOfferRun = (endpoint: string, total: number) =>
         yield* producer.offerAll(chunk)
       }
     })).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
+  )
+
+/** User records per request of the bare aggregation loop: about what the producer's requests hold here. */
+const LOOP_REQUEST_RECORDS = 12_800
+
+/**
+ * A second baseline: the least any aggregating producer on this client has to do. Each of
+ * `IN_FLIGHT` workers takes the next records, aggregates them per shard (KPL format, 51,200-byte
+ * aggregates, as the producer's default) and sends them in one PutRecords request through the same
+ * `Client`. Nothing else: no buffer, no retries, no per-key order, no limiter, no TTL, no result
+ * per record. What the producer costs beyond this is its bookkeeping.
+ */
+const aggregationLoop = (endpoint: string, total: number) =>
+  Effect.runPromise(
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      // The fake server's shards split the hash key space evenly (the producer lists them instead).
+      const span = (1n << 128n) / BigInt(SHARDS)
+      const shardOfKey = new Map<string, number>()
+      const shardOf = (key: string) => {
+        let shard = shardOfKey.get(key)
+        if (shard === undefined) shardOfKey.set(key, shard = Number(HashKey.fromPartitionKey(key) / span))
+        return shard
+      }
+      const aggregators = Array.from({ length: SHARDS }, (_, i) =>
+        Aggregation.makeAggregator({ explicitHashKey: (span * BigInt(i)).toString(), maxBytes: 51_200 }))
+      const entryOf = (aggregator: Aggregation.Aggregator) => {
+        const built = aggregator.build()!
+        aggregator.reset()
+        return built.explicitHashKey === undefined
+          ? { PartitionKey: built.partitionKey, Data: built.data }
+          : { PartitionKey: built.partitionKey, Data: built.data, ExplicitHashKey: built.explicitHashKey }
+      }
+      let next = 0
+      const worker = Effect.gen(function*() {
+        while (next < total) {
+          const start = next
+          const end = Math.min(total, start + LOOP_REQUEST_RECORDS)
+          next = end
+          const entries = []
+          const used: Array<number> = []
+          for (let i = start; i < end; i++) {
+            const r = record(i)
+            const shard = shardOf(r.partitionKey)
+            const aggregator = aggregators[shard]!
+            if (aggregator.count === 0) {
+              used.push(shard)
+            }
+            if (!aggregator.add(r)) {
+              entries.push(entryOf(aggregator))
+              aggregator.add(r)
+            }
+          }
+          for (const shard of used) {
+            entries.push(entryOf(aggregators[shard]!))
+          }
+          const out = yield* client.putRecords(STREAM, entries)
+          if ((out.FailedRecordCount ?? 0) > 0) {
+            throw new Error("unexpected failed records")
+          }
+        }
+      })
+      const workers = new Array<typeof worker>(IN_FLIGHT).fill(worker)
+      yield* Effect.all(workers, { concurrency: "unbounded", discard: true })
+    }).pipe(Effect.provide(Client.layer({ endpoint, region: "us-east-1", credentials, httpHandler: "http1" })))
   )
 
 // ---------------------------------------------------------------------------------------------------
@@ -252,9 +319,10 @@ const shardLimit = (seconds: number) =>
  */
 const only = process.env["BENCH_ONLY"]
 
-type Scenario = "raw-sdk" | "producer" | "producer-aggregated" | "producer-aggregated-offer"
+type Scenario = "raw-sdk" | "aggregation-loop" | "producer" | "producer-aggregated" | "producer-aggregated-offer"
 const scenarioNames: ReadonlyArray<Scenario> = [
   "raw-sdk",
+  "aggregation-loop",
   "producer",
   "producer-aggregated",
   "producer-aggregated-offer"
@@ -265,6 +333,8 @@ const runScenario = async (name: Scenario, endpoint: string): Promise<Measured> 
   const run = (n: number) =>
     name === "raw-sdk"
       ? rawSdkLoop(endpoint, n)
+      : name === "aggregation-loop"
+      ? aggregationLoop(endpoint, n)
       : name === "producer-aggregated-offer"
       ? producerOfferRun(endpoint, n)
       : producerRun(endpoint, n, name === "producer-aggregated")
