@@ -26,7 +26,7 @@ const summary: Reporter = {
 // then the files that must not share them, one at a time (`vitest.project.ts`).
 export default defineConfig({
   test: {
-    projects: ["packages/*", aloneProject],
+    projects: ["packages/*", "chaos", aloneProject],
     pool: "forks",
     maxWorkers: 2,
     reporters: ["default", summary]

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { analyze, type Disruption, type Incarnation, type Input } from "../../../chaos/analyze.ts"
-import type { AckLine, ProcessedLine } from "../../../chaos/protocol.ts"
+import { analyze, type Disruption, type Incarnation, type Input } from "./analyze.ts"
+import type { AckLine, ProcessedLine } from "./protocol.ts"
 
 // The chaos run's verdicts rest on these checks: each is shown to pass on a clean run and to fail
 // on the one thing it is there to catch.
