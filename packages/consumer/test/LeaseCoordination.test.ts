@@ -58,6 +58,68 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
       }))
   })
 
+  describe("creating leases", () => {
+    // A store answering after a few milliseconds, as DynamoDB does (a scan longer than a write),
+    // counting create calls.
+    const slowStore = (store: LeaseRepository.LeaseRepository["Service"], creates: { n: number }) => ({
+      ...store,
+      list: Effect.andThen(Effect.sleep("100 millis"), store.list),
+      create: (lease: Lease.Lease) =>
+        Effect.sleep("5 millis").pipe(
+          Effect.andThen(Effect.sync(() => creates.n++)),
+          Effect.andThen(store.create(lease))
+        )
+    })
+
+    it.effect("workers started together on an empty table create each lease about once, not once each", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 16 })
+        const store = yield* LeaseRepository.makeMemory()
+        const creates = { n: 0 }
+        const repository = slowStore(store, creates)
+        yield* put(streamName, records("a", 64))
+        // The take interval puts every worker's second shard sync well after the first.
+        const lease = { ...fastLeases, shardSyncInterval: "1 minute" } as const
+        const workers = yield* Effect.forEach(
+          ["w1", "w2", "w3", "w4", "w5", "w6"],
+          (workerId) => startWorker({ stream: streamName, workerId, repository, lease }),
+          { concurrency: "unbounded" }
+        )
+        yield* eventually(Effect.sync(() => dataOf(workers).size === 64), "30 seconds", "all 64 records")
+        expect(yield* Effect.map(store.list, (leases) => leases.length)).toBe(16)
+        // Every lease once, and at most one refused create per other worker (each listed the empty
+        // table, and stops creating at its first refusal: another worker creates the rest).
+        expect(creates.n).toBeLessThanOrEqual(16 + 5)
+      }))
+
+    it.effect("leases a creating worker never got to are created by the others at their next shard sync", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 8 })
+        const store = yield* LeaseRepository.makeMemory()
+        const creates = { n: 0 }
+        yield* put(streamName, records("a", 32))
+        // Each worker's creates stop answering after it created three (as a process that hangs or dies
+        // mid-way): the first creator leaves five, the others stopped at their refusal, and each
+        // next creator is found at a later shard sync, until all 8 exist.
+        const workers = yield* Effect.forEach(
+          ["w1", "w2", "w3"],
+          (workerId) => {
+            const slow = slowStore(store, creates)
+            let created = 0
+            const repository = {
+              ...slow,
+              create: (l: Lease.Lease) =>
+                created === 3 ? Effect.never : Effect.tap(slow.create(l), () => Effect.sync(() => created++))
+            }
+            return startWorker({ stream: streamName, workerId, repository })
+          },
+          { concurrency: "unbounded" }
+        )
+        yield* eventually(Effect.sync(() => dataOf(workers).size === 32), "30 seconds", "all 32 records")
+        expect(yield* Effect.map(store.list, (leases) => leases.length)).toBe(8)
+      }))
+  })
+
   describe("renewal", () => {
     it.effect("a worker keeps its leases past the expiry time by renewing them, with no records flowing", () =>
       Effect.gen(function*() {

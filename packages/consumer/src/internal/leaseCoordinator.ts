@@ -443,7 +443,8 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       })
     })
 
-  const createLease = (lease: Lease) =>
+  /** Creates `lease`; false when it exists already (another worker created it). */
+  const createLease = (lease: Lease): Effect.Effect<boolean, LeaseStoreError> =>
     repository.create(lease).pipe(
       Effect.andThen(logWith(Effect.logInfo, "lease created for a new shard", {
         shardId: lease.leaseKey,
@@ -455,8 +456,24 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         shardId: lease.leaseKey,
         parentShardIds: lease.parentShardIds
       })),
-      Effect.catchTag("LeaseExists", () => Effect.void)
+      Effect.as(true),
+      Effect.catchTag("LeaseExists", () => Effect.succeed(false))
     )
+
+  /**
+   * Creates the missing `leases` in the order the lineage lists them, until one exists already.
+   * Workers listing the table at about the same time (a fleet starting on an empty table) find the
+   * same leases missing, in the same order: a refused create means another worker is creating
+   * them, so this one leaves the rest to it, instead of every worker writing every lease (20
+   * workers over 1,000 shards: 19,975 creates for 1,000 leases). Whatever a creator that died
+   * mid-way left is created at the next shard sync.
+   */
+  const createMissing = (leases: ReadonlyArray<Lease>) =>
+    Effect.gen(function*() {
+      for (const lease of leases) {
+        if (!(yield* createLease(lease))) return
+      }
+    })
 
   const shardEnded = (o: OwnedLease, childShards: ReadonlyArray<ChildShard>) =>
     Effect.gen(function*() {
@@ -529,7 +546,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     }
     const lineage = ShardLineage.fromShards(shards, initialPosition, leases)
     existingShards = lineage.existing
-    yield* Effect.forEach(lineage.leasesToCreate, createLease, { discard: true })
+    yield* createMissing(lineage.leasesToCreate)
   })
 
   // --- taking --------------------------------------------------------------------------------
