@@ -65,7 +65,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
       ...store,
       list: Effect.andThen(Effect.sleep("100 millis"), store.list),
       create: (lease: Lease.Lease) =>
-        Effect.sleep("5 millis").pipe(
+        Effect.sleep("20 millis").pipe(
           Effect.andThen(Effect.sync(() => creates.n++)),
           Effect.andThen(store.create(lease))
         )
@@ -78,7 +78,7 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
         const creates = { n: 0 }
         const repository = slowStore(store, creates)
         yield* put(streamName, records("a", 64))
-        // The take interval puts every worker's second shard sync well after the first.
+        // A minute between shard syncs: each worker's first is the one counted.
         const lease = { ...fastLeases, shardSyncInterval: "1 minute" } as const
         const workers = yield* Effect.forEach(
           ["w1", "w2", "w3", "w4", "w5", "w6"],
@@ -87,9 +87,10 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
         )
         yield* eventually(Effect.sync(() => dataOf(workers).size === 64), "30 seconds", "all 64 records")
         expect(yield* Effect.map(store.list, (leases) => leases.length)).toBe(16)
-        // Every lease once, and at most one refused create per other worker (each listed the empty
-        // table, and stops creating at its first refusal: another worker creates the rest).
-        expect(creates.n).toBeLessThanOrEqual(16 + 5)
+        // Every worker creating every lease made 87-88 creates here; now 20-21: the first create
+        // decides, and a worker that listed the table later may still race one batch of creates
+        // (8 at a time) before its first refusal.
+        expect(creates.n).toBeLessThanOrEqual(16 + 5 * 8)
       }))
 
     it.effect("leases a creating worker never got to are created by the others at their next shard sync", () =>

@@ -138,6 +138,12 @@ export interface CoordinatorOptions {
 const noHolds: Holds = { paused: () => false, isStopped: () => false }
 
 /**
+ * Leases one worker creates at once. Created one at a time by one worker, the lease bench's fleet
+ * (20 workers, 1,000 shards, dynalite) took 93 s to start instead of 21 s.
+ */
+const CREATE_CONCURRENCY = 8
+
+/**
  * A log line with structured fields (annotations), so that a log shipper can filter on them.
  *
  * @internal
@@ -461,18 +467,26 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     )
 
   /**
-   * Creates the missing `leases` in the order the lineage lists them, until one exists already.
-   * Workers listing the table at about the same time (a fleet starting on an empty table) find the
-   * same leases missing, in the same order: a refused create means another worker is creating
-   * them, so this one leaves the rest to it, instead of every worker writing every lease (20
-   * workers over 1,000 shards: 19,975 creates for 1,000 leases). Whatever a creator that died
-   * mid-way left is created at the next shard sync.
+   * Creates the missing `leases` in the order the lineage lists them. Workers listing the table at
+   * about the same time (a fleet starting on an empty table) find the same leases missing, in the
+   * same order, so the first create decides: a worker refused it leaves the rest to the worker that
+   * made it, instead of every worker writing every lease (20 workers over 1,000 shards: 19,975
+   * creates for 1,000 leases). The one that made it creates the rest `CREATE_CONCURRENCY` at a
+   * time, stopping at a refusal too (a worker that listed later joined in). Whatever a creator that
+   * died mid-way left is created at the next shard sync.
    */
   const createMissing = (leases: ReadonlyArray<Lease>) =>
     Effect.gen(function*() {
-      for (const lease of leases) {
-        if (!(yield* createLease(lease))) return
-      }
+      if (leases.length === 0 || !(yield* createLease(leases[0]!))) return
+      let refused = false
+      yield* Effect.forEach(
+        leases.slice(1),
+        (lease) =>
+          refused ? Effect.void : Effect.map(createLease(lease), (created) => {
+            if (!created) refused = true
+          }),
+        { concurrency: CREATE_CONCURRENCY, discard: true }
+      )
     })
 
   const shardEnded = (o: OwnedLease, childShards: ReadonlyArray<ChildShard>) =>
