@@ -1,4 +1,5 @@
 import { type DiagnosticEvent, type Lease, LeaseRepository, ShardAssignment } from "@effect-kinesis/consumer"
+import { AdminClient } from "@effect-kinesis/core"
 import { StreamFixtures } from "@effect-kinesis/testing"
 import { describe, expect, layer } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Logger } from "effect"
@@ -91,6 +92,47 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
         // decides, and a worker that listed the table later may still race one batch of creates
         // (8 at a time) before its first refusal.
         expect(creates.n).toBeLessThanOrEqual(16 + 5 * 8)
+      }))
+
+    it.effect("a child shard's lease is never created before its parent's, also when the parent's create fails", () =>
+      Effect.gen(function*() {
+        const admin = yield* AdminClient.AdminClient
+        const { shards, streamName } = yield* StreamFixtures.stream({ shardCount: 2 })
+        // Listed: shard 0 (open), shard 1 (closed), its two children.
+        const parent = shards[1]!.shardId
+        yield* admin.splitShard(streamName, parent)
+        const store = yield* LeaseRepository.makeMemory()
+        const orphans: Array<string> = []
+        let failParent = true
+        const repository: LeaseRepository.LeaseRepository["Service"] = {
+          ...store,
+          create: (lease) =>
+            Effect.gen(function*() {
+              if (lease.leaseKey === parent && failParent) {
+                // Slower than the others' creates, and then it fails (say, a timeout).
+                failParent = false
+                yield* Effect.sleep("50 millis")
+                return yield* new LeaseRepository.LeaseStoreError({
+                  operation: "create",
+                  message: "timed out",
+                  retryable: true
+                })
+              }
+              yield* Effect.sleep("5 millis")
+              const created = yield* store.create(lease)
+              for (const p of lease.parentShardIds) {
+                if ((yield* store.get(p)) === undefined) orphans.push(`${lease.leaseKey} before ${p}`)
+              }
+              return created
+            })
+        }
+        yield* startWorker({ stream: streamName, workerId: "w", repository })
+        yield* eventually(
+          Effect.map(store.list, (leases) => leases.length === 4),
+          "20 seconds",
+          "all 4 leases"
+        )
+        expect(orphans).toEqual([])
       }))
 
     it.effect("leases a creating worker never got to are created by the others at their next shard sync", () =>

@@ -468,26 +468,30 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     )
 
   /**
-   * Creates the missing `leases` in the order the lineage lists them. Workers listing the table at
-   * about the same time (a fleet starting on an empty table) find the same leases missing, in the
-   * same order, so the first create decides: a worker refused it leaves the rest to the worker that
-   * made it, instead of every worker writing every lease (20 workers over 1,000 shards: 19,975
-   * creates for 1,000 leases). The one that made it creates the rest `CREATE_CONCURRENCY` at a
-   * time, stopping at a refusal too (a worker that listed later joined in). Whatever a creator that
-   * died mid-way left is created at the next shard sync.
+   * Creates the missing `leases`. Workers listing the table at about the same time (a fleet
+   * starting on an empty table) find the same leases missing, in the same order, so the first
+   * create decides: a worker refused it leaves the rest to the worker that made it, instead of every
+   * worker writing every lease (20 workers over 1,000 shards: 19,975 creates for 1,000 leases). The
+   * one that made it creates the rest `CREATE_CONCURRENCY` at a time, a wave of the lineage at a
+   * time (parents before children, see `creationWaves`), stopping at a refusal too (a worker that
+   * listed later joined in) or a failure. Whatever a creator that died mid-way left is created at
+   * the next shard sync.
    */
   const createMissing = (leases: ReadonlyArray<Lease>) =>
     Effect.gen(function*() {
-      if (leases.length === 0 || !(yield* createLease(leases[0]!))) return
+      if (leases.length === 0) return
+      const waves = ShardLineage.creationWaves(leases)
+      const [first, ...rest] = waves[0]!
+      if (!(yield* createLease(first!))) return
       let refused = false
-      yield* Effect.forEach(
-        leases.slice(1),
-        (lease) =>
-          refused ? Effect.void : Effect.map(createLease(lease), (created) => {
-            if (!created) refused = true
-          }),
-        { concurrency: CREATE_CONCURRENCY, discard: true }
-      )
+      const create = (lease: Lease) =>
+        refused ? Effect.void : Effect.map(createLease(lease), (created) => {
+          if (!created) refused = true
+        })
+      for (const wave of [rest, ...waves.slice(1)]) {
+        if (refused) return
+        yield* Effect.forEach(wave, create, { concurrency: CREATE_CONCURRENCY, discard: true })
+      }
     })
 
   const shardEnded = (o: OwnedLease, childShards: ReadonlyArray<ChildShard>) =>
@@ -559,7 +563,13 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
         Effect.catch((error) => Effect.logWarning(`deleting finished leases failed: ${error.message}`))
       )
     }
-    const lineage = ShardLineage.fromShards(shards, initialPosition, leases)
+    let lineage = ShardLineage.fromShards(shards, initialPosition, leases)
+    if (lineage.leasesToCreate.length > 0 && recent !== undefined) {
+      // Leases made since the take round's read (by this worker's own `shardEnded`, or another
+      // worker) would look missing, and a refused create ends the pass (`createMissing`): read afresh.
+      const fresh = new Map((yield* repository.list).map((lease) => [lease.leaseKey, lease]))
+      lineage = ShardLineage.fromShards(shards, initialPosition, fresh)
+    }
     existingShards = lineage.existing
     yield* createMissing(lineage.leasesToCreate)
   })

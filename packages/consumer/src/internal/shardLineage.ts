@@ -253,6 +253,34 @@ export const fromShards = (
 }
 
 /**
+ * `leases` (to be created) in waves: each lease in a wave after those of its parents among them,
+ * so that creating a wave at a time never makes a child's lease before its parent's (a reader
+ * would start the child, and the lineage then count the parent as read). Within a wave, the order
+ * of `leases`.
+ *
+ * @internal
+ */
+export const creationWaves = (leases: ReadonlyArray<Lease>): Array<Array<Lease>> => {
+  const byKey = new Map(leases.map((lease) => [lease.leaseKey, lease]))
+  const depth = new Map<string, number>()
+  const depthOf = (lease: Lease): number => {
+    let d = depth.get(lease.leaseKey)
+    if (d !== undefined) return d
+    d = 0
+    for (const parentId of lease.parentShardIds) {
+      const parent = byKey.get(parentId)
+      if (parent !== undefined) d = Math.max(d, depthOf(parent) + 1)
+    }
+    depth.set(lease.leaseKey, d)
+    return d
+  }
+  const waves: Array<Array<Lease>> = []
+  for (const lease of leases) (waves[depthOf(lease)] ??= []).push(lease)
+  // Depths are consecutive (a lease at depth d has a parent at d - 1): no wave is empty.
+  return waves
+}
+
+/**
  * A lease may be processed once each parent is checkpointed at `SHARD_END`, or no longer exists
  * (trimmed past retention, with no lease). A parent that exists without a lease is waited for:
  * its lease is about to be created. A lease that has started had its parents done already (their
