@@ -135,6 +135,33 @@ layer(KinesisLive, { excludeTestServices: true, timeout: "60 seconds" })("Lease 
         expect(orphans).toEqual([])
       }))
 
+    it.effect("a worker whose creates stopped at a refusal syncs again soon, not a shard sync interval later", () =>
+      Effect.gen(function*() {
+        const { streamName } = yield* StreamFixtures.stream({ shardCount: 8 })
+        const store = yield* LeaseRepository.makeMemory()
+        yield* put(streamName, records("a", 32))
+        // Another worker creates the first missing lease just before this one, then dies: this
+        // worker's first create is refused, and it leaves the rest to that worker.
+        let refused = 0
+        const repository: LeaseRepository.LeaseRepository["Service"] = {
+          ...store,
+          create: (lease) =>
+            refused > 0 ? store.create(lease) : Effect.andThen(store.create(lease), () => {
+              refused++
+              return Effect.fail(new LeaseRepository.LeaseExists({ leaseKey: lease.leaseKey }))
+            })
+        }
+        const worker = yield* startWorker({
+          stream: streamName,
+          workerId: "w1",
+          repository,
+          lease: { ...fastLeases, shardSyncInterval: "1 minute" }
+        })
+        yield* eventually(Effect.sync(() => dataOf([worker]).size === 32), "15 seconds", "all 32 records")
+        expect(refused).toBe(1)
+        expect(yield* Effect.map(store.list, (leases) => leases.length)).toBe(8)
+      }))
+
     it.effect("leases a creating worker never got to are created by the others at their next shard sync", () =>
       Effect.gen(function*() {
         const { streamName } = yield* StreamFixtures.stream({ shardCount: 8 })

@@ -475,25 +475,30 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
    * worker writing every lease (20 workers over 1,000 shards: 19,975 creates for 1,000 leases). The
    * one that made it creates the rest `CREATE_CONCURRENCY` at a time, a wave of the lineage at a
    * time (parents before children, see `creationWaves`), stopping at a refusal too (a worker that
-   * listed later joined in) or a failure. Whatever a creator that died mid-way left is created at
-   * the next shard sync.
+   * listed later joined in) or a failure. A pass that stopped at a refusal returns true: the next
+   * shard sync comes soon (`resyncSoon`), to create what the other worker did not (it may have
+   * died, or stopped at a refusal too).
    */
   const createMissing = (leases: ReadonlyArray<Lease>) =>
     Effect.gen(function*() {
-      if (leases.length === 0) return
+      if (leases.length === 0) return false
       const waves = ShardLineage.creationWaves(leases)
       const [first, ...rest] = waves[0]!
-      if (!(yield* createLease(first!))) return
+      if (!(yield* createLease(first!))) return true
       let refused = false
       const create = (lease: Lease) =>
         refused ? Effect.void : Effect.map(createLease(lease), (created) => {
           if (!created) refused = true
         })
       for (const wave of [rest, ...waves.slice(1)]) {
-        if (refused) return
+        if (refused) break
         yield* Effect.forEach(wave, create, { concurrency: CREATE_CONCURRENCY, discard: true })
       }
+      return refused
     })
+
+  /** Set by a shard sync whose lease creation stopped at a refusal (see `createMissing`). */
+  let resyncSoon = false
 
   const shardEnded = (o: OwnedLease, childShards: ReadonlyArray<ChildShard>) =>
     Effect.gen(function*() {
@@ -572,7 +577,7 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
       lineage = ShardLineage.fromShards(shards, initialPosition, fresh)
     }
     existingShards = lineage.existing
-    yield* createMissing(lineage.leasesToCreate)
+    resyncSoon = yield* createMissing(lineage.leasesToCreate)
   })
 
   // --- taking --------------------------------------------------------------------------------
@@ -1260,7 +1265,13 @@ export const make = Effect.fnUntraced(function*(options: CoordinatorOptions) {
     Effect.retry({ while: (e) => e.retryable, schedule: storeRetry, times: 5 })
   )
 
-  yield* Effect.raceFirst(Effect.sleep(settings.shardSyncInterval), Queue.take(syncNow)).pipe(
+  // After a pass that left leases to another worker, the next comes within one to two scan
+  // intervals instead of a shard sync interval: a fleet starting on an empty table is not kept
+  // waiting for leases whose creator stopped or died.
+  const untilNextSync = Effect.suspend(() =>
+    Effect.sleep(resyncSoon ? Duration.millis(scanMillis * (1 + Math.random())) : settings.shardSyncInterval)
+  )
+  yield* Effect.raceFirst(untilNextSync, Queue.take(syncNow)).pipe(
     // In leader mode the leader alone lists the shards (a shard ending here creates its children's leases).
     Effect.andThen(
       Effect.flatMap(
