@@ -182,7 +182,7 @@ export interface LeaseSettings {
    * look up only their own lease keys (`listOwnedKeys`, KCL 3.x's `LeaseOwnerToLeaseKeyIndex` on
    * DynamoDB: the table with its owner index, `leaseOwnerIndex: "create"`) every expiry. Reads of
    * the table then no longer grow with the number of workers (1,000 shards × 20 workers: about
-   * 1/35–1/50 of the reads, below KCL 3.x's), for a slower takeover of a dead worker's leases (31–52 s
+   * 1/34–1/50 of the reads, below KCL 3.x's), for a slower takeover of a dead worker's leases (31–52 s
    * at the default timing in our runs, against about 20 s; the leader's too). A worker holding
    * no lease (one joining) takes toward its share as in `"workers"` mode until it holds one. Needs
    * a store with `leaderLock` and `listOwnedKeys` (the in-memory and DynamoDB ones), else the
